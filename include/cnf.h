@@ -1,0 +1,254 @@
+/* cnf.h: the public API of cnf, continuous normalizing flows in C.
+ *
+ * A flow maps data x (time t0 = 0) to a base sample z (time T) through the
+ * ODE dz/dt = f(t, z; theta), integrated by SUNDIALS CVODE together with
+ * Delta, dDelta/dt = -tr(df/dz), Delta(0) = 0.  Then
+ *
+ *     log p(x) = log N(z(T); 0, I) - Delta(T).
+ *
+ * Several blocks compose, x -> block 1 -> ... -> block K -> z, and their
+ * Deltas add.  Sampling draws z ~ N(0, I) and integrates backward.
+ *
+ * Conventions: arrays are row-major with one sample per row; shapes are
+ * given as (B, D) for B samples of dimension D.  Functions return 0 on
+ * success and a negative CNF_E* code on error; the context then holds a
+ * message (cnf_ctx_errmsg).  Objects come in _create/_free pairs; every
+ * _free accepts NULL.  Nothing here prints or exits.
+ *
+ * The dynamics interface for user fields is in cnf_dynamics.h. */
+#ifndef CNF_H
+#define CNF_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+#define CNF_VERSION_MAJOR 0
+#define CNF_VERSION_MINOR 1
+#define CNF_VERSION_PATCH 0
+#define CNF_VERSION_STRING "0.1.0"
+
+/* ---- errors --------------------------------------------------------- */
+
+/* One table generates the enum, the names and the messages. */
+#define CNF_ERRORS(X)                                                    \
+  X(CNF_OK, 0, "success")                                                \
+  X(CNF_EINVAL, -1, "invalid argument")                                  \
+  X(CNF_ENOMEM, -2, "out of memory")                                     \
+  X(CNF_EDIM, -3, "dimension mismatch")                                  \
+  X(CNF_ESOLVER, -4, "ODE solver failed")                                \
+  X(CNF_ETOOMUCHWORK, -5, "ODE solver reached the maximum number of steps") \
+  X(CNF_EERRTEST, -6, "ODE solver failed the error test repeatedly")     \
+  X(CNF_ECONV, -7, "ODE solver failed to converge repeatedly")           \
+  X(CNF_ERHS, -8, "right-hand side evaluation failed")                   \
+  X(CNF_EIO, -9, "input/output error")                                   \
+  X(CNF_EFORMAT, -10, "malformed input")                                 \
+  X(CNF_ECORRUPT, -11, "damaged or truncated file")                      \
+  X(CNF_EVERSION, -12, "unsupported file version")                       \
+  X(CNF_ENONFINITE, -13, "non-finite value")                             \
+  X(CNF_EUNSUPPORTED, -14, "operation not supported by this field")
+
+enum {
+#define CNF_X_ENUM(name, code, msg) name = code,
+  CNF_ERRORS(CNF_X_ENUM)
+#undef CNF_X_ENUM
+};
+
+/* The message and the symbolic name of a status code ("CNF_EDIM").
+ * Unknown codes give "unknown error" and "CNF_E?". */
+const char *cnf_strerror(int status);
+const char *cnf_errname(int status);
+
+/* True for the codes that mean "the ODE solver gave up" (as opposed to bad
+ * input or a programming error): CNF_ESOLVER .. CNF_ERHS. */
+int cnf_is_solver_error(int status);
+
+/* ---- context -------------------------------------------------------- */
+
+/* A context holds the SUNDIALS context and the last error.  One per thread
+ * of use; objects created with a context keep a pointer to it and must be
+ * freed before it. */
+typedef struct cnf_ctx cnf_ctx;
+
+int cnf_ctx_create(cnf_ctx **out);
+void cnf_ctx_free(cnf_ctx *ctx);
+/* The last error's code (0 if none) and message ("" if none).  The message
+ * names the place and the reason, e.g. "data.csv:3:2: expected a number". */
+int cnf_ctx_errcode(const cnf_ctx *ctx);
+const char *cnf_ctx_errmsg(const cnf_ctx *ctx);
+void cnf_ctx_clear_error(cnf_ctx *ctx);
+
+/* ---- solver options and statistics ---------------------------------- */
+
+typedef enum cnf_trace {
+  CNF_TRACE_EXACT = 0,      /* D tangent columns, exact tr(df/dz) */
+  CNF_TRACE_GAUSS = 1,      /* Hutchinson, eps ~ N(0, I) */
+  CNF_TRACE_RADEMACHER = 2  /* Hutchinson, eps_i = +-1 */
+} cnf_trace;
+
+typedef enum cnf_method {
+  CNF_METHOD_ADAMS = 0,  /* Adams-Moulton + fixed-point iteration */
+  CNF_METHOD_BDF = 1     /* BDF + Newton/SPGMR with the field's J*v */
+} cnf_method;
+
+typedef struct cnf_options {
+  double rtol;          /* relative tolerance, default 1e-5 */
+  double atol;          /* absolute tolerance on z, default 1e-5 */
+  double atol_logp;     /* absolute tolerance on Delta; <= 0: same as atol */
+  long max_steps;       /* steps per solve before CNF_ETOOMUCHWORK, 20000 */
+  int max_order;        /* 0: the method's maximum (12 Adams, 5 BDF) */
+  double h_init;        /* first step size; 0: CVODE's estimate */
+  int max_nonlin_iters; /* fixed-point/Newton iterations per step, 3 */
+  cnf_method method;    /* default CNF_METHOD_ADAMS */
+  cnf_trace trace;      /* default CNF_TRACE_EXACT */
+  size_t probes;        /* Hutchinson probes per sample, default 1 */
+  size_t batch;         /* rows integrated as one ODE system; 0: all */
+} cnf_options;
+
+void cnf_options_default(cnf_options *opt);
+const char *cnf_trace_name(cnf_trace t);
+const char *cnf_method_name(cnf_method m);
+/* Parse "exact" / "gauss" / "rademacher" (and "adams" / "bdf").
+ * Return 0, or CNF_EINVAL for an unknown name. */
+int cnf_trace_parse(const char *s, cnf_trace *out);
+int cnf_method_parse(const char *s, cnf_method *out);
+
+/* Counters of the solves behind one call, summed over blocks and batches. */
+typedef struct cnf_stats {
+  long solves;       /* ODE solves */
+  long nfe;          /* right-hand side evaluations */
+  long nsteps;       /* accepted steps */
+  long netf;         /* error-test failures */
+  long nni;          /* nonlinear iterations */
+  long nncf;         /* nonlinear convergence failures */
+  long njtv;         /* Jacobian-times-vector products (BDF) */
+  long nli;          /* linear (Krylov) iterations (BDF) */
+  double last_h;     /* last step size of the last solve */
+} cnf_stats;
+
+void cnf_stats_clear(cnf_stats *st);
+void cnf_stats_add(cnf_stats *sum, const cnf_stats *st);
+
+/* ---- the MLP dynamics network --------------------------------------- */
+
+typedef enum cnf_layer {
+  CNF_LAYER_CONCATSQUASH = 0, /* y = (W x + b) * sigmoid(wg t + bg) + wb t */
+  CNF_LAYER_CONCAT = 1,       /* y = W x + wt t + b */
+  CNF_LAYER_IGNORE = 2        /* y = W x + b */
+} cnf_layer;
+
+typedef enum cnf_act {
+  CNF_ACT_TANH = 0,
+  CNF_ACT_SOFTPLUS = 1
+} cnf_act;
+
+#define CNF_MAX_HIDDEN 16
+
+/* The network f: D -> H_1 -> ... -> H_n -> D, an activation between
+ * layers and none after the last. */
+typedef struct cnf_mlp_config {
+  size_t dim;                     /* D */
+  size_t n_hidden;                /* n, 0..CNF_MAX_HIDDEN */
+  size_t hidden[CNF_MAX_HIDDEN];  /* H_1..H_n */
+  cnf_layer layer;
+  cnf_act act;
+} cnf_mlp_config;
+
+/* D-64-64-64-D, concatsquash, tanh (FFJORD's toy defaults). */
+void cnf_mlp_config_default(cnf_mlp_config *cfg, size_t dim);
+/* Parse "64-64-64" into cfg->hidden; "" or "0" gives no hidden layer. */
+int cnf_mlp_parse_hidden(cnf_mlp_config *cfg, const char *s);
+/* Write "64-64-64" into buf (always terminated).  Returns buf. */
+char *cnf_mlp_format_hidden(const cnf_mlp_config *cfg, char *buf, size_t n);
+const char *cnf_layer_name(cnf_layer l);
+const char *cnf_act_name(cnf_act a);
+int cnf_layer_parse(const char *s, cnf_layer *out);
+int cnf_act_parse(const char *s, cnf_act *out);
+/* Number of parameters P of one network; 0 for an invalid config. */
+size_t cnf_mlp_param_count(const cnf_mlp_config *cfg);
+
+/* ---- flows ---------------------------------------------------------- */
+
+typedef struct cnf_flow cnf_flow;
+
+/* A new flow of `blocks` MLP blocks, each with end time T > 0, parameters
+ * initialised as PyTorch's nn.Linear does (uniform in +-1/sqrt(fan_in)),
+ * drawn from `seed`; the same seed gives the same flow. */
+int cnf_flow_create(cnf_flow **out, cnf_ctx *ctx, const cnf_mlp_config *cfg,
+                    size_t blocks, double T, uint64_t seed);
+void cnf_flow_free(cnf_flow *flow);
+
+/* Model files: a versioned, checksummed format (docs/model-format.md).
+ * Save writes a temporary file, syncs it and renames it over `path`, so
+ * `path` is never half-written.  Load rejects damaged and truncated files
+ * with CNF_ECORRUPT and newer versions with CNF_EVERSION. */
+int cnf_flow_save(cnf_flow *flow, const char *path);
+int cnf_flow_load(cnf_flow **out, cnf_ctx *ctx, const char *path);
+
+size_t cnf_flow_dim(const cnf_flow *flow);
+size_t cnf_flow_blocks(const cnf_flow *flow);
+const cnf_mlp_config *cnf_flow_config(const cnf_flow *flow);
+/* All parameters, blocks one after another, each in the layout of
+ * docs/model-format.md.  The array is the flow's own: writes change the
+ * flow. */
+size_t cnf_flow_param_count(const cnf_flow *flow);
+double *cnf_flow_params(cnf_flow *flow);
+double cnf_flow_end_time(const cnf_flow *flow, size_t block);
+int cnf_flow_set_end_time(cnf_flow *flow, size_t block, double T);
+
+/* Seed the flow's random generator (GSL mt19937), which draws Hutchinson
+ * probes (once per solve, held fixed during it) and base samples. */
+void cnf_flow_seed(cnf_flow *flow, uint64_t seed);
+
+/* log p(x) for B points x (B, D) into logp (B).  st may be NULL; when
+ * given it is added to. */
+int cnf_flow_logp(cnf_flow *flow, const cnf_options *opt, size_t B,
+                  const double *x, double *logp, cnf_stats *st);
+
+/* x (B, D) -> z (B, D) and delta (B) = the sum of the blocks' Delta(T), so
+ * log p(x) = log N(z) - delta.  z may alias x. */
+int cnf_flow_encode(cnf_flow *flow, const cnf_options *opt, size_t B,
+                    const double *x, double *z, double *delta, cnf_stats *st);
+
+/* z (B, D) -> x (B, D) by integrating every block backward from its T to
+ * 0, and delta (B) = the sum of the blocks' Delta(0) (starting from 0 at
+ * T), so log p(x) = log N(z) + delta.  x may alias z. */
+int cnf_flow_decode(cnf_flow *flow, const cnf_options *opt, size_t B,
+                    const double *z, double *x, double *delta, cnf_stats *st);
+
+/* Draw B samples: z ~ N(0, I) from the flow's generator, decode, and give
+ * x (B, D) and log p(x) (B). */
+int cnf_flow_sample(cnf_flow *flow, const cnf_options *opt, size_t B,
+                    double *x, double *logp, cnf_stats *st);
+
+/* ---- data files ------------------------------------------------------ */
+
+/* Read a CSV file of numbers: one sample per row, comma-separated, an
+ * optional header row (a first row none of whose fields is a number).
+ * path "-" reads standard input.  On success *data (rows, cols) is
+ * allocated and must be released with cnf_free.  Errors (CNF_EIO,
+ * CNF_EFORMAT, CNF_ENONFINITE) name file, line and column: an empty file,
+ * a non-numeric field, a ragged row, NaN or Inf. */
+int cnf_csv_read(cnf_ctx *ctx, const char *path, double **data, size_t *rows,
+                 size_t *cols);
+
+/* Write a header row of names (cols) and rows of numbers with 17
+ * significant digits.  path NULL or "-" writes standard output; otherwise
+ * the file is written under a temporary name, synced and renamed, so it is
+ * never left half-written. */
+int cnf_csv_write(cnf_ctx *ctx, const char *path, const char *const *names,
+                  size_t rows, size_t cols, const double *data);
+
+/* Release memory the library allocated for the caller. */
+void cnf_free(void *p);
+
+/* log N(z; 0, I) of one point of dimension D. */
+double cnf_log_normal(const double *z, size_t D);
+
+#ifdef __cplusplus
+}
+#endif
+#endif /* CNF_H */

@@ -1,0 +1,131 @@
+/* cnf_dynamics.h: velocity fields f(t, z; theta) as an ops table, so the
+ * neural network, the analytic fields and a user's own field plug into the
+ * solver, the traces and (later) the adjoint the same way.
+ *
+ * All ops are batched: z is (B, D), one sample per row, and the field is
+ * applied to each row independently.  Tangent sets v are (K, B, D): K
+ * directions per sample, direction k of sample b at v[(k * B + b) * D].
+ * A NULL v means the K = D unit vectors e_k (v[k][b] = e_k for every b),
+ * which gives the exact trace; every implementation must accept it.
+ *
+ * Return codes follow CVODE's right-hand side contract: 0 on success, a
+ * positive value for a recoverable failure (the solver retries with a
+ * smaller step, e.g. after a non-finite value), a negative one for a fatal
+ * failure.  Ops must not allocate: CVODE calls them thousands of times per
+ * solve; size workspaces when the state is created. */
+#ifndef CNF_DYNAMICS_H
+#define CNF_DYNAMICS_H
+
+#include "cnf.h"
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+typedef struct cnf_dyn_type {
+  const char *name;
+
+  /* Required.  dz (B, D) = f(t, z). */
+  int (*f)(void *s, double t, size_t B, const double *z, const double *theta,
+           double *dz);
+
+  /* Optional.  dz = f(t, z) and div (B), div_b = sum_k v_kb . (J_b v_kb)
+   * with J_b = df/dz at row b; with v NULL, K = D and div is the exact
+   * trace.  No 1/K factor: callers average. */
+  int (*f_div)(void *s, double t, size_t B, size_t K, const double *z,
+               const double *theta, const double *v, double *dz,
+               double *div);
+
+  /* Optional.  dz = f(t, z) and jv (K, B, D), jv_kb = J_b v_kb.  The
+   * forward-mode tangent; dz may be NULL when only jv is wanted. */
+  int (*jvp)(void *s, double t, size_t B, size_t K, const double *z,
+             const double *theta, const double *v, double *dz, double *jv);
+
+  /* Optional.  One reverse sweep for the scalar
+   *     S = sum_b a_b . f_b + sum_b w_b div_b,
+   * div_b as in f_div.  Writes gz (B, D) = dS/dz and adds dS/dtheta to
+   * gth (P).  w == NULL drops the trace term (a plain vector-Jacobian
+   * product; v and K are then ignored); gth == NULL skips the parameter
+   * gradient. */
+  int (*vjp)(void *s, double t, size_t B, size_t K, const double *z,
+             const double *theta, const double *a, const double *w,
+             const double *v, double *gz, double *gth);
+
+  /* Optional.  Frees the state when the cnf_dyn that owns it is freed. */
+  void (*free)(void *s);
+} cnf_dyn_type;
+
+/* A field instance: a type, its state, the dimension D and the number of
+ * parameters P (0 for a fixed field), plus the solver workspace. */
+typedef struct cnf_dyn cnf_dyn;
+
+/* Wrap a user's state.  With own_state != 0, type->free(state) is called by
+ * cnf_dyn_free. */
+int cnf_dyn_create(cnf_dyn **out, cnf_ctx *ctx, const cnf_dyn_type *type,
+                   void *state, int own_state, size_t D, size_t P);
+void cnf_dyn_free(cnf_dyn *dyn);
+size_t cnf_dyn_dim(const cnf_dyn *dyn);
+size_t cnf_dyn_param_count(const cnf_dyn *dyn);
+const char *cnf_dyn_name(const cnf_dyn *dyn);
+
+/* The MLP of cnf.h.  theta layout: for each layer W (out, in), b (out),
+ * then wb, wg, bg (out each) for concatsquash or wt (out) for concat. */
+int cnf_dyn_mlp_create(cnf_dyn **out, cnf_ctx *ctx, const cnf_mlp_config *cfg);
+/* Fill theta (P) with the seeded nn.Linear-style initialisation. */
+int cnf_mlp_init_params(const cnf_mlp_config *cfg, uint64_t seed,
+                        double *theta);
+
+/* f = A z + b with theta = [A (D, D) row-major, b (D)]; P = D*D + D.
+ * x(t) = expm(t A) x0 + ..., tr J = tr A. */
+int cnf_dyn_linear_create(cnf_dyn **out, cnf_ctx *ctx, size_t D);
+
+/* The stiff cubic field f = -Q (Q^T z)^3 (elementwise cube), Q (D, D)
+ * orthogonal, copied; NULL means the identity.  No parameters.  With
+ * y0 = Q^T z0: y_i(t) = y0_i / sqrt(1 + 2 t y0_i^2) and
+ * int_0^t tr J = -(3/2) sum_i log(1 + 2 t y0_i^2). */
+int cnf_dyn_cubic_create(cnf_dyn **out, cnf_ctx *ctx, size_t D,
+                         const double *Q);
+
+/* ---- evaluation with fallbacks ---------------------------------------
+ * These use the type's op when it has one and otherwise compose one in
+ * this single place:
+ *   f_div: jvp + dot products; else vjp with a = v; else, for v == NULL
+ *          only, central differences of f (step 1e-6 (1 + |z_i|)).
+ *   jvp:   vjp cannot give J v, so central differences of f.
+ *   vjp:   without the op, CNF_EUNSUPPORTED.
+ * Scratch space is sized by cnf_dyn_reserve (called by the solvers). */
+int cnf_dyn_reserve(cnf_dyn *dyn, size_t B, size_t K);
+int cnf_dyn_f(cnf_dyn *dyn, double t, size_t B, const double *z,
+              const double *theta, double *dz);
+int cnf_dyn_f_div(cnf_dyn *dyn, double t, size_t B, size_t K,
+                  const double *z, const double *theta, const double *v,
+                  double *dz, double *div);
+int cnf_dyn_jvp(cnf_dyn *dyn, double t, size_t B, size_t K, const double *z,
+                const double *theta, const double *v, double *dz,
+                double *jv);
+int cnf_dyn_vjp(cnf_dyn *dyn, double t, size_t B, size_t K, const double *z,
+                const double *theta, const double *a, const double *w,
+                const double *v, double *gz, double *gth);
+
+/* Draw Hutchinson probes eps (K, B, D) from a seeded stream: Gaussian
+ * N(0, 1) or Rademacher +-1 entries.  `trace` must not be exact. */
+int cnf_probes_draw(cnf_trace trace, uint64_t seed, size_t K, size_t B,
+                    size_t D, double *eps);
+
+/* Integrate one block's augmented state (z, Delta) from t0 to t1 (either
+ * direction): dz/dt = f, dDelta/dt = -div with div the exact trace
+ * (eps == NULL) or the Hutchinson mean over the K probes eps (K, B, D),
+ * held fixed for the whole solve.  z (B, D) and delta (B) are updated in
+ * place.  st may be NULL; when given it is added to.  Solver failures
+ * return CNF_ETOOMUCHWORK, CNF_EERRTEST, CNF_ECONV, CNF_ERHS or
+ * CNF_ESOLVER, with CVODE's flag name and the statistics in the context's
+ * message. */
+int cnf_dyn_solve(cnf_dyn *dyn, const double *theta, const cnf_options *opt,
+                  double t0, double t1, size_t B, size_t K,
+                  const double *eps, double *z, double *delta,
+                  cnf_stats *st);
+
+#ifdef __cplusplus
+}
+#endif
+#endif /* CNF_DYNAMICS_H */

@@ -1,0 +1,308 @@
+/* dyn.c: field instances, the one place where missing ops fall back on
+ * the ones a field has, Hutchinson probes, and the augmented (z, Delta)
+ * system integrated by the ode layer.
+ *
+ * Augmented system of one block, B samples, N = B D + B unknowns:
+ *
+ *     dz_b/dt     = f(t, z_b)
+ *     dDelta_b/dt = -div_b,   div_b = tr J_b            (exact), or
+ *                             (1/K) sum_k eps_kb . J_b eps_kb (Hutchinson)
+ *
+ * Its Jacobian-times-vector for BDF's Newton iteration is
+ * [J v_z ; 0]: the Delta rows' dependence on z is left out.  Nothing
+ * depends on Delta, so Newton still converges (as a modified Newton
+ * iteration); only the step's error estimate decides accuracy. */
+#include <float.h>
+#include <math.h>
+#include <string.h>
+
+#include <gsl/gsl_randist.h>
+#include <gsl/gsl_rng.h>
+
+#include "dyn_impl.h"
+
+int cnf_dyn_create(cnf_dyn **out, cnf_ctx *ctx, const cnf_dyn_type *type,
+                   void *state, int own_state, size_t D, size_t P) {
+  if (out == NULL) return CNF_ERROR(ctx, CNF_EINVAL, "dyn: out is NULL");
+  *out = NULL;
+  if (ctx == NULL || type == NULL || type->f == NULL || D == 0)
+    return CNF_ERROR(ctx, CNF_EINVAL,
+                     "dyn: need a context, a type with an f op and D > 0");
+  cnf_dyn *d = cnf__calloc(1, sizeof *d);
+  if (d == NULL) return CNF_ERROR(ctx, CNF_ENOMEM, "dyn: out of memory");
+  d->type = type;
+  d->state = state;
+  d->own_state = own_state;
+  d->D = D;
+  d->P = P;
+  d->ctx = ctx;
+  *out = d;
+  return 0;
+}
+
+static void free_scratch(cnf_dyn *d) {
+  cnf__free(d->jv);
+  cnf__free(d->zp);
+  cnf__free(d->fp);
+  cnf__free(d->fm);
+  cnf__free(d->y);
+  cnf__free(d->atol);
+  d->jv = d->zp = d->fp = d->fm = d->y = d->atol = NULL;
+  d->res_B = d->res_K = 0;
+}
+
+void cnf_dyn_free(cnf_dyn *d) {
+  if (d == NULL) return;
+  if (d->own_state && d->type->free != NULL) d->type->free(d->state);
+  free_scratch(d);
+  cnf__ode_free(d->ode);
+  cnf__free(d);
+}
+
+size_t cnf_dyn_dim(const cnf_dyn *d) { return d ? d->D : 0; }
+size_t cnf_dyn_param_count(const cnf_dyn *d) { return d ? d->P : 0; }
+const char *cnf_dyn_name(const cnf_dyn *d) {
+  return d && d->type->name ? d->type->name : "?";
+}
+
+int cnf_dyn_reserve(cnf_dyn *d, size_t B, size_t K) {
+  if (d == NULL || B == 0) return CNF_EINVAL;
+  if (B <= d->res_B && K <= d->res_K) return 0;
+  if (B < d->res_B) B = d->res_B;
+  if (K < d->res_K) K = d->res_K;
+  free_scratch(d);
+  const size_t BD = B * d->D, N = BD + B;
+  d->jv = cnf__dalloc(d->ctx, (K > 0 ? K : 1) * BD);
+  d->zp = cnf__dalloc(d->ctx, BD);
+  d->fp = cnf__dalloc(d->ctx, BD);
+  d->fm = cnf__dalloc(d->ctx, BD);
+  d->y = cnf__dalloc(d->ctx, N);
+  d->atol = cnf__dalloc(d->ctx, N);
+  if (!d->jv || !d->zp || !d->fp || !d->fm || !d->y || !d->atol) {
+    free_scratch(d);
+    return CNF_ENOMEM;
+  }
+  d->res_B = B;
+  d->res_K = K;
+  return 0;
+}
+
+/* ---- fallbacks ------------------------------------------------------- */
+
+/* Direction k of sample b: v[k][b], or e_k when v is NULL. */
+static void direction(const double *v, size_t k, size_t b, size_t B, size_t D,
+                      double *out) {
+  if (v != NULL) {
+    memcpy(out, v + (k * B + b) * D, D * sizeof(double));
+  } else {
+    memset(out, 0, D * sizeof(double));
+    out[k] = 1.0;
+  }
+}
+
+/* The step of the central difference along direction u at point zb:
+ * cbrt(eps) (1 + |zb|_inf) / |u|_inf, 0 for a zero direction. */
+static double fd_step(const double *zb, const double *u, size_t D) {
+  double zn = 0.0, un = 0.0;
+  for (size_t i = 0; i < D; i++) {
+    zn = fmax(zn, fabs(zb[i]));
+    un = fmax(un, fabs(u[i]));
+  }
+  return un > 0 ? cbrt(DBL_EPSILON) * (1.0 + zn) / un : 0.0;
+}
+
+/* z + s h_b u_b for every sample b into zp (s = +1 or -1), u in fm. */
+static void fd_point(cnf_dyn *d, size_t B, const double *z, double s) {
+  const size_t D = d->D;
+  for (size_t b = 0; b < B; b++) {
+    const double *zb = z + b * D, *ub = d->fm + b * D;
+    double h = fd_step(zb, ub, D);
+    for (size_t i = 0; i < D; i++) d->zp[b * D + i] = zb[i] + s * h * ub[i];
+  }
+}
+
+/* jv_k = J v_k by central differences of f along v_k, one direction at a
+ * time.  Uses zp, fp and fm. */
+static int fd_jvp(cnf_dyn *d, double t, size_t B, size_t K, const double *z,
+                  const double *theta, const double *v, double *jv) {
+  const size_t D = d->D;
+  for (size_t k = 0; k < K; k++) {
+    double *out = jv + k * B * D;
+    for (size_t b = 0; b < B; b++) direction(v, k, b, B, D, d->fm + b * D);
+    fd_point(d, B, z, +1.0);
+    int rc = d->type->f(d->state, t, B, d->zp, theta, d->fp);
+    if (rc != 0) return rc;
+    fd_point(d, B, z, -1.0);
+    rc = d->type->f(d->state, t, B, d->zp, theta, out);
+    if (rc != 0) return rc;
+    for (size_t b = 0; b < B; b++) {
+      double h = fd_step(z + b * D, d->fm + b * D, D);
+      for (size_t i = 0; i < D; i++)
+        out[b * D + i] = h > 0 ? (d->fp[b * D + i] - out[b * D + i]) / (2.0 * h) : 0.0;
+    }
+  }
+  return 0;
+}
+
+int cnf_dyn_f(cnf_dyn *d, double t, size_t B, const double *z,
+              const double *theta, double *dz) {
+  return d->type->f(d->state, t, B, z, theta, dz);
+}
+
+int cnf_dyn_jvp(cnf_dyn *d, double t, size_t B, size_t K, const double *z,
+                const double *theta, const double *v, double *dz,
+                double *jv) {
+  if (v == NULL && K != d->D) return CNF_EINVAL;
+  if (d->type->jvp != NULL)
+    return d->type->jvp(d->state, t, B, K, z, theta, v, dz, jv);
+  if (cnf_dyn_reserve(d, B, 0) != 0) return CNF_ENOMEM;
+  if (dz != NULL) {
+    int rc = d->type->f(d->state, t, B, z, theta, dz);
+    if (rc != 0) return rc;
+  }
+  return fd_jvp(d, t, B, K, z, theta, v, jv);
+}
+
+int cnf_dyn_f_div(cnf_dyn *d, double t, size_t B, size_t K, const double *z,
+                  const double *theta, const double *v, double *dz,
+                  double *div) {
+  const size_t D = d->D;
+  if (v == NULL && K != D) return CNF_EINVAL;
+  if (d->type->f_div != NULL)
+    return d->type->f_div(d->state, t, B, K, z, theta, v, dz, div);
+  if (cnf_dyn_reserve(d, B, K) != 0) return CNF_ENOMEM;
+  int rc;
+  for (size_t b = 0; b < B; b++) div[b] = 0.0;
+  if (d->type->jvp != NULL || d->type->vjp == NULL) {
+    /* J v by the field's tangent, or by differences of f */
+    rc = cnf_dyn_jvp(d, t, B, K, z, theta, v, dz, d->jv);
+    if (rc != 0) return rc;
+    for (size_t k = 0; k < K; k++)
+      for (size_t b = 0; b < B; b++) {
+        const double *jvb = d->jv + (k * B + b) * D;
+        if (v == NULL) {
+          div[b] += jvb[k];
+        } else {
+          const double *vb = v + (k * B + b) * D;
+          for (size_t i = 0; i < D; i++) div[b] += vb[i] * jvb[i];
+        }
+      }
+    return 0;
+  }
+  /* v^T J by the reverse sweep, one direction at a time */
+  rc = d->type->f(d->state, t, B, z, theta, dz);
+  if (rc != 0) return rc;
+  for (size_t k = 0; k < K; k++) {
+    for (size_t b = 0; b < B; b++) direction(v, k, b, B, D, d->zp + b * D);
+    rc = d->type->vjp(d->state, t, B, 0, z, theta, d->zp, NULL, NULL, d->fp, NULL);
+    if (rc != 0) return rc;
+    for (size_t b = 0; b < B; b++)
+      for (size_t i = 0; i < D; i++) div[b] += d->zp[b * D + i] * d->fp[b * D + i];
+  }
+  return 0;
+}
+
+int cnf_dyn_vjp(cnf_dyn *d, double t, size_t B, size_t K, const double *z,
+                const double *theta, const double *a, const double *w,
+                const double *v, double *gz, double *gth) {
+  if (d->type->vjp == NULL)
+    return CNF_ERROR(d->ctx, CNF_EUNSUPPORTED,
+                     "field '%s' has no vector-Jacobian product (vjp op)",
+                     cnf_dyn_name(d));
+  if (w != NULL && v == NULL && K != d->D) return CNF_EINVAL;
+  return d->type->vjp(d->state, t, B, K, z, theta, a, w, v, gz, gth);
+}
+
+/* ---- probes ---------------------------------------------------------- */
+
+int cnf_probes_draw(cnf_trace trace, uint64_t seed, size_t K, size_t B,
+                    size_t D, double *eps) {
+  if (eps == NULL || trace == CNF_TRACE_EXACT) return CNF_EINVAL;
+  gsl_rng *r = gsl_rng_alloc(gsl_rng_mt19937);
+  if (r == NULL) return CNF_ENOMEM;
+  gsl_rng_set(r, cnf__seed32(seed));
+  const size_t n = K * B * D;
+  if (trace == CNF_TRACE_GAUSS) {
+    for (size_t i = 0; i < n; i++) eps[i] = gsl_ran_gaussian_ziggurat(r, 1.0);
+  } else {
+    for (size_t i = 0; i < n; i++) eps[i] = gsl_rng_uniform_int(r, 2) ? 1.0 : -1.0;
+  }
+  gsl_rng_free(r);
+  return 0;
+}
+
+/* ---- the augmented system -------------------------------------------- */
+
+typedef struct aug {
+  cnf_dyn *dyn;
+  const double *theta;
+  size_t B, K;
+  const double *eps; /* (K, B, D) or NULL for the exact trace */
+  double scale;      /* 1/K for Hutchinson, 1 for the exact trace */
+} aug;
+
+static int aug_rhs(double t, const double *y, double *ydot, void *user) {
+  aug *a = user;
+  const size_t BD = a->B * a->dyn->D;
+  double *div = ydot + BD;
+  int rc = cnf_dyn_f_div(a->dyn, t, a->B, a->K, y, a->theta, a->eps, ydot, div);
+  if (rc != 0) return rc;
+  for (size_t b = 0; b < a->B; b++) div[b] *= -a->scale;
+  return 0;
+}
+
+static int aug_jtv(double t, const double *y, const double *fy,
+                   const double *v, double *jv, void *user) {
+  (void)fy;
+  aug *a = user;
+  const size_t BD = a->B * a->dyn->D;
+  int rc = cnf_dyn_jvp(a->dyn, t, a->B, 1, y, a->theta, v, NULL, jv);
+  if (rc != 0) return rc;
+  memset(jv + BD, 0, a->B * sizeof(double));
+  return 0;
+}
+
+int cnf_dyn_solve(cnf_dyn *d, const double *theta, const cnf_options *opt,
+                  double t0, double t1, size_t B, size_t K, const double *eps,
+                  double *z, double *delta, cnf_stats *st) {
+  if (d == NULL || opt == NULL || z == NULL || delta == NULL || B == 0)
+    return CNF_ERROR(d ? d->ctx : NULL, CNF_EINVAL, "solve: bad arguments");
+  if (d->P > 0 && theta == NULL)
+    return CNF_ERROR(d->ctx, CNF_EINVAL, "solve: field '%s' needs parameters",
+                     cnf_dyn_name(d));
+  if (eps == NULL) K = d->D;
+  if (K == 0) return CNF_ERROR(d->ctx, CNF_EINVAL, "solve: zero probes");
+  const size_t BD = B * d->D, N = BD + B;
+  int rc = cnf_dyn_reserve(d, B, K);
+  if (rc != 0) return CNF_ERROR(d->ctx, CNF_ENOMEM, "solve: out of memory for %zu samples", B);
+  if (d->ode != NULL && cnf__ode_size(d->ode) != N) {
+    cnf__ode_free(d->ode);
+    d->ode = NULL;
+  }
+  if (d->ode == NULL) {
+    rc = cnf__ode_create(&d->ode, d->ctx, N);
+    if (rc != 0) return rc;
+  }
+  memcpy(d->y, z, BD * sizeof(double));
+  memcpy(d->y + BD, delta, B * sizeof(double));
+  double atol_logp = opt->atol_logp > 0 ? opt->atol_logp : opt->atol;
+  for (size_t i = 0; i < BD; i++) d->atol[i] = opt->atol;
+  for (size_t i = BD; i < N; i++) d->atol[i] = atol_logp;
+
+  aug a = {d, theta, B, K, eps, eps != NULL ? 1.0 / (double)K : 1.0};
+  cnf_ode_opts o = {
+      .method = opt->method,
+      .rtol = opt->rtol,
+      .atol = opt->atol,
+      .atol_vec = d->atol,
+      .max_steps = opt->max_steps,
+      .max_order = opt->max_order,
+      .h_init = opt->h_init,
+      .max_nonlin_iters = opt->max_nonlin_iters,
+  };
+  rc = cnf__ode_solve(d->ode, &o, aug_rhs, aug_jtv, &a, t0, t1, d->y, st);
+  if (rc != 0) return rc;
+  memcpy(z, d->y, BD * sizeof(double));
+  memcpy(delta, d->y + BD, B * sizeof(double));
+  return 0;
+}

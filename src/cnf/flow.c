@@ -1,0 +1,235 @@
+/* flow.c: flows of stacked MLP blocks: log-density, encode, decode, sample.
+ *
+ * Block k maps its input at t = 0 to its output at t = T_k; the data x
+ * enters block 1 and z leaves block K.  With Delta_k the change of log
+ * density of block k (dDelta/dt = -tr J, Delta(0) = 0):
+ *
+ *     log p(x) = log N(z; 0, I) - sum_k Delta_k(T_k).
+ *
+ * Decoding runs the blocks in reverse, each from T_k back to 0 starting at
+ * Delta = 0, so that log p(x) = log N(z) + sum_k Delta_k(0).  Since nothing
+ * depends on Delta, one running Delta is carried through all blocks.
+ *
+ * Hutchinson probes are drawn for each block solve from a seed taken from
+ * the flow's generator, and held fixed during that solve. */
+#include <math.h>
+#include <stdio.h>
+#include <string.h>
+
+#include <gsl/gsl_randist.h>
+
+#include "flow_impl.h"
+
+int cnf__flow_alloc(cnf_flow **out, cnf_ctx *ctx, const cnf_mlp_config *cfg,
+                    size_t blocks) {
+  if (out == NULL) return CNF_ERROR(ctx, CNF_EINVAL, "flow: out is NULL");
+  *out = NULL;
+  if (ctx == NULL || cfg == NULL || blocks == 0 || blocks > 1000)
+    return CNF_ERROR(ctx, CNF_EINVAL, "flow: need a context, a network "
+                     "configuration and 1..1000 blocks");
+  size_t P = cnf_mlp_param_count(cfg);
+  if (P == 0) return CNF_ERROR(ctx, CNF_EINVAL, "flow: invalid network configuration");
+  cnf_flow *f = cnf__calloc(1, sizeof *f);
+  if (f == NULL) return CNF_ERROR(ctx, CNF_ENOMEM, "flow: out of memory");
+  f->ctx = ctx;
+  f->cfg = *cfg;
+  f->blocks = blocks;
+  f->P = P;
+  f->T = cnf__dalloc(ctx, blocks);
+  f->theta = cnf__dalloc(ctx, blocks * P);
+  f->rng = f->T && f->theta ? gsl_rng_alloc(gsl_rng_mt19937) : NULL;
+  int rc = f->rng ? cnf_dyn_mlp_create(&f->dyn, ctx, cfg) : CNF_ENOMEM;
+  if (rc != 0) {
+    cnf_flow_free(f);
+    return rc == CNF_ENOMEM ? CNF_ERROR(ctx, CNF_ENOMEM, "flow: out of memory") : rc;
+  }
+  for (size_t k = 0; k < blocks; k++) f->T[k] = 1.0;
+  gsl_rng_set(f->rng, cnf__seed32(0));
+  *out = f;
+  return 0;
+}
+
+int cnf_flow_create(cnf_flow **out, cnf_ctx *ctx, const cnf_mlp_config *cfg,
+                    size_t blocks, double T, uint64_t seed) {
+  if (!(T > 0.0) || !isfinite(T)) {
+    if (out) *out = NULL;
+    return CNF_ERROR(ctx, CNF_EINVAL, "flow: end time T must be positive and finite (got %g)", T);
+  }
+  int rc = cnf__flow_alloc(out, ctx, cfg, blocks);
+  if (rc != 0) return rc;
+  cnf_flow *f = *out;
+  for (size_t k = 0; k < blocks; k++) {
+    f->T[k] = T;
+    /* block k's parameters from a seed derived from (seed, k) */
+    rc = cnf_mlp_init_params(cfg, seed * 1000003ULL + k, f->theta + k * f->P);
+    if (rc != 0) {
+      cnf_flow_free(f);
+      *out = NULL;
+      return CNF_ERROR(ctx, rc, "flow: parameter initialisation failed");
+    }
+  }
+  cnf_flow_seed(f, seed);
+  return 0;
+}
+
+void cnf_flow_free(cnf_flow *f) {
+  if (f == NULL) return;
+  cnf_dyn_free(f->dyn);
+  if (f->rng) gsl_rng_free(f->rng);
+  cnf__free(f->T);
+  cnf__free(f->theta);
+  cnf__free(f->eps);
+  cnf__free(f);
+}
+
+size_t cnf_flow_dim(const cnf_flow *f) { return f->cfg.dim; }
+size_t cnf_flow_blocks(const cnf_flow *f) { return f->blocks; }
+const cnf_mlp_config *cnf_flow_config(const cnf_flow *f) { return &f->cfg; }
+size_t cnf_flow_param_count(const cnf_flow *f) { return f->blocks * f->P; }
+double *cnf_flow_params(cnf_flow *f) { return f->theta; }
+
+double cnf_flow_end_time(const cnf_flow *f, size_t k) {
+  return k < f->blocks ? f->T[k] : NAN;
+}
+
+int cnf_flow_set_end_time(cnf_flow *f, size_t k, double T) {
+  if (k >= f->blocks || !(T > 0.0) || !isfinite(T))
+    return CNF_ERROR(f->ctx, CNF_EINVAL, "flow: block %zu of %zu, T = %g: need "
+                     "an existing block and a positive finite T", k, f->blocks, T);
+  f->T[k] = T;
+  return 0;
+}
+
+void cnf_flow_seed(cnf_flow *f, uint64_t seed) {
+  gsl_rng_set(f->rng, cnf__seed32(seed ^ 0x5eedULL));
+}
+
+double cnf_log_normal(const double *z, size_t D) {
+  double s = 0.0;
+  for (size_t i = 0; i < D; i++) s += z[i] * z[i];
+  return -0.5 * s - 0.5 * (double)D * 1.8378770664093454835606594728112; /* log 2 pi */
+}
+
+static int check_args(cnf_flow *f, const cnf_options *opt, size_t B,
+                      const void *in, const void *out) {
+  if (f == NULL) return CNF_EINVAL;
+  if (opt == NULL || in == NULL || out == NULL || B == 0)
+    return CNF_ERROR(f->ctx, CNF_EINVAL, "flow: NULL argument or empty batch");
+  if (opt->trace != CNF_TRACE_EXACT && opt->probes == 0)
+    return CNF_ERROR(f->ctx, CNF_EINVAL, "flow: Hutchinson needs at least one probe");
+  if ((unsigned)opt->trace > CNF_TRACE_RADEMACHER || (unsigned)opt->method > CNF_METHOD_BDF)
+    return CNF_ERROR(f->ctx, CNF_EINVAL, "flow: unknown trace or method");
+  return 0;
+}
+
+/* Probes for one solve of Bc rows into f->eps, or NULL for the exact trace. */
+static int draw_probes(cnf_flow *f, const cnf_options *opt, size_t Bc,
+                       const double **eps) {
+  *eps = NULL;
+  if (opt->trace == CNF_TRACE_EXACT) return 0;
+  const size_t D = f->cfg.dim, K = opt->probes;
+  if (Bc > f->cap_rows || K > f->cap_probes) {
+    cnf__free(f->eps);
+    f->eps = cnf__dalloc(f->ctx, K * Bc * D);
+    f->cap_rows = f->eps ? Bc : 0;
+    f->cap_probes = f->eps ? K : 0;
+    if (f->eps == NULL) return CNF_ENOMEM;
+  }
+  uint64_t seed = gsl_rng_get(f->rng);
+  int rc = cnf_probes_draw(opt->trace, seed, K, Bc, D, f->eps);
+  if (rc != 0) return CNF_ERROR(f->ctx, rc, "flow: drawing probes failed");
+  *eps = f->eps;
+  return 0;
+}
+
+/* Run the blocks over rows [0, B) in batches of opt->batch; forward
+ * (x -> z) if dir > 0, else backward.  z (B, D) and delta (B) in place. */
+static int run_blocks(cnf_flow *f, const cnf_options *opt, size_t B, int dir,
+                      double *z, double *delta, cnf_stats *st) {
+  const size_t D = f->cfg.dim;
+  const size_t bs = opt->batch > 0 && opt->batch < B ? opt->batch : B;
+  cnf_stats local;
+  cnf_stats_clear(&local);
+  int rc = 0;
+  for (size_t b0 = 0; b0 < B && rc == 0; b0 += bs) {
+    const size_t Bc = B - b0 < bs ? B - b0 : bs;
+    for (size_t i = 0; i < f->blocks && rc == 0; i++) {
+      const size_t k = dir > 0 ? i : f->blocks - 1 - i;
+      const double *eps = NULL;
+      rc = draw_probes(f, opt, Bc, &eps);
+      if (rc != 0) break;
+      const double t0 = dir > 0 ? 0.0 : f->T[k], t1 = dir > 0 ? f->T[k] : 0.0;
+      rc = cnf_dyn_solve(f->dyn, f->theta + k * f->P, opt, t0, t1, Bc,
+                         opt->probes, eps, z + b0 * D, delta + b0, &local);
+      if (rc != 0 && f->blocks > 1) {
+        char msg[CNF_ERRMSG_LEN];
+        snprintf(msg, sizeof msg, "%s", f->ctx->errmsg);
+        CNF_ERROR(f->ctx, rc, "block %zu of %zu, rows %zu..%zu: %s", k + 1,
+                  f->blocks, b0 + 1, b0 + Bc, msg);
+      }
+    }
+  }
+  if (st != NULL) cnf_stats_add(st, &local);
+  return rc;
+}
+
+static int copy_in(cnf_flow *f, const double *in, double *out, size_t n) {
+  for (size_t i = 0; i < n; i++)
+    if (!isfinite(in[i]))
+      return CNF_ERROR(f->ctx, CNF_ENONFINITE, "flow: input row %zu has a non-finite value",
+                       i / f->cfg.dim + 1);
+  if (out != in) memmove(out, in, n * sizeof(double));
+  return 0;
+}
+
+int cnf_flow_encode(cnf_flow *f, const cnf_options *opt, size_t B,
+                    const double *x, double *z, double *delta, cnf_stats *st) {
+  int rc = check_args(f, opt, B, x, z);
+  if (rc != 0) return rc;
+  if (delta == NULL) return CNF_ERROR(f->ctx, CNF_EINVAL, "flow: delta is NULL");
+  rc = copy_in(f, x, z, B * f->cfg.dim);
+  if (rc != 0) return rc;
+  memset(delta, 0, B * sizeof(double));
+  return run_blocks(f, opt, B, +1, z, delta, st);
+}
+
+int cnf_flow_decode(cnf_flow *f, const cnf_options *opt, size_t B,
+                    const double *z, double *x, double *delta, cnf_stats *st) {
+  int rc = check_args(f, opt, B, z, x);
+  if (rc != 0) return rc;
+  if (delta == NULL) return CNF_ERROR(f->ctx, CNF_EINVAL, "flow: delta is NULL");
+  rc = copy_in(f, z, x, B * f->cfg.dim);
+  if (rc != 0) return rc;
+  memset(delta, 0, B * sizeof(double));
+  return run_blocks(f, opt, B, -1, x, delta, st);
+}
+
+int cnf_flow_logp(cnf_flow *f, const cnf_options *opt, size_t B,
+                  const double *x, double *logp, cnf_stats *st) {
+  int rc = check_args(f, opt, B, x, logp);
+  if (rc != 0) return rc;
+  const size_t D = f->cfg.dim;
+  double *z = cnf__dalloc(f->ctx, B * D);
+  if (z == NULL) return CNF_ENOMEM;
+  rc = cnf_flow_encode(f, opt, B, x, z, logp, st);
+  if (rc == 0)
+    for (size_t b = 0; b < B; b++) logp[b] = cnf_log_normal(z + b * D, D) - logp[b];
+  cnf__free(z);
+  return rc;
+}
+
+int cnf_flow_sample(cnf_flow *f, const cnf_options *opt, size_t B, double *x,
+                    double *logp, cnf_stats *st) {
+  int rc = check_args(f, opt, B, x, logp);
+  if (rc != 0) return rc;
+  const size_t D = f->cfg.dim;
+  for (size_t i = 0; i < B * D; i++) x[i] = gsl_ran_gaussian_ziggurat(f->rng, 1.0);
+  double *lz = cnf__dalloc(f->ctx, B);
+  if (lz == NULL) return CNF_ENOMEM;
+  for (size_t b = 0; b < B; b++) lz[b] = cnf_log_normal(x + b * D, D);
+  rc = cnf_flow_decode(f, opt, B, x, x, logp, st);
+  if (rc == 0)
+    for (size_t b = 0; b < B; b++) logp[b] += lz[b];
+  cnf__free(lz);
+  return rc;
+}

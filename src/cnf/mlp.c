@@ -1,0 +1,535 @@
+/* mlp.c: the MLP velocity field f(t, z; theta) of FFJORD's ODEnet, batched
+ * through OpenBLAS dgemm, with forward-mode tangents and the single reverse
+ * sweep of DESIGN.md section 4.
+ *
+ * Network: D -> H_1 -> ... -> H_n -> D, L = n + 1 linear layers, an
+ * activation sigma after every layer but the last.  Layer l maps rows x
+ * (in_l) to rows y (out_l):
+ *
+ *   concatsquash  u = W x + b,  gamma = sigmoid(wg t + bg),
+ *                 y = u * gamma + wb t                  (elementwise)
+ *   concat        y = W x + wt t + b
+ *   ignore        y = W x + b
+ *
+ * Tangents.  A tangent row xdot of a primal row x moves through the same
+ * weights with no biases and no t terms: udot = W xdot, ydot = udot * gamma
+ * (concatsquash) and, through sigma, xdot' = sigma'(y) ydot.  The primal
+ * rows and the K tangent rows of every sample are stacked into one matrix
+ * of R = (1 + K) Bc rows, so each layer is ONE dgemm over all of them.
+ *
+ * Reverse sweep.  For S = sum_b a_b . f_b + sum_b w_b sum_k v_kb . (J v_kb)
+ * the seeds at the output are ybar = a (primal rows) and ydotbar_kb =
+ * w_b v_kb (tangent rows).  Per linear layer, with ubar = ybar * gamma:
+ *
+ *   gammabar = sum over all rows (ybar * u)          (u, udot stacked)
+ *   wg += gammabar gamma (1 - gamma) t,  bg += gammabar gamma (1 - gamma)
+ *   wb += t sum_primal ybar,   b += sum_primal ubar,   wt += t sum_primal ubar
+ *   W  += ubar^T x            (one dgemm over all R rows)
+ *   xbar = ubar W             (one dgemm over all R rows)
+ *
+ * and through the activation (y its input, x = sigma(y)):
+ *
+ *   ybar  = sigma'(y) xbar + sigma''(y) sum_k ydot_k xdotbar_k   (primal)
+ *   ydotbar_k = sigma'(y) xdotbar_k                               (tangent)
+ *
+ * tanh: sigma' = 1 - x^2, sigma'' = -2 x (1 - x^2).  softplus: sigma' =
+ * sigmoid(y) = s, sigma'' = s (1 - s).
+ *
+ * Samples are processed in chunks so the workspace (sized at create time,
+ * never inside an op) stays in cache; for the reverse sweep each chunk's
+ * forward pass is recomputed in the workspace, since CVODE also evaluates
+ * at points it later rejects. */
+#include <math.h>
+#include <stdint.h>
+#include <string.h>
+
+#include <cblas.h>
+#include <gsl/gsl_rng.h>
+
+#include "cnf_dynamics.h"
+#include "core.h"
+
+/* Let the compiler call glibc's vector tanh/exp/log1p (libmvec) in the
+ * activation loops; with -fopenmp-simd this needs no -ffast-math. */
+#if defined(CNF_MVEC)
+#pragma omp declare simd notinbranch
+extern double tanh(double);
+#pragma omp declare simd notinbranch
+extern double exp(double);
+#pragma omp declare simd notinbranch
+extern double log1p(double);
+#endif
+
+/* Rows (primal plus tangent) per chunk: 256 rows of a 64-wide network keep
+ * the per-layer buffers near L2.  Exact traces of high dimension get
+ * fewer samples per chunk, never fewer than one. */
+#define MLP_CHUNK_ROWS 256
+
+typedef struct mlp_layer {
+  size_t in, out;  /* sizes */
+  size_t off;      /* offset of W in theta */
+  double *X;       /* (R, in)  layer input, primal rows then tangent rows */
+  double *U;       /* (R, out) u = W x + b (concatsquash only) */
+  double *Y;       /* (R, out) layer output = activation input */
+} mlp_layer;
+
+typedef struct mlp_state {
+  cnf_mlp_config cfg;
+  size_t L;          /* linear layers */
+  size_t P;          /* parameters */
+  size_t rows;       /* workspace rows */
+  size_t wmax;       /* widest layer */
+  mlp_layer layer[CNF_MAX_HIDDEN + 1];
+  double *gate;      /* (wmax) gamma of the current layer */
+  double *acc;       /* (wmax) a column sum */
+  double *bar0, *bar1; /* (rows, wmax) adjoints, ping-pong */
+  double *mem;       /* the one allocation behind all of the above */
+} mlp_state;
+
+/* ---- configuration -------------------------------------------------- */
+
+void cnf_mlp_config_default(cnf_mlp_config *cfg, size_t dim) {
+  memset(cfg, 0, sizeof *cfg);
+  cfg->dim = dim;
+  cfg->n_hidden = 3;
+  cfg->hidden[0] = cfg->hidden[1] = cfg->hidden[2] = 64;
+  cfg->layer = CNF_LAYER_CONCATSQUASH;
+  cfg->act = CNF_ACT_TANH;
+}
+
+static size_t layer_extra(cnf_layer type) {
+  return type == CNF_LAYER_CONCATSQUASH ? 3 : type == CNF_LAYER_CONCAT ? 1 : 0;
+}
+
+static int config_valid(const cnf_mlp_config *cfg) {
+  if (cfg == NULL || cfg->dim == 0 || cfg->n_hidden > CNF_MAX_HIDDEN)
+    return 0;
+  if ((unsigned)cfg->layer > CNF_LAYER_IGNORE) return 0;
+  if ((unsigned)cfg->act > CNF_ACT_SOFTPLUS) return 0;
+  for (size_t i = 0; i < cfg->n_hidden; i++)
+    if (cfg->hidden[i] == 0 || cfg->hidden[i] > 1000000) return 0;
+  return 1;
+}
+
+static size_t width(const cnf_mlp_config *cfg, size_t i) {
+  /* width i of the chain D, H_1, ..., H_n, D */
+  return (i == 0 || i == cfg->n_hidden + 1) ? cfg->dim : cfg->hidden[i - 1];
+}
+
+size_t cnf_mlp_param_count(const cnf_mlp_config *cfg) {
+  if (!config_valid(cfg)) return 0;
+  size_t P = 0;
+  for (size_t l = 0; l <= cfg->n_hidden; l++) {
+    size_t in = width(cfg, l), out = width(cfg, l + 1);
+    P += out * in + out * (1 + layer_extra(cfg->layer));
+  }
+  return P;
+}
+
+/* PyTorch's nn.Linear init: U(-1/sqrt(fan_in), 1/sqrt(fan_in)) for weights
+ * and biases.  The concatsquash hyper layers are Linear(1, out): U(-1, 1);
+ * the concat layer is Linear(in + 1, out). */
+int cnf_mlp_init_params(const cnf_mlp_config *cfg, uint64_t seed,
+                        double *theta) {
+  if (!config_valid(cfg) || theta == NULL) return CNF_EINVAL;
+  gsl_rng *r = gsl_rng_alloc(gsl_rng_mt19937);
+  if (r == NULL) return CNF_ENOMEM;
+  gsl_rng_set(r, cnf__seed32(seed));
+  double *p = theta;
+  for (size_t l = 0; l <= cfg->n_hidden; l++) {
+    size_t in = width(cfg, l), out = width(cfg, l + 1);
+    size_t fan = in + (cfg->layer == CNF_LAYER_CONCAT ? 1 : 0);
+    double bound = 1.0 / sqrt((double)fan);
+    for (size_t i = 0; i < out * in + out; i++)  /* W, b */
+      *p++ = bound * (2.0 * gsl_rng_uniform(r) - 1.0);
+    if (cfg->layer == CNF_LAYER_CONCATSQUASH) {
+      for (size_t i = 0; i < 3 * out; i++)  /* wb, wg, bg */
+        *p++ = 2.0 * gsl_rng_uniform(r) - 1.0;
+    } else if (cfg->layer == CNF_LAYER_CONCAT) {
+      for (size_t i = 0; i < out; i++) *p++ = bound * (2.0 * gsl_rng_uniform(r) - 1.0);
+    }
+  }
+  gsl_rng_free(r);
+  return 0;
+}
+
+/* ---- activations ---------------------------------------------------- */
+
+static void act_forward(cnf_act act, size_t n, const double *restrict y,
+                        double *restrict x) {
+  if (act == CNF_ACT_TANH) {
+#pragma omp simd
+    for (size_t i = 0; i < n; i++) x[i] = tanh(y[i]);
+  } else {
+    /* softplus(y) = max(y, 0) + log1p(exp(-|y|)), stable for all y */
+#pragma omp simd
+    for (size_t i = 0; i < n; i++)
+      x[i] = fmax(y[i], 0.0) + log1p(exp(-fabs(y[i])));
+  }
+}
+
+/* sigma'(y) given y and x = sigma(y), into d. */
+static void act_deriv(cnf_act act, size_t n, const double *restrict y,
+                      const double *restrict x, double *restrict d) {
+  if (act == CNF_ACT_TANH) {
+#pragma omp simd
+    for (size_t i = 0; i < n; i++) d[i] = 1.0 - x[i] * x[i];
+  } else {
+#pragma omp simd
+    for (size_t i = 0; i < n; i++) d[i] = 1.0 / (1.0 + exp(-y[i]));
+  }
+}
+
+static inline double act_d2(cnf_act act, double x, double d1) {
+  /* sigma'' from x = sigma(y) and d1 = sigma'(y) */
+  return act == CNF_ACT_TANH ? -2.0 * x * d1 : d1 * (1.0 - d1);
+}
+
+/* ---- one chunk forward ---------------------------------------------- */
+
+static inline double sigmoid(double u) { return 1.0 / (1.0 + exp(-u)); }
+
+/* Layer parameter views into theta. */
+typedef struct lparams {
+  const double *W, *b, *wb, *wg, *bg, *wt;
+} lparams;
+
+static lparams layer_params(const mlp_state *s, size_t l, const double *theta) {
+  const mlp_layer *ly = &s->layer[l];
+  lparams p = {0};
+  p.W = theta + ly->off;
+  p.b = p.W + ly->out * ly->in;
+  if (s->cfg.layer == CNF_LAYER_CONCATSQUASH) {
+    p.wb = p.b + ly->out;
+    p.wg = p.wb + ly->out;
+    p.bg = p.wg + ly->out;
+  } else if (s->cfg.layer == CNF_LAYER_CONCAT) {
+    p.wt = p.b + ly->out;
+  }
+  return p;
+}
+
+/* Fill the input rows of the chunk: Bc primal rows from z (samples b0..),
+ * then K blocks of Bc tangent rows from v (K, B, D), or e_k if v is NULL. */
+static void load_input(mlp_state *s, size_t b0, size_t Bc, size_t B, size_t K,
+                       const double *z, const double *v) {
+  size_t D = s->cfg.dim;
+  double *X = s->layer[0].X;
+  memcpy(X, z + b0 * D, Bc * D * sizeof(double));
+  for (size_t k = 0; k < K; k++) {
+    double *Xk = X + (1 + k) * Bc * D;
+    if (v != NULL) {
+      memcpy(Xk, v + (k * B + b0) * D, Bc * D * sizeof(double));
+    } else {
+      memset(Xk, 0, Bc * D * sizeof(double));
+      for (size_t j = 0; j < Bc; j++) Xk[j * D + k] = 1.0;
+    }
+  }
+}
+
+/* Forward through all layers for a loaded chunk of Bc samples and K
+ * tangent blocks.  The output rows are layer[L-1].Y. */
+static void forward_chunk(mlp_state *s, double t, size_t Bc, size_t K,
+                          const double *theta) {
+  const size_t R = Bc * (1 + K);
+  for (size_t l = 0; l < s->L; l++) {
+    mlp_layer *ly = &s->layer[l];
+    lparams p = layer_params(s, l, theta);
+    const size_t in = ly->in, out = ly->out;
+    double *U = s->cfg.layer == CNF_LAYER_CONCATSQUASH ? ly->U : ly->Y;
+    cblas_dgemm(CblasRowMajor, CblasNoTrans, CblasTrans, (int)R, (int)out,
+                (int)in, 1.0, ly->X, (int)in, p.W, (int)in, 0.0, U, (int)out);
+    if (s->cfg.layer == CNF_LAYER_CONCATSQUASH) {
+      double *g = s->gate;
+      for (size_t c = 0; c < out; c++) g[c] = sigmoid(p.wg[c] * t + p.bg[c]);
+      for (size_t r = 0; r < Bc; r++) {
+        double *u = U + r * out, *y = ly->Y + r * out;
+#pragma omp simd
+        for (size_t c = 0; c < out; c++) {
+          u[c] += p.b[c];
+          y[c] = u[c] * g[c] + p.wb[c] * t;
+        }
+      }
+      for (size_t r = Bc; r < R; r++) {
+        const double *u = U + r * out;
+        double *y = ly->Y + r * out;
+#pragma omp simd
+        for (size_t c = 0; c < out; c++) y[c] = u[c] * g[c];
+      }
+    } else {
+      double *acc = s->acc;
+      for (size_t c = 0; c < out; c++)
+        acc[c] = p.b[c] + (p.wt != NULL ? p.wt[c] * t : 0.0);
+      for (size_t r = 0; r < Bc; r++) {
+        double *y = ly->Y + r * out;
+#pragma omp simd
+        for (size_t c = 0; c < out; c++) y[c] += acc[c];
+      }
+    }
+    if (l + 1 < s->L) {
+      /* activation into the next layer's input */
+      double *Xn = s->layer[l + 1].X;
+      const double *Y = ly->Y;
+      act_forward(s->cfg.act, Bc * out, Y, Xn);
+      if (K > 0) {
+        double *d = s->bar0; /* sigma'(y) of the primal rows, (Bc, out) */
+        act_deriv(s->cfg.act, Bc * out, Y, Xn, d);
+        for (size_t k = 0; k < K; k++) {
+          const double *Yk = Y + (1 + k) * Bc * out;
+          double *Xk = Xn + (1 + k) * Bc * out;
+#pragma omp simd
+          for (size_t i = 0; i < Bc * out; i++) Xk[i] = d[i] * Yk[i];
+        }
+      }
+    }
+  }
+}
+
+static size_t chunk_samples(const mlp_state *s, size_t K) {
+  size_t n = s->rows / (1 + K);
+  return n > 0 ? n : 1;
+}
+
+/* ---- ops ------------------------------------------------------------ */
+
+static int mlp_f(void *sv, double t, size_t B, const double *z,
+                 const double *theta, double *dz) {
+  mlp_state *s = sv;
+  const size_t D = s->cfg.dim, cs = chunk_samples(s, 0);
+  for (size_t b0 = 0; b0 < B; b0 += cs) {
+    size_t Bc = B - b0 < cs ? B - b0 : cs;
+    load_input(s, b0, Bc, B, 0, z, NULL);
+    forward_chunk(s, t, Bc, 0, theta);
+    memcpy(dz + b0 * D, s->layer[s->L - 1].Y, Bc * D * sizeof(double));
+  }
+  return 0;
+}
+
+static int mlp_jvp(void *sv, double t, size_t B, size_t K, const double *z,
+                   const double *theta, const double *v, double *dz,
+                   double *jv) {
+  mlp_state *s = sv;
+  const size_t D = s->cfg.dim, cs = chunk_samples(s, K);
+  if (v == NULL && K != D) return -1;
+  if (s->rows < 1 + K) return -1; /* workspace too small for one sample */
+  for (size_t b0 = 0; b0 < B; b0 += cs) {
+    size_t Bc = B - b0 < cs ? B - b0 : cs;
+    load_input(s, b0, Bc, B, K, z, v);
+    forward_chunk(s, t, Bc, K, theta);
+    const double *Y = s->layer[s->L - 1].Y;
+    if (dz != NULL) memcpy(dz + b0 * D, Y, Bc * D * sizeof(double));
+    for (size_t k = 0; k < K; k++)
+      memcpy(jv + (k * B + b0) * D, Y + (1 + k) * Bc * D,
+             Bc * D * sizeof(double));
+  }
+  return 0;
+}
+
+static int mlp_f_div(void *sv, double t, size_t B, size_t K, const double *z,
+                     const double *theta, const double *v, double *dz,
+                     double *div) {
+  mlp_state *s = sv;
+  const size_t D = s->cfg.dim, cs = chunk_samples(s, K);
+  if (v == NULL && K != D) return -1;
+  if (s->rows < 1 + K) return -1;
+  for (size_t b0 = 0; b0 < B; b0 += cs) {
+    size_t Bc = B - b0 < cs ? B - b0 : cs;
+    load_input(s, b0, Bc, B, K, z, v);
+    forward_chunk(s, t, Bc, K, theta);
+    const double *Y = s->layer[s->L - 1].Y;
+    memcpy(dz + b0 * D, Y, Bc * D * sizeof(double));
+    for (size_t j = 0; j < Bc; j++) div[b0 + j] = 0.0;
+    for (size_t k = 0; k < K; k++) {
+      const double *Yk = Y + (1 + k) * Bc * D;
+      if (v == NULL) {
+        for (size_t j = 0; j < Bc; j++) div[b0 + j] += Yk[j * D + k];
+      } else {
+        const double *vk = v + (k * B + b0) * D;
+        for (size_t j = 0; j < Bc; j++) {
+          double sum = 0.0;
+          for (size_t d = 0; d < D; d++) sum += vk[j * D + d] * Yk[j * D + d];
+          div[b0 + j] += sum;
+        }
+      }
+    }
+  }
+  return 0;
+}
+
+/* Column sums of rows [0, n) of M (n, m) into out (m), added with weight c. */
+static void colsum_add(double *out, const double *M, size_t n, size_t m,
+                       double c) {
+  for (size_t r = 0; r < n; r++) {
+    const double *row = M + r * m;
+#pragma omp simd
+    for (size_t j = 0; j < m; j++) out[j] += c * row[j];
+  }
+}
+
+static int mlp_vjp(void *sv, double t, size_t B, size_t K, const double *z,
+                   const double *theta, const double *a, const double *w,
+                   const double *v, double *gz, double *gth) {
+  mlp_state *s = sv;
+  const size_t D = s->cfg.dim;
+  if (w == NULL) K = 0, v = NULL;
+  if (w != NULL && v == NULL && K != D) return -1;
+  if (s->rows < 1 + K) return -1;
+  const size_t cs = chunk_samples(s, K);
+  const cnf_act act = s->cfg.act;
+  for (size_t b0 = 0; b0 < B; b0 += cs) {
+    const size_t Bc = B - b0 < cs ? B - b0 : cs, R = Bc * (1 + K);
+    load_input(s, b0, Bc, B, K, z, v);
+    forward_chunk(s, t, Bc, K, theta);
+
+    /* seeds: ybar = a on primal rows, w_b v_kb on tangent rows */
+    double *cur = s->bar0, *nxt = s->bar1;
+    memcpy(cur, a + b0 * D, Bc * D * sizeof(double));
+    for (size_t k = 0; k < K; k++) {
+      double *ck = cur + (1 + k) * Bc * D;
+      for (size_t j = 0; j < Bc; j++) {
+        double wb = w[b0 + j];
+        for (size_t d = 0; d < D; d++)
+          ck[j * D + d] =
+              v != NULL ? wb * v[((k * B) + b0 + j) * D + d] : (d == k ? wb : 0.0);
+      }
+    }
+
+    for (size_t l = s->L; l-- > 0;) {
+      mlp_layer *ly = &s->layer[l];
+      lparams p = layer_params(s, l, theta);
+      const size_t in = ly->in, out = ly->out;
+      double *gW = gth != NULL ? gth + ly->off : NULL;
+      double *gb = gW != NULL ? gW + out * in : NULL;
+
+      if (s->cfg.layer == CNF_LAYER_CONCATSQUASH) {
+        double *g = s->gate, *gbar = s->acc;
+        for (size_t c = 0; c < out; c++) {
+          g[c] = sigmoid(p.wg[c] * t + p.bg[c]);
+          gbar[c] = 0.0;
+        }
+        if (gth != NULL) {
+          double *gwb = gb + out, *gwg = gwb + out, *gbg = gwg + out;
+          for (size_t r = 0; r < R; r++) {
+            const double *yb = cur + r * out, *u = ly->U + r * out;
+#pragma omp simd
+            for (size_t c = 0; c < out; c++) gbar[c] += yb[c] * u[c];
+          }
+          for (size_t c = 0; c < out; c++) {
+            double dg = gbar[c] * g[c] * (1.0 - g[c]);
+            gwg[c] += dg * t;
+            gbg[c] += dg;
+          }
+          colsum_add(gwb, cur, Bc, out, t);
+        }
+        for (size_t r = 0; r < R; r++) {
+          double *yb = cur + r * out;
+#pragma omp simd
+          for (size_t c = 0; c < out; c++) yb[c] *= g[c];
+        }
+      }
+      /* cur now holds ubar (R, out) */
+      if (gth != NULL) {
+        colsum_add(gb, cur, Bc, out, 1.0);
+        if (s->cfg.layer == CNF_LAYER_CONCAT) colsum_add(gb + out, cur, Bc, out, t);
+        cblas_dgemm(CblasRowMajor, CblasTrans, CblasNoTrans, (int)out, (int)in,
+                    (int)R, 1.0, cur, (int)out, ly->X, (int)in, 1.0, gW,
+                    (int)in);
+      }
+      /* xbar = ubar W; at the input only the primal rows are wanted */
+      const size_t Rx = l == 0 ? Bc : R;
+      cblas_dgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, (int)Rx, (int)in,
+                  (int)out, 1.0, cur, (int)out, p.W, (int)in, 0.0, nxt,
+                  (int)in);
+      if (l == 0) {
+        memcpy(gz + b0 * D, nxt, Bc * D * sizeof(double));
+        break;
+      }
+      /* through the activation x = sigma(y) of the layer below */
+      const mlp_layer *lo = &s->layer[l - 1];
+      const double *Y = lo->Y, *X = ly->X;
+      const size_t n = Bc * in;
+      double *d1 = cur; /* ubar is spent: reuse as sigma'(y) (Bc, in) */
+      act_deriv(act, n, Y, X, d1);
+      for (size_t i = 0; i < n; i++) {
+        double sec = 0.0;
+        for (size_t k = 0; k < K; k++)
+          sec += Y[(1 + k) * n + i] * nxt[(1 + k) * n + i];
+        nxt[i] = d1[i] * nxt[i] + act_d2(act, X[i], d1[i]) * sec;
+      }
+      for (size_t k = 0; k < K; k++) {
+        double *xk = nxt + (1 + k) * n;
+#pragma omp simd
+        for (size_t i = 0; i < n; i++) xk[i] *= d1[i];
+      }
+      double *tmp = cur;
+      cur = nxt;
+      nxt = tmp;
+    }
+  }
+  return 0;
+}
+
+static void mlp_free(void *sv) {
+  mlp_state *s = sv;
+  if (s == NULL) return;
+  cnf__free(s->mem);
+  cnf__free(s);
+}
+
+static const cnf_dyn_type mlp_type = {
+    .name = "mlp",
+    .f = mlp_f,
+    .f_div = mlp_f_div,
+    .jvp = mlp_jvp,
+    .vjp = mlp_vjp,
+    .free = mlp_free,
+};
+
+int cnf_dyn_mlp_create(cnf_dyn **out, cnf_ctx *ctx, const cnf_mlp_config *cfg) {
+  if (out == NULL) return CNF_ERROR(ctx, CNF_EINVAL, "mlp: out is NULL");
+  *out = NULL;
+  if (!config_valid(cfg))
+    return CNF_ERROR(ctx, CNF_EINVAL,
+                     "mlp: invalid configuration (dimension 0, more than %d "
+                     "hidden layers, a zero width or an unknown layer type)",
+                     CNF_MAX_HIDDEN);
+  mlp_state *s = cnf__calloc(1, sizeof *s);
+  if (s == NULL) return CNF_ERROR(ctx, CNF_ENOMEM, "mlp: out of memory");
+  s->cfg = *cfg;
+  s->L = cfg->n_hidden + 1;
+  s->P = cnf_mlp_param_count(cfg);
+  /* enough rows for the exact trace of one sample at least */
+  s->rows = MLP_CHUNK_ROWS > cfg->dim + 1 ? MLP_CHUNK_ROWS : cfg->dim + 1;
+  size_t total = 0, off = 0;
+  for (size_t l = 0; l < s->L; l++) {
+    mlp_layer *ly = &s->layer[l];
+    ly->in = width(cfg, l);
+    ly->out = width(cfg, l + 1);
+    ly->off = off;
+    off += ly->out * ly->in + ly->out * (1 + layer_extra(cfg->layer));
+    if (ly->in > s->wmax) s->wmax = ly->in;
+    if (ly->out > s->wmax) s->wmax = ly->out;
+    total += s->rows * (ly->in + ly->out);
+    if (cfg->layer == CNF_LAYER_CONCATSQUASH) total += s->rows * ly->out;
+  }
+  total += 2 * s->wmax + 2 * s->rows * s->wmax;
+  s->mem = cnf__calloc(total, sizeof(double));
+  if (s->mem == NULL) {
+    cnf__free(s);
+    return CNF_ERROR(ctx, CNF_ENOMEM, "mlp: out of memory (%zu doubles)", total);
+  }
+  double *p = s->mem;
+  for (size_t l = 0; l < s->L; l++) {
+    mlp_layer *ly = &s->layer[l];
+    ly->X = p, p += s->rows * ly->in;
+    ly->Y = p, p += s->rows * ly->out;
+    if (cfg->layer == CNF_LAYER_CONCATSQUASH) ly->U = p, p += s->rows * ly->out;
+  }
+  s->gate = p, p += s->wmax;
+  s->acc = p, p += s->wmax;
+  s->bar0 = p, p += s->rows * s->wmax;
+  s->bar1 = p;
+  int rc = cnf_dyn_create(out, ctx, &mlp_type, s, 1, cfg->dim, s->P);
+  if (rc != 0) mlp_free(s);
+  return rc;
+}

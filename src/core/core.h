@@ -1,0 +1,59 @@
+/* core.h: internals shared by every layer: the context body, error
+ * raising, the allocator hook.  Depends on nothing but libc. */
+#ifndef CNF_CORE_H
+#define CNF_CORE_H
+
+#include <stddef.h>
+
+#include "cnf.h"
+
+#define CNF_ERRMSG_LEN 1024
+
+struct cnf_ctx {
+  void *sunctx;                 /* SUNContext, created by the ode layer */
+  void (*sunctx_free)(void *);  /* its destructor */
+  int errcode;
+  char errmsg[CNF_ERRMSG_LEN];
+  const char *errfile;  /* source location that raised the error */
+  int errline;
+};
+
+/* Record an error in ctx (if not NULL) and return code.  The message is
+ * printf-formatted.  Every error in the library passes through here, so
+ * one breakpoint on cnf__error catches them all. */
+int cnf__error(cnf_ctx *ctx, int code, const char *file, int line,
+               const char *fmt, ...)
+#if defined(__GNUC__)
+    __attribute__((format(printf, 5, 6)))
+#endif
+    ;
+
+#define CNF_ERROR(ctx, code, ...) \
+  cnf__error((ctx), (code), __FILE__, __LINE__, __VA_ARGS__)
+
+/* Evaluate expr (an int status); on failure jump to the enclosing
+ * function's `cleanup:` label with `rc` set. */
+#define CNF_TRY(expr)        \
+  do {                       \
+    rc = (expr);             \
+    if (rc != 0) goto cleanup; \
+  } while (0)
+
+/* The allocator hook: all library allocation goes through these, so a
+ * test can make the k-th allocation fail (cnf__alloc_fail_after). */
+void *cnf__malloc(size_t n);
+void *cnf__calloc(size_t n, size_t size);
+void cnf__free(void *p);
+/* Make the allocation numbered k (0-based, counted from this call) fail,
+ * and every later one; k < 0 switches failures off.  Returns the number of
+ * allocations made since the previous call. */
+long cnf__alloc_fail_after(long k);
+
+/* Allocate n doubles, or NULL (raising CNF_ENOMEM in ctx) on failure. */
+double *cnf__dalloc(cnf_ctx *ctx, size_t n);
+
+/* A 64-bit seed folded into the 32 bits GSL's mt19937 uses (splitmix64
+ * finaliser), so nearby seeds give unrelated streams. */
+unsigned long cnf__seed32(unsigned long long seed);
+
+#endif /* CNF_CORE_H */

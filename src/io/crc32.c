@@ -1,0 +1,57 @@
+/* crc32.c: CRC-32 (reflected polynomial 0xEDB88320, as zlib and PNG), the
+ * model file's integrity check; and atomic output files. */
+#define _POSIX_C_SOURCE 200809L
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "io.h"
+
+uint32_t cnf__crc32(uint32_t crc, const void *buf, size_t n) {
+  const unsigned char *p = buf;
+  crc = ~crc;
+  for (size_t i = 0; i < n; i++) {
+    crc ^= p[i];
+    for (int k = 0; k < 8; k++) crc = (crc >> 1) ^ (0xEDB88320u & (0u - (crc & 1u)));
+  }
+  return ~crc;
+}
+
+int cnf__atomic_open(cnf_ctx *ctx, cnf_atomic *a, const char *path) {
+  memset(a, 0, sizeof *a);
+  a->path = path;
+  int n = snprintf(a->tmp, sizeof a->tmp, "%s.tmpXXXXXX", path);
+  if (n < 0 || (size_t)n >= sizeof a->tmp)
+    return CNF_ERROR(ctx, CNF_EINVAL, "%s: path too long", path);
+  int fd = mkstemp(a->tmp);
+  if (fd < 0)
+    return CNF_ERROR(ctx, CNF_EIO, "%s: cannot create a file there: %s", path, strerror(errno));
+  a->fp = fdopen(fd, "wb");
+  if (a->fp == NULL) {
+    close(fd);
+    unlink(a->tmp);
+    return CNF_ERROR(ctx, CNF_EIO, "%s: %s", path, strerror(errno));
+  }
+  return 0;
+}
+
+int cnf__atomic_commit(cnf_ctx *ctx, cnf_atomic *a) {
+  int err = 0;
+  if (fflush(a->fp) != 0 || ferror(a->fp)) err = errno ? errno : EIO;
+  if (!err && fsync(fileno(a->fp)) != 0) err = errno;
+  if (fclose(a->fp) != 0 && !err) err = errno ? errno : EIO;
+  a->fp = NULL;
+  if (!err && rename(a->tmp, a->path) != 0) err = errno;
+  if (err) {
+    unlink(a->tmp);
+    return CNF_ERROR(ctx, CNF_EIO, "%s: writing failed: %s", a->path, strerror(err));
+  }
+  return 0;
+}
+
+void cnf__atomic_abort(cnf_atomic *a) {
+  if (a->fp != NULL) fclose(a->fp);
+  a->fp = NULL;
+  if (a->tmp[0]) unlink(a->tmp);
+}

@@ -1,0 +1,27 @@
+/* io.h: internal file helpers of the io layer. */
+#ifndef CNF_IO_H
+#define CNF_IO_H
+
+#include <stdint.h>
+#include <stdio.h>
+
+#include "core.h"
+
+/* CRC-32 (IEEE 802.3, the polynomial of zlib's crc32), continued from crc
+ * (start with 0). */
+uint32_t cnf__crc32(uint32_t crc, const void *buf, size_t n);
+
+/* Atomic output: open a temporary file beside `path`; commit flushes,
+ * syncs, closes and renames it over `path`; abort closes and removes it.
+ * Both clear *tmp. */
+typedef struct cnf_atomic {
+  FILE *fp;
+  char tmp[4096];
+  const char *path;
+} cnf_atomic;
+
+int cnf__atomic_open(cnf_ctx *ctx, cnf_atomic *a, const char *path);
+int cnf__atomic_commit(cnf_ctx *ctx, cnf_atomic *a);
+void cnf__atomic_abort(cnf_atomic *a);
+
+#endif /* CNF_IO_H */

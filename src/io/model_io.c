@@ -1,0 +1,204 @@
+/* model_io.c: the model file (docs/model-format.md).
+ *
+ * One ASCII header line, then little-endian float64 arrays:
+ *
+ *   CNF-MODEL 1 dim=2 blocks=1 hidden=64-64-64 layer=concatsquash act=tanh params=9225 crc32=0123abcd\n
+ *   T       (blocks)           end times
+ *   theta   (blocks, params)   parameters, in the layout of cnf_dynamics.h
+ *
+ * crc32 is the CRC-32 (zlib's) of the header up to but excluding
+ * " crc32=", followed by the binary payload.  Readers reject a newer
+ * version, a bad checksum, a short or long payload and non-finite values. */
+#define _POSIX_C_SOURCE 200809L
+#include <errno.h>
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "flow_impl.h"
+#include "io.h"
+
+#define MODEL_MAGIC "CNF-MODEL"
+#define MODEL_VERSION 1
+#define HEADER_MAX 4096
+
+static int little_endian(void) {
+  const uint16_t one = 1;
+  return *(const unsigned char *)&one == 1;
+}
+
+/* Swap the bytes of n doubles in place if the host is big-endian. */
+static void to_le(double *x, size_t n) {
+  if (little_endian()) return;
+  for (size_t i = 0; i < n; i++) {
+    unsigned char *b = (unsigned char *)&x[i];
+    for (int k = 0; k < 4; k++) {
+      unsigned char t = b[k];
+      b[k] = b[7 - k];
+      b[7 - k] = t;
+    }
+  }
+}
+
+int cnf_flow_save(cnf_flow *f, const char *path) {
+  if (f == NULL || path == NULL) return CNF_EINVAL;
+  cnf_ctx *ctx = f->ctx;
+  char hidden[256], head[HEADER_MAX];
+  cnf_mlp_format_hidden(&f->cfg, hidden, sizeof hidden);
+  int n = snprintf(head, sizeof head, "%s %d dim=%zu blocks=%zu hidden=%s layer=%s act=%s params=%zu",
+                   MODEL_MAGIC, MODEL_VERSION, f->cfg.dim, f->blocks, hidden,
+                   cnf_layer_name(f->cfg.layer), cnf_act_name(f->cfg.act), f->P);
+  if (n < 0 || (size_t)n >= sizeof head - 32)
+    return CNF_ERROR(ctx, CNF_EINVAL, "%s: model header too long", path);
+  const size_t nT = f->blocks, nth = f->blocks * f->P;
+  double *payload = cnf__dalloc(ctx, nT + nth);
+  if (payload == NULL) return CNF_ENOMEM;
+  memcpy(payload, f->T, nT * sizeof(double));
+  memcpy(payload + nT, f->theta, nth * sizeof(double));
+  to_le(payload, nT + nth);
+  uint32_t crc = cnf__crc32(0, head, (size_t)n);
+  crc = cnf__crc32(crc, payload, (nT + nth) * sizeof(double));
+
+  cnf_atomic a;
+  int rc = cnf__atomic_open(ctx, &a, path);
+  if (rc == 0) {
+    if (fprintf(a.fp, "%s crc32=%08x\n", head, (unsigned)crc) < 0 ||
+        fwrite(payload, sizeof(double), nT + nth, a.fp) != nT + nth) {
+      cnf__atomic_abort(&a);
+      rc = CNF_ERROR(ctx, CNF_EIO, "%s: write error", path);
+    } else {
+      rc = cnf__atomic_commit(ctx, &a);
+    }
+  }
+  cnf__free(payload);
+  return rc;
+}
+
+/* Parse "key=value" of the header into the fields below. */
+typedef struct header {
+  int version;
+  size_t dim, blocks, params;
+  char hidden[256], layer[64], act[64];
+  unsigned long crc;
+  int have;  /* bit mask of the keys seen */
+} header;
+
+static int parse_size(const char *v, size_t *out) {
+  char *end = NULL;
+  errno = 0;
+  unsigned long long x = strtoull(v, &end, 10);
+  if (errno || end == v || *end != '\0' || v[0] == '-') return -1;
+  *out = (size_t)x;
+  return 0;
+}
+
+static int parse_header(cnf_ctx *ctx, const char *path, char *line, header *h,
+                        size_t *crc_pos) {
+  memset(h, 0, sizeof *h);
+  char *save = NULL;
+  char *tok = strtok_r(line, " ", &save);
+  if (tok == NULL || strcmp(tok, MODEL_MAGIC) != 0)
+    return CNF_ERROR(ctx, CNF_ECORRUPT, "%s: not a cnf model file (no '%s' header)", path, MODEL_MAGIC);
+  tok = strtok_r(NULL, " ", &save);
+  size_t ver = 0;
+  if (tok == NULL || parse_size(tok, &ver) != 0 || ver == 0)
+    return CNF_ERROR(ctx, CNF_ECORRUPT, "%s: bad version field in the header", path);
+  h->version = (int)ver;
+  if (h->version > MODEL_VERSION)
+    return CNF_ERROR(ctx, CNF_EVERSION, "%s: model file version %d, this cnf reads version %d or older",
+                     path, h->version, MODEL_VERSION);
+  while ((tok = strtok_r(NULL, " ", &save)) != NULL) {
+    char *eq = strchr(tok, '=');
+    if (eq == NULL) return CNF_ERROR(ctx, CNF_ECORRUPT, "%s: bad header field '%s'", path, tok);
+    *eq = '\0';
+    const char *k = tok, *v = eq + 1;
+    int bad = 0;
+    if (strcmp(k, "dim") == 0) bad = parse_size(v, &h->dim), h->have |= 1;
+    else if (strcmp(k, "blocks") == 0) bad = parse_size(v, &h->blocks), h->have |= 2;
+    else if (strcmp(k, "params") == 0) bad = parse_size(v, &h->params), h->have |= 4;
+    else if (strcmp(k, "hidden") == 0) bad = snprintf(h->hidden, sizeof h->hidden, "%s", v) >= (int)sizeof h->hidden, h->have |= 8;
+    else if (strcmp(k, "layer") == 0) bad = snprintf(h->layer, sizeof h->layer, "%s", v) >= (int)sizeof h->layer, h->have |= 16;
+    else if (strcmp(k, "act") == 0) bad = snprintf(h->act, sizeof h->act, "%s", v) >= (int)sizeof h->act, h->have |= 32;
+    else if (strcmp(k, "crc32") == 0) {
+      char *end = NULL;
+      h->crc = strtoul(v, &end, 16);
+      bad = end == v || *end != '\0' || strlen(v) != 8;
+      h->have |= 64;
+      *crc_pos = (size_t)(tok - line) - 1; /* the space before "crc32=" */
+    } else {
+      return CNF_ERROR(ctx, CNF_ECORRUPT, "%s: unknown header field '%s'", path, k);
+    }
+    if (bad) return CNF_ERROR(ctx, CNF_ECORRUPT, "%s: bad value '%s' for header field '%s'", path, v, k);
+  }
+  if (h->have != 127)
+    return CNF_ERROR(ctx, CNF_ECORRUPT, "%s: header lacks a field (dim, blocks, hidden, layer, act, params, crc32)", path);
+  return 0;
+}
+
+int cnf_flow_load(cnf_flow **out, cnf_ctx *ctx, const char *path) {
+  if (out == NULL || path == NULL) return CNF_ERROR(ctx, CNF_EINVAL, "load: NULL argument");
+  *out = NULL;
+  FILE *fp = fopen(path, "rb");
+  if (fp == NULL) return CNF_ERROR(ctx, CNF_EIO, "%s: cannot open: %s", path, strerror(errno));
+  char line[HEADER_MAX], copy[HEADER_MAX];
+  int rc = 0;
+  double *payload = NULL;
+  cnf_flow *f = NULL;
+  if (fgets(line, sizeof line, fp) == NULL || strchr(line, '\n') == NULL) {
+    rc = CNF_ERROR(ctx, CNF_ECORRUPT, "%s: not a cnf model file (no header line)", path);
+    goto cleanup;
+  }
+  *strchr(line, '\n') = '\0';
+  memcpy(copy, line, sizeof line);
+  header h;
+  size_t crc_pos = 0;
+  CNF_TRY(parse_header(ctx, path, line, &h, &crc_pos));
+
+  cnf_mlp_config cfg;
+  cnf_mlp_config_default(&cfg, h.dim);
+  if (cnf_mlp_parse_hidden(&cfg, h.hidden) != 0 || cnf_layer_parse(h.layer, &cfg.layer) != 0 ||
+      cnf_act_parse(h.act, &cfg.act) != 0 || h.dim == 0 || h.blocks == 0 || h.blocks > 1000 ||
+      cnf_mlp_param_count(&cfg) != h.params) {
+    rc = CNF_ERROR(ctx, CNF_ECORRUPT,
+                   "%s: inconsistent header (dim=%zu blocks=%zu hidden=%s layer=%s act=%s params=%zu)",
+                   path, h.dim, h.blocks, h.hidden, h.layer, h.act, h.params);
+    goto cleanup;
+  }
+  const size_t n = h.blocks + h.blocks * h.params;
+  payload = cnf__dalloc(ctx, n);
+  if (payload == NULL) CNF_TRY(CNF_ENOMEM);
+  size_t got = fread(payload, sizeof(double), n, fp);
+  if (got != n) {
+    rc = CNF_ERROR(ctx, CNF_ECORRUPT, "%s: truncated: expected %zu bytes of data after the header, found %zu",
+                   path, n * sizeof(double), got * sizeof(double));
+    goto cleanup;
+  }
+  if (fgetc(fp) != EOF) {
+    rc = CNF_ERROR(ctx, CNF_ECORRUPT, "%s: unexpected bytes after the %zu parameters", path, n);
+    goto cleanup;
+  }
+  uint32_t crc = cnf__crc32(0, copy, crc_pos);
+  crc = cnf__crc32(crc, payload, n * sizeof(double));
+  if (crc != (uint32_t)h.crc) {
+    rc = CNF_ERROR(ctx, CNF_ECORRUPT, "%s: damaged: checksum %08x, the header says %08lx", path,
+                   (unsigned)crc, h.crc);
+    goto cleanup;
+  }
+  to_le(payload, n);
+  for (size_t i = 0; i < n; i++)
+    if (!isfinite(payload[i]) || (i < h.blocks && !(payload[i] > 0))) {
+      rc = CNF_ERROR(ctx, CNF_ECORRUPT, "%s: %s value %zu is %g", path,
+                     i < h.blocks ? "end time" : "parameter", i < h.blocks ? i : i - h.blocks, payload[i]);
+      goto cleanup;
+    }
+  CNF_TRY(cnf__flow_alloc(&f, ctx, &cfg, h.blocks));
+  memcpy(f->T, payload, h.blocks * sizeof(double));
+  memcpy(f->theta, payload + h.blocks, h.blocks * h.params * sizeof(double));
+  *out = f;
+  f = NULL;
+cleanup:
+  fclose(fp);
+  cnf__free(payload);
+  cnf_flow_free(f);
+  return rc;
+}

@@ -1,0 +1,253 @@
+/* ode.c: the CVODE wrapper.  Adams-Moulton with fixed-point iteration (the
+ * cheapest choice for the non-stiff CNF dynamics) or BDF with Newton and
+ * matrix-free SPGMR whose Jacobian-times-vector is the caller's tangent.
+ *
+ * y is wrapped without a copy (N_VMake_Serial).  A NaN or Inf in the
+ * right-hand side is turned into a recoverable failure here, because a
+ * NaN error norm would otherwise compare as "accepted". */
+#include <math.h>
+#include <stdio.h>
+#include <string.h>
+
+#include <cvodes/cvodes.h>
+#include <nvector/nvector_serial.h>
+#include <sundials/sundials_context.h>
+#include <sunlinsol/sunlinsol_spgmr.h>
+#include <sunnonlinsol/sunnonlinsol_fixedpoint.h>
+
+#include "core.h"
+#include "ode.h"
+
+struct cnf_ode {
+  cnf_ctx *ctx;
+  size_t N;
+  void *mem;               /* CVODE memory, NULL until the first solve */
+  cnf_method method;       /* the method mem was created for */
+  N_Vector y;              /* wraps the caller's array for one solve */
+  N_Vector atol;           /* (N) per-component tolerances */
+  SUNNonlinearSolver nls;  /* fixed point (Adams) */
+  SUNLinearSolver ls;      /* SPGMR (BDF) */
+  int initialised;         /* CVodeInit done */
+  /* the current solve */
+  cnf_ode_rhs_fn rhs;
+  cnf_ode_jtv_fn jtv;
+  void *user;
+  char cvmsg[512];         /* CVODE's last error message */
+};
+
+int cnf__ode_map_flag(int flag) {
+  switch (flag) {
+    case CV_SUCCESS:
+    case CV_TSTOP_RETURN:
+    case CV_ROOT_RETURN:
+      return 0;
+    case CV_TOO_MUCH_WORK:
+      return CNF_ETOOMUCHWORK;
+    case CV_ERR_FAILURE:
+      return CNF_EERRTEST;
+    case CV_CONV_FAILURE:
+    case CV_LSETUP_FAIL:
+    case CV_LSOLVE_FAIL:
+    case CV_NLS_FAIL:
+      return CNF_ECONV;
+    case CV_RHSFUNC_FAIL:
+    case CV_FIRST_RHSFUNC_ERR:
+    case CV_REPTD_RHSFUNC_ERR:
+    case CV_UNREC_RHSFUNC_ERR:
+      return CNF_ERHS;
+    case CV_MEM_FAIL:
+      return CNF_ENOMEM;
+    case CV_ILL_INPUT:
+      return CNF_EINVAL;
+    default:
+      return CNF_ESOLVER;
+  }
+}
+
+static void err_handler(int code, const char *module, const char *function,
+                        char *msg, void *data) {
+  cnf_ode *ode = data;
+  if (code == CV_WARNING) return; /* e.g. t + h == t; not an error */
+  snprintf(ode->cvmsg, sizeof ode->cvmsg, "%s: %s", function ? function : module, msg);
+}
+
+static int rhs_wrap(realtype t, N_Vector y, N_Vector ydot, void *data) {
+  cnf_ode *ode = data;
+  double *yd = N_VGetArrayPointer(ydot);
+  int rc = ode->rhs(t, N_VGetArrayPointer(y), yd, ode->user);
+  if (rc != 0) return rc;
+  for (size_t i = 0; i < ode->N; i++)
+    if (!isfinite(yd[i])) return 1; /* recoverable: retry a smaller step */
+  return 0;
+}
+
+static int jtv_wrap(N_Vector v, N_Vector jv, realtype t, N_Vector y,
+                    N_Vector fy, void *data, N_Vector tmp) {
+  (void)tmp;
+  cnf_ode *ode = data;
+  return ode->jtv(t, N_VGetArrayPointer(y), N_VGetArrayPointer(fy),
+                  N_VGetArrayPointer(v), N_VGetArrayPointer(jv), ode->user);
+}
+
+int cnf__ode_create(cnf_ode **out, cnf_ctx *ctx, size_t N) {
+  if (out == NULL || ctx == NULL || N == 0)
+    return CNF_ERROR(ctx, CNF_EINVAL, "ode: bad arguments (N = %zu)", N);
+  *out = NULL;
+  cnf_ode *ode = cnf__calloc(1, sizeof *ode);
+  if (ode == NULL) return CNF_ERROR(ctx, CNF_ENOMEM, "ode: out of memory");
+  ode->ctx = ctx;
+  ode->N = N;
+  ode->atol = N_VNew_Serial((sunindextype)N, (SUNContext)ctx->sunctx);
+  ode->y = N_VMake_Serial((sunindextype)N, ode->atol ? N_VGetArrayPointer(ode->atol) : NULL,
+                          (SUNContext)ctx->sunctx);
+  if (ode->atol == NULL || ode->y == NULL) {
+    cnf__ode_free(ode);
+    return CNF_ERROR(ctx, CNF_ENOMEM, "ode: out of memory for %zu unknowns", N);
+  }
+  *out = ode;
+  return 0;
+}
+
+static void free_solver(cnf_ode *ode) {
+  if (ode->mem != NULL) CVodeFree(&ode->mem);
+  if (ode->nls != NULL) SUNNonlinSolFree(ode->nls);
+  if (ode->ls != NULL) SUNLinSolFree(ode->ls);
+  ode->mem = NULL;
+  ode->nls = NULL;
+  ode->ls = NULL;
+  ode->initialised = 0;
+}
+
+void cnf__ode_free(cnf_ode *ode) {
+  if (ode == NULL) return;
+  free_solver(ode);
+  if (ode->y != NULL) N_VDestroy(ode->y);
+  if (ode->atol != NULL) N_VDestroy(ode->atol);
+  cnf__free(ode);
+}
+
+size_t cnf__ode_size(const cnf_ode *ode) { return ode ? ode->N : 0; }
+
+/* Raise the error for a failed CVODE setup call. */
+static int setup_fail(cnf_ode *ode, const char *call, int flag) {
+  return CNF_ERROR(ode->ctx, cnf__ode_map_flag(flag) ? cnf__ode_map_flag(flag) : CNF_ESOLVER,
+                   "CVODE %s failed (%s)%s%s", call, CVodeGetReturnFlagName(flag),
+                   ode->cvmsg[0] ? ": " : "", ode->cvmsg);
+}
+
+#define CV_CALL(call, expr)                             \
+  do {                                                  \
+    int flag_ = (expr);                                 \
+    if (flag_ < 0) return setup_fail(ode, call, flag_); \
+  } while (0)
+
+/* Create the CVODE memory for `method` and attach its solvers. */
+static int make_solver(cnf_ode *ode, cnf_method method, double t0) {
+  SUNContext sctx = (SUNContext)ode->ctx->sunctx;
+  free_solver(ode);
+  ode->mem = CVodeCreate(method == CNF_METHOD_BDF ? CV_BDF : CV_ADAMS, sctx);
+  if (ode->mem == NULL)
+    return CNF_ERROR(ode->ctx, CNF_ENOMEM, "ode: CVodeCreate failed");
+  ode->method = method;
+  CV_CALL("CVodeSetErrHandlerFn", CVodeSetErrHandlerFn(ode->mem, err_handler, ode));
+  CV_CALL("CVodeInit", CVodeInit(ode->mem, rhs_wrap, t0, ode->y));
+  CV_CALL("CVodeSetUserData", CVodeSetUserData(ode->mem, ode));
+  if (method == CNF_METHOD_BDF) {
+    ode->ls = SUNLinSol_SPGMR(ode->y, SUN_PREC_NONE, 0, sctx);
+    if (ode->ls == NULL) return CNF_ERROR(ode->ctx, CNF_ENOMEM, "ode: SPGMR failed");
+    CV_CALL("CVodeSetLinearSolver", CVodeSetLinearSolver(ode->mem, ode->ls, NULL));
+  } else {
+    ode->nls = SUNNonlinSol_FixedPoint(ode->y, 0, sctx);
+    if (ode->nls == NULL)
+      return CNF_ERROR(ode->ctx, CNF_ENOMEM, "ode: fixed-point solver failed");
+    CV_CALL("CVodeSetNonlinearSolver", CVodeSetNonlinearSolver(ode->mem, ode->nls));
+  }
+  ode->initialised = 1;
+  return 0;
+}
+
+static void read_stats(cnf_ode *ode, cnf_stats *st) {
+  long nst = 0, nfe = 0, netf = 0, nni = 0, ncf = 0, njtv = 0, nli = 0, nfels = 0;
+  double h = 0.0;
+  CVodeGetNumSteps(ode->mem, &nst);
+  CVodeGetNumRhsEvals(ode->mem, &nfe);
+  CVodeGetNumErrTestFails(ode->mem, &netf);
+  CVodeGetNumNonlinSolvIters(ode->mem, &nni);
+  CVodeGetNumNonlinSolvConvFails(ode->mem, &ncf);
+  CVodeGetLastStep(ode->mem, &h);
+  if (ode->method == CNF_METHOD_BDF) {
+    CVodeGetNumJtimesEvals(ode->mem, &njtv);
+    CVodeGetNumLinIters(ode->mem, &nli);
+    CVodeGetNumLinRhsEvals(ode->mem, &nfels);
+  }
+  st->solves += 1;
+  st->nsteps += nst;
+  st->nfe += nfe + nfels;
+  st->netf += netf;
+  st->nni += nni;
+  st->nncf += ncf;
+  st->njtv += njtv;
+  st->nli += nli;
+  st->last_h = h;
+}
+
+int cnf__ode_solve(cnf_ode *ode, const cnf_ode_opts *opt, cnf_ode_rhs_fn rhs,
+                   cnf_ode_jtv_fn jtv, void *user, double t0, double t1,
+                   double *y, cnf_stats *st) {
+  if (ode == NULL || opt == NULL || rhs == NULL || y == NULL)
+    return CNF_ERROR(ode ? ode->ctx : NULL, CNF_EINVAL, "ode: NULL argument");
+  if (!(opt->rtol > 0.0) || !(opt->atol_vec != NULL || opt->atol > 0.0) ||
+      opt->max_steps <= 0 || !isfinite(t0) || !isfinite(t1))
+    return CNF_ERROR(ode->ctx, CNF_EINVAL,
+                     "ode: need rtol > 0, atol > 0, max_steps > 0 and finite "
+                     "times (rtol %g, atol %g, max_steps %ld, t0 %g, t1 %g)",
+                     opt->rtol, opt->atol, opt->max_steps, t0, t1);
+  if (t1 == t0) return 0;
+  ode->rhs = rhs;
+  ode->jtv = jtv;
+  ode->user = user;
+  ode->cvmsg[0] = '\0';
+
+  /* per-component tolerances (filled before y is pointed at the caller) */
+  double *at = N_VGetArrayPointer(ode->atol);
+  for (size_t i = 0; i < ode->N; i++)
+    at[i] = opt->atol_vec != NULL ? opt->atol_vec[i] : opt->atol;
+  N_VSetArrayPointer(y, ode->y);
+
+  int rc = 0;
+  if (!ode->initialised || ode->method != opt->method) {
+    rc = make_solver(ode, opt->method, t0);
+    if (rc != 0) return rc;
+  } else {
+    CV_CALL("CVodeReInit", CVodeReInit(ode->mem, t0, ode->y));
+  }
+  CV_CALL("CVodeSVtolerances", CVodeSVtolerances(ode->mem, opt->rtol, ode->atol));
+  CV_CALL("CVodeSetMaxNumSteps", CVodeSetMaxNumSteps(ode->mem, opt->max_steps));
+  CV_CALL("CVodeSetStopTime", CVodeSetStopTime(ode->mem, t1));
+  CV_CALL("CVodeSetInitStep", CVodeSetInitStep(ode->mem, opt->h_init > 0 ? opt->h_init : 0.0));
+  CV_CALL("CVodeSetMaxOrd",
+          CVodeSetMaxOrd(ode->mem, opt->max_order > 0 ? opt->max_order
+                                   : (opt->method == CNF_METHOD_BDF ? 5 : 12)));
+  /* after the nonlinear solver is attached: attaching resets this */
+  CV_CALL("CVodeSetMaxNonlinIters",
+          CVodeSetMaxNonlinIters(ode->mem, opt->max_nonlin_iters > 0 ? opt->max_nonlin_iters : 3));
+  if (opt->method == CNF_METHOD_BDF)
+    CV_CALL("CVodeSetJacTimes", CVodeSetJacTimes(ode->mem, NULL, jtv ? jtv_wrap : NULL));
+
+  double t = t0;
+  int flag = CVode(ode->mem, t1, ode->y, &t, CV_NORMAL);
+  cnf_stats local;
+  cnf_stats_clear(&local);
+  read_stats(ode, &local);
+  if (st != NULL) cnf_stats_add(st, &local);
+  if (flag < 0) {
+    return CNF_ERROR(ode->ctx, cnf__ode_map_flag(flag),
+                     "CVODE failed (%s) at t = %.6g while integrating from %g to %g: "
+                     "%ld steps, %ld RHS evaluations, %ld error-test failures, "
+                     "%ld convergence failures, last step %.3g%s%s",
+                     CVodeGetReturnFlagName(flag), t, t0, t1, local.nsteps,
+                     local.nfe, local.netf, local.nncf, local.last_h,
+                     ode->cvmsg[0] ? "; " : "", ode->cvmsg);
+  }
+  return 0;
+}
