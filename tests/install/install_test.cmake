@@ -1,0 +1,46 @@
+# Run by ctest: see CMakeLists.txt beside this file.
+function(run)
+  execute_process(COMMAND ${ARGN} RESULT_VARIABLE rc OUTPUT_VARIABLE out ERROR_VARIABLE err)
+  if(NOT rc EQUAL 0)
+    message(FATAL_ERROR "failed (${rc}): ${ARGN}\n${out}\n${err}")
+  endif()
+  set(last_output "${out}" PARENT_SCOPE)
+endfunction()
+
+file(REMOVE_RECURSE ${WORK})
+set(prefix ${WORK}/prefix)
+run(${CMAKE_COMMAND} --install ${BUILD_DIR} --prefix ${prefix})
+
+foreach(f include/cnf.h include/cnf_dynamics.h bin/cnf
+          ${LIBDIR}/cmake/cnf/cnfConfig.cmake ${LIBDIR}/pkgconfig/cnf.pc)
+  if(NOT EXISTS ${prefix}/${f})
+    message(FATAL_ERROR "not installed: ${f}")
+  endif()
+endforeach()
+
+# the installed command-line tool runs from its prefix
+run(${prefix}/bin/cnf --version)
+if(NOT last_output MATCHES "^cnf [0-9]+\\.[0-9]+\\.[0-9]+")
+  message(FATAL_ERROR "cnf --version printed: ${last_output}")
+endif()
+
+# find_package(cnf)
+run(${CMAKE_COMMAND} -S ${SOURCE_DIR}/tests/install/consumer -B ${WORK}/consumer
+    -DCMAKE_PREFIX_PATH=${prefix} -DCMAKE_C_COMPILER=${C_COMPILER}
+    -DEXAMPLE_SOURCE=${SOURCE_DIR}/examples/flow_basics.c
+    -DCMAKE_BUILD_RPATH=${prefix}/${LIBDIR})
+run(${CMAKE_COMMAND} --build ${WORK}/consumer)
+run(${WORK}/consumer/flow_basics)
+if(NOT last_output MATCHES "max_logp_mismatch")
+  message(FATAL_ERROR "example (find_package) printed: ${last_output}")
+endif()
+
+# pkg-config
+set(ENV{PKG_CONFIG_PATH} ${prefix}/${LIBDIR}/pkgconfig)
+run(pkg-config --cflags --libs cnf)
+string(STRIP "${last_output}" pc_flags)
+separate_arguments(pc_flags UNIX_COMMAND "${pc_flags}")
+run(${C_COMPILER} ${SOURCE_DIR}/examples/flow_basics.c ${pc_flags} -lm
+    -Wl,-rpath,${prefix}/${LIBDIR} -o ${WORK}/flow_basics_pc)
+run(${WORK}/flow_basics_pc)
+message(STATUS "install test passed")
