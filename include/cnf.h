@@ -94,6 +94,13 @@ typedef enum cnf_method {
   CNF_METHOD_BDF = 1     /* BDF + Newton/SPGMR with the field's J*v */
 } cnf_method;
 
+typedef enum cnf_adjoint {
+  CNF_ADJOINT_BACKSOLVE = 0,  /* (z, a_z, a_theta) integrated backward:
+                                 memory independent of the step count */
+  CNF_ADJOINT_CHECKPOINT = 1  /* CVODES's adjoint: forward checkpoints,
+                                 interpolated z, a_theta as a quadrature */
+} cnf_adjoint;
+
 typedef struct cnf_options {
   double rtol;          /* relative tolerance, default 1e-5 */
   double atol;          /* absolute tolerance on z, default 1e-5 */
@@ -106,6 +113,13 @@ typedef struct cnf_options {
   cnf_trace trace;      /* default CNF_TRACE_EXACT */
   size_t probes;        /* Hutchinson probes per sample, default 1 */
   size_t batch;         /* rows integrated as one ODE system; 0: all */
+  /* gradients (cnf_flow_loss_grad) */
+  cnf_adjoint adjoint;  /* default CNF_ADJOINT_BACKSOLVE */
+  double rtol_adj;      /* backward tolerances; <= 0: the forward ones */
+  double atol_adj;
+  int seminorm;         /* 1 (default): a_theta stays out of the backward
+                           error control (Kidger et al. 2021) */
+  long checkpoint_steps; /* steps between CVODES checkpoints, 100 */
 } cnf_options;
 
 void cnf_options_default(cnf_options *opt);
@@ -115,6 +129,8 @@ const char *cnf_method_name(cnf_method m);
  * Return 0, or CNF_EINVAL for an unknown name. */
 int cnf_trace_parse(const char *s, cnf_trace *out);
 int cnf_method_parse(const char *s, cnf_method *out);
+const char *cnf_adjoint_name(cnf_adjoint a);
+int cnf_adjoint_parse(const char *s, cnf_adjoint *out);
 
 /* Counters of the solves behind one call, summed over blocks and batches. */
 typedef struct cnf_stats {
@@ -244,6 +260,20 @@ int cnf_csv_write(cnf_ctx *ctx, const char *path, const char *const *names,
 
 /* Release memory the library allocated for the caller. */
 void cnf_free(void *p);
+
+/* ---- gradients ------------------------------------------------------- */
+
+/* The maximum-likelihood loss L = -(1/B) sum_b log p(x_b) of B points x
+ * (B, D) and its gradient by the adjoint method (opt->adjoint): grad (P,
+ * cnf_flow_param_count) = dL/dtheta, grad_T (blocks) = dL/dT_k (may be
+ * NULL).  All B rows form one ODE system (opt->batch is ignored).
+ * Hutchinson probes are drawn from the flow's generator once per block and
+ * replayed exactly by the backward solve, so after the same cnf_flow_seed
+ * the loss equals -mean(cnf_flow_logp).  fwd and bwd (may be NULL) receive
+ * the forward and backward solver statistics. */
+int cnf_flow_loss_grad(cnf_flow *flow, const cnf_options *opt, size_t B,
+                       const double *x, double *loss, double *grad,
+                       double *grad_T, cnf_stats *fwd, cnf_stats *bwd);
 
 /* log N(z; 0, I) of one point of dimension D. */
 double cnf_log_normal(const double *z, size_t D);

@@ -233,16 +233,8 @@ int cnf_probes_draw(cnf_trace trace, uint64_t seed, size_t K, size_t B,
 
 /* ---- the augmented system -------------------------------------------- */
 
-typedef struct aug {
-  cnf_dyn *dyn;
-  const double *theta;
-  size_t B, K;
-  const double *eps; /* (K, B, D) or NULL for the exact trace */
-  double scale;      /* 1/K for Hutchinson, 1 for the exact trace */
-} aug;
-
-static int aug_rhs(double t, const double *y, double *ydot, void *user) {
-  aug *a = user;
+int cnf__aug_rhs(double t, const double *y, double *ydot, void *user) {
+  cnf__aug *a = user;
   const size_t BD = a->B * a->dyn->D;
   double *div = ydot + BD;
   int rc = cnf_dyn_f_div(a->dyn, t, a->B, a->K, y, a->theta, a->eps, ydot, div);
@@ -251,10 +243,10 @@ static int aug_rhs(double t, const double *y, double *ydot, void *user) {
   return 0;
 }
 
-static int aug_jtv(double t, const double *y, const double *fy,
-                   const double *v, double *jv, void *user) {
+int cnf__aug_jtv(double t, const double *y, const double *fy, const double *v,
+                 double *jv, void *user) {
   (void)fy;
-  aug *a = user;
+  cnf__aug *a = user;
   const size_t BD = a->B * a->dyn->D;
   int rc = cnf_dyn_jvp(a->dyn, t, a->B, 1, y, a->theta, v, NULL, jv);
   if (rc != 0) return rc;
@@ -289,7 +281,7 @@ int cnf_dyn_solve(cnf_dyn *d, const double *theta, const cnf_options *opt,
   for (size_t i = 0; i < BD; i++) d->atol[i] = opt->atol;
   for (size_t i = BD; i < N; i++) d->atol[i] = atol_logp;
 
-  aug a = {d, theta, B, K, eps, eps != NULL ? 1.0 / (double)K : 1.0};
+  cnf__aug a = {d, theta, B, K, eps, eps != NULL ? 1.0 / (double)K : 1.0};
   cnf_ode_opts o = {
       .method = opt->method,
       .rtol = opt->rtol,
@@ -300,7 +292,7 @@ int cnf_dyn_solve(cnf_dyn *d, const double *theta, const cnf_options *opt,
       .h_init = opt->h_init,
       .max_nonlin_iters = opt->max_nonlin_iters,
   };
-  rc = cnf__ode_solve(d->ode, &o, aug_rhs, aug_jtv, &a, t0, t1, d->y, st);
+  rc = cnf__ode_solve(d->ode, &o, cnf__aug_rhs, cnf__aug_jtv, &a, t0, t1, d->y, st);
   if (rc != 0) return rc;
   memcpy(z, d->y, BD * sizeof(double));
   memcpy(delta, d->y + BD, B * sizeof(double));

@@ -23,4 +23,20 @@ struct cnf_dyn {
   cnf_ode *ode;
 };
 
+/* The augmented system of one block (see dyn.c): y = (z (B, D), Delta (B)),
+ * dz/dt = f, dDelta/dt = -scale * div, with the probes eps (K, B, D) or
+ * NULL for the exact trace (then K = D). */
+typedef struct cnf__aug {
+  cnf_dyn *dyn;
+  const double *theta;
+  size_t B, K;
+  const double *eps;
+  double scale; /* 1/K for Hutchinson, 1 for the exact trace */
+} cnf__aug;
+
+int cnf__aug_rhs(double t, const double *y, double *ydot, void *aug);
+/* [J v_z ; 0]: BDF's Jacobian-times-vector of the augmented system. */
+int cnf__aug_jtv(double t, const double *y, const double *fy, const double *v,
+                 double *jv, void *aug);
+
 #endif /* CNF_DYN_IMPL_H */

@@ -135,10 +135,17 @@ static int draw_probes(cnf_flow *f, const cnf_options *opt, size_t Bc,
     f->cap_probes = f->eps ? K : 0;
     if (f->eps == NULL) return CNF_ENOMEM;
   }
-  uint64_t seed = gsl_rng_get(f->rng);
-  int rc = cnf_probes_draw(opt->trace, seed, K, Bc, D, f->eps);
-  if (rc != 0) return CNF_ERROR(f->ctx, rc, "flow: drawing probes failed");
+  int rc = cnf__flow_draw_probes(f, opt->trace, K, Bc, f->eps);
+  if (rc != 0) return rc;
   *eps = f->eps;
+  return 0;
+}
+
+int cnf__flow_draw_probes(cnf_flow *f, cnf_trace trace, size_t K, size_t B,
+                          double *eps) {
+  uint64_t seed = gsl_rng_get(f->rng);
+  int rc = cnf_probes_draw(trace, seed, K, B, f->cfg.dim, eps);
+  if (rc != 0) return CNF_ERROR(f->ctx, rc, "flow: drawing probes failed");
   return 0;
 }
 

@@ -26,4 +26,9 @@ struct cnf_flow {
 int cnf__flow_alloc(cnf_flow **out, cnf_ctx *ctx, const cnf_mlp_config *cfg,
                     size_t blocks);
 
+/* Probes eps (K, B, D) for one block solve, from a seed drawn from the
+ * flow's generator (the sequence cnf_flow_logp uses). */
+int cnf__flow_draw_probes(cnf_flow *f, cnf_trace trace, size_t K, size_t B,
+                          double *eps);
+
 #endif /* CNF_FLOW_IMPL_H */

@@ -16,10 +16,16 @@ void cnf_options_default(cnf_options *opt) {
   opt->trace = CNF_TRACE_EXACT;
   opt->probes = 1;
   opt->batch = 0;
+  opt->adjoint = CNF_ADJOINT_BACKSOLVE;
+  opt->rtol_adj = 0.0;
+  opt->atol_adj = 0.0;
+  opt->seminorm = 1;
+  opt->checkpoint_steps = 100;
 }
 
 static const char *const trace_names[] = {"exact", "gauss", "rademacher"};
 static const char *const method_names[] = {"adams", "bdf"};
+static const char *const adjoint_names[] = {"backsolve", "checkpoint"};
 static const char *const layer_names[] = {"concatsquash", "concat", "ignore"};
 static const char *const act_names[] = {"tanh", "softplus"};
 
@@ -46,6 +52,9 @@ const char *cnf_trace_name(cnf_trace t) {
 const char *cnf_method_name(cnf_method m) {
   return name_of(method_names, N_OF(method_names), (unsigned)m);
 }
+const char *cnf_adjoint_name(cnf_adjoint a) {
+  return name_of(adjoint_names, N_OF(adjoint_names), (unsigned)a);
+}
 const char *cnf_layer_name(cnf_layer l) {
   return name_of(layer_names, N_OF(layer_names), (unsigned)l);
 }
@@ -61,6 +70,11 @@ int cnf_trace_parse(const char *s, cnf_trace *out) {
 int cnf_method_parse(const char *s, cnf_method *out) {
   int i = 0, rc = parse_name(method_names, N_OF(method_names), s, &i);
   if (rc == 0) *out = (cnf_method)i;
+  return rc;
+}
+int cnf_adjoint_parse(const char *s, cnf_adjoint *out) {
+  int i = 0, rc = parse_name(adjoint_names, N_OF(adjoint_names), s, &i);
+  if (rc == 0) *out = (cnf_adjoint)i;
   return rc;
 }
 int cnf_layer_parse(const char *s, cnf_layer *out) {

@@ -1,0 +1,454 @@
+/* adjoint.c: the gradient of the maximum-likelihood loss by the adjoint
+ * method (DESIGN.md section 3), in two variants.
+ *
+ * Loss of B points: L = -(1/B) sum_b [log N(z_b(T)) - Delta_b(T)].  For one
+ * block with dz/dt = f(t, z; theta), dDelta/dt = g = -s div (s = 1/K for K
+ * Hutchinson probes held fixed, 1 for the exact trace), the adjoints
+ * a_z(t) = dL/dz(t), a_Delta = dL/dDelta = 1/B (constant: nothing depends
+ * on Delta) and a_theta satisfy, from t = T down to 0,
+ *
+ *   a_z(T) = z(T) / B,   a_theta(T) = 0,
+ *   da_z/dt     = -(a_z^T df/dz     + a_Delta dg/dz),
+ *   da_theta/dt = -(a_z^T df/dtheta + a_Delta dg/dtheta),
+ *
+ * and dL/dtheta = a_theta(0).  Both right-hand sides are ONE reverse sweep
+ * of the field: cnf_dyn_vjp with a = a_z and trace weights w_b = -s a_Delta
+ * returns a_z^T df/dz + a_Delta dg/dz and adds the theta part.  The end
+ * time: dL/dT = sum_b a_z,b . f_b(T) + a_Delta g_b(T).  Blocks chain: the
+ * a_z(0) of block k is the terminal a_z of block k - 1.
+ *
+ * backsolve:  the state (z, a_z, a_theta) is integrated backward by CVODE
+ *             (z reconstructed backward, Chen et al. 2018); memory does not
+ *             grow with the number of steps.  With opt->seminorm, a_theta
+ *             stays out of the error norm.
+ * checkpoint: CVODES's adjoint module.  The forward solve (CVodeF) stores
+ *             checkpoints every opt->checkpoint_steps steps and Hermite
+ *             interpolation data; the backward problem integrates a_z with
+ *             the forward z interpolated, and a_theta as a backward
+ *             quadrature (left out of the error control with seminorm).
+ *             Recomputations between checkpoints replay the same probes.
+ */
+#include <math.h>
+#include <stdio.h>
+#include <string.h>
+
+#include <cvodes/cvodes.h>
+#include <nvector/nvector_serial.h>
+#include <sunlinsol/sunlinsol_spgmr.h>
+#include <sunnonlinsol/sunnonlinsol_fixedpoint.h>
+
+#include "dyn_impl.h"
+#include "flow_impl.h"
+#include "ode.h"
+
+/* ---- shared state of one block's backward problem -------------------- */
+
+typedef struct adj_block {
+  cnf_dyn *dyn;
+  const double *theta;   /* (P) this block's parameters */
+  size_t B, D, K, P;
+  const double *eps;     /* (K, B, D) probes or NULL (exact) */
+  const double *w;       /* (B) trace weights -s a_Delta */
+  double *gz;            /* (B, D) scratch */
+  /* checkpoint variant: the quadrature reuses the sweep of the last
+   * backward RHS when it is evaluated at the same (t, z, a_z) */
+  double *gth;           /* (P) cached theta part */
+  double *key;           /* (2 B D) z and a_z of the cached sweep */
+  double key_t;
+  int key_valid;
+} adj_block;
+
+/* gz = a^T df/dz + a_Delta dg/dz and, if gth != NULL, gth = the theta
+ * part (overwritten). */
+static int sweep(adj_block *ab, double t, const double *z, const double *a,
+                 double *gz, double *gth) {
+  if (gth != NULL) memset(gth, 0, ab->P * sizeof(double));
+  return cnf_dyn_vjp(ab->dyn, t, ab->B, ab->K, z, ab->theta, a, ab->w,
+                     ab->eps, gz, gth);
+}
+
+/* ---- backsolve ------------------------------------------------------- */
+
+static int bs_rhs(double t, const double *y, double *ydot, void *user) {
+  adj_block *ab = user;
+  const size_t BD = ab->B * ab->D;
+  const double *z = y, *az = y + BD;
+  double *dz = ydot, *daz = ydot + BD, *dth = ydot + 2 * BD;
+  int rc = cnf_dyn_f(ab->dyn, t, ab->B, z, ab->theta, dz);
+  if (rc != 0) return rc;
+  rc = sweep(ab, t, z, az, daz, dth);
+  if (rc != 0) return rc;
+  for (size_t i = 0; i < BD; i++) daz[i] = -daz[i];
+  for (size_t i = 0; i < ab->P; i++) dth[i] = -dth[i];
+  return 0;
+}
+
+/* ---- checkpoint (CVODES adjoint) -------------------------------------- */
+
+static int ck_rhsB(realtype t, N_Vector y, N_Vector yB, N_Vector yBdot,
+                   void *user) {
+  adj_block *ab = user;
+  const size_t BD = ab->B * ab->D;
+  const double *z = N_VGetArrayPointer(y), *az = N_VGetArrayPointer(yB);
+  double *out = N_VGetArrayPointer(yBdot);
+  int rc = sweep(ab, t, z, az, out, ab->gth);
+  if (rc != 0) return rc;
+  for (size_t i = 0; i < BD; i++) out[i] = -out[i];
+  memcpy(ab->key, z, BD * sizeof(double));
+  memcpy(ab->key + BD, az, BD * sizeof(double));
+  ab->key_t = t;
+  ab->key_valid = 1;
+  return 0;
+}
+
+static int ck_quadB(realtype t, N_Vector y, N_Vector yB, N_Vector qBdot,
+                    void *user) {
+  adj_block *ab = user;
+  const size_t BD = ab->B * ab->D;
+  const double *z = N_VGetArrayPointer(y), *az = N_VGetArrayPointer(yB);
+  double *out = N_VGetArrayPointer(qBdot);
+  if (!(ab->key_valid && ab->key_t == t &&
+        memcmp(ab->key, z, BD * sizeof(double)) == 0 &&
+        memcmp(ab->key + BD, az, BD * sizeof(double)) == 0)) {
+    int rc = sweep(ab, t, z, az, ab->gz, ab->gth);
+    if (rc != 0) return rc;
+  }
+  for (size_t i = 0; i < ab->P; i++) out[i] = -ab->gth[i];
+  return 0;
+}
+
+/* BDF's Jacobian of the backward system: -(df/dz)^T v = -(v^T df/dz). */
+static int ck_jtvB(N_Vector v, N_Vector Jv, realtype t, N_Vector y,
+                   N_Vector yB, N_Vector fyB, void *user, N_Vector tmp) {
+  (void)yB, (void)fyB, (void)tmp;
+  adj_block *ab = user;
+  const size_t BD = ab->B * ab->D;
+  double *out = N_VGetArrayPointer(Jv);
+  int rc = cnf_dyn_vjp(ab->dyn, t, ab->B, 0, N_VGetArrayPointer(y), ab->theta,
+                       N_VGetArrayPointer(v), NULL, NULL, out, NULL);
+  if (rc != 0) return rc;
+  for (size_t i = 0; i < BD; i++) out[i] = -out[i];
+  return 0;
+}
+
+static int ck_rhsF(realtype t, N_Vector y, N_Vector ydot, void *user) {
+  const double *yv = N_VGetArrayPointer(y);
+  double *yd = N_VGetArrayPointer(ydot);
+  int rc = cnf__aug_rhs(t, yv, yd, user);
+  if (rc != 0) return rc;
+  const cnf__aug *a = user;
+  const size_t N = a->B * a->dyn->D + a->B;
+  for (size_t i = 0; i < N; i++)
+    if (!isfinite(yd[i])) return 1;
+  return 0;
+}
+
+static int ck_jtvF(N_Vector v, N_Vector Jv, realtype t, N_Vector y,
+                   N_Vector fy, void *user, N_Vector tmp) {
+  (void)tmp;
+  return cnf__aug_jtv(t, N_VGetArrayPointer(y), N_VGetArrayPointer(fy),
+                      N_VGetArrayPointer(v), N_VGetArrayPointer(Jv), user);
+}
+
+typedef struct ck_mem {
+  void *mem;                 /* CVODES memory with the forward checkpoints */
+  N_Vector y, yB, qB, atol;
+  SUNNonlinearSolver nls, nlsB;
+  SUNLinearSolver ls, lsB;
+  cnf__aug aug;
+  char msg[512];
+} ck_mem;
+
+static void ck_errh(int code, const char *module, const char *function,
+                    char *msg, void *data) {
+  ck_mem *m = data;
+  if (code == CV_WARNING) return;
+  snprintf(m->msg, sizeof m->msg, "%s: %s", function ? function : module, msg);
+}
+
+static void ck_free(ck_mem *m) {
+  if (m == NULL) return;
+  if (m->mem) CVodeFree(&m->mem);
+  if (m->y) N_VDestroy(m->y);
+  if (m->yB) N_VDestroy(m->yB);
+  if (m->qB) N_VDestroy(m->qB);
+  if (m->atol) N_VDestroy(m->atol);
+  if (m->nls) SUNNonlinSolFree(m->nls);
+  if (m->nlsB) SUNNonlinSolFree(m->nlsB);
+  if (m->ls) SUNLinSolFree(m->ls);
+  if (m->lsB) SUNLinSolFree(m->lsB);
+  memset(m, 0, sizeof *m);
+}
+
+static int cv_fail(cnf_ctx *ctx, ck_mem *m, const char *what, int flag,
+                   int block) {
+  int code = cnf__ode_map_flag(flag);
+  return CNF_ERROR(ctx, code ? code : CNF_ESOLVER,
+                   "block %d: %s failed (%s)%s%s", block + 1, what,
+                   CVodeGetReturnFlagName(flag), m->msg[0] ? ": " : "", m->msg);
+}
+
+#define CK(what, expr)                                           \
+  do {                                                           \
+    int flag_ = (expr);                                          \
+    if (flag_ < 0) return cv_fail(ctx, m, what, flag_, block);   \
+  } while (0)
+
+static void add_cv_stats(void *mem, cnf_stats *st) {
+  long nst = 0, nfe = 0, netf = 0, nni = 0, ncf = 0;
+  CVodeGetNumSteps(mem, &nst);
+  CVodeGetNumRhsEvals(mem, &nfe);
+  CVodeGetNumErrTestFails(mem, &netf);
+  CVodeGetNumNonlinSolvIters(mem, &nni);
+  CVodeGetNumNonlinSolvConvFails(mem, &ncf);
+  st->solves += 1;
+  st->nsteps += nst;
+  st->nfe += nfe;
+  st->netf += netf;
+  st->nni += nni;
+  st->nncf += ncf;
+  CVodeGetLastStep(mem, &st->last_h);
+}
+
+/* Forward solve of one block with checkpoints; y (B D + B) in/out. */
+static int ck_forward(cnf_ctx *ctx, ck_mem *m, const cnf_options *opt,
+                      double T, double *y, size_t N, size_t BD, int block,
+                      cnf_stats *st) {
+  SUNContext sctx = (SUNContext)ctx->sunctx;
+  m->y = N_VMake_Serial((sunindextype)N, y, sctx);
+  m->atol = N_VNew_Serial((sunindextype)N, sctx);
+  m->mem = CVodeCreate(opt->method == CNF_METHOD_BDF ? CV_BDF : CV_ADAMS, sctx);
+  if (!m->y || !m->atol || !m->mem)
+    return CNF_ERROR(ctx, CNF_ENOMEM, "checkpointed adjoint: out of memory");
+  double *at = N_VGetArrayPointer(m->atol);
+  for (size_t i = 0; i < N; i++)
+    at[i] = i < BD ? opt->atol : (opt->atol_logp > 0 ? opt->atol_logp : opt->atol);
+  CK("CVodeSetErrHandlerFn", CVodeSetErrHandlerFn(m->mem, ck_errh, m));
+  CK("CVodeInit", CVodeInit(m->mem, ck_rhsF, 0.0, m->y));
+  CK("CVodeSetUserData", CVodeSetUserData(m->mem, &m->aug));
+  CK("CVodeSVtolerances", CVodeSVtolerances(m->mem, opt->rtol, m->atol));
+  if (opt->method == CNF_METHOD_BDF) {
+    m->ls = SUNLinSol_SPGMR(m->y, SUN_PREC_NONE, 0, sctx);
+    if (!m->ls) return CNF_ERROR(ctx, CNF_ENOMEM, "checkpointed adjoint: out of memory");
+    CK("CVodeSetLinearSolver", CVodeSetLinearSolver(m->mem, m->ls, NULL));
+    CK("CVodeSetJacTimes", CVodeSetJacTimes(m->mem, NULL, ck_jtvF));
+  } else {
+    m->nls = SUNNonlinSol_FixedPoint(m->y, 0, sctx);
+    if (!m->nls) return CNF_ERROR(ctx, CNF_ENOMEM, "checkpointed adjoint: out of memory");
+    CK("CVodeSetNonlinearSolver", CVodeSetNonlinearSolver(m->mem, m->nls));
+  }
+  CK("CVodeSetMaxNonlinIters", CVodeSetMaxNonlinIters(m->mem, opt->max_nonlin_iters > 0 ? opt->max_nonlin_iters : 3));
+  CK("CVodeSetMaxNumSteps", CVodeSetMaxNumSteps(m->mem, opt->max_steps));
+  CK("CVodeSetStopTime", CVodeSetStopTime(m->mem, T));
+  if (opt->h_init > 0) CK("CVodeSetInitStep", CVodeSetInitStep(m->mem, opt->h_init));
+  if (opt->max_order > 0) CK("CVodeSetMaxOrd", CVodeSetMaxOrd(m->mem, opt->max_order));
+  CK("CVodeAdjInit", CVodeAdjInit(m->mem, opt->checkpoint_steps > 0 ? opt->checkpoint_steps : 100, CV_HERMITE));
+  double t = 0.0;
+  int ncheck = 0;
+  int flag = CVodeF(m->mem, T, m->y, &t, CV_NORMAL, &ncheck);
+  cnf_stats local;
+  cnf_stats_clear(&local);
+  add_cv_stats(m->mem, &local);
+  if (st) cnf_stats_add(st, &local);
+  if (flag < 0) {
+    cv_fail(ctx, m, "forward solve (CVodeF)", flag, block);
+    char msg[CNF_ERRMSG_LEN];
+    snprintf(msg, sizeof msg, "%s", ctx->errmsg);
+    return CNF_ERROR(ctx, cnf__ode_map_flag(flag), "%s at t = %.6g: %ld steps, %ld RHS evaluations, "
+                     "%ld error-test failures", msg, t, local.nsteps, local.nfe, local.netf);
+  }
+  return 0;
+}
+
+/* Backward solve of one block: a_z (B D) in/out, gth (P) out. */
+static int ck_backward(cnf_ctx *ctx, ck_mem *m, adj_block *ab,
+                       const cnf_options *opt, double T, double *az,
+                       double *gth, int block, cnf_stats *st) {
+  SUNContext sctx = (SUNContext)ctx->sunctx;
+  const size_t BD = ab->B * ab->D;
+  const double rtol = opt->rtol_adj > 0 ? opt->rtol_adj : opt->rtol;
+  const double atol = opt->atol_adj > 0 ? opt->atol_adj : opt->atol;
+  int which = -1;
+  m->yB = N_VMake_Serial((sunindextype)BD, az, sctx);
+  m->qB = N_VMake_Serial((sunindextype)ab->P, gth, sctx);
+  if (!m->yB || !m->qB) return CNF_ERROR(ctx, CNF_ENOMEM, "checkpointed adjoint: out of memory");
+  memset(gth, 0, ab->P * sizeof(double));
+  CK("CVodeCreateB", CVodeCreateB(m->mem, opt->method == CNF_METHOD_BDF ? CV_BDF : CV_ADAMS, &which));
+  CK("CVodeInitB", CVodeInitB(m->mem, which, ck_rhsB, T, m->yB));
+  CK("CVodeSStolerancesB", CVodeSStolerancesB(m->mem, which, rtol, atol));
+  CK("CVodeSetUserDataB", CVodeSetUserDataB(m->mem, which, ab));
+  if (opt->method == CNF_METHOD_BDF) {
+    m->lsB = SUNLinSol_SPGMR(m->yB, SUN_PREC_NONE, 0, sctx);
+    if (!m->lsB) return CNF_ERROR(ctx, CNF_ENOMEM, "checkpointed adjoint: out of memory");
+    CK("CVodeSetLinearSolverB", CVodeSetLinearSolverB(m->mem, which, m->lsB, NULL));
+    CK("CVodeSetJacTimesB", CVodeSetJacTimesB(m->mem, which, NULL, ck_jtvB));
+  } else {
+    m->nlsB = SUNNonlinSol_FixedPoint(m->yB, 0, sctx);
+    if (!m->nlsB) return CNF_ERROR(ctx, CNF_ENOMEM, "checkpointed adjoint: out of memory");
+    CK("CVodeSetNonlinearSolverB", CVodeSetNonlinearSolverB(m->mem, which, m->nlsB));
+  }
+  CK("CVodeSetMaxNumStepsB", CVodeSetMaxNumStepsB(m->mem, which, opt->max_steps));
+  CK("CVodeQuadInitB", CVodeQuadInitB(m->mem, which, ck_quadB, m->qB));
+  if (!opt->seminorm) {
+    CK("CVodeQuadSStolerancesB", CVodeQuadSStolerancesB(m->mem, which, rtol, atol));
+    CK("CVodeSetQuadErrConB", CVodeSetQuadErrConB(m->mem, which, SUNTRUE));
+  } else {
+    CK("CVodeSetQuadErrConB", CVodeSetQuadErrConB(m->mem, which, SUNFALSE));
+  }
+  int flag = CVodeB(m->mem, 0.0, CV_NORMAL);
+  void *memB = CVodeGetAdjCVodeBmem(m->mem, which);
+  cnf_stats local;
+  cnf_stats_clear(&local);
+  if (memB) add_cv_stats(memB, &local);
+  if (st) cnf_stats_add(st, &local);
+  if (flag < 0) return cv_fail(ctx, m, "backward solve (CVodeB)", flag, block);
+  double t = 0.0;
+  CK("CVodeGetB", CVodeGetB(m->mem, which, &t, m->yB));
+  CK("CVodeGetQuadB", CVodeGetQuadB(m->mem, which, &t, m->qB));
+  return 0;
+}
+
+/* ---- the driver -------------------------------------------------------- */
+
+int cnf_flow_loss_grad(cnf_flow *f, const cnf_options *opt, size_t B,
+                       const double *x, double *loss, double *grad,
+                       double *grad_T, cnf_stats *fwd, cnf_stats *bwd) {
+  if (f == NULL) return CNF_EINVAL;
+  cnf_ctx *ctx = f->ctx;
+  if (opt == NULL || x == NULL || loss == NULL || grad == NULL || B == 0)
+    return CNF_ERROR(ctx, CNF_EINVAL, "loss_grad: NULL argument or empty batch");
+  if (opt->trace != CNF_TRACE_EXACT && opt->probes == 0)
+    return CNF_ERROR(ctx, CNF_EINVAL, "loss_grad: Hutchinson needs at least one probe");
+  if ((unsigned)opt->adjoint > CNF_ADJOINT_CHECKPOINT)
+    return CNF_ERROR(ctx, CNF_EINVAL, "loss_grad: unknown adjoint method");
+  const size_t D = f->cfg.dim, BD = B * D, P = f->P, nb = f->blocks;
+  const int exact = opt->trace == CNF_TRACE_EXACT;
+  const size_t K = exact ? D : opt->probes;
+  const double scale = exact ? 1.0 : 1.0 / (double)K;
+  for (size_t i = 0; i < BD; i++)
+    if (!isfinite(x[i]))
+      return CNF_ERROR(ctx, CNF_ENONFINITE, "loss_grad: input row %zu has a non-finite value", i / D + 1);
+
+  int rc = 0;
+  const int ck = opt->adjoint == CNF_ADJOINT_CHECKPOINT;
+  const size_t Nf = BD + B, Nb = 2 * BD + P;
+  double *eps = exact ? NULL : cnf__dalloc(ctx, nb * K * BD);
+  double *y = cnf__dalloc(ctx, ck ? nb * Nf : Nb); /* forward states / backsolve state */
+  double *delta = cnf__dalloc(ctx, B);
+  double *az = cnf__dalloc(ctx, BD);
+  double *w = cnf__dalloc(ctx, B);
+  double *gz = cnf__dalloc(ctx, BD);
+  double *div = cnf__dalloc(ctx, B);
+  double *fz = cnf__dalloc(ctx, BD);
+  double *gth = ck ? cnf__dalloc(ctx, P) : NULL;
+  double *key = ck ? cnf__dalloc(ctx, 2 * BD) : NULL;
+  double *atol = ck ? NULL : cnf__dalloc(ctx, Nb);
+  ck_mem *mems = ck ? cnf__calloc(nb, sizeof(ck_mem)) : NULL;
+  cnf_ode *ode = NULL;
+  if ((!exact && !eps) || !y || !delta || !az || !w || !gz || !div || !fz ||
+      (ck && (!gth || !key || !mems)) || (!ck && !atol)) {
+    rc = CNF_ERROR(ctx, CNF_ENOMEM, "loss_grad: out of memory for %zu points", B);
+    goto cleanup;
+  }
+  CNF_TRY(cnf_dyn_reserve(f->dyn, B, K));
+
+  /* forward, block by block; z ends in y (backsolve) or in each block's
+   * final state (checkpoint) */
+  double *z = y;
+  if (!ck) memcpy(z, x, BD * sizeof(double));
+  for (size_t k = 0; k < nb; k++) {
+    double *ek = exact ? NULL : eps + k * K * BD;
+    if (!exact) CNF_TRY(cnf__flow_draw_probes(f, opt->trace, K, B, ek));
+    if (ck) {
+      double *yk = y + k * Nf;
+      memcpy(yk, k == 0 ? x : y + (k - 1) * Nf, BD * sizeof(double));
+      memcpy(yk + BD, k == 0 ? delta : y + (k - 1) * Nf + BD, B * sizeof(double));
+      mems[k].aug = (cnf__aug){f->dyn, f->theta + k * P, B, K, ek, scale};
+      CNF_TRY(ck_forward(ctx, &mems[k], opt, f->T[k], yk, Nf, BD, (int)k, fwd));
+    } else {
+      rc = cnf_dyn_solve(f->dyn, f->theta + k * P, opt, 0.0, f->T[k], B, K, ek, z, delta, fwd);
+      if (rc != 0 && nb > 1) {
+        char msg[CNF_ERRMSG_LEN];
+        snprintf(msg, sizeof msg, "%s", ctx->errmsg);
+        CNF_ERROR(ctx, rc, "block %zu of %zu: %s", k + 1, nb, msg);
+      }
+      if (rc != 0) goto cleanup;
+    }
+  }
+  const double *zT = ck ? y + (nb - 1) * Nf : z;
+  const double *dT = ck ? y + (nb - 1) * Nf + BD : delta;
+
+  /* loss and terminal adjoints */
+  double L = 0.0;
+  for (size_t b = 0; b < B; b++) L -= cnf_log_normal(zT + b * D, D) - dT[b];
+  *loss = L / (double)B;
+  for (size_t i = 0; i < BD; i++) az[i] = zT[i] / (double)B;
+  const double a_delta = 1.0 / (double)B;
+  for (size_t b = 0; b < B; b++) w[b] = -scale * a_delta;
+
+  /* backward, block by block (backsolve: z is already at the start of y) */
+  for (size_t kk = nb; kk-- > 0;) {
+    const double *ek = exact ? NULL : eps + kk * K * BD;
+    const double *th = f->theta + kk * P;
+    const double *zk = ck ? y + kk * Nf : y; /* block output */
+    adj_block ab = {f->dyn, th, B, D, K, P, ek, w, gz, gth, key, 0.0, 0};
+    /* dL/dT_k = sum_b a_z . f + a_Delta g, g = -s div */
+    CNF_TRY(cnf_dyn_f_div(f->dyn, f->T[kk], B, K, zk, th, ek, fz, div));
+    if (grad_T != NULL) {
+      double gT = 0.0;
+      for (size_t i = 0; i < BD; i++) gT += az[i] * fz[i];
+      for (size_t b = 0; b < B; b++) gT += a_delta * (-scale * div[b]);
+      grad_T[kk] = gT;
+    }
+    double *gk = grad + kk * P;
+    if (ck) {
+      CNF_TRY(ck_backward(ctx, &mems[kk], &ab, opt, f->T[kk], az, gk, (int)kk, bwd));
+    } else {
+      /* state (z, a_z, a_theta) from T to 0 */
+      memcpy(y + BD, az, BD * sizeof(double));
+      memset(y + 2 * BD, 0, P * sizeof(double));
+      const double rtol = opt->rtol_adj > 0 ? opt->rtol_adj : opt->rtol;
+      const double at = opt->atol_adj > 0 ? opt->atol_adj : opt->atol;
+      for (size_t i = 0; i < Nb; i++) atol[i] = at;
+      if (ode == NULL) CNF_TRY(cnf__ode_create(&ode, ctx, Nb));
+      cnf_ode_opts o = {
+          .method = opt->method,
+          .rtol = rtol,
+          .atol = at,
+          .atol_vec = atol,
+          .max_steps = opt->max_steps,
+          .max_order = opt->max_order,
+          .h_init = 0.0,
+          .max_nonlin_iters = opt->max_nonlin_iters,
+          .n_err = opt->seminorm ? 2 * BD : 0,
+      };
+      rc = cnf__ode_solve(ode, &o, bs_rhs, NULL, &ab, f->T[kk], 0.0, y, bwd);
+      if (rc != 0) {
+        char msg[CNF_ERRMSG_LEN];
+        snprintf(msg, sizeof msg, "%s", ctx->errmsg);
+        CNF_ERROR(ctx, rc, "backward solve of block %zu of %zu: %s", kk + 1, nb, msg);
+        goto cleanup;
+      }
+      memcpy(az, y + BD, BD * sizeof(double));
+      memcpy(gk, y + 2 * BD, P * sizeof(double));
+    }
+  }
+
+cleanup:
+  if (mems)
+    for (size_t k = 0; k < nb; k++) ck_free(&mems[k]);
+  cnf__free(mems);
+  cnf__ode_free(ode);
+  cnf__free(eps);
+  cnf__free(y);
+  cnf__free(delta);
+  cnf__free(az);
+  cnf__free(w);
+  cnf__free(gz);
+  cnf__free(div);
+  cnf__free(fz);
+  cnf__free(gth);
+  cnf__free(key);
+  cnf__free(atol);
+  return rc;
+}
