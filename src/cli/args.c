@@ -55,9 +55,10 @@ int cli_parse_threads(const char *s, size_t *out) {
   return 0;
 }
 
-/* Store the value text v of option o; print the reason and return
- * CLI_EUSAGE when it is not acceptable. */
-static int store(const char *cmd, const cli_opt *o, const char *v) {
+/* Store the value text v of option o, spelled `as` on the command line
+ * ("-n" or "--samples"); print the reason and return CLI_EUSAGE when the
+ * value is not acceptable. */
+static int store(const char *cmd, const cli_opt *o, const char *as, const char *v) {
   unsigned long long u = 0;
   switch (o->kind) {
     case CLI_FLAG:
@@ -65,14 +66,14 @@ static int store(const char *cmd, const cli_opt *o, const char *v) {
       return CLI_OK;
     case CLI_STR:
       if (v[0] == '\0') {
-        cli_error(cmd, "--%s: expected a non-empty value", o->name);
+        cli_error(cmd, "%s: expected a non-empty value", as);
         return CLI_EUSAGE;
       }
       *(const char **)o->dest = v;
       return CLI_OK;
     case CLI_POS:
       if (parse_positive(v, (double *)o->dest) != 0) {
-        cli_error(cmd, "--%s: expected a positive finite number, found '%s'", o->name, v);
+        cli_error(cmd, "%s: expected a positive finite number, found '%s'", as, v);
         return CLI_EUSAGE;
       }
       return CLI_OK;
@@ -80,10 +81,10 @@ static int store(const char *cmd, const cli_opt *o, const char *v) {
     case CLI_LONG:
       if (parse_digits(v, &u) != 0 || u < o->min || u > o->max) {
         if (o->max >= (size_t)LONG_MAX)
-          cli_error(cmd, "--%s: expected a whole number of at least %zu, found '%s'", o->name,
+          cli_error(cmd, "%s: expected a whole number of at least %zu, found '%s'", as,
                     o->min, v);
         else
-          cli_error(cmd, "--%s: expected a whole number from %zu to %zu, found '%s'", o->name,
+          cli_error(cmd, "%s: expected a whole number from %zu to %zu, found '%s'", as,
                     o->min, o->max, v);
         return CLI_EUSAGE;
       }
@@ -94,7 +95,7 @@ static int store(const char *cmd, const cli_opt *o, const char *v) {
       return CLI_OK;
     case CLI_U64:
       if (parse_digits(v, &u) != 0) {
-        cli_error(cmd, "--%s: expected a whole number from 0 to %llu, found '%s'", o->name,
+        cli_error(cmd, "%s: expected a whole number from 0 to %llu, found '%s'", as,
                   (unsigned long long)UINT64_MAX, v);
         return CLI_EUSAGE;
       }
@@ -102,7 +103,7 @@ static int store(const char *cmd, const cli_opt *o, const char *v) {
       return CLI_OK;
     case CLI_CHOICE:
       if (o->conv(v, o->dest) != 0) {
-        cli_error(cmd, "--%s: expected one of %s, found '%s'", o->name, o->meta, v);
+        cli_error(cmd, "%s: expected one of %s, found '%s'", as, o->meta, v);
         return CLI_EUSAGE;
       }
       return CLI_OK;
@@ -161,6 +162,8 @@ int cli_parse(const char *cmd, const cli_opt *opts, int argc, char **argv, int *
       return CLI_EUSAGE;
     }
     seen[k] = 1;
+    char as[64];
+    snprintf(as, sizeof as, "%.*s", (int)(val ? strcspn(w, "=") : strlen(w)), w);
     if (o->kind == CLI_FLAG) {
       if (val != NULL) {
         cli_error(cmd, "option --%s takes no value, found '%s'", o->name, w);
@@ -170,12 +173,12 @@ int cli_parse(const char *cmd, const cli_opt *opts, int argc, char **argv, int *
       /* the next word is the value; a word starting with "--" is taken
        * for a forgotten value (use --name=--text for such a value) */
       if (i + 1 >= argc || strncmp(argv[i + 1], "--", 2) == 0) {
-        cli_error(cmd, "option --%s needs a value (%s)", o->name, o->meta);
+        cli_error(cmd, "option %s needs a value (%s)", as, o->meta);
         return CLI_EUSAGE;
       }
       val = argv[++i];
     }
-    int rc = store(cmd, o, val);
+    int rc = store(cmd, o, as, val);
     if (rc != CLI_OK) return rc;
   }
   for (size_t k = 0; k < n; k++)
