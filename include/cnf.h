@@ -215,6 +215,17 @@ double *cnf_flow_params(cnf_flow *flow);
 double cnf_flow_end_time(const cnf_flow *flow, size_t block);
 int cnf_flow_set_end_time(cnf_flow *flow, size_t block, double T);
 
+/* Standardization: the flow models x_std = (x - shift) / scale (shift,
+ * scale: (D), scale > 0), and every density it reports (logp, encode,
+ * decode, sample, the loss) is in the units of x, the log-Jacobian
+ * -sum log scale folded in.  NULL, NULL removes it.  It is saved with the
+ * model.  cnf_flow_standardization copies it out (either pointer may be
+ * NULL) and returns 1, or returns 0 when the flow has none. */
+int cnf_flow_set_standardization(cnf_flow *flow, const double *shift,
+                                 const double *scale);
+int cnf_flow_standardization(const cnf_flow *flow, double *shift,
+                             double *scale);
+
 /* Seed the flow's random generator (GSL mt19937), which draws Hutchinson
  * probes (once per solve, held fixed during it) and base samples. */
 void cnf_flow_seed(cnf_flow *flow, uint64_t seed);
@@ -274,6 +285,68 @@ void cnf_free(void *p);
 int cnf_flow_loss_grad(cnf_flow *flow, const cnf_options *opt, size_t B,
                        const double *x, double *loss, double *grad,
                        double *grad_T, cnf_stats *fwd, cnf_stats *bwd);
+
+/* ---- training ---------------------------------------------------------- */
+
+typedef struct cnf_train_options {
+  double lr;            /* Adam's step size, 1e-3 */
+  double weight_decay;  /* L2 term added to the gradient (as PyTorch's
+                           Adam), 1e-5; not applied to the end times */
+  double beta1, beta2;  /* 0.9, 0.999 */
+  double eps;           /* 1e-8 */
+  int learn_T;          /* 1: train each T_k = s_k^2 through s_k */
+  double T_min;         /* lower bound kept on T_k, 1e-3 */
+} cnf_train_options;
+
+void cnf_train_options_default(cnf_train_options *to);
+
+typedef struct cnf_train_report {
+  double loss;          /* the minibatch's loss before the update */
+  double grad_norm;     /* |dL/dtheta| (2-norm, without weight decay) */
+  cnf_stats fwd, bwd;   /* this step's solver statistics */
+} cnf_train_report;
+
+/* Training by maximum likelihood with Adam.  The optimizer state (step
+ * count, seed, moments) lives in the flow, so cnf_flow_save writes it and
+ * a flow loaded from such a file continues where it stopped: create then
+ * continues from the stored state and ignores `seed`.  Steps are
+ * reproducible bit for bit: the Hutchinson probes of step i depend on
+ * (seed, i) only. */
+typedef struct cnf_train cnf_train;
+
+int cnf_train_create(cnf_train **out, cnf_flow *flow,
+                     const cnf_train_options *to, uint64_t seed);
+/* Frees the trainer; the optimizer state stays with the flow. */
+void cnf_train_free(cnf_train *tr);
+long cnf_train_iteration(const cnf_train *tr);
+uint64_t cnf_train_seed(const cnf_train *tr);
+
+/* One step on the minibatch x (B, D): loss and gradient by the adjoint
+ * (opt->adjoint, opt->trace), then an Adam update.  On a solver failure or
+ * a non-finite gradient the parameters are left unchanged, the step still
+ * counts (so a rerun does not repeat the same batch), and the error code
+ * is returned with the reason in the context. */
+int cnf_train_step(cnf_train *tr, const cnf_options *opt, size_t B,
+                   const double *x, cnf_train_report *rep);
+
+/* B row indices into a data set of N rows for step `iter` of a run with
+ * `seed`, drawn without replacement (B <= N): the same (seed, iter) gives
+ * the same batch. */
+int cnf_train_batch_indices(uint64_t seed, long iter, size_t N, size_t B,
+                            size_t *idx);
+
+/* Drop the flow's optimizer state (e.g. before saving a final model). */
+void cnf_flow_clear_train_state(cnf_flow *flow);
+
+/* ---- toy data ---------------------------------------------------------- */
+
+/* The names of FFJORD's ten 2-D toy sets, NULL-terminated: swissroll,
+ * circles, rings, moons, 8gaussians, pinwheel, 2spirals, checkerboard,
+ * line, cos. */
+const char *const *cnf_toy_names(void);
+/* n samples (n, 2) of the named set from a seeded stream.  CNF_EINVAL for
+ * an unknown name. */
+int cnf_toy_sample(const char *name, size_t n, uint64_t seed, double *x);
 
 /* log N(z; 0, I) of one point of dimension D. */
 double cnf_log_normal(const double *z, size_t D);

@@ -340,28 +340,30 @@ int cnf_flow_loss_grad(cnf_flow *f, const cnf_options *opt, size_t B,
   double *gz = cnf__dalloc(ctx, BD);
   double *div = cnf__dalloc(ctx, B);
   double *fz = cnf__dalloc(ctx, BD);
+  double *xs = cnf__dalloc(ctx, BD);
   double *gth = ck ? cnf__dalloc(ctx, P) : NULL;
   double *key = ck ? cnf__dalloc(ctx, 2 * BD) : NULL;
   double *atol = ck ? NULL : cnf__dalloc(ctx, Nb);
   ck_mem *mems = ck ? cnf__calloc(nb, sizeof(ck_mem)) : NULL;
   cnf_ode *ode = NULL;
-  if ((!exact && !eps) || !y || !delta || !az || !w || !gz || !div || !fz ||
+  if ((!exact && !eps) || !y || !delta || !az || !w || !gz || !div || !fz || !xs ||
       (ck && (!gth || !key || !mems)) || (!ck && !atol)) {
     rc = CNF_ERROR(ctx, CNF_ENOMEM, "loss_grad: out of memory for %zu points", B);
     goto cleanup;
   }
   CNF_TRY(cnf_dyn_reserve(f->dyn, B, K));
+  cnf__flow_standardize(f, B, x, xs); /* the flow's own coordinates */
 
   /* forward, block by block; z ends in y (backsolve) or in each block's
    * final state (checkpoint) */
   double *z = y;
-  if (!ck) memcpy(z, x, BD * sizeof(double));
+  if (!ck) memcpy(z, xs, BD * sizeof(double));
   for (size_t k = 0; k < nb; k++) {
     double *ek = exact ? NULL : eps + k * K * BD;
     if (!exact) CNF_TRY(cnf__flow_draw_probes(f, opt->trace, K, B, ek));
     if (ck) {
       double *yk = y + k * Nf;
-      memcpy(yk, k == 0 ? x : y + (k - 1) * Nf, BD * sizeof(double));
+      memcpy(yk, k == 0 ? xs : y + (k - 1) * Nf, BD * sizeof(double));
       memcpy(yk + BD, k == 0 ? delta : y + (k - 1) * Nf + BD, B * sizeof(double));
       mems[k].aug = (cnf__aug){f->dyn, f->theta + k * P, B, K, ek, scale};
       CNF_TRY(ck_forward(ctx, &mems[k], opt, f->T[k], yk, Nf, BD, (int)k, fwd));
@@ -381,7 +383,7 @@ int cnf_flow_loss_grad(cnf_flow *f, const cnf_options *opt, size_t B,
   /* loss and terminal adjoints */
   double L = 0.0;
   for (size_t b = 0; b < B; b++) L -= cnf_log_normal(zT + b * D, D) - dT[b];
-  *loss = L / (double)B;
+  *loss = L / (double)B + cnf__flow_log_scale(f); /* in the units of x */
   for (size_t i = 0; i < BD; i++) az[i] = zT[i] / (double)B;
   const double a_delta = 1.0 / (double)B;
   for (size_t b = 0; b < B; b++) w[b] = -scale * a_delta;
@@ -447,6 +449,7 @@ cleanup:
   cnf__free(gz);
   cnf__free(div);
   cnf__free(fz);
+  cnf__free(xs);
   cnf__free(gth);
   cnf__free(key);
   cnf__free(atol);

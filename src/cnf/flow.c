@@ -74,6 +74,9 @@ int cnf_flow_create(cnf_flow **out, cnf_ctx *ctx, const cnf_mlp_config *cfg,
 
 void cnf_flow_free(cnf_flow *f) {
   if (f == NULL) return;
+  cnf__free(f->shift);
+  cnf__free(f->scale);
+  cnf__train_state_free(f->train);
   cnf_dyn_free(f->dyn);
   if (f->rng) gsl_rng_free(f->rng);
   cnf__free(f->T);
@@ -98,6 +101,80 @@ int cnf_flow_set_end_time(cnf_flow *f, size_t k, double T) {
                      "an existing block and a positive finite T", k, f->blocks, T);
   f->T[k] = T;
   return 0;
+}
+
+void cnf__train_state_free(cnf_train_state *st) {
+  if (st == NULL) return;
+  cnf__free(st->m);
+  cnf__free(st->v);
+  cnf__free(st);
+}
+
+cnf_train_state *cnf__train_state_new(size_t n) {
+  cnf_train_state *st = cnf__calloc(1, sizeof *st);
+  if (st == NULL) return NULL;
+  st->n = n;
+  st->m = cnf__calloc(n, sizeof(double));
+  st->v = cnf__calloc(n, sizeof(double));
+  if (st->m == NULL || st->v == NULL) {
+    cnf__train_state_free(st);
+    return NULL;
+  }
+  return st;
+}
+
+int cnf_flow_set_standardization(cnf_flow *f, const double *shift,
+                                 const double *scale) {
+  const size_t D = f->cfg.dim;
+  if (shift == NULL || scale == NULL) {
+    cnf__free(f->shift);
+    cnf__free(f->scale);
+    f->shift = f->scale = NULL;
+    return 0;
+  }
+  for (size_t i = 0; i < D; i++)
+    if (!isfinite(shift[i]) || !(scale[i] > 0.0) || !isfinite(scale[i]))
+      return CNF_ERROR(f->ctx, CNF_EINVAL, "standardization: column %zu has shift %g, scale %g; "
+                       "need finite values and scale > 0", i + 1, shift[i], scale[i]);
+  if (f->shift == NULL) {
+    f->shift = cnf__dalloc(f->ctx, D);
+    f->scale = cnf__dalloc(f->ctx, D);
+    if (f->shift == NULL || f->scale == NULL) {
+      cnf__free(f->shift);
+      cnf__free(f->scale);
+      f->shift = f->scale = NULL;
+      return CNF_ENOMEM;
+    }
+  }
+  memcpy(f->shift, shift, D * sizeof(double));
+  memcpy(f->scale, scale, D * sizeof(double));
+  return 0;
+}
+
+int cnf_flow_standardization(const cnf_flow *f, double *shift, double *scale) {
+  if (f->shift == NULL) return 0;
+  if (shift) memcpy(shift, f->shift, f->cfg.dim * sizeof(double));
+  if (scale) memcpy(scale, f->scale, f->cfg.dim * sizeof(double));
+  return 1;
+}
+
+double cnf__flow_log_scale(const cnf_flow *f) {
+  double s = 0.0;
+  if (f->scale != NULL)
+    for (size_t i = 0; i < f->cfg.dim; i++) s += log(f->scale[i]);
+  return s;
+}
+
+void cnf__flow_standardize(const cnf_flow *f, size_t B, const double *x,
+                           double *out) {
+  const size_t D = f->cfg.dim;
+  if (f->shift == NULL) {
+    if (out != x) memmove(out, x, B * D * sizeof(double));
+    return;
+  }
+  for (size_t b = 0; b < B; b++)
+    for (size_t i = 0; i < D; i++)
+      out[b * D + i] = (x[b * D + i] - f->shift[i]) / f->scale[i];
 }
 
 void cnf_flow_seed(cnf_flow *f, uint64_t seed) {
@@ -196,8 +273,12 @@ int cnf_flow_encode(cnf_flow *f, const cnf_options *opt, size_t B,
   if (delta == NULL) return CNF_ERROR(f->ctx, CNF_EINVAL, "flow: delta is NULL");
   rc = copy_in(f, x, z, B * f->cfg.dim);
   if (rc != 0) return rc;
+  cnf__flow_standardize(f, B, z, z);
   memset(delta, 0, B * sizeof(double));
-  return run_blocks(f, opt, B, +1, z, delta, st);
+  rc = run_blocks(f, opt, B, +1, z, delta, st);
+  const double ls = cnf__flow_log_scale(f);
+  for (size_t b = 0; b < B && rc == 0; b++) delta[b] += ls;
+  return rc;
 }
 
 int cnf_flow_decode(cnf_flow *f, const cnf_options *opt, size_t B,
@@ -208,7 +289,16 @@ int cnf_flow_decode(cnf_flow *f, const cnf_options *opt, size_t B,
   rc = copy_in(f, z, x, B * f->cfg.dim);
   if (rc != 0) return rc;
   memset(delta, 0, B * sizeof(double));
-  return run_blocks(f, opt, B, -1, x, delta, st);
+  rc = run_blocks(f, opt, B, -1, x, delta, st);
+  if (rc != 0) return rc;
+  const size_t D = f->cfg.dim;
+  const double ls = cnf__flow_log_scale(f);
+  for (size_t b = 0; b < B; b++) {
+    delta[b] -= ls;
+    if (f->shift != NULL)
+      for (size_t i = 0; i < D; i++) x[b * D + i] = x[b * D + i] * f->scale[i] + f->shift[i];
+  }
+  return 0;
 }
 
 int cnf_flow_logp(cnf_flow *f, const cnf_options *opt, size_t B,

@@ -16,6 +16,12 @@ struct cnf_flow {
   double *theta;     /* (blocks, P) */
   cnf_dyn *dyn;      /* one network instance, reused by every block */
   gsl_rng *rng;      /* probes and base samples */
+  /* standardization x_std = (x - shift) / scale, folded into every
+   * reported density (NULL when absent) */
+  double *shift;     /* (D) */
+  double *scale;     /* (D) */
+  /* optimizer state saved with the model (NULL when absent) */
+  struct cnf_train_state *train;
   /* work buffers, grown on demand outside the solver */
   size_t cap_rows, cap_probes;
   double *eps;       /* (K, B, D) probes */
@@ -28,6 +34,27 @@ int cnf__flow_alloc(cnf_flow **out, cnf_ctx *ctx, const cnf_mlp_config *cfg,
 
 /* Probes eps (K, B, D) for one block solve, from a seed drawn from the
  * flow's generator (the sequence cnf_flow_logp uses). */
+/* sum_i log scale_i, 0 without standardization. */
+double cnf__flow_log_scale(const cnf_flow *f);
+/* x (B, D) standardized into out (B, D); a copy if there is none. */
+void cnf__flow_standardize(const cnf_flow *f, size_t B, const double *x,
+                           double *out);
+
+/* Adam's state: step count, the seed of the run, first and second moments
+ * of the P = blocks * params network parameters followed by one entry per
+ * block for s_k = sqrt(T_k). */
+typedef struct cnf_train_state {
+  long iter;
+  uint64_t seed;
+  size_t n;   /* blocks * params + blocks */
+  double *m;  /* (n) */
+  double *v;  /* (n) */
+} cnf_train_state;
+
+void cnf__train_state_free(cnf_train_state *st);
+/* A zeroed state of n entries, or NULL. */
+cnf_train_state *cnf__train_state_new(size_t n);
+
 int cnf__flow_draw_probes(cnf_flow *f, cnf_trace trace, size_t K, size_t B,
                           double *eps);
 

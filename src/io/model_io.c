@@ -6,6 +6,12 @@
  *   T       (blocks)           end times
  *   theta   (blocks, params)   parameters, in the layout of cnf_dynamics.h
  *
+ * and, when the header says so, optional sections in this order:
+ *
+ *   std=1                 shift (dim), scale (dim): the standardization
+ *   train=1 iter=N seed=S Adam's moments m (n), v (n), n = blocks * params
+ *                         + blocks (the last blocks entries for sqrt(T_k))
+ *
  * crc32 is the CRC-32 (zlib's) of the header up to but excluding
  * " crc32=", followed by the binary payload.  Readers reject a newer
  * version, a bad checksum, a short or long payload and non-finite values. */
@@ -48,22 +54,39 @@ int cnf_flow_save(cnf_flow *f, const char *path) {
   int n = snprintf(head, sizeof head, "%s %d dim=%zu blocks=%zu hidden=%s layer=%s act=%s params=%zu",
                    MODEL_MAGIC, MODEL_VERSION, f->cfg.dim, f->blocks, hidden,
                    cnf_layer_name(f->cfg.layer), cnf_act_name(f->cfg.act), f->P);
+  if (n >= 0 && f->shift != NULL)
+    n += snprintf(head + n, sizeof head - (size_t)n, " std=1");
+  if (n >= 0 && f->train != NULL && (size_t)n < sizeof head)
+    n += snprintf(head + n, sizeof head - (size_t)n, " train=1 iter=%ld seed=%llu",
+                  f->train->iter, (unsigned long long)f->train->seed);
   if (n < 0 || (size_t)n >= sizeof head - 32)
     return CNF_ERROR(ctx, CNF_EINVAL, "%s: model header too long", path);
-  const size_t nT = f->blocks, nth = f->blocks * f->P;
-  double *payload = cnf__dalloc(ctx, nT + nth);
+  const size_t D = f->cfg.dim, nT = f->blocks, nth = f->blocks * f->P;
+  const size_t nstd = f->shift != NULL ? 2 * D : 0;
+  const size_t ntr = f->train != NULL ? 2 * f->train->n : 0;
+  const size_t total = nT + nth + nstd + ntr;
+  double *payload = cnf__dalloc(ctx, total);
   if (payload == NULL) return CNF_ENOMEM;
-  memcpy(payload, f->T, nT * sizeof(double));
-  memcpy(payload + nT, f->theta, nth * sizeof(double));
-  to_le(payload, nT + nth);
+  double *p = payload;
+  memcpy(p, f->T, nT * sizeof(double)), p += nT;
+  memcpy(p, f->theta, nth * sizeof(double)), p += nth;
+  if (nstd) {
+    memcpy(p, f->shift, D * sizeof(double)), p += D;
+    memcpy(p, f->scale, D * sizeof(double)), p += D;
+  }
+  if (ntr) {
+    memcpy(p, f->train->m, f->train->n * sizeof(double)), p += f->train->n;
+    memcpy(p, f->train->v, f->train->n * sizeof(double));
+  }
+  to_le(payload, total);
   uint32_t crc = cnf__crc32(0, head, (size_t)n);
-  crc = cnf__crc32(crc, payload, (nT + nth) * sizeof(double));
+  crc = cnf__crc32(crc, payload, total * sizeof(double));
 
   cnf_atomic a;
   int rc = cnf__atomic_open(ctx, &a, path);
   if (rc == 0) {
     if (fprintf(a.fp, "%s crc32=%08x\n", head, (unsigned)crc) < 0 ||
-        fwrite(payload, sizeof(double), nT + nth, a.fp) != nT + nth) {
+        fwrite(payload, sizeof(double), total, a.fp) != total) {
       cnf__atomic_abort(&a);
       rc = CNF_ERROR(ctx, CNF_EIO, "%s: write error", path);
     } else {
@@ -80,6 +103,9 @@ typedef struct header {
   size_t dim, blocks, params;
   char hidden[256], layer[64], act[64];
   unsigned long crc;
+  int std, train;     /* optional sections */
+  long iter;
+  unsigned long long seed;
   int have;  /* bit mask of the keys seen */
 } header;
 
@@ -119,7 +145,17 @@ static int parse_header(cnf_ctx *ctx, const char *path, char *line, header *h,
     else if (strcmp(k, "hidden") == 0) bad = snprintf(h->hidden, sizeof h->hidden, "%s", v) >= (int)sizeof h->hidden, h->have |= 8;
     else if (strcmp(k, "layer") == 0) bad = snprintf(h->layer, sizeof h->layer, "%s", v) >= (int)sizeof h->layer, h->have |= 16;
     else if (strcmp(k, "act") == 0) bad = snprintf(h->act, sizeof h->act, "%s", v) >= (int)sizeof h->act, h->have |= 32;
-    else if (strcmp(k, "crc32") == 0) {
+    else if (strcmp(k, "std") == 0) bad = strcmp(v, "1") != 0, h->std = 1, h->have |= 128;
+    else if (strcmp(k, "train") == 0) bad = strcmp(v, "1") != 0, h->train = 1, h->have |= 256;
+    else if (strcmp(k, "iter") == 0) {
+      size_t it = 0;
+      bad = parse_size(v, &it) != 0 || it > 1000000000000UL;
+      h->iter = (long)it, h->have |= 512;
+    } else if (strcmp(k, "seed") == 0) {
+      size_t sd = 0;
+      bad = parse_size(v, &sd);
+      h->seed = (unsigned long long)sd, h->have |= 1024;
+    } else if (strcmp(k, "crc32") == 0) {
       char *end = NULL;
       h->crc = strtoul(v, &end, 16);
       bad = end == v || *end != '\0' || strlen(v) != 8;
@@ -130,8 +166,10 @@ static int parse_header(cnf_ctx *ctx, const char *path, char *line, header *h,
     }
     if (bad) return CNF_ERROR(ctx, CNF_ECORRUPT, "%s: bad value '%s' for header field '%s'", path, v, k);
   }
-  if (h->have != 127)
+  if ((h->have & 127) != 127)
     return CNF_ERROR(ctx, CNF_ECORRUPT, "%s: header lacks a field (dim, blocks, hidden, layer, act, params, crc32)", path);
+  if (h->train != ((h->have & 512) != 0) || h->train != ((h->have & 1024) != 0))
+    return CNF_ERROR(ctx, CNF_ECORRUPT, "%s: header has train=1 without iter and seed, or the reverse", path);
   return 0;
 }
 
@@ -164,7 +202,8 @@ int cnf_flow_load(cnf_flow **out, cnf_ctx *ctx, const char *path) {
                    path, h.dim, h.blocks, h.hidden, h.layer, h.act, h.params);
     goto cleanup;
   }
-  const size_t n = h.blocks + h.blocks * h.params;
+  const size_t ntr = h.blocks * h.params + h.blocks;
+  const size_t n = h.blocks + h.blocks * h.params + (h.std ? 2 * h.dim : 0) + (h.train ? 2 * ntr : 0);
   payload = cnf__dalloc(ctx, n);
   if (payload == NULL) CNF_TRY(CNF_ENOMEM);
   size_t got = fread(payload, sizeof(double), n, fp);
@@ -174,7 +213,7 @@ int cnf_flow_load(cnf_flow **out, cnf_ctx *ctx, const char *path) {
     goto cleanup;
   }
   if (fgetc(fp) != EOF) {
-    rc = CNF_ERROR(ctx, CNF_ECORRUPT, "%s: unexpected bytes after the %zu parameters", path, n);
+    rc = CNF_ERROR(ctx, CNF_ECORRUPT, "%s: unexpected bytes after the %zu stored values", path, n);
     goto cleanup;
   }
   uint32_t crc = cnf__crc32(0, copy, crc_pos);
@@ -188,12 +227,29 @@ int cnf_flow_load(cnf_flow **out, cnf_ctx *ctx, const char *path) {
   for (size_t i = 0; i < n; i++)
     if (!isfinite(payload[i]) || (i < h.blocks && !(payload[i] > 0))) {
       rc = CNF_ERROR(ctx, CNF_ECORRUPT, "%s: %s value %zu is %g", path,
-                     i < h.blocks ? "end time" : "parameter", i < h.blocks ? i : i - h.blocks, payload[i]);
+                     i < h.blocks ? "end time" : "stored", i < h.blocks ? i : i - h.blocks, payload[i]);
       goto cleanup;
     }
   CNF_TRY(cnf__flow_alloc(&f, ctx, &cfg, h.blocks));
-  memcpy(f->T, payload, h.blocks * sizeof(double));
-  memcpy(f->theta, payload + h.blocks, h.blocks * h.params * sizeof(double));
+  const double *p = payload;
+  memcpy(f->T, p, h.blocks * sizeof(double)), p += h.blocks;
+  memcpy(f->theta, p, h.blocks * h.params * sizeof(double)), p += h.blocks * h.params;
+  if (h.std) {
+    rc = cnf_flow_set_standardization(f, p, p + h.dim);
+    if (rc != 0) {
+      rc = CNF_ERROR(ctx, CNF_ECORRUPT, "%s: bad standardization: %s", path, cnf_ctx_errmsg(ctx));
+      goto cleanup;
+    }
+    p += 2 * h.dim;
+  }
+  if (h.train) {
+    f->train = cnf__train_state_new(ntr);
+    if (f->train == NULL) CNF_TRY(CNF_ERROR(ctx, CNF_ENOMEM, "%s: out of memory", path));
+    f->train->iter = h.iter;
+    f->train->seed = h.seed;
+    memcpy(f->train->m, p, ntr * sizeof(double)), p += ntr;
+    memcpy(f->train->v, p, ntr * sizeof(double));
+  }
   *out = f;
   f = NULL;
 cleanup:
