@@ -156,9 +156,11 @@ static int parse_header(cnf_ctx *ctx, const char *path, char *line, header *h,
       bad = parse_size(v, &sd);
       h->seed = (unsigned long long)sd, h->have |= 1024;
     } else if (strcmp(k, "crc32") == 0) {
-      char *end = NULL;
-      h->crc = strtoul(v, &end, 16);
-      bad = end == v || *end != '\0' || strlen(v) != 8;
+      /* exactly the 8 lowercase hex digits save writes: strtoul alone
+       * would also take "1C3175EC" or "+c3175ec", so a changed byte in
+       * this field (which the checksum cannot cover) could go unnoticed */
+      bad = strlen(v) != 8 || strspn(v, "0123456789abcdef") != 8;
+      h->crc = bad ? 0 : strtoul(v, NULL, 16);
       h->have |= 64;
       *crc_pos = (size_t)(tok - line) - 1; /* the space before "crc32=" */
     } else {
