@@ -338,6 +338,23 @@ int cnf_train_batch_indices(uint64_t seed, long iter, size_t N, size_t B,
 /* Drop the flow's optimizer state (e.g. before saving a final model). */
 void cnf_flow_clear_train_state(cnf_flow *flow);
 
+/* ---- pictures ---------------------------------------------------------- */
+
+/* A 2-D flow's density exp(log p) as a G x G heat map over [-L, L]^2
+ * (viridis, scaled to its maximum; x1 to the right, x2 up), with n data
+ * points (n, 2) overlaid in white if data is not NULL.  PNG, written
+ * atomically.  CNF_EDIM for a flow that is not 2-D. */
+int cnf_plot_density(cnf_flow *flow, const cnf_options *opt, double L,
+                     size_t G, const double *data, size_t n,
+                     const char *path);
+
+/* Pairwise scatter plots of n_samples samples of the flow (orange) over n
+ * data rows (n, D; grey; may be NULL), histograms on the diagonal, for the
+ * first min(D, max_dims) coordinates: a PNG of 160-pixel tiles. */
+int cnf_plot_pairs(cnf_flow *flow, const cnf_options *opt, size_t n_samples,
+                   size_t max_dims, const double *data, size_t n,
+                   const char *path);
+
 /* ---- toy data ---------------------------------------------------------- */
 
 /* The names of FFJORD's ten 2-D toy sets, NULL-terminated: swissroll,

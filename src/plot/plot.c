@@ -1,0 +1,207 @@
+/* plot.c: pictures of a flow as PNG files (libpng), written atomically.
+ *
+ *   density  2-D flows: a heat map of p(x) = exp(log p(x)) on a G x G grid
+ *            over [-L, L]^2 (viridis, scaled to the grid's maximum), with
+ *            data points optionally overlaid in white.
+ *   pairs    any dimension: a grid of pairwise scatter plots of samples
+ *            (orange) over data (grey), histograms of each coordinate on the
+ *            diagonal, for the first min(D, max_dims) coordinates.
+ * No text is drawn: the ranges are reported by the caller. */
+#define _POSIX_C_SOURCE 200809L
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <png.h>
+
+#include "flow_impl.h"
+#include "io.h"
+
+typedef struct image {
+  size_t w, h;
+  unsigned char *rgb; /* (h, w, 3) */
+} image;
+
+static int image_new(cnf_ctx *ctx, image *im, size_t w, size_t h) {
+  im->w = w, im->h = h;
+  im->rgb = cnf__malloc(w * h * 3);
+  if (im->rgb == NULL) return CNF_ERROR(ctx, CNF_ENOMEM, "plot: out of memory for a %zux%zu image", w, h);
+  memset(im->rgb, 255, w * h * 3);
+  return 0;
+}
+
+static void put(image *im, long x, long y, const unsigned char c[3], double alpha) {
+  if (x < 0 || y < 0 || (size_t)x >= im->w || (size_t)y >= im->h) return;
+  unsigned char *p = im->rgb + ((size_t)y * im->w + (size_t)x) * 3;
+  for (int k = 0; k < 3; k++) p[k] = (unsigned char)lround((1 - alpha) * p[k] + alpha * c[k]);
+}
+
+/* viridis, sampled at nine points and interpolated linearly */
+static void viridis(double u, unsigned char c[3]) {
+  static const unsigned char pts[9][3] = {
+      {68, 1, 84},    {71, 44, 122},  {59, 82, 139},  {44, 113, 142}, {33, 145, 140},
+      {39, 173, 129}, {92, 200, 99},  {170, 220, 50}, {253, 231, 37}};
+  if (!(u > 0)) u = 0;
+  if (u > 1) u = 1;
+  double s = u * 8.0;
+  int i = (int)s;
+  if (i >= 8) i = 7;
+  double f = s - i;
+  for (int k = 0; k < 3; k++) c[k] = (unsigned char)lround((1 - f) * pts[i][k] + f * pts[i + 1][k]);
+}
+
+static void png_error_fn(png_structp png, png_const_charp msg) {
+  (void)msg;
+  png_longjmp(png, 1);
+}
+
+static int write_png(cnf_ctx *ctx, const image *im, const char *path) {
+  cnf_atomic a;
+  int rc = cnf__atomic_open(ctx, &a, path);
+  if (rc != 0) return rc;
+  png_structp png = png_create_write_struct(PNG_LIBPNG_VER_STRING, NULL, png_error_fn, NULL);
+  png_infop info = png ? png_create_info_struct(png) : NULL;
+  if (png == NULL || info == NULL) {
+    png_destroy_write_struct(&png, &info);
+    cnf__atomic_abort(&a);
+    return CNF_ERROR(ctx, CNF_ENOMEM, "%s: libpng could not start", path);
+  }
+  if (setjmp(png_jmpbuf(png))) {
+    png_destroy_write_struct(&png, &info);
+    cnf__atomic_abort(&a);
+    return CNF_ERROR(ctx, CNF_EIO, "%s: libpng failed while writing", path);
+  }
+  png_init_io(png, a.fp);
+  png_set_IHDR(png, info, (png_uint_32)im->w, (png_uint_32)im->h, 8, PNG_COLOR_TYPE_RGB,
+               PNG_INTERLACE_NONE, PNG_COMPRESSION_TYPE_DEFAULT, PNG_FILTER_TYPE_DEFAULT);
+  png_write_info(png, info);
+  for (size_t y = 0; y < im->h; y++) png_write_row(png, im->rgb + y * im->w * 3);
+  png_write_end(png, NULL);
+  png_destroy_write_struct(&png, &info);
+  return cnf__atomic_commit(ctx, &a);
+}
+
+int cnf_plot_density(cnf_flow *f, const cnf_options *opt, double L, size_t G,
+                     const double *data, size_t n, const char *path) {
+  if (f == NULL || opt == NULL || path == NULL) return CNF_EINVAL;
+  cnf_ctx *ctx = f->ctx;
+  if (f->cfg.dim != 2)
+    return CNF_ERROR(ctx, CNF_EDIM, "plot: a density heat map needs a 2-D flow (this one is %zu-D)",
+                     f->cfg.dim);
+  if (!(L > 0) || !isfinite(L) || G < 2 || G > 4096)
+    return CNF_ERROR(ctx, CNF_EINVAL, "plot: need range L > 0 and 2 <= grid <= 4096");
+  double *x = cnf__dalloc(ctx, 2 * G * G), *lp = cnf__dalloc(ctx, G * G);
+  image im = {0, 0, NULL};
+  int rc = 0;
+  if (x == NULL || lp == NULL) CNF_TRY(CNF_ENOMEM);
+  /* row 0 of the image is the top: x2 = +L */
+  for (size_t r = 0; r < G; r++)
+    for (size_t c = 0; c < G; c++) {
+      x[2 * (r * G + c)] = -L + 2 * L * ((double)c + 0.5) / (double)G;
+      x[2 * (r * G + c) + 1] = L - 2 * L * ((double)r + 0.5) / (double)G;
+    }
+  cnf_options o = *opt;
+  if (o.batch == 0 || o.batch > 4096) o.batch = 4096;
+  CNF_TRY(cnf_flow_logp(f, &o, G * G, x, lp, NULL));
+  double mx = -INFINITY;
+  for (size_t i = 0; i < G * G; i++) mx = fmax(mx, lp[i]);
+  CNF_TRY(image_new(ctx, &im, G, G));
+  for (size_t i = 0; i < G * G; i++) {
+    unsigned char c[3];
+    viridis(exp(lp[i] - mx), c);
+    memcpy(im.rgb + 3 * i, c, 3);
+  }
+  const unsigned char white[3] = {255, 255, 255};
+  for (size_t i = 0; data != NULL && i < n; i++) {
+    long px = lround((data[2 * i] + L) / (2 * L) * (double)G - 0.5);
+    long py = lround((L - data[2 * i + 1]) / (2 * L) * (double)G - 0.5);
+    put(&im, px, py, white, 0.6);
+  }
+  rc = write_png(ctx, &im, path);
+cleanup:
+  cnf__free(x);
+  cnf__free(lp);
+  cnf__free(im.rgb);
+  return rc;
+}
+
+/* robust range of coordinate i over the rows of a (n, D): mean +- 4 sd,
+ * clipped to the observed extremes */
+static void coord_range(const double *a, size_t n, size_t D, size_t i, double *lo, double *hi) {
+  double s = 0, s2 = 0, mn = INFINITY, mxv = -INFINITY;
+  for (size_t b = 0; b < n; b++) {
+    double v = a[b * D + i];
+    s += v, s2 += v * v;
+    mn = fmin(mn, v), mxv = fmax(mxv, v);
+  }
+  double m = s / (double)n, sd = sqrt(fmax(s2 / (double)n - m * m, 0));
+  *lo = fmax(mn, m - 4 * sd);
+  *hi = fmin(mxv, m + 4 * sd);
+  if (!(*hi > *lo)) *lo -= 1, *hi += 1;
+}
+
+int cnf_plot_pairs(cnf_flow *f, const cnf_options *opt, size_t n_samples,
+                   size_t max_dims, const double *data, size_t n,
+                   const char *path) {
+  if (f == NULL || opt == NULL || path == NULL) return CNF_EINVAL;
+  cnf_ctx *ctx = f->ctx;
+  const size_t D = f->cfg.dim, k = max_dims < D ? max_dims : D, tile = 160;
+  if (k == 0 || n_samples == 0)
+    return CNF_ERROR(ctx, CNF_EINVAL, "plot: need at least one coordinate and one sample");
+  double *xs = cnf__dalloc(ctx, n_samples * D), *lp = cnf__dalloc(ctx, n_samples);
+  image im = {0, 0, NULL};
+  int rc = 0;
+  if (xs == NULL || lp == NULL) CNF_TRY(CNF_ENOMEM);
+  cnf_options o = *opt;
+  if (o.batch == 0 || o.batch > 4096) o.batch = 4096;
+  CNF_TRY(cnf_flow_sample(f, &o, n_samples, xs, lp, NULL));
+  CNF_TRY(image_new(ctx, &im, k * tile, k * tile));
+  const unsigned char grey[3] = {120, 120, 120}, orange[3] = {230, 110, 20}, line[3] = {200, 200, 200};
+  for (size_t i = 0; i < k; i++)
+    for (size_t j = 0; j < k; j++) {
+      long x0 = (long)(j * tile), y0 = (long)(i * tile);
+      for (size_t t = 0; t < tile; t++) { /* tile frame */
+        put(&im, x0 + (long)t, y0, line, 1), put(&im, x0, y0 + (long)t, line, 1);
+      }
+      const double *ref = data != NULL ? data : xs;
+      size_t nref = data != NULL ? n : n_samples;
+      double lx, hx, ly, hy;
+      coord_range(ref, nref, D, j, &lx, &hx);
+      coord_range(ref, nref, D, i, &ly, &hy);
+      if (i == j) { /* histograms: data grey, samples orange */
+        for (int pass = 0; pass < 2; pass++) {
+          const double *a = pass == 0 ? data : xs;
+          size_t na = pass == 0 ? n : n_samples;
+          if (a == NULL) continue;
+          size_t bins[40] = {0}, mxb = 1;
+          for (size_t b = 0; b < na; b++) {
+            double u = (a[b * D + i] - lx) / (hx - lx);
+            if (u >= 0 && u < 1) bins[(size_t)(u * 40)]++;
+          }
+          for (size_t q = 0; q < 40; q++) mxb = bins[q] > mxb ? bins[q] : mxb;
+          for (size_t q = 0; q < 40; q++) {
+            long hgt = lround((double)bins[q] / (double)mxb * (double)(tile - 10));
+            for (long yy = 0; yy < hgt; yy++)
+              for (long xx = 0; xx < 4; xx++)
+                put(&im, x0 + (long)q * 4 + xx, y0 + (long)tile - 1 - yy, pass ? orange : grey, 0.5);
+          }
+        }
+        continue;
+      }
+      for (int pass = 0; pass < 2; pass++) {
+        const double *a = pass == 0 ? data : xs;
+        size_t na = pass == 0 ? n : n_samples;
+        for (size_t b = 0; a != NULL && b < na; b++) {
+          double u = (a[b * D + j] - lx) / (hx - lx), v = (a[b * D + i] - ly) / (hy - ly);
+          put(&im, x0 + lround(u * (double)(tile - 1)), y0 + lround((1 - v) * (double)(tile - 1)),
+              pass ? orange : grey, 0.35);
+        }
+      }
+    }
+  rc = write_png(ctx, &im, path);
+cleanup:
+  cnf__free(xs);
+  cnf__free(lp);
+  cnf__free(im.rgb);
+  return rc;
+}
