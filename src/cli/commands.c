@@ -421,6 +421,11 @@ int cli_cmd_grid(int argc, char **argv, size_t threads) {
   apply_threads(threads, a.threads);
   if (!a.threads) a.threads = threads;
 
+  if (!(a.range <= 1e150)) {
+    cli_error(cmd, "--range: expected a number up to 1e150, found %g", a.range);
+    return CLI_EUSAGE;
+  }
+
   cnf_ctx *ctx = NULL;
   cnf_flow *flow = NULL;
   double *x = NULL, *logp = NULL, *table = NULL;

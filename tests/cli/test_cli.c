@@ -491,6 +491,7 @@ static void test_bad_options(void) {
       {{"sample", "--model", "M", "-n", "99999999999", "--out", "O"}, "too large", NULL},
       {{"grid", "--model", "M", "--size", "1", "--out", "O"}, "--size", "'1'"},
       {{"grid", "--model", "M", "--range", "-4", "--out", "O"}, "--range", "'-4'"},
+      {{"grid", "--model", "M", "--range", "1e300", "--out", "O"}, "--range", "1e150"},
       {{"init", "--dim", "0", "--out", "O"}, "--dim", "'0'"},
       {{"init", "--dim", "2.5", "--out", "O"}, "--dim", "'2.5'"},
       {{"init", "--out", "O"}, "missing required option --dim", NULL},
