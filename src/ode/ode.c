@@ -34,6 +34,8 @@ struct cnf_ode {
   void *user;
   double rtol;             /* for the seminorm weights */
   size_t n_err;
+  int fatal;               /* a callback's fatal (< 0) status, latched */
+  double fatal_t;          /* and the time it happened at */
   char cvmsg[512];         /* CVODE's last error message */
 };
 
@@ -73,11 +75,25 @@ static void err_handler(int code, const char *module, const char *function,
   snprintf(ode->cvmsg, sizeof ode->cvmsg, "%s: %s", function ? function : module, msg);
 }
 
+/* A fatal (negative) status of a callback is latched: every later call
+ * fails with it at once, and cnf__ode_solve reports CNF_ERHS.  SUNDIALS
+ * 6's fixed-point solver (Adams) turns any failure of the right-hand side
+ * into a recoverable convergence failure, so without the latch Adams would
+ * retry a fatal failure with ever smaller steps until max_steps. */
+static int latch(cnf_ode *ode, double t, int rc) {
+  if (rc < 0 && ode->fatal == 0) {
+    ode->fatal = rc;
+    ode->fatal_t = t;
+  }
+  return rc;
+}
+
 static int rhs_wrap(realtype t, N_Vector y, N_Vector ydot, void *data) {
   cnf_ode *ode = data;
+  if (ode->fatal != 0) return ode->fatal;
   double *yd = N_VGetArrayPointer(ydot);
   int rc = ode->rhs(t, N_VGetArrayPointer(y), yd, ode->user);
-  if (rc != 0) return rc;
+  if (rc != 0) return latch(ode, t, rc);
   for (size_t i = 0; i < ode->N; i++)
     if (!isfinite(yd[i])) return 1; /* recoverable: retry a smaller step */
   return 0;
@@ -87,8 +103,10 @@ static int jtv_wrap(N_Vector v, N_Vector jv, realtype t, N_Vector y,
                     N_Vector fy, void *data, N_Vector tmp) {
   (void)tmp;
   cnf_ode *ode = data;
-  return ode->jtv(t, N_VGetArrayPointer(y), N_VGetArrayPointer(fy),
-                  N_VGetArrayPointer(v), N_VGetArrayPointer(jv), ode->user);
+  if (ode->fatal != 0) return ode->fatal;
+  int rc = ode->jtv(t, N_VGetArrayPointer(y), N_VGetArrayPointer(fy),
+                    N_VGetArrayPointer(v), N_VGetArrayPointer(jv), ode->user);
+  return latch(ode, t, rc);
 }
 
 /* Error weights of the seminorm: 1 / (rtol |y_i| + atol_i) scaled by
@@ -227,6 +245,7 @@ int cnf__ode_solve(cnf_ode *ode, const cnf_ode_opts *opt, cnf_ode_rhs_fn rhs,
   ode->rhs = rhs;
   ode->jtv = jtv;
   ode->user = user;
+  ode->fatal = 0;
   ode->cvmsg[0] = '\0';
 
   /* per-component tolerances (filled before y is pointed at the caller) */
@@ -266,6 +285,14 @@ int cnf__ode_solve(cnf_ode *ode, const cnf_ode_opts *opt, cnf_ode_rhs_fn rhs,
   cnf_stats_clear(&local);
   read_stats(ode, &local);
   if (st != NULL) cnf_stats_add(st, &local);
+  if (flag < 0 && ode->fatal != 0) {
+    return CNF_ERROR(ode->ctx, CNF_ERHS,
+                     "the right-hand side failed unrecoverably (CV_RHSFUNC_FAIL: "
+                     "status %d) at t = %.6g while integrating from %g to %g; "
+                     "CVODE stopped with %s after %ld steps, %ld RHS evaluations",
+                     ode->fatal, ode->fatal_t, t0, t1, CVodeGetReturnFlagName(flag),
+                     local.nsteps, local.nfe);
+  }
   if (flag < 0) {
     return CNF_ERROR(ode->ctx, cnf__ode_map_flag(flag),
                      "CVODE failed (%s) at t = %.6g while integrating from %g to %g: "
