@@ -17,7 +17,7 @@
 
 #include "cli.h"
 
-void cli_error(const char *cmd, const char *fmt, ...) {
+void cnf__cli_error(const char *cmd, const char *fmt, ...) {
   va_list ap;
   va_start(ap, fmt);
   fprintf(stderr, cmd ? "cnf %s: " : "cnf: ", cmd);
@@ -48,7 +48,7 @@ static int parse_positive(const char *s, double *out) {
   return 0;
 }
 
-int cli_parse_threads(const char *s, size_t *out) {
+int cnf__cli_parse_threads(const char *s, size_t *out) {
   unsigned long long v = 0;
   if (parse_digits(s, &v) != 0 || v < 1 || v > 1024) return -1;
   *out = (size_t)v;
@@ -56,70 +56,70 @@ int cli_parse_threads(const char *s, size_t *out) {
 }
 
 /* Store the value text v of option o, spelled `as` on the command line
- * ("-n" or "--samples"); print the reason and return CLI_EUSAGE when the
+ * ("-n" or "--samples"); print the reason and return CNF_CLI_EUSAGE when the
  * value is not acceptable. */
-static int store(const char *cmd, const cli_opt *o, const char *as, const char *v) {
+static int store(const char *cmd, const cnf_cli_opt *o, const char *as, const char *v) {
   unsigned long long u = 0;
   switch (o->kind) {
-    case CLI_FLAG:
+    case CNF_CLI_FLAG:
       *(int *)o->dest = 1;
-      return CLI_OK;
-    case CLI_STR:
+      return CNF_CLI_OK;
+    case CNF_CLI_STR:
       if (v[0] == '\0') {
-        cli_error(cmd, "%s: expected a non-empty value", as);
-        return CLI_EUSAGE;
+        cnf__cli_error(cmd, "%s: expected a non-empty value", as);
+        return CNF_CLI_EUSAGE;
       }
       *(const char **)o->dest = v;
-      return CLI_OK;
-    case CLI_POS:
+      return CNF_CLI_OK;
+    case CNF_CLI_POS:
       if (parse_positive(v, (double *)o->dest) != 0) {
-        cli_error(cmd, "%s: expected a positive finite number, found '%s'", as, v);
-        return CLI_EUSAGE;
+        cnf__cli_error(cmd, "%s: expected a positive finite number, found '%s'", as, v);
+        return CNF_CLI_EUSAGE;
       }
-      return CLI_OK;
-    case CLI_SIZE:
-    case CLI_LONG:
+      return CNF_CLI_OK;
+    case CNF_CLI_SIZE:
+    case CNF_CLI_LONG:
       if (parse_digits(v, &u) != 0 || u < o->min || u > o->max) {
         if (o->max >= (size_t)LONG_MAX)
-          cli_error(cmd, "%s: expected a whole number of at least %zu, found '%s'", as,
-                    o->min, v);
+          cnf__cli_error(cmd, "%s: expected a whole number of at least %zu, found '%s'", as, o->min,
+                         v);
         else
-          cli_error(cmd, "%s: expected a whole number from %zu to %zu, found '%s'", as,
-                    o->min, o->max, v);
-        return CLI_EUSAGE;
+          cnf__cli_error(cmd, "%s: expected a whole number from %zu to %zu, found '%s'", as, o->min,
+                         o->max, v);
+        return CNF_CLI_EUSAGE;
       }
-      if (o->kind == CLI_SIZE)
+      if (o->kind == CNF_CLI_SIZE)
         *(size_t *)o->dest = (size_t)u;
       else
         *(long *)o->dest = (long)u;
-      return CLI_OK;
-    case CLI_U64:
+      return CNF_CLI_OK;
+    case CNF_CLI_U64:
       if (parse_digits(v, &u) != 0) {
-        cli_error(cmd, "%s: expected a whole number from 0 to %llu, found '%s'", as,
-                  (unsigned long long)UINT64_MAX, v);
-        return CLI_EUSAGE;
+        cnf__cli_error(cmd, "%s: expected a whole number from 0 to %llu, found '%s'", as,
+                       (unsigned long long)UINT64_MAX, v);
+        return CNF_CLI_EUSAGE;
       }
       *(uint64_t *)o->dest = (uint64_t)u;
-      return CLI_OK;
-    case CLI_CHOICE:
+      return CNF_CLI_OK;
+    case CNF_CLI_CHOICE:
       if (o->conv(v, o->dest) != 0) {
-        cli_error(cmd, "%s: expected one of %s, found '%s'", as, o->meta, v);
-        return CLI_EUSAGE;
+        cnf__cli_error(cmd, "%s: expected one of %s, found '%s'", as, o->meta, v);
+        return CNF_CLI_EUSAGE;
       }
-      return CLI_OK;
+      return CNF_CLI_OK;
   }
-  return CLI_EUSAGE;
+  return CNF_CLI_EUSAGE;
 }
 
 /* The row for the word w ("--name", "--name=value" or "-c"); *val is set
  * to the text after '=' if any. */
-static const cli_opt *lookup(const cli_opt *opts, const char *w, const char **val) {
+static const cnf_cli_opt *lookup(const cnf_cli_opt *opts, const char *w, const char **val) {
   *val = NULL;
   if (w[0] == '-' && w[1] == '-' && w[2] != '\0') {
     const char *name = w + 2;
     const char *eq = strchr(name, '=');
     size_t len = eq ? (size_t)(eq - name) : strlen(name);
-    for (const cli_opt *o = opts; o->name != NULL; o++)
+    for (const cnf_cli_opt *o = opts; o->name != NULL; o++)
       if (strlen(o->name) == len && strncmp(o->name, name, len) == 0) {
         if (eq) *val = eq + 1;
         return o;
@@ -127,78 +127,79 @@ static const cli_opt *lookup(const cli_opt *opts, const char *w, const char **va
     return NULL;
   }
   if (w[0] == '-' && w[1] != '\0' && w[2] == '\0')
-    for (const cli_opt *o = opts; o->name != NULL; o++)
+    for (const cnf_cli_opt *o = opts; o->name != NULL; o++)
       if (o->short_name != 0 && o->short_name == w[1]) return o;
   return NULL;
 }
 
-int cli_parse(const char *cmd, const cli_opt *opts, int argc, char **argv, int *help) {
+int cnf__cli_parse(const char *cmd, const cnf_cli_opt *opts, int argc, char **argv, int *help) {
   *help = 0;
   size_t n = 0;
   while (opts[n].name != NULL) n++;
   unsigned char seen[64] = {0};
   if (n > sizeof seen) {
-    cli_error(cmd, "internal error: option table too long");
-    return CLI_EFAIL;
+    cnf__cli_error(cmd, "internal error: option table too long");
+    return CNF_CLI_EFAIL;
   }
   for (int i = 0; i < argc; i++) {
     const char *w = argv[i];
     if (strcmp(w, "--help") == 0 || strcmp(w, "-h") == 0) {
       *help = 1;
-      return CLI_OK;
+      return CNF_CLI_OK;
     }
     const char *val = NULL;
-    const cli_opt *o = lookup(opts, w, &val);
+    const cnf_cli_opt *o = lookup(opts, w, &val);
     if (o == NULL) {
       if (w[0] == '-' && w[1] != '\0')
-        cli_error(cmd, "unknown option '%s' (see 'cnf %s --help')", w, cmd);
+        cnf__cli_error(cmd, "unknown option '%s' (see 'cnf %s --help')", w, cmd);
       else
-        cli_error(cmd, "unexpected argument '%s' (see 'cnf %s --help')", w, cmd);
-      return CLI_EUSAGE;
+        cnf__cli_error(cmd, "unexpected argument '%s' (see 'cnf %s --help')", w, cmd);
+      return CNF_CLI_EUSAGE;
     }
     const size_t k = (size_t)(o - opts);
     if (seen[k]) {
-      cli_error(cmd, "option --%s given more than once", o->name);
-      return CLI_EUSAGE;
+      cnf__cli_error(cmd, "option --%s given more than once", o->name);
+      return CNF_CLI_EUSAGE;
     }
     seen[k] = 1;
     char as[64];
     snprintf(as, sizeof as, "%.*s", (int)(val ? strcspn(w, "=") : strlen(w)), w);
-    if (o->kind == CLI_FLAG) {
+    if (o->kind == CNF_CLI_FLAG) {
       if (val != NULL) {
-        cli_error(cmd, "option --%s takes no value, found '%s'", o->name, w);
-        return CLI_EUSAGE;
+        cnf__cli_error(cmd, "option --%s takes no value, found '%s'", o->name, w);
+        return CNF_CLI_EUSAGE;
       }
     } else if (val == NULL) {
       /* the next word is the value; a word starting with "--" is taken
        * for a forgotten value (use --name=--text for such a value) */
       if (i + 1 >= argc || strncmp(argv[i + 1], "--", 2) == 0) {
-        cli_error(cmd, "option %s needs a value (%s)", as, o->meta);
-        return CLI_EUSAGE;
+        cnf__cli_error(cmd, "option %s needs a value (%s)", as, o->meta);
+        return CNF_CLI_EUSAGE;
       }
       val = argv[++i];
     }
     int rc = store(cmd, o, as, val);
-    if (rc != CLI_OK) return rc;
+    if (rc != CNF_CLI_OK) return rc;
   }
   for (size_t k = 0; k < n; k++)
     if (opts[k].required && !seen[k]) {
       if (opts[k].short_name)
-        cli_error(cmd, "missing required option -%c (--%s) (see 'cnf %s --help')",
-                  opts[k].short_name, opts[k].name, cmd);
+        cnf__cli_error(cmd, "missing required option -%c (--%s) (see 'cnf %s --help')",
+                       opts[k].short_name, opts[k].name, cmd);
       else
-        cli_error(cmd, "missing required option --%s (see 'cnf %s --help')", opts[k].name, cmd);
-      return CLI_EUSAGE;
+        cnf__cli_error(cmd, "missing required option --%s (see 'cnf %s --help')", opts[k].name,
+                       cmd);
+      return CNF_CLI_EUSAGE;
     }
-  return CLI_OK;
+  return CNF_CLI_OK;
 }
 
-void cli_print_usage(const cli_usage *u, const cli_opt *opts) {
+void cnf__cli_print_usage(const cnf_cli_usage *u, const cnf_cli_opt *opts) {
   printf("usage: %s\n\n%s\n\noptions:\n", u->synopsis, u->about);
-  for (const cli_opt *o = opts; o->name != NULL; o++) {
+  for (const cnf_cli_opt *o = opts; o->name != NULL; o++) {
     char left[96];
-    const char *meta = o->kind == CLI_FLAG ? "" : o->meta;
-    const char *sep = o->kind == CLI_FLAG ? "" : " ";
+    const char *meta = o->kind == CNF_CLI_FLAG ? "" : o->meta;
+    const char *sep = o->kind == CNF_CLI_FLAG ? "" : " ";
     if (o->short_name)
       snprintf(left, sizeof left, "-%c, --%s%s%s", o->short_name, o->name, sep, meta);
     else

@@ -12,56 +12,55 @@
 
 /* Exit statuses: a contract with scripts (docs/cli.md). */
 enum {
-  CLI_OK = 0,      /* success */
-  CLI_EFAIL = 1,   /* any other failure, e.g. the output cannot be written */
-  CLI_EUSAGE = 2,  /* bad input or usage: options, CSV, model file */
-  CLI_ESOLVER = 3  /* the ODE solver gave up (cnf_is_solver_error) */
+  CNF_CLI_OK = 0,     /* success */
+  CNF_CLI_EFAIL = 1,  /* any other failure, e.g. the output cannot be written */
+  CNF_CLI_EUSAGE = 2, /* bad input or usage: options, CSV, model file */
+  CNF_CLI_ESOLVER = 3 /* the ODE solver gave up (cnf_is_solver_error) */
 };
 
 /* ---- options ---------------------------------------------------------- */
 
-typedef enum cli_kind {
-  CLI_FLAG,   /* no value; dest is int, set to 1 */
-  CLI_STR,    /* dest is const char *, pointing into argv */
-  CLI_POS,    /* dest is double, finite and > 0 */
-  CLI_SIZE,   /* dest is size_t in [min, max], decimal digits only */
-  CLI_LONG,   /* dest is long in [min, max], decimal digits only */
-  CLI_U64,    /* dest is uint64_t, decimal digits only */
-  CLI_CHOICE  /* dest as conv writes it; conv returns 0 for a known name */
-} cli_kind;
+typedef enum cnf_cli_kind {
+  CNF_CLI_FLAG,  /* no value; dest is int, set to 1 */
+  CNF_CLI_STR,   /* dest is const char *, pointing into argv */
+  CNF_CLI_POS,   /* dest is double, finite and > 0 */
+  CNF_CLI_SIZE,  /* dest is size_t in [min, max], decimal digits only */
+  CNF_CLI_LONG,  /* dest is long in [min, max], decimal digits only */
+  CNF_CLI_U64,   /* dest is uint64_t, decimal digits only */
+  CNF_CLI_CHOICE /* dest as conv writes it; conv returns 0 for a known name */
+} cnf_cli_kind;
 
 /* One row of an option table.  Tables end with a row whose name is NULL. */
-typedef struct cli_opt {
-  const char *name;   /* long name without "--", e.g. "rtol" */
-  char short_name;    /* "-n" style alias, or 0 */
-  cli_kind kind;
-  void *dest;         /* where the value goes (see cli_kind) */
-  size_t min, max;    /* bounds for CLI_SIZE and CLI_LONG */
-  int (*conv)(const char *s, void *dest); /* CLI_CHOICE only */
-  int required;       /* 1: the command fails without it */
-  const char *meta;   /* value placeholder in the usage text, e.g. "R" */
-  const char *help;   /* one line, including the default */
-} cli_opt;
+typedef struct cnf_cli_opt {
+  const char *name; /* long name without "--", e.g. "rtol" */
+  char short_name;  /* "-n" style alias, or 0 */
+  cnf_cli_kind kind;
+  void *dest;                             /* where the value goes (see cnf_cli_kind) */
+  size_t min, max;                        /* bounds for CNF_CLI_SIZE and CNF_CLI_LONG */
+  int (*conv)(const char *s, void *dest); /* CNF_CLI_CHOICE only */
+  int required;                           /* 1: the command fails without it */
+  const char *meta;                       /* value placeholder in the usage text, e.g. "R" */
+  const char *help;                       /* one line, including the default */
+} cnf_cli_opt;
 
 /* A command's usage text: a synopsis, a paragraph and the table. */
-typedef struct cli_usage {
-  const char *synopsis;  /* e.g. "cnf logp --model MODEL --in X.csv [options]" */
-  const char *about;     /* what the command does and writes */
-} cli_usage;
+typedef struct cnf_cli_usage {
+  const char *synopsis; /* e.g. "cnf logp --model MODEL --in X.csv [options]" */
+  const char *about;    /* what the command does and writes */
+} cnf_cli_usage;
 
 /* Parse argv[0..argc) (the words after the command name) against opts.
  * Accepts "--name value", "--name=value" and "-c value".  Every option at
- * most once; no positional words.  Returns CLI_OK, or CLI_EUSAGE after
+ * most once; no positional words.  Returns CNF_CLI_OK, or CNF_CLI_EUSAGE after
  * printing "cnf <cmd>: <why>" to stderr.  *help is set when --help or -h
  * was given; parsing stops there and the caller prints the usage. */
-int cli_parse(const char *cmd, const cli_opt *opts, int argc, char **argv,
-              int *help);
+int cnf__cli_parse(const char *cmd, const cnf_cli_opt *opts, int argc, char **argv, int *help);
 
 /* Print the usage of a command to stdout, generated from the table. */
-void cli_print_usage(const cli_usage *u, const cli_opt *opts);
+void cnf__cli_print_usage(const cnf_cli_usage *u, const cnf_cli_opt *opts);
 
 /* Print "cnf <cmd>: <message>" to stderr (printf-formatted). */
-void cli_error(const char *cmd, const char *fmt, ...)
+void cnf__cli_error(const char *cmd, const char *fmt, ...)
 #if defined(__GNUC__)
     __attribute__((format(printf, 2, 3)))
 #endif
@@ -71,12 +70,12 @@ void cli_error(const char *cmd, const char *fmt, ...)
 
 /* Each command takes the words after its name and the thread count given
  * before it (0: none given), and returns an exit status. */
-int cli_cmd_init(int argc, char **argv, size_t threads);
-int cli_cmd_logp(int argc, char **argv, size_t threads);
-int cli_cmd_sample(int argc, char **argv, size_t threads);
-int cli_cmd_grid(int argc, char **argv, size_t threads);
+int cnf__cli_init(int argc, char **argv, size_t threads);
+int cnf__cli_logp(int argc, char **argv, size_t threads);
+int cnf__cli_sample(int argc, char **argv, size_t threads);
+int cnf__cli_grid(int argc, char **argv, size_t threads);
 
 /* Parse a thread count for the global --threads: 1..1024. */
-int cli_parse_threads(const char *s, size_t *out);
+int cnf__cli_parse_threads(const char *s, size_t *out);
 
 #endif /* CNF_CLI_H */

@@ -10,6 +10,7 @@
  * solver failures -> 3; malformed, damaged, non-finite or mismatched input
  * and unreadable input files -> 2; out of memory and output errors -> 1. */
 #define _POSIX_C_SOURCE 200809L
+#include <cblas.h>
 #include <limits.h>
 #include <math.h>
 #include <stdio.h>
@@ -17,16 +18,14 @@
 #include <string.h>
 #include <time.h>
 
-#include <cblas.h>
-
 #include "cli.h"
 #include "cnf.h"
 
 /* Largest output we try to allocate (bytes): keeps absurd -n or --size
  * values a clear usage error instead of an allocation failure. */
-#define CLI_MAX_BYTES ((size_t)1 << 38)
+#define CNF_CLI_MAX_BYTES ((size_t)1 << 38)
 /* Largest network (parameters over all blocks) init will create. */
-#define CLI_MAX_PARAMS ((size_t)1 << 28)
+#define CNF_CLI_MAX_PARAMS ((size_t)1 << 28)
 
 /* Everything any command can be given; each command's table points into
  * one of these. */
@@ -53,34 +52,44 @@ static void args_default(run_args *a) {
   a->size = 100;
 }
 
-static int conv_trace(const char *s, void *d) { return cnf_trace_parse(s, (cnf_trace *)d); }
-static int conv_method(const char *s, void *d) { return cnf_method_parse(s, (cnf_method *)d); }
-static int conv_layer(const char *s, void *d) { return cnf_layer_parse(s, (cnf_layer *)d); }
-static int conv_act(const char *s, void *d) { return cnf_act_parse(s, (cnf_act *)d); }
+static int conv_trace(const char *s, void *d) {
+  return cnf_trace_parse(s, (cnf_trace *)d);
+}
+static int conv_method(const char *s, void *d) {
+  return cnf_method_parse(s, (cnf_method *)d);
+}
+static int conv_layer(const char *s, void *d) {
+  return cnf_layer_parse(s, (cnf_layer *)d);
+}
+static int conv_act(const char *s, void *d) {
+  return cnf_act_parse(s, (cnf_act *)d);
+}
 
 #define ROW(name, sh, kind, dest, min, max, conv, req, meta, help) \
   { name, sh, kind, dest, min, max, conv, req, meta, help }
-#define END_ROW ROW(NULL, 0, CLI_FLAG, NULL, 0, 0, NULL, 0, NULL, NULL)
+#define END_ROW ROW(NULL, 0, CNF_CLI_FLAG, NULL, 0, 0, NULL, 0, NULL, NULL)
 #define LMAX ((size_t)LONG_MAX)
 
 /* The solver rows shared by logp, sample and grid. */
-#define SOLVER_ROWS(a)                                                                        \
-  ROW("trace", 0, CLI_CHOICE, &(a).opt.trace, 0, 0, conv_trace, 0, "exact|gauss|rademacher", \
-      "trace of df/dz: exact, or Hutchinson with Gaussian or Rademacher probes (exact)"),    \
-  ROW("probes", 0, CLI_SIZE, &(a).opt.probes, 1, 100000, NULL, 0, "K",                       \
-      "Hutchinson probes per sample (1)"),                                                    \
-  ROW("rtol", 0, CLI_POS, &(a).opt.rtol, 0, 0, NULL, 0, "R", "relative tolerance (1e-5)"),   \
-  ROW("atol", 0, CLI_POS, &(a).opt.atol, 0, 0, NULL, 0, "A", "absolute tolerance (1e-5)"),   \
-  ROW("method", 0, CLI_CHOICE, &(a).opt.method, 0, 0, conv_method, 0, "adams|bdf",           \
-      "CVODE method: Adams + fixed point, or BDF + SPGMR (adams)"),                          \
-  ROW("max-steps", 0, CLI_LONG, &(a).opt.max_steps, 1, LMAX, NULL, 0, "N",                   \
-      "solver steps per solve before giving up (20000)"),                                    \
-  ROW("batch", 0, CLI_SIZE, &(a).opt.batch, 1, SIZE_MAX, NULL, 0, "B",                       \
-      "rows integrated as one ODE system (all rows)"),                                        \
-  ROW("verbose", 0, CLI_FLAG, &(a).verbose, 0, 0, NULL, 0, "",                               \
-      "print options, solver statistics and wall time to stderr"),                           \
-  ROW("threads", 0, CLI_SIZE, &(a).threads, 1, 1024, NULL, 0, "N",                           \
+// clang-format off
+#define SOLVER_ROWS(a)                                                                             \
+  ROW("trace", 0, CNF_CLI_CHOICE, &(a).opt.trace, 0, 0, conv_trace, 0, "exact|gauss|rademacher",   \
+      "trace of df/dz: exact, or Hutchinson with Gaussian or Rademacher probes (exact)"),          \
+  ROW("probes", 0, CNF_CLI_SIZE, &(a).opt.probes, 1, 100000, NULL, 0, "K",                         \
+      "Hutchinson probes per sample (1)"),                                                         \
+  ROW("rtol", 0, CNF_CLI_POS, &(a).opt.rtol, 0, 0, NULL, 0, "R", "relative tolerance (1e-5)"),     \
+  ROW("atol", 0, CNF_CLI_POS, &(a).opt.atol, 0, 0, NULL, 0, "A", "absolute tolerance (1e-5)"),     \
+  ROW("method", 0, CNF_CLI_CHOICE, &(a).opt.method, 0, 0, conv_method, 0, "adams|bdf",             \
+      "CVODE method: Adams + fixed point, or BDF + SPGMR (adams)"),                                \
+  ROW("max-steps", 0, CNF_CLI_LONG, &(a).opt.max_steps, 1, LMAX, NULL, 0, "N",                     \
+      "solver steps per solve before giving up (20000)"),                                          \
+  ROW("batch", 0, CNF_CLI_SIZE, &(a).opt.batch, 1, SIZE_MAX, NULL, 0, "B",                         \
+      "rows integrated as one ODE system (all rows)"),                                             \
+  ROW("verbose", 0, CNF_CLI_FLAG, &(a).verbose, 0, 0, NULL, 0, "",                                 \
+      "print options, solver statistics and wall time to stderr"),                                 \
+  ROW("threads", 0, CNF_CLI_SIZE, &(a).threads, 1, 1024, NULL, 0, "N",                             \
       "OpenBLAS threads (1; also accepted before the command)")
+// clang-format on
 
 /* ---- helpers ------------------------------------------------------------ */
 
@@ -89,8 +98,8 @@ static int conv_act(const char *s, void *d) { return cnf_act_parse(s, (cnf_act *
 static int lib_fail(const char *cmd, cnf_ctx *ctx, int rc, int reading) {
   const char *msg = ctx != NULL ? cnf_ctx_errmsg(ctx) : "";
   if (msg[0] == '\0') msg = cnf_strerror(rc);
-  cli_error(cmd, "%s", msg);
-  if (cnf_is_solver_error(rc)) return CLI_ESOLVER;
+  cnf__cli_error(cmd, "%s", msg);
+  if (cnf_is_solver_error(rc)) return CNF_CLI_ESOLVER;
   switch (rc) {
     case CNF_EINVAL:
     case CNF_EDIM:
@@ -98,11 +107,11 @@ static int lib_fail(const char *cmd, cnf_ctx *ctx, int rc, int reading) {
     case CNF_ECORRUPT:
     case CNF_EVERSION:
     case CNF_ENONFINITE:
-      return CLI_EUSAGE;
+      return CNF_CLI_EUSAGE;
     case CNF_EIO:
-      return reading ? CLI_EUSAGE : CLI_EFAIL;
+      return reading ? CNF_CLI_EUSAGE : CNF_CLI_EFAIL;
     default:
-      return CLI_EFAIL;
+      return CNF_CLI_EFAIL;
   }
 }
 
@@ -110,15 +119,15 @@ static int lib_fail(const char *cmd, cnf_ctx *ctx, int rc, int reading) {
  * unavailable; *status is set to the exit status for that case. */
 static double *alloc_doubles(const char *cmd, size_t rows, size_t cols, const char *what,
                              int *status) {
-  if (cols != 0 && rows > CLI_MAX_BYTES / sizeof(double) / cols) {
-    cli_error(cmd, "%s: %zu x %zu values is too large", what, rows, cols);
-    *status = CLI_EUSAGE;
+  if (cols != 0 && rows > CNF_CLI_MAX_BYTES / sizeof(double) / cols) {
+    cnf__cli_error(cmd, "%s: %zu x %zu values is too large", what, rows, cols);
+    *status = CNF_CLI_EUSAGE;
     return NULL;
   }
   double *p = malloc((rows * cols > 0 ? rows * cols : 1) * sizeof(double));
   if (p == NULL) {
-    cli_error(cmd, "%s: out of memory for %zu x %zu values", what, rows, cols);
-    *status = CLI_EFAIL;
+    cnf__cli_error(cmd, "%s: out of memory for %zu x %zu values", what, rows, cols);
+    *status = CNF_CLI_EFAIL;
   }
   return p;
 }
@@ -142,8 +151,8 @@ static void print_report(const run_args *a, size_t rows, const cnf_stats *st, do
   fprintf(stderr,
           "rows %zu\nrtol %g\natol %g\nmethod %s\ntrace %s\nprobes %zu\nbatch %zu\n"
           "max_steps %ld\nthreads %zu\nseed %llu\n",
-          rows, o->rtol, o->atol, cnf_method_name(o->method), cnf_trace_name(o->trace),
-          o->probes, o->batch > 0 && o->batch < rows ? o->batch : rows, o->max_steps, threads,
+          rows, o->rtol, o->atol, cnf_method_name(o->method), cnf_trace_name(o->trace), o->probes,
+          o->batch > 0 && o->batch < rows ? o->batch : rows, o->max_steps, threads,
           (unsigned long long)a->seed);
   fprintf(stderr,
           "solves %ld\nnfe %ld\nnsteps %ld\nnetf %ld\nnni %ld\nnncf %ld\nnjtv %ld\nnli %ld\n"
@@ -157,51 +166,52 @@ static int open_model(const char *cmd, const char *path, cnf_ctx **ctx, cnf_flow
   *flow = NULL;
   int rc = cnf_ctx_create(ctx);
   if (rc != 0) {
-    cli_error(cmd, "cannot create a library context: %s", cnf_strerror(rc));
-    return CLI_EFAIL;
+    cnf__cli_error(cmd, "cannot create a library context: %s", cnf_strerror(rc));
+    return CNF_CLI_EFAIL;
   }
   rc = cnf_flow_load(flow, *ctx, path);
   if (rc != 0) return lib_fail(cmd, *ctx, rc, 1);
-  return CLI_OK;
+  return CNF_CLI_OK;
 }
 
 /* Write a (rows, cols) table under the given column names. */
-static int write_table(const char *cmd, cnf_ctx *ctx, const char *path,
-                       const char *const *names, size_t rows, size_t cols, const double *data) {
+static int write_table(const char *cmd, cnf_ctx *ctx, const char *path, const char *const *names,
+                       size_t rows, size_t cols, const double *data) {
   int rc = cnf_csv_write(ctx, path, names, rows, cols, data);
-  return rc != 0 ? lib_fail(cmd, ctx, rc, 0) : CLI_OK;
+  return rc != 0 ? lib_fail(cmd, ctx, rc, 0) : CNF_CLI_OK;
 }
 
 /* ---- init --------------------------------------------------------------- */
 
-int cli_cmd_init(int argc, char **argv, size_t threads) {
+int cnf__cli_init(int argc, char **argv, size_t threads) {
   const char *cmd = "init";
   run_args a;
   args_default(&a);
-  const cli_opt opts[] = {
-      ROW("dim", 0, CLI_SIZE, &a.dim, 1, 100000, NULL, 1, "D", "data dimension D"),
-      ROW("hidden", 0, CLI_STR, &a.hidden, 0, 0, NULL, 0, "H1-H2-...",
+  const cnf_cli_opt opts[] = {
+      ROW("dim", 0, CNF_CLI_SIZE, &a.dim, 1, 100000, NULL, 1, "D", "data dimension D"),
+      ROW("hidden", 0, CNF_CLI_STR, &a.hidden, 0, 0, NULL, 0, "H1-H2-...",
           "hidden layer widths, '0' for none (64-64-64)"),
-      ROW("layer", 0, CLI_CHOICE, &a.layer, 0, 0, conv_layer, 0, "concatsquash|concat|ignore",
+      ROW("layer", 0, CNF_CLI_CHOICE, &a.layer, 0, 0, conv_layer, 0, "concatsquash|concat|ignore",
           "time conditioning of each layer (concatsquash)"),
-      ROW("act", 0, CLI_CHOICE, &a.act, 0, 0, conv_act, 0, "tanh|softplus",
+      ROW("act", 0, CNF_CLI_CHOICE, &a.act, 0, 0, conv_act, 0, "tanh|softplus",
           "activation between layers (tanh)"),
-      ROW("blocks", 0, CLI_SIZE, &a.blocks, 1, 1000, NULL, 0, "K", "stacked CNF blocks (1)"),
-      ROW("time", 0, CLI_POS, &a.time, 0, 0, NULL, 0, "T", "end time of every block (0.5)"),
-      ROW("seed", 0, CLI_U64, &a.seed, 0, 0, NULL, 0, "S", "seed of the initial parameters (0)"),
-      ROW("out", 0, CLI_STR, &a.out, 0, 0, NULL, 1, "MODEL", "model file to write"),
-      ROW("threads", 0, CLI_SIZE, &a.threads, 1, 1024, NULL, 0, "N", "OpenBLAS threads (1)"),
+      ROW("blocks", 0, CNF_CLI_SIZE, &a.blocks, 1, 1000, NULL, 0, "K", "stacked CNF blocks (1)"),
+      ROW("time", 0, CNF_CLI_POS, &a.time, 0, 0, NULL, 0, "T", "end time of every block (0.5)"),
+      ROW("seed", 0, CNF_CLI_U64, &a.seed, 0, 0, NULL, 0, "S",
+          "seed of the initial parameters (0)"),
+      ROW("out", 0, CNF_CLI_STR, &a.out, 0, 0, NULL, 1, "MODEL", "model file to write"),
+      ROW("threads", 0, CNF_CLI_SIZE, &a.threads, 1, 1024, NULL, 0, "N", "OpenBLAS threads (1)"),
       END_ROW};
-  const cli_usage usage = {
+  const cnf_cli_usage usage = {
       "cnf init --dim D --out MODEL [options]",
       "Create a flow with randomly initialised parameters (uniform in +-1/sqrt(fan_in), as\n"
       "PyTorch's nn.Linear) and save it as a model file (docs/model-format.md)."};
   int help = 0;
-  int status = cli_parse(cmd, opts, argc, argv, &help);
-  if (status != CLI_OK) return status;
+  int status = cnf__cli_parse(cmd, opts, argc, argv, &help);
+  if (status != CNF_CLI_OK) return status;
   if (help) {
-    cli_print_usage(&usage, opts);
-    return CLI_OK;
+    cnf__cli_print_usage(&usage, opts);
+    return CNF_CLI_OK;
   }
   apply_threads(threads, a.threads);
 
@@ -210,22 +220,24 @@ int cli_cmd_init(int argc, char **argv, size_t threads) {
   cfg.layer = a.layer;
   cfg.act = a.act;
   if (cnf_mlp_parse_hidden(&cfg, a.hidden) != 0) {
-    cli_error(cmd, "--hidden: expected widths such as 64-64-64 (at most %d layers of 1 to "
-              "1000000 units) or 0, found '%s'", CNF_MAX_HIDDEN, a.hidden);
-    return CLI_EUSAGE;
+    cnf__cli_error(cmd,
+                   "--hidden: expected widths such as 64-64-64 (at most %d layers of 1 to "
+                   "1000000 units) or 0, found '%s'",
+                   CNF_MAX_HIDDEN, a.hidden);
+    return CNF_CLI_EUSAGE;
   }
   size_t P = cnf_mlp_param_count(&cfg);
-  if (P == 0 || P > CLI_MAX_PARAMS / a.blocks) {
-    cli_error(cmd, "network too large: %zu blocks of %zu parameters (at most %zu in all)",
-              a.blocks, P, CLI_MAX_PARAMS);
-    return CLI_EUSAGE;
+  if (P == 0 || P > CNF_CLI_MAX_PARAMS / a.blocks) {
+    cnf__cli_error(cmd, "network too large: %zu blocks of %zu parameters (at most %zu in all)",
+                   a.blocks, P, CNF_CLI_MAX_PARAMS);
+    return CNF_CLI_EUSAGE;
   }
   cnf_ctx *ctx = NULL;
   cnf_flow *flow = NULL;
   int rc = cnf_ctx_create(&ctx);
   if (rc != 0) {
-    cli_error(cmd, "cannot create a library context: %s", cnf_strerror(rc));
-    return CLI_EFAIL;
+    cnf__cli_error(cmd, "cannot create a library context: %s", cnf_strerror(rc));
+    return CNF_CLI_EFAIL;
   }
   rc = cnf_flow_create(&flow, ctx, &cfg, a.blocks, a.time, a.seed);
   if (rc != 0)
@@ -239,39 +251,39 @@ int cli_cmd_init(int argc, char **argv, size_t threads) {
 
 /* ---- logp ---------------------------------------------------------------- */
 
-int cli_cmd_logp(int argc, char **argv, size_t threads) {
+int cnf__cli_logp(int argc, char **argv, size_t threads) {
   const char *cmd = "logp";
   run_args a;
   args_default(&a);
-  const cli_opt opts[] = {
-      ROW("model", 0, CLI_STR, &a.model, 0, 0, NULL, 1, "MODEL", "model file"),
-      ROW("in", 0, CLI_STR, &a.in, 0, 0, NULL, 1, "X.csv",
+  const cnf_cli_opt opts[] = {
+      ROW("model", 0, CNF_CLI_STR, &a.model, 0, 0, NULL, 1, "MODEL", "model file"),
+      ROW("in", 0, CNF_CLI_STR, &a.in, 0, 0, NULL, 1, "X.csv",
           "points, one per row, D columns, optional header; '-' reads stdin"),
-      ROW("out", 0, CLI_STR, &a.out, 0, 0, NULL, 0, "OUT.csv",
+      ROW("out", 0, CNF_CLI_STR, &a.out, 0, 0, NULL, 0, "OUT.csv",
           "output file, column 'logp' (standard output)"),
-      ROW("seed", 0, CLI_U64, &a.seed, 0, 0, NULL, 0, "S", "seed of the Hutchinson probes (0)"),
+      ROW("seed", 0, CNF_CLI_U64, &a.seed, 0, 0, NULL, 0, "S", "seed of the Hutchinson probes (0)"),
       SOLVER_ROWS(a),
       END_ROW};
-  const cli_usage usage = {
+  const cnf_cli_usage usage = {
       "cnf logp --model MODEL --in X.csv [options]",
       "Write log p(x) of every row x of X.csv: one row per input row under the header\n"
       "'logp', in input order, 17 significant digits."};
   int help = 0;
-  int status = cli_parse(cmd, opts, argc, argv, &help);
-  if (status != CLI_OK) return status;
+  int status = cnf__cli_parse(cmd, opts, argc, argv, &help);
+  if (status != CNF_CLI_OK) return status;
   if (help) {
-    cli_print_usage(&usage, opts);
-    return CLI_OK;
+    cnf__cli_print_usage(&usage, opts);
+    return CNF_CLI_OK;
   }
   apply_threads(threads, a.threads);
   if (!a.threads) a.threads = threads;
 
   cnf_ctx *ctx = NULL;
   cnf_flow *flow = NULL;
-  double *x = NULL, *logp = NULL;
+  double *x = NULL, *logp = NULL; /* (rows, D), (rows) */
   size_t rows = 0, cols = 0;
   status = open_model(cmd, a.model, &ctx, &flow);
-  if (status != CLI_OK) goto cleanup;
+  if (status != CNF_CLI_OK) goto cleanup;
   int rc = cnf_csv_read(ctx, a.in, &x, &rows, &cols);
   if (rc != 0) {
     status = lib_fail(cmd, ctx, rc, 1);
@@ -280,9 +292,10 @@ int cli_cmd_logp(int argc, char **argv, size_t threads) {
   const size_t D = cnf_flow_dim(flow);
   if (cols != D) {
     /* every row has the first row's field count, so line 1 shows it */
-    cli_error(cmd, "%s:1: %zu column%s, but the model %s has dimension %zu",
-              strcmp(a.in, "-") == 0 ? "<stdin>" : a.in, cols, cols == 1 ? "" : "s", a.model, D);
-    status = CLI_EUSAGE;
+    cnf__cli_error(cmd, "%s:1: %zu column%s, but the model %s has dimension %zu",
+                   strcmp(a.in, "-") == 0 ? "<stdin>" : a.in, cols, cols == 1 ? "" : "s", a.model,
+                   D);
+    status = CNF_CLI_EUSAGE;
     goto cleanup;
   }
   logp = alloc_doubles(cmd, rows, 1, "log-densities", &status);
@@ -323,47 +336,47 @@ static const char **column_names(size_t D, const char *last) {
   return (const char **)names;
 }
 
-int cli_cmd_sample(int argc, char **argv, size_t threads) {
+int cnf__cli_sample(int argc, char **argv, size_t threads) {
   const char *cmd = "sample";
   run_args a;
   args_default(&a);
-  const cli_opt opts[] = {
-      ROW("model", 0, CLI_STR, &a.model, 0, 0, NULL, 1, "MODEL", "model file"),
-      ROW("samples", 'n', CLI_SIZE, &a.n, 1, SIZE_MAX, NULL, 1, "N", "number of samples"),
-      ROW("seed", 0, CLI_U64, &a.seed, 0, 0, NULL, 0, "S",
+  const cnf_cli_opt opts[] = {
+      ROW("model", 0, CNF_CLI_STR, &a.model, 0, 0, NULL, 1, "MODEL", "model file"),
+      ROW("samples", 'n', CNF_CLI_SIZE, &a.n, 1, SIZE_MAX, NULL, 1, "N", "number of samples"),
+      ROW("seed", 0, CNF_CLI_U64, &a.seed, 0, 0, NULL, 0, "S",
           "seed of the base samples and the Hutchinson probes (0)"),
-      ROW("out", 0, CLI_STR, &a.out, 0, 0, NULL, 0, "OUT.csv",
+      ROW("out", 0, CNF_CLI_STR, &a.out, 0, 0, NULL, 0, "OUT.csv",
           "output file, columns x1..xD,logp (standard output)"),
       SOLVER_ROWS(a),
       END_ROW};
-  const cli_usage usage = {
+  const cnf_cli_usage usage = {
       "cnf sample --model MODEL -n N [options]",
       "Draw N samples: z ~ N(0, I), integrated backward through the blocks to x.  Writes\n"
       "columns x1..xD,logp, with log p(x) from the same solve."};
   int help = 0;
-  int status = cli_parse(cmd, opts, argc, argv, &help);
-  if (status != CLI_OK) return status;
+  int status = cnf__cli_parse(cmd, opts, argc, argv, &help);
+  if (status != CNF_CLI_OK) return status;
   if (help) {
-    cli_print_usage(&usage, opts);
-    return CLI_OK;
+    cnf__cli_print_usage(&usage, opts);
+    return CNF_CLI_OK;
   }
   apply_threads(threads, a.threads);
   if (!a.threads) a.threads = threads;
 
   cnf_ctx *ctx = NULL;
   cnf_flow *flow = NULL;
-  double *x = NULL, *logp = NULL, *table = NULL;
+  double *x = NULL, *logp = NULL, *table = NULL; /* (N, D), (N), (N, D + 1) */
   const char **names = NULL;
   status = open_model(cmd, a.model, &ctx, &flow);
-  if (status != CLI_OK) goto cleanup;
+  if (status != CNF_CLI_OK) goto cleanup;
   const size_t D = cnf_flow_dim(flow), N = a.n;
   if ((table = alloc_doubles(cmd, N, D + 1, "samples", &status)) == NULL ||
       (x = alloc_doubles(cmd, N, D, "samples", &status)) == NULL ||
       (logp = alloc_doubles(cmd, N, 1, "samples", &status)) == NULL)
     goto cleanup;
   if ((names = column_names(D, "logp")) == NULL) {
-    cli_error(cmd, "out of memory");
-    status = CLI_EFAIL;
+    cnf__cli_error(cmd, "out of memory");
+    status = CNF_CLI_EFAIL;
     goto cleanup;
   }
   cnf_flow_seed(flow, a.seed);
@@ -393,48 +406,48 @@ cleanup:
 
 /* ---- grid ----------------------------------------------------------------- */
 
-int cli_cmd_grid(int argc, char **argv, size_t threads) {
+int cnf__cli_grid(int argc, char **argv, size_t threads) {
   const char *cmd = "grid";
   run_args a;
   args_default(&a);
-  const cli_opt opts[] = {
-      ROW("model", 0, CLI_STR, &a.model, 0, 0, NULL, 1, "MODEL", "model file (2-D)"),
-      ROW("range", 0, CLI_POS, &a.range, 0, 0, NULL, 0, "L", "grid over [-L, L]^2 (4)"),
-      ROW("size", 0, CLI_SIZE, &a.size, 2, 10000, NULL, 0, "G", "G x G points (100)"),
-      ROW("seed", 0, CLI_U64, &a.seed, 0, 0, NULL, 0, "S", "seed of the Hutchinson probes (0)"),
-      ROW("out", 0, CLI_STR, &a.out, 0, 0, NULL, 0, "OUT.csv",
+  const cnf_cli_opt opts[] = {
+      ROW("model", 0, CNF_CLI_STR, &a.model, 0, 0, NULL, 1, "MODEL", "model file (2-D)"),
+      ROW("range", 0, CNF_CLI_POS, &a.range, 0, 0, NULL, 0, "L", "grid over [-L, L]^2 (4)"),
+      ROW("size", 0, CNF_CLI_SIZE, &a.size, 2, 10000, NULL, 0, "G", "G x G points (100)"),
+      ROW("seed", 0, CNF_CLI_U64, &a.seed, 0, 0, NULL, 0, "S", "seed of the Hutchinson probes (0)"),
+      ROW("out", 0, CNF_CLI_STR, &a.out, 0, 0, NULL, 0, "OUT.csv",
           "output file, columns x1,x2,logp (standard output)"),
       SOLVER_ROWS(a),
       END_ROW};
-  const cli_usage usage = {
+  const cnf_cli_usage usage = {
       "cnf grid --model MODEL [options]",
       "Write log p on a G x G grid over [-L, L]^2 of a 2-D model: columns x1,x2,logp,\n"
       "G*G rows, x1 varying fastest (row j*G + i holds x1 = g_i, x2 = g_j with\n"
       "g_i = -L + 2L i/(G-1))."};
   int help = 0;
-  int status = cli_parse(cmd, opts, argc, argv, &help);
-  if (status != CLI_OK) return status;
+  int status = cnf__cli_parse(cmd, opts, argc, argv, &help);
+  if (status != CNF_CLI_OK) return status;
   if (help) {
-    cli_print_usage(&usage, opts);
-    return CLI_OK;
+    cnf__cli_print_usage(&usage, opts);
+    return CNF_CLI_OK;
   }
   apply_threads(threads, a.threads);
   if (!a.threads) a.threads = threads;
 
   if (!(a.range <= 1e150)) {
-    cli_error(cmd, "--range: expected a number up to 1e150, found %g", a.range);
-    return CLI_EUSAGE;
+    cnf__cli_error(cmd, "--range: expected a number up to 1e150, found %g", a.range);
+    return CNF_CLI_EUSAGE;
   }
 
   cnf_ctx *ctx = NULL;
   cnf_flow *flow = NULL;
-  double *x = NULL, *logp = NULL, *table = NULL;
+  double *x = NULL, *logp = NULL, *table = NULL; /* (G*G, 2), (G*G), (G*G, 3) */
   status = open_model(cmd, a.model, &ctx, &flow);
-  if (status != CLI_OK) goto cleanup;
+  if (status != CNF_CLI_OK) goto cleanup;
   if (cnf_flow_dim(flow) != 2) {
-    cli_error(cmd, "%s: the model has dimension %zu; grid needs a 2-D model", a.model,
-              cnf_flow_dim(flow));
-    status = CLI_EUSAGE;
+    cnf__cli_error(cmd, "%s: the model has dimension %zu; grid needs a 2-D model", a.model,
+                   cnf_flow_dim(flow));
+    status = CNF_CLI_EUSAGE;
     goto cleanup;
   }
   const size_t G = a.size, N = G * G;

@@ -18,10 +18,10 @@ typedef struct command {
 } command;
 
 static const command commands[] = {
-    {"init", cli_cmd_init, "create a flow with random parameters and save it"},
-    {"logp", cli_cmd_logp, "log-density of every row of a CSV file"},
-    {"sample", cli_cmd_sample, "draw samples with their log-densities"},
-    {"grid", cli_cmd_grid, "log-density of a 2-D model on a square grid"},
+    {"init", cnf__cli_init, "create a flow with random parameters and save it"},
+    {"logp", cnf__cli_logp, "log-density of every row of a CSV file"},
+    {"sample", cnf__cli_sample, "draw samples with their log-densities"},
+    {"grid", cnf__cli_grid, "log-density of a 2-D model on a square grid"},
 };
 
 static void print_help(FILE *fp) {
@@ -48,41 +48,41 @@ int main(int argc, char **argv) {
     const char *w = argv[i];
     if (strcmp(w, "--help") == 0 || strcmp(w, "-h") == 0) {
       print_help(stdout);
-      return CLI_OK;
+      return CNF_CLI_OK;
     }
     if (strcmp(w, "--version") == 0) {
       printf("cnf %s\n", CNF_VERSION_STRING);
-      return CLI_OK;
+      return CNF_CLI_OK;
     }
     const char *v = NULL;
     if (strcmp(w, "--threads") == 0) {
       if (i + 1 >= argc) {
-        cli_error(NULL, "option --threads needs a value (N)");
-        return CLI_EUSAGE;
+        cnf__cli_error(NULL, "option --threads needs a value (N)");
+        return CNF_CLI_EUSAGE;
       }
       v = argv[++i];
     } else if (strncmp(w, "--threads=", 10) == 0) {
       v = w + 10;
     } else {
-      cli_error(NULL, "unknown option '%s' (see 'cnf --help')", w);
-      return CLI_EUSAGE;
+      cnf__cli_error(NULL, "unknown option '%s' (see 'cnf --help')", w);
+      return CNF_CLI_EUSAGE;
     }
     if (threads != 0) {
-      cli_error(NULL, "option --threads given more than once");
-      return CLI_EUSAGE;
+      cnf__cli_error(NULL, "option --threads given more than once");
+      return CNF_CLI_EUSAGE;
     }
-    if (cli_parse_threads(v, &threads) != 0) {
-      cli_error(NULL, "--threads: expected a whole number from 1 to 1024, found '%s'", v);
-      return CLI_EUSAGE;
+    if (cnf__cli_parse_threads(v, &threads) != 0) {
+      cnf__cli_error(NULL, "--threads: expected a whole number from 1 to 1024, found '%s'", v);
+      return CNF_CLI_EUSAGE;
     }
   }
   if (i >= argc) {
     print_help(stderr);
-    return CLI_EUSAGE;
+    return CNF_CLI_EUSAGE;
   }
   for (size_t k = 0; k < sizeof commands / sizeof commands[0]; k++)
     if (strcmp(argv[i], commands[k].name) == 0)
       return commands[k].run(argc - i - 1, argv + i + 1, threads);
-  cli_error(NULL, "unknown command '%s' (see 'cnf --help')", argv[i]);
-  return CLI_EUSAGE;
+  cnf__cli_error(NULL, "unknown command '%s' (see 'cnf --help')", argv[i]);
+  return CNF_CLI_EUSAGE;
 }

@@ -30,8 +30,8 @@ extern char **environ;
 
 static char tmpdir[256];
 static char out_path[512], err_path[512]; /* where runs' stdout/stderr go */
-static char last_out[1 << 16]; /* stdout of the last run (truncated) */
-static char last_err[1 << 14]; /* stderr of the last run (truncated) */
+static char last_out[1 << 16];            /* stdout of the last run (truncated) */
+static char last_err[1 << 14];            /* stderr of the last run (truncated) */
 
 /* ---- helpers ------------------------------------------------------------ */
 
@@ -70,7 +70,9 @@ static void write_bytes(const char *path, const void *data, size_t n) {
   CU_ASSERT_FATAL(fclose(fp) == 0);
 }
 
-static void write_text(const char *path, const char *text) { write_bytes(path, text, strlen(text)); }
+static void write_text(const char *path, const char *text) {
+  write_bytes(path, text, strlen(text));
+}
 
 static int starts_with(const char *s, const char *prefix) {
   return s != NULL && strncmp(s, prefix, strlen(prefix)) == 0;
@@ -195,8 +197,8 @@ static void fixtures(void) {
   if (done) return;
   done = 1;
   CU_ASSERT_FATAL(CNF("init", "--dim", "2", "--seed", "11", "--out", P("m2.cnf")) == 0);
-  CU_ASSERT_FATAL(CNF("init", "--dim", "3", "--hidden", "8-8", "--seed", "5", "--out",
-                      P("m3.cnf")) == 0);
+  CU_ASSERT_FATAL(
+      CNF("init", "--dim", "3", "--hidden", "8-8", "--seed", "5", "--out", P("m3.cnf")) == 0);
   CU_ASSERT_FATAL(CNF("sample", "--model", P("m2.cnf"), "-n", "200", "--seed", "7", "--rtol",
                       "1e-8", "--atol", "1e-8", "--out", P("s.csv")) == 0);
   size_t rows = 0, cols = 0;
@@ -255,9 +257,9 @@ static void test_sample_logp_agree(void) {
   for (size_t i = 0; i < NPTS; i++) lo = fmin(lo, want[i]), hi = fmax(hi, want[i]);
   CU_ASSERT_TRUE(hi - lo > 1.0);
   /* the same numbers on standard output, byte for byte */
-  CU_ASSERT_EQUAL(CNF("logp", "--model", P("m2.cnf"), "--in", P("x.csv"), "--rtol", "1e-8",
-                      "--atol", "1e-8"),
-                  0);
+  CU_ASSERT_EQUAL(
+      CNF("logp", "--model", P("m2.cnf"), "--in", P("x.csv"), "--rtol", "1e-8", "--atol", "1e-8"),
+      0);
   char *file = read_all(P("lp.csv"), NULL);
   CU_ASSERT_TRUE(file != NULL && strcmp(file, last_out) == 0);
   free(file);
@@ -276,13 +278,13 @@ static void test_sample_seeds(void) {
   fixtures();
   const char *m = P("m2.cnf");
   CU_ASSERT_EQUAL(CNF("sample", "--model", m, "-n", "50", "--seed", "3", "--out", P("a.csv")), 0);
-  CU_ASSERT_EQUAL(CNF("sample", "--model", m, "--samples", "50", "--seed", "3", "--out",
-                      P("b.csv")),
-                  0);
+  CU_ASSERT_EQUAL(
+      CNF("sample", "--model", m, "--samples", "50", "--seed", "3", "--out", P("b.csv")), 0);
   CU_ASSERT_EQUAL(CNF("sample", "--model", m, "-n", "50", "--seed", "4", "--out", P("c.csv")), 0);
   CU_ASSERT_EQUAL(CNF("sample", "--model", m, "-n", "50", "--seed", "3"), 0);
   size_t na = 0, nb = 0, nc = 0;
-  char *a = read_all(P("a.csv"), &na), *b = read_all(P("b.csv"), &nb), *c = read_all(P("c.csv"), &nc);
+  char *a = read_all(P("a.csv"), &na), *b = read_all(P("b.csv"), &nb),
+       *c = read_all(P("c.csv"), &nc);
   CU_ASSERT_FATAL(a != NULL && b != NULL && c != NULL);
   CU_ASSERT_TRUE(na == nb && memcmp(a, b, na) == 0);
   CU_ASSERT_TRUE(strcmp(a, last_out) == 0);
@@ -317,8 +319,8 @@ static void diff_stats(const double *a, const double *b, size_t n, double *mean,
 static void test_logp_hutchinson(void) {
   fixtures();
   const char *m = P("m2.cnf"), *x = P("x.csv");
-  CU_ASSERT_EQUAL(CNF("logp", "--model", m, "--in", x, "--rtol", "1e-8", "--atol", "1e-8",
-                      "--out", P("ex.csv")),
+  CU_ASSERT_EQUAL(CNF("logp", "--model", m, "--in", x, "--rtol", "1e-8", "--atol", "1e-8", "--out",
+                      P("ex.csv")),
                   0);
   CU_ASSERT_EQUAL(CNF("logp", "--model", m, "--in", x, "--rtol", "1e-8", "--atol", "1e-8",
                       "--trace", "gauss", "--seed", "1", "--out", P("g1.csv")),
@@ -433,11 +435,11 @@ static void test_bad_model(void) {
   static const struct {
     const char *file, *s2;
   } cases[] = {
-      {"trunc.cnf", "truncated"},   {"trunc_head.cnf", "not a cnf model"},
-      {"flip.cnf", "damaged"},      {"flipT.cnf", "damaged"},
+      {"trunc.cnf", "truncated"},       {"trunc_head.cnf", "not a cnf model"},
+      {"flip.cnf", "damaged"},          {"flipT.cnf", "damaged"},
       {"magic.cnf", "not a cnf model"}, {"v999.cnf", "version 999"},
       {"long.cnf", "unexpected bytes"}, {"empty.cnf", "not a cnf model"},
-      {"x.csv", "not a cnf model"}, {"nomodel.cnf", "cannot open"},
+      {"x.csv", "not a cnf model"},     {"nomodel.cnf", "cannot open"},
   };
   for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
     int rc = CNF("logp", "--model", P(cases[i].file), "--in", P("x.csv"), "--out", P("o.csv"));
@@ -461,7 +463,9 @@ static void test_bad_options(void) {
     const char *args[12];
     const char *s1, *s2;
   } cases[] = {
-      {{"logp", "--model", "M", "--in", "X", "--bogus", "--out", "O"}, "unknown option '--bogus'", NULL},
+      {{"logp", "--model", "M", "--in", "X", "--bogus", "--out", "O"},
+       "unknown option '--bogus'",
+       NULL},
       {{"logp", "--in", "X", "--out", "O"}, "missing required option --model", NULL},
       {{"logp", "--model", "M", "--out", "O"}, "missing required option --in", NULL},
       {{"logp", "--model", "M", "--in", "X", "--rtol", "abc", "--out", "O"}, "--rtol", "'abc'"},
@@ -471,17 +475,28 @@ static void test_bad_options(void) {
       {{"logp", "--model", "M", "--in", "X", "--atol", "inf", "--out", "O"}, "--atol", "'inf'"},
       {{"logp", "--model", "M", "--in", "X", "--atol", "", "--out", "O"}, "--atol", NULL},
       {{"logp", "--model", "M", "--in", "X", "--probes", "0", "--out", "O"}, "--probes", "'0'"},
-      {{"logp", "--model", "M", "--in", "X", "--max-steps", "-3", "--out", "O"}, "--max-steps", "'-3'"},
-      {{"logp", "--model", "M", "--in", "X", "--max-steps", "99999999999999999999999", "--out", "O"},
-       "--max-steps", NULL},
+      {{"logp", "--model", "M", "--in", "X", "--max-steps", "-3", "--out", "O"},
+       "--max-steps",
+       "'-3'"},
+      {{"logp", "--model", "M", "--in", "X", "--max-steps", "99999999999999999999999", "--out",
+        "O"},
+       "--max-steps",
+       NULL},
       {{"logp", "--model", "M", "--in", "X", "--batch", "0", "--out", "O"}, "--batch", "'0'"},
-      {{"logp", "--model", "M", "--in", "X", "--trace", "hutch", "--out", "O"}, "--trace", "'hutch'"},
+      {{"logp", "--model", "M", "--in", "X", "--trace", "hutch", "--out", "O"},
+       "--trace",
+       "'hutch'"},
       {{"logp", "--model", "M", "--in", "X", "--method", "rk4", "--out", "O"}, "--method", "'rk4'"},
       {{"logp", "--model", "M", "--in", "X", "--seed", "-1", "--out", "O"}, "--seed", "'-1'"},
       {{"logp", "--model", "M", "--in", "X", "--rtol", "1e-6", "--rtol", "1e-7", "--out", "O"},
-       "--rtol given more than once", NULL},
-      {{"logp", "--model", "M", "--in", "X", "--verbose=yes", "--out", "O"}, "--verbose takes no value", NULL},
-      {{"logp", "--model", "M", "--in", "X", "--out", "O", "extra"}, "unexpected argument 'extra'", NULL},
+       "--rtol given more than once",
+       NULL},
+      {{"logp", "--model", "M", "--in", "X", "--verbose=yes", "--out", "O"},
+       "--verbose takes no value",
+       NULL},
+      {{"logp", "--model", "M", "--in", "X", "--out", "O", "extra"},
+       "unexpected argument 'extra'",
+       NULL},
       {{"logp", "--model", "M", "--in", "X", "--out", "O", "--rtol"}, "--rtol needs a value", NULL},
       {{"logp", "--model", "M", "--in", "--out", "O"}, "--in needs a value", NULL},
       {{"logp", "--model", "M", "--in", "X", "--threads", "0", "--out", "O"}, "--threads", "'0'"},
@@ -526,7 +541,7 @@ static void test_bad_options(void) {
   CU_ASSERT_EQUAL(rc, 2);
   CU_ASSERT_TRUE(strstr(last_err, "cnf: unknown option '--frob'") != NULL);
   /* accepted forms: --name=value, a global --threads */
-  rc = CNF("--threads=1", "logp", "--model=" , "--in", x);
+  rc = CNF("--threads=1", "logp", "--model=", "--in", x);
   CU_ASSERT_EQUAL(rc, 2);
   char mo[600];
   snprintf(mo, sizeof mo, "--model=%s", m);
@@ -558,7 +573,8 @@ static void test_solver_failure(void) {
   expect_failure("stdout", rc, 3, "logp", "CV_TOO_MUCH_WORK", NULL, NULL);
   CU_ASSERT_EQUAL(last_out[0], '\0');
   /* and with --verbose the statistics still come out */
-  rc = CNF("logp", "--model", m, "--in", x, "--max-steps", "3", "--verbose", "--out", P("none.csv"));
+  rc =
+      CNF("logp", "--model", m, "--in", x, "--max-steps", "3", "--verbose", "--out", P("none.csv"));
   CU_ASSERT_EQUAL(rc, 3);
   CU_ASSERT_TRUE(strstr(last_err, "\nnsteps ") != NULL);
   CU_ASSERT_FALSE(exists(P("none.csv")));
@@ -578,11 +594,10 @@ static void test_output_failure(void) {
 
 static void test_verbose(void) {
   fixtures();
-  CU_ASSERT_EQUAL(CNF("logp", "--model", P("m2.cnf"), "--in", P("x.csv"), "--verbose", "--out",
-                      P("v.csv")),
-                  0);
-  const char *names[] = {"solves", "nfe", "nsteps", "netf", "nni", "nncf", "njtv", "nli",
-                         "wall_seconds", "rtol", "atol", "method", "trace"};
+  CU_ASSERT_EQUAL(
+      CNF("logp", "--model", P("m2.cnf"), "--in", P("x.csv"), "--verbose", "--out", P("v.csv")), 0);
+  const char *names[] = {"solves", "nfe",          "nsteps", "netf", "nni",    "nncf", "njtv",
+                         "nli",    "wall_seconds", "rtol",   "atol", "method", "trace"};
   for (size_t i = 0; i < sizeof names / sizeof names[0]; i++) {
     char key[64];
     snprintf(key, sizeof key, "\n%s ", names[i]);
@@ -592,7 +607,7 @@ static void test_verbose(void) {
   CU_ASSERT_TRUE(p != NULL && atol(p + 5) > 10);
   /* every line is "name value" */
   int ok = 1;
-  for (const char *line = last_err; *line; ) {
+  for (const char *line = last_err; *line;) {
     const char *eol = strchr(line, '\n');
     size_t len = eol ? (size_t)(eol - line) : strlen(line);
     const char *sp = memchr(line, ' ', len);
@@ -610,9 +625,9 @@ static void test_grid(void) {
   fixtures();
   const size_t G = 41;
   const double L = 5.0;
-  CU_ASSERT_EQUAL(CNF("grid", "--model", P("m2.cnf"), "--size", "41", "--range", "5", "--out",
-                      P("grid.csv")),
-                  0);
+  CU_ASSERT_EQUAL(
+      CNF("grid", "--model", P("m2.cnf"), "--size", "41", "--range", "5", "--out", P("grid.csv")),
+      0);
   size_t rows = 0, cols = 0;
   double *g = read_csv(P("grid.csv"), "x1,x2,logp", &rows, &cols);
   CU_ASSERT_FATAL(rows == G * G && cols == 3);
@@ -665,19 +680,20 @@ static void test_grid(void) {
 
 static void test_init_options(void) {
   fixtures();
-  CU_ASSERT_EQUAL(CNF("init", "--dim", "3", "--hidden", "8-6", "--layer", "concat", "--act",
-                      "softplus", "--blocks", "2", "--time", "0.25", "--seed", "9", "--out",
-                      P("opt.cnf")),
-                  0);
+  CU_ASSERT_EQUAL(
+      CNF("init", "--dim", "3", "--hidden", "8-6", "--layer", "concat", "--act", "softplus",
+          "--blocks", "2", "--time", "0.25", "--seed", "9", "--out", P("opt.cnf")),
+      0);
   char *text = read_all(P("opt.cnf"), NULL);
   CU_ASSERT_FATAL(text != NULL);
-  CU_ASSERT_TRUE(starts_with(text, "CNF-MODEL 1 dim=3 blocks=2 hidden=8-6 layer=concat act=softplus "));
+  CU_ASSERT_TRUE(
+      starts_with(text, "CNF-MODEL 1 dim=3 blocks=2 hidden=8-6 layer=concat act=softplus "));
   free(text);
   /* the same seed, the same file; another seed, other parameters */
-  CU_ASSERT_EQUAL(CNF("init", "--dim", "3", "--hidden", "8-6", "--layer", "concat", "--act",
-                      "softplus", "--blocks", "2", "--time", "0.25", "--seed", "9", "--out",
-                      P("opt2.cnf")),
-                  0);
+  CU_ASSERT_EQUAL(
+      CNF("init", "--dim", "3", "--hidden", "8-6", "--layer", "concat", "--act", "softplus",
+          "--blocks", "2", "--time", "0.25", "--seed", "9", "--out", P("opt2.cnf")),
+      0);
   size_t n1 = 0, n2 = 0;
   char *a = read_all(P("opt.cnf"), &n1), *b = read_all(P("opt2.cnf"), &n2);
   CU_ASSERT_TRUE(a && b && n1 == n2 && memcmp(a, b, n1) == 0);
@@ -692,7 +708,8 @@ static void test_init_options(void) {
   /* defaults: 64-64-64 concatsquash tanh, one block, T = 0.5 */
   CU_ASSERT_EQUAL(CNF("init", "--dim", "2", "--out", P("def.cnf")), 0);
   text = read_all(P("def.cnf"), NULL);
-  CU_ASSERT_TRUE(starts_with(text, "CNF-MODEL 1 dim=2 blocks=1 hidden=64-64-64 layer=concatsquash act=tanh "));
+  CU_ASSERT_TRUE(
+      starts_with(text, "CNF-MODEL 1 dim=2 blocks=1 hidden=64-64-64 layer=concatsquash act=tanh "));
   /* T = 0.5 is the first double after the header */
   if (text) {
     double T = 0.0;
@@ -724,20 +741,19 @@ int main(void) {
   }
   snprintf(out_path, sizeof out_path, "%s/run.stdout", tmpdir);
   snprintf(err_path, sizeof err_path, "%s/run.stderr", tmpdir);
-  static const test_entry tests[] = {
-      {"help and version", test_help},
-      {"sample then logp agree to 1e-5", test_sample_logp_agree},
-      {"sample seeds", test_sample_seeds},
-      {"Hutchinson logp", test_logp_hutchinson},
-      {"bad CSV input", test_bad_csv},
-      {"bad model files", test_bad_model},
-      {"bad options", test_bad_options},
-      {"solver failure", test_solver_failure},
-      {"output failure", test_output_failure},
-      {"verbose statistics", test_verbose},
-      {"grid", test_grid},
-      {"init options", test_init_options},
-      {NULL, NULL}};
+  static const test_entry tests[] = {{"help and version", test_help},
+                                     {"sample then logp agree to 1e-5", test_sample_logp_agree},
+                                     {"sample seeds", test_sample_seeds},
+                                     {"Hutchinson logp", test_logp_hutchinson},
+                                     {"bad CSV input", test_bad_csv},
+                                     {"bad model files", test_bad_model},
+                                     {"bad options", test_bad_options},
+                                     {"solver failure", test_solver_failure},
+                                     {"output failure", test_output_failure},
+                                     {"verbose statistics", test_verbose},
+                                     {"grid", test_grid},
+                                     {"init options", test_init_options},
+                                     {NULL, NULL}};
   const char *const names[] = {"cli"};
   const test_entry *const all[] = {tests};
   int rc = run_suites(names, all, 1);
