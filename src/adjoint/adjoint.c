@@ -183,9 +183,10 @@ static void ck_free(ck_mem *m) {
 static int cv_fail(cnf_ctx *ctx, ck_mem *m, const char *what, int flag,
                    int block) {
   int code = cnf__ode_map_flag(flag);
+  char name[32];
   return CNF_ERROR(ctx, code ? code : CNF_ESOLVER,
                    "block %d: %s failed (%s)%s%s", block + 1, what,
-                   CVodeGetReturnFlagName(flag), m->msg[0] ? ": " : "", m->msg);
+                   cnf__ode_flag_name(flag, name, sizeof name), m->msg[0] ? ": " : "", m->msg);
 }
 
 #define CK(what, expr)                                           \

@@ -102,7 +102,7 @@ static size_t layer_extra(cnf_layer type) {
 }
 
 static int config_valid(const cnf_mlp_config *cfg) {
-  if (cfg == NULL || cfg->dim == 0 || cfg->n_hidden > CNF_MAX_HIDDEN)
+  if (cfg == NULL || cfg->dim == 0 || cfg->dim > 1000000 || cfg->n_hidden > CNF_MAX_HIDDEN)
     return 0;
   if ((unsigned)cfg->layer > CNF_LAYER_IGNORE) return 0;
   if ((unsigned)cfg->act > CNF_ACT_SOFTPLUS) return 0;

@@ -168,8 +168,8 @@ int cnf_csv_read(cnf_ctx *ctx, const char *path, double **data, size_t *rows,
   }
   cnf__free(buf);
   if (rc == 0 && nrow == 0)
-    rc = CNF_ERROR(ctx, CNF_EFORMAT, "%s: %s", name,
-                   header_done ? "no data rows after the header" : "empty file, expected CSV rows of numbers");
+    rc = header_done ? CNF_ERROR(ctx, CNF_EFORMAT, "%s:2: no data rows after the header on line 1", name)
+                     : CNF_ERROR(ctx, CNF_EFORMAT, "%s:1: empty file, expected CSV rows of numbers", name);
   if (rc != 0) {
     cnf__free(out);
     return rc;

@@ -2,7 +2,7 @@
  *
  * One ASCII header line, then little-endian float64 arrays:
  *
- *   CNF-MODEL 1 dim=2 blocks=1 hidden=64-64-64 layer=concatsquash act=tanh params=9225 crc32=0123abcd\n
+ *   CNF-MODEL 1 dim=2 blocks=1 hidden=64-64-64 layer=concatsquash act=tanh params=9224 crc32=0123abcd\n
  *   T       (blocks)           end times
  *   theta   (blocks, params)   parameters, in the layout of cnf_dynamics.h
  *
@@ -134,11 +134,13 @@ static int parse_header(cnf_ctx *ctx, const char *path, char *line, header *h,
     return CNF_ERROR(ctx, CNF_EVERSION, "%s: model file version %d, this cnf reads version %d or older",
                      path, h->version, MODEL_VERSION);
   while ((tok = strtok_r(NULL, " ", &save)) != NULL) {
+    if (h->have & 64)
+      return CNF_ERROR(ctx, CNF_ECORRUPT, "%s: header field '%s' after crc32 (crc32 must be last)", path, tok);
     char *eq = strchr(tok, '=');
     if (eq == NULL) return CNF_ERROR(ctx, CNF_ECORRUPT, "%s: bad header field '%s'", path, tok);
     *eq = '\0';
     const char *k = tok, *v = eq + 1;
-    int bad = 0;
+    int bad = 0, seen = h->have;
     if (strcmp(k, "dim") == 0) bad = parse_size(v, &h->dim), h->have |= 1;
     else if (strcmp(k, "blocks") == 0) bad = parse_size(v, &h->blocks), h->have |= 2;
     else if (strcmp(k, "params") == 0) bad = parse_size(v, &h->params), h->have |= 4;
@@ -167,6 +169,7 @@ static int parse_header(cnf_ctx *ctx, const char *path, char *line, header *h,
       return CNF_ERROR(ctx, CNF_ECORRUPT, "%s: unknown header field '%s'", path, k);
     }
     if (bad) return CNF_ERROR(ctx, CNF_ECORRUPT, "%s: bad value '%s' for header field '%s'", path, v, k);
+    if (h->have == seen) return CNF_ERROR(ctx, CNF_ECORRUPT, "%s: header field '%s' repeated", path, k);
   }
   if ((h->have & 127) != 127)
     return CNF_ERROR(ctx, CNF_ECORRUPT, "%s: header lacks a field (dim, blocks, hidden, layer, act, params, crc32)", path);
@@ -206,6 +209,25 @@ int cnf_flow_load(cnf_flow **out, cnf_ctx *ctx, const char *path) {
   }
   const size_t ntr = h.blocks * h.params + h.blocks;
   const size_t n = h.blocks + h.blocks * h.params + (h.std ? 2 * h.dim : 0) + (h.train ? 2 * ntr : 0);
+  /* the file must hold exactly n doubles after the header: check before
+   * allocating what a damaged header claims (widths <= 10^6 and at most
+   * 17 layers bound params by 2^45, blocks <= 1000: n * 8 cannot overflow) */
+  long here = ftell(fp);
+  if (here < 0 || fseek(fp, 0, SEEK_END) != 0) {
+    rc = CNF_ERROR(ctx, CNF_EIO, "%s: cannot determine the file size", path);
+    goto cleanup;
+  }
+  long size = ftell(fp);
+  if (size < 0 || fseek(fp, here, SEEK_SET) != 0) {
+    rc = CNF_ERROR(ctx, CNF_EIO, "%s: cannot determine the file size", path);
+    goto cleanup;
+  }
+  if ((unsigned long)(size - here) != n * sizeof(double)) {
+    rc = CNF_ERROR(ctx, CNF_ECORRUPT, "%s: %s: the header describes %zu bytes of data, the file holds %ld",
+                   path, (unsigned long)(size - here) < n * sizeof(double) ? "truncated" : "unexpected bytes after the data",
+                   n * sizeof(double), size - here);
+    goto cleanup;
+  }
   payload = cnf__dalloc(ctx, n);
   if (payload == NULL) CNF_TRY(CNF_ENOMEM);
   size_t got = fread(payload, sizeof(double), n, fp);

@@ -170,7 +170,7 @@ size_t cnf__ode_size(const cnf_ode *ode) { return ode ? ode->N : 0; }
 
 /* CVODE's name of a return flag ("CV_TOO_MUCH_WORK") copied into buf:
  * CVodeGetReturnFlagName returns a string the caller must free. */
-static const char *flag_name(int flag, char *buf, size_t n) {
+const char *cnf__ode_flag_name(int flag, char *buf, size_t n) {
   char *s = CVodeGetReturnFlagName(flag);
   snprintf(buf, n, "%s", s != NULL ? s : "CV_?");
   free(s);
@@ -181,7 +181,7 @@ static const char *flag_name(int flag, char *buf, size_t n) {
 static int setup_fail(cnf_ode *ode, const char *call, int flag) {
   char name[32];
   return CNF_ERROR(ode->ctx, cnf__ode_map_flag(flag) ? cnf__ode_map_flag(flag) : CNF_ESOLVER,
-                   "CVODE %s failed (%s)%s%s", call, flag_name(flag, name, sizeof name),
+                   "CVODE %s failed (%s)%s%s", call, cnf__ode_flag_name(flag, name, sizeof name),
                    ode->cvmsg[0] ? ": " : "", ode->cvmsg);
 }
 
@@ -302,7 +302,7 @@ int cnf__ode_solve(cnf_ode *ode, const cnf_ode_opts *opt, cnf_ode_rhs_fn rhs,
                      "the right-hand side failed unrecoverably (CV_RHSFUNC_FAIL: "
                      "status %d) at t = %.6g while integrating from %g to %g; "
                      "CVODE stopped with %s after %ld steps, %ld RHS evaluations",
-                     ode->fatal, ode->fatal_t, t0, t1, flag_name(flag, name, sizeof name),
+                     ode->fatal, ode->fatal_t, t0, t1, cnf__ode_flag_name(flag, name, sizeof name),
                      local.nsteps, local.nfe);
   }
   if (flag < 0) {
@@ -310,7 +310,7 @@ int cnf__ode_solve(cnf_ode *ode, const cnf_ode_opts *opt, cnf_ode_rhs_fn rhs,
                      "CVODE failed (%s) at t = %.6g while integrating from %g to %g: "
                      "%ld steps, %ld RHS evaluations, %ld error-test failures, "
                      "%ld convergence failures, last step %.3g%s%s",
-                     flag_name(flag, name, sizeof name), t, t0, t1, local.nsteps,
+                     cnf__ode_flag_name(flag, name, sizeof name), t, t0, t1, local.nsteps,
                      local.nfe, local.netf, local.nncf, local.last_h,
                      ode->cvmsg[0] ? "; " : "", ode->cvmsg);
   }

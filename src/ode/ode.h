@@ -51,6 +51,10 @@ int cnf__ode_solve(cnf_ode *ode, const cnf_ode_opts *opt, cnf_ode_rhs_fn rhs,
                    cnf_ode_jtv_fn jtv, void *user, double t0, double t1,
                    double *y, cnf_stats *st);
 
+/* CVODE's name of a return flag ("CV_TOO_MUCH_WORK") copied into buf
+ * (CVodeGetReturnFlagName allocates it; this frees it).  Returns buf. */
+const char *cnf__ode_flag_name(int flag, char *buf, size_t n);
+
 /* Map a CVODE return flag to a CNF code. */
 int cnf__ode_map_flag(int flag);
 
