@@ -1,0 +1,233 @@
+/* test_options.c: cnf_options_default, the names of traces, methods,
+ * layers and activations, the "64-64-64" hidden-layer notation, parameter
+ * counts, and the statistics counters. */
+#include <math.h>
+#include <stdio.h>
+#include <string.h>
+
+#include "cnf.h"
+#include "suites.h"
+
+#define LOG_2PI 1.8378770664093454836 /* log(2 pi) */
+
+static void test_defaults(void) {
+  cnf_options o;
+  memset(&o, 0xAB, sizeof o); /* every field must be set */
+  cnf_options_default(&o);
+  CU_ASSERT_EQUAL(o.rtol, 1e-5);
+  CU_ASSERT_EQUAL(o.atol, 1e-5);
+  CU_ASSERT_EQUAL(o.atol_logp, 0.0);
+  CU_ASSERT_EQUAL(o.max_steps, 20000);
+  CU_ASSERT_EQUAL(o.max_order, 0);
+  CU_ASSERT_EQUAL(o.h_init, 0.0);
+  CU_ASSERT_EQUAL(o.max_nonlin_iters, 3);
+  CU_ASSERT_EQUAL(o.method, CNF_METHOD_ADAMS);
+  CU_ASSERT_EQUAL(o.trace, CNF_TRACE_EXACT);
+  CU_ASSERT_EQUAL(o.probes, 1);
+  CU_ASSERT_EQUAL(o.batch, 0);
+
+  cnf_mlp_config c;
+  memset(&c, 0xAB, sizeof c);
+  cnf_mlp_config_default(&c, 2);
+  CU_ASSERT_EQUAL(c.dim, 2);
+  CU_ASSERT_EQUAL(c.n_hidden, 3);
+  CU_ASSERT_TRUE(c.hidden[0] == 64 && c.hidden[1] == 64 && c.hidden[2] == 64);
+  CU_ASSERT_EQUAL(c.hidden[3], 0);
+  CU_ASSERT_EQUAL(c.layer, CNF_LAYER_CONCATSQUASH);
+  CU_ASSERT_EQUAL(c.act, CNF_ACT_TANH);
+}
+
+static void test_names_round_trip(void) {
+  const char *tn[] = {"exact", "gauss", "rademacher"};
+  for (int i = 0; i < 3; i++) {
+    cnf_trace t = (cnf_trace)99;
+    CU_ASSERT_STRING_EQUAL(cnf_trace_name((cnf_trace)i), tn[i]);
+    CU_ASSERT_EQUAL(cnf_trace_parse(cnf_trace_name((cnf_trace)i), &t), 0);
+    CU_ASSERT_EQUAL(t, i);
+  }
+  const char *mn[] = {"adams", "bdf"};
+  for (int i = 0; i < 2; i++) {
+    cnf_method m = (cnf_method)99;
+    CU_ASSERT_STRING_EQUAL(cnf_method_name((cnf_method)i), mn[i]);
+    CU_ASSERT_EQUAL(cnf_method_parse(cnf_method_name((cnf_method)i), &m), 0);
+    CU_ASSERT_EQUAL(m, i);
+  }
+  const char *ln[] = {"concatsquash", "concat", "ignore"};
+  for (int i = 0; i < 3; i++) {
+    cnf_layer l = (cnf_layer)99;
+    CU_ASSERT_STRING_EQUAL(cnf_layer_name((cnf_layer)i), ln[i]);
+    CU_ASSERT_EQUAL(cnf_layer_parse(cnf_layer_name((cnf_layer)i), &l), 0);
+    CU_ASSERT_EQUAL(l, i);
+  }
+  const char *an[] = {"tanh", "softplus"};
+  for (int i = 0; i < 2; i++) {
+    cnf_act a = (cnf_act)99;
+    CU_ASSERT_STRING_EQUAL(cnf_act_name((cnf_act)i), an[i]);
+    CU_ASSERT_EQUAL(cnf_act_parse(cnf_act_name((cnf_act)i), &a), 0);
+    CU_ASSERT_EQUAL(a, i);
+  }
+  /* out-of-range values have a placeholder name, not a crash */
+  CU_ASSERT_STRING_EQUAL(cnf_trace_name((cnf_trace)3), "?");
+  CU_ASSERT_STRING_EQUAL(cnf_method_name((cnf_method)-1), "?");
+  CU_ASSERT_STRING_EQUAL(cnf_layer_name((cnf_layer)3), "?");
+  CU_ASSERT_STRING_EQUAL(cnf_act_name((cnf_act)2), "?");
+}
+
+static void test_unknown_names(void) {
+  const char *bad[] = {"", "Exact", "exact ", " exact", "adamsx", "bd", "tan",
+                       "concat-squash", "IGNORE", "softplus\n", "gaussian", "?"};
+  for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
+    cnf_trace t = (cnf_trace)77;
+    cnf_method m = (cnf_method)77;
+    cnf_layer l = (cnf_layer)77;
+    cnf_act a = (cnf_act)77;
+    CU_ASSERT_EQUAL(cnf_trace_parse(bad[i], &t), CNF_EINVAL);
+    CU_ASSERT_EQUAL(cnf_method_parse(bad[i], &m), CNF_EINVAL);
+    CU_ASSERT_EQUAL(cnf_layer_parse(bad[i], &l), CNF_EINVAL);
+    CU_ASSERT_EQUAL(cnf_act_parse(bad[i], &a), CNF_EINVAL);
+    /* outputs untouched on failure */
+    CU_ASSERT_TRUE(t == 77 && m == 77 && l == 77 && a == 77);
+  }
+  cnf_trace t;
+  CU_ASSERT_EQUAL(cnf_trace_parse(NULL, &t), CNF_EINVAL);
+  cnf_act a;
+  CU_ASSERT_EQUAL(cnf_act_parse(NULL, &a), CNF_EINVAL);
+}
+
+static void test_hidden_parse(void) {
+  cnf_mlp_config c;
+  cnf_mlp_config_default(&c, 2);
+  CU_ASSERT_EQUAL(cnf_mlp_parse_hidden(&c, "64-64-64"), 0);
+  CU_ASSERT_EQUAL(c.n_hidden, 3);
+  CU_ASSERT_TRUE(c.hidden[0] == 64 && c.hidden[1] == 64 && c.hidden[2] == 64);
+  CU_ASSERT_EQUAL(cnf_mlp_parse_hidden(&c, "7-300-1"), 0);
+  CU_ASSERT_EQUAL(c.n_hidden, 3);
+  CU_ASSERT_TRUE(c.hidden[0] == 7 && c.hidden[1] == 300 && c.hidden[2] == 1);
+  CU_ASSERT_EQUAL(cnf_mlp_parse_hidden(&c, "5"), 0);
+  CU_ASSERT_TRUE(c.n_hidden == 1 && c.hidden[0] == 5);
+  CU_ASSERT_EQUAL(cnf_mlp_parse_hidden(&c, "0"), 0);
+  CU_ASSERT_EQUAL(c.n_hidden, 0);
+  CU_ASSERT_EQUAL(cnf_mlp_parse_hidden(&c, "32-16"), 0);
+  CU_ASSERT_EQUAL(cnf_mlp_parse_hidden(&c, ""), 0);
+  CU_ASSERT_EQUAL(c.n_hidden, 0);
+
+  /* 16 layers is the maximum, 17 is rejected */
+  char s16[64] = "", s17[80] = "";
+  for (int i = 0; i < 16; i++) strcat(s16, i ? "-2" : "2");
+  snprintf(s17, sizeof s17, "%s-2", s16);
+  CU_ASSERT_EQUAL(cnf_mlp_parse_hidden(&c, s16), 0);
+  CU_ASSERT_EQUAL(c.n_hidden, CNF_MAX_HIDDEN);
+
+  cnf_mlp_parse_hidden(&c, "32-16");
+  const char *bad[] = {"64--64", "-1", "64-", "abc", s17, "-", "64-0",
+                       "0-64", " 64", "64 ", "+64", "64-+3", "6 4", "64,64",
+                       "1e3", "99999999999999999999999", "1000001", "0x40"};
+  for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
+    int rc = cnf_mlp_parse_hidden(&c, bad[i]);
+    CU_ASSERT_EQUAL(rc, CNF_EINVAL);
+    if (rc != CNF_EINVAL) printf("\n  accepted hidden \"%s\"\n", bad[i]);
+    /* the config is untouched on failure */
+    CU_ASSERT_TRUE(c.n_hidden == 2 && c.hidden[0] == 32 && c.hidden[1] == 16);
+  }
+  CU_ASSERT_EQUAL(cnf_mlp_parse_hidden(&c, NULL), CNF_EINVAL);
+  CU_ASSERT_EQUAL(cnf_mlp_parse_hidden(NULL, "64"), CNF_EINVAL);
+}
+
+static void test_hidden_format(void) {
+  cnf_mlp_config c;
+  cnf_mlp_config_default(&c, 3);
+  char buf[64];
+  CU_ASSERT_STRING_EQUAL(cnf_mlp_format_hidden(&c, buf, sizeof buf), "64-64-64");
+  const char *cases[] = {"7-300-1", "5", "0", "2-2-2-2-2-2-2-2-2-2-2-2-2-2-2-2"};
+  for (size_t i = 0; i < 4; i++) {
+    cnf_mlp_config d;
+    cnf_mlp_config_default(&d, 3);
+    CU_ASSERT_EQUAL(cnf_mlp_parse_hidden(&d, cases[i]), 0);
+    CU_ASSERT_STRING_EQUAL(cnf_mlp_format_hidden(&d, buf, sizeof buf), cases[i]);
+  }
+  /* a short buffer is truncated and terminated */
+  char small[5];
+  memset(small, 'z', sizeof small);
+  cnf_mlp_format_hidden(&c, small, sizeof small);
+  CU_ASSERT_EQUAL(small[4], '\0');
+  CU_ASSERT_STRING_EQUAL(small, "64-6");
+}
+
+static void test_param_count(void) {
+  cnf_mlp_config c;
+  cnf_mlp_config_default(&c, 2);
+  /* 2-64-64-64-2 concatsquash: each layer in -> out has W (out*in), b, and
+   * the hyper-network's wb, wg, bg (out each), i.e. out*in + 4 out:
+   *   2 -> 64:   128 + 256 =  384
+   *   64 -> 64: 4096 + 256 = 4352, twice = 8704
+   *   64 -> 2:   128 +   8 =  136
+   * total 9224.  FFJORD reports 9225 for the same model: its count adds
+   * the learnable end time T, which cnf keeps outside the network. */
+  CU_ASSERT_EQUAL(cnf_mlp_param_count(&c), 9224);
+  /* concat: W, b and wt (out each): out*in + 2 out
+   *   256 + 2 * 4224 + 132 = 8836 */
+  c.layer = CNF_LAYER_CONCAT;
+  CU_ASSERT_EQUAL(cnf_mlp_param_count(&c), 8836);
+  /* ignore: W and b: 192 + 2 * 4160 + 130 = 8642 */
+  c.layer = CNF_LAYER_IGNORE;
+  CU_ASSERT_EQUAL(cnf_mlp_param_count(&c), 8642);
+  /* no hidden layer: one D -> D layer, 3*3 + 3 */
+  cnf_mlp_parse_hidden(&c, "0");
+  c.dim = 3;
+  CU_ASSERT_EQUAL(cnf_mlp_param_count(&c), 12);
+  c.act = CNF_ACT_SOFTPLUS; /* the activation has no parameters */
+  CU_ASSERT_EQUAL(cnf_mlp_param_count(&c), 12);
+
+  /* invalid configurations count 0 */
+  cnf_mlp_config_default(&c, 0);
+  CU_ASSERT_EQUAL(cnf_mlp_param_count(&c), 0);
+  cnf_mlp_config_default(&c, 2);
+  c.hidden[1] = 0;
+  CU_ASSERT_EQUAL(cnf_mlp_param_count(&c), 0);
+  cnf_mlp_config_default(&c, 2);
+  c.n_hidden = CNF_MAX_HIDDEN + 1;
+  CU_ASSERT_EQUAL(cnf_mlp_param_count(&c), 0);
+  cnf_mlp_config_default(&c, 2);
+  c.layer = (cnf_layer)3;
+  CU_ASSERT_EQUAL(cnf_mlp_param_count(&c), 0);
+  cnf_mlp_config_default(&c, 2);
+  c.act = (cnf_act)2;
+  CU_ASSERT_EQUAL(cnf_mlp_param_count(&c), 0);
+  CU_ASSERT_EQUAL(cnf_mlp_param_count(NULL), 0);
+}
+
+static void test_stats(void) {
+  cnf_stats a, b;
+  memset(&a, 0x5A, sizeof a);
+  cnf_stats_clear(&a);
+  CU_ASSERT_TRUE(a.solves == 0 && a.nfe == 0 && a.nsteps == 0 && a.netf == 0 &&
+                 a.nni == 0 && a.nncf == 0 && a.njtv == 0 && a.nli == 0 &&
+                 a.last_h == 0.0);
+  b = (cnf_stats){1, 2, 3, 4, 5, 6, 7, 8, 0.25};
+  cnf_stats_add(&a, &b);
+  cnf_stats_add(&a, &b);
+  b.last_h = 0.125;
+  cnf_stats_add(&a, &b);
+  CU_ASSERT_TRUE(a.solves == 3 && a.nfe == 6 && a.nsteps == 9 && a.netf == 12 &&
+                 a.nni == 15 && a.nncf == 18 && a.njtv == 21 && a.nli == 24);
+  CU_ASSERT_EQUAL(a.last_h, 0.125); /* the last, not a sum */
+}
+
+static void test_log_normal(void) {
+  const double z[3] = {0.5, -1.25, 2.0};
+  /* -|z|^2/2 - (D/2) log(2 pi), |z|^2 = 0.25 + 1.5625 + 4 */
+  CHECK_NEAR(cnf_log_normal(z, 3), -0.5 * 5.8125 - 1.5 * LOG_2PI, 1e-14);
+  CHECK_NEAR(cnf_log_normal(z, 1), -0.125 - 0.5 * LOG_2PI, 1e-15);
+}
+
+const test_entry options_tests[] = {
+    {"defaults", test_defaults},
+    {"names round trip", test_names_round_trip},
+    {"unknown names are EINVAL", test_unknown_names},
+    {"hidden notation: parse and reject", test_hidden_parse},
+    {"hidden notation: format", test_hidden_format},
+    {"parameter counts (9224 for the 2-D default)", test_param_count},
+    {"statistics counters", test_stats},
+    {"log N(z; 0, I)", test_log_normal},
+    {NULL, NULL},
+};

@@ -1,0 +1,140 @@
+/* test_files.c: the io layer's internal helpers: CRC-32 against its
+ * standard check values and an independent table-driven implementation,
+ * and atomic output files (commit renames, abort leaves nothing). */
+#define _POSIX_C_SOURCE 200809L
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "io.h"
+#include "scratch.h"
+#include "test_util.h"
+
+extern const test_entry files_tests[];
+
+/* Table-driven CRC-32 (reflected, polynomial 0xEDB88320, init and final
+ * xor 0xFFFFFFFF), the textbook byte-at-a-time form: a second
+ * implementation, different in shape from the library's bitwise loop. */
+static uint32_t ref_crc32(const unsigned char *p, size_t n) {
+  static uint32_t table[256];
+  if (table[1] == 0)
+    for (uint32_t i = 0; i < 256; i++) {
+      uint32_t c = i;
+      for (int k = 0; k < 8; k++) c = c & 1 ? 0xEDB88320u ^ (c >> 1) : c >> 1;
+      table[i] = c;
+    }
+  uint32_t c = 0xFFFFFFFFu;
+  for (size_t i = 0; i < n; i++) c = table[(c ^ p[i]) & 0xFF] ^ (c >> 8);
+  return c ^ 0xFFFFFFFFu;
+}
+
+static void test_crc32(void) {
+  /* the CRC-32 check value (the catalogue's "check" for CRC-32/ISO-HDLC) */
+  CU_ASSERT_EQUAL(cnf__crc32(0, "123456789", 9), 0xCBF43926u);
+  CU_ASSERT_EQUAL(ref_crc32((const unsigned char *)"123456789", 9), 0xCBF43926u);
+  CU_ASSERT_EQUAL(cnf__crc32(0, "", 0), 0u);
+  CU_ASSERT_EQUAL(cnf__crc32(0, "a", 1), 0xE8B7BE43u);
+  CU_ASSERT_EQUAL(cnf__crc32(0, "The quick brown fox jumps over the lazy dog", 43),
+                  0x414FA339u);
+  /* random buffers of every length 0..300: library == reference, and
+   * continuing over a split equals one pass */
+  unsigned char buf[300];
+  double r[300];
+  fill_uniform(r, 300, 0, 256, 11);
+  for (size_t i = 0; i < 300; i++) buf[i] = (unsigned char)r[i];
+  size_t bad = 0;
+  for (size_t n = 0; n <= 300; n++) {
+    uint32_t whole = cnf__crc32(0, buf, n);
+    if (whole != ref_crc32(buf, n)) bad++;
+    size_t cut = n / 3;
+    if (cnf__crc32(cnf__crc32(0, buf, cut), buf + cut, n - cut) != whole) bad++;
+  }
+  CU_ASSERT_EQUAL(bad, 0);
+  /* any single flipped bit changes the checksum */
+  uint32_t c0 = cnf__crc32(0, buf, 300);
+  for (size_t i = 0; i < 300; i++)
+    for (int b = 0; b < 8; b++) {
+      buf[i] ^= (unsigned char)(1u << b);
+      if (cnf__crc32(0, buf, 300) == c0) bad++;
+      buf[i] ^= (unsigned char)(1u << b);
+    }
+  CU_ASSERT_EQUAL(bad, 0);
+}
+
+static void test_atomic(void) {
+  char dir[1024], path[1200], first[256];
+  cnf_ctx *ctx = NULL;
+  CU_ASSERT_EQUAL_FATAL(cnf_ctx_create(&ctx), 0);
+  CU_ASSERT_EQUAL_FATAL(scratch_dir(dir, sizeof dir, "io"), 0);
+  scratch_path(path, sizeof path, dir, "f.txt");
+  CU_ASSERT_EQUAL_FATAL(scratch_write(path, "old", 3), 0);
+
+  /* while open, the target still holds the old content and a temporary
+   * file sits beside it */
+  cnf_atomic a;
+  CU_ASSERT_EQUAL_FATAL(cnf__atomic_open(ctx, &a, path), 0);
+  fputs("new content", a.fp);
+  CU_ASSERT_EQUAL(scratch_count(dir, NULL, 0), 2);
+  size_t n = 0;
+  unsigned char *t = scratch_read(path, &n);
+  CU_ASSERT_TRUE(t != NULL && n == 3 && memcmp(t, "old", 3) == 0);
+  free(t);
+  /* abort: the temporary disappears, the old content stays */
+  cnf__atomic_abort(&a);
+  CU_ASSERT_EQUAL(scratch_count(dir, first, sizeof first), 1);
+  CU_ASSERT_STRING_EQUAL(first, "f.txt");
+  t = scratch_read(path, &n);
+  CU_ASSERT_TRUE(t != NULL && n == 3 && memcmp(t, "old", 3) == 0);
+  free(t);
+
+  /* commit: the new content replaces the old, nothing else is left */
+  CU_ASSERT_EQUAL_FATAL(cnf__atomic_open(ctx, &a, path), 0);
+  fputs("new content", a.fp);
+  CU_ASSERT_EQUAL(cnf__atomic_commit(ctx, &a), 0);
+  CU_ASSERT_PTR_NULL(a.fp);
+  CU_ASSERT_EQUAL(scratch_count(dir, first, sizeof first), 1);
+  CU_ASSERT_STRING_EQUAL(first, "f.txt");
+  t = scratch_read(path, &n);
+  CU_ASSERT_TRUE(t != NULL && n == 11 && memcmp(t, "new content", 11) == 0);
+  free(t);
+
+  /* a target in a missing directory: CNF_EIO at open */
+  char bad[1300];
+  snprintf(bad, sizeof bad, "%s/missing/f.txt", dir);
+  CU_ASSERT_EQUAL(cnf__atomic_open(ctx, &a, bad), CNF_EIO);
+  CU_ASSERT_PTR_NULL(a.fp);
+  /* a path too long for the temporary name: CNF_EINVAL, nothing made */
+  char *lng = malloc(5000);
+  CU_ASSERT_PTR_NOT_NULL_FATAL(lng);
+  memset(lng, 'a', 4999);
+  lng[4999] = '\0';
+  memcpy(lng, dir, strlen(dir));
+  lng[strlen(dir)] = '/';
+  CU_ASSERT_EQUAL(cnf__atomic_open(ctx, &a, lng), CNF_EINVAL);
+  free(lng);
+  /* commit onto a directory fails (rename over a non-empty directory),
+   * reports CNF_EIO and removes the temporary */
+  char sub[1300], subfile[1400];
+  snprintf(sub, sizeof sub, "%s/sub", dir);
+  CU_ASSERT_EQUAL_FATAL(mkdir(sub, 0700), 0);
+  snprintf(subfile, sizeof subfile, "%s/keep", sub);
+  CU_ASSERT_EQUAL_FATAL(scratch_write(subfile, "k", 1), 0);
+  CU_ASSERT_EQUAL_FATAL(cnf__atomic_open(ctx, &a, sub), 0);
+  fputs("x", a.fp);
+  CU_ASSERT_EQUAL(cnf__atomic_commit(ctx, &a), CNF_EIO);
+  CU_ASSERT_EQUAL(scratch_count(dir, NULL, 0), 2); /* f.txt and sub */
+  unlink(subfile);
+  rmdir(sub);
+
+  scratch_rmdir(dir);
+  cnf_ctx_free(ctx);
+}
+
+const test_entry files_tests[] = {
+    {"CRC-32: check values, table reference, continuation", test_crc32},
+    {"atomic files: open, abort, commit, failures", test_atomic},
+    {NULL, NULL},
+};

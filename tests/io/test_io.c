@@ -1,0 +1,11 @@
+/* test_io.c: the runner of tests/io. */
+#include "test_util.h"
+
+extern const test_entry csv_tests[];
+extern const test_entry files_tests[];
+
+int main(void) {
+  const char *const names[] = {"csv", "files"};
+  const test_entry *const tests[] = {csv_tests, files_tests};
+  return run_suites(names, tests, sizeof names / sizeof names[0]);
+}
