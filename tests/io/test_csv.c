@@ -3,8 +3,9 @@
  * Reading: the accepted variants (header or not, CRLF, final newline or
  * not, trailing blank lines, spaces around fields, scientific notation)
  * give exactly the numbers strtod gives; every rejection has its code and
- * a message that starts with "file:line:col" (a field), "file:line" (a
- * row) or "file" (the whole file).  Writing: the write/read round trip is
+ * a message that starts with "file:line:col" (a field) or "file:line" (a
+ * row, or the line where data was expected in an empty or header-only
+ * file).  Writing: the write/read round trip is
  * bit-exact, output is atomic (a temporary file renamed over the target,
  * nothing left behind on failure). */
 #define _POSIX_C_SOURCE 200809L
@@ -70,7 +71,7 @@ static void accept(const char *name, const char *text, size_t rows,
 }
 
 /* The text must be rejected with code, and the message must start with
- * "<path><where>" (where = ":3:2: ", ":4: " or ": ") and contain `what`. */
+ * "<path><where>" (where = ":3:2: " or ":4: ") and contain `what`. */
 static void reject(const char *name, const char *text, int code,
                    const char *where, const char *what) {
   char path[1200], want[1300];
@@ -161,10 +162,10 @@ static void test_read_rejections(void) {
   reject("ragged_long.csv", "x,y\n1,2\n3,4,5\n", CNF_EFORMAT, ":3: ", "ragged");
   reject("ragged_short.csv", "1,2,3\n4,5\n", CNF_EFORMAT, ":2: ", "expected 3 fields, found 2");
   reject("ragged_header.csv", "x,y,z\n1,2\n", CNF_EFORMAT, ":2: ", "ragged");
-  reject("empty.csv", "", CNF_EFORMAT, ": ", "empty file");
-  reject("blank_only.csv", "\n\n  \n", CNF_EFORMAT, ": ", "empty file");
-  reject("header_only.csv", "x,y\n", CNF_EFORMAT, ": ", "no data rows");
-  reject("header_only_blank.csv", "x,y\n\n\n", CNF_EFORMAT, ": ", "no data rows");
+  reject("empty.csv", "", CNF_EFORMAT, ":1: ", "empty file");
+  reject("blank_only.csv", "\n\n  \n", CNF_EFORMAT, ":1: ", "empty file");
+  reject("header_only.csv", "x,y\n", CNF_EFORMAT, ":2: ", "no data rows");
+  reject("header_only_blank.csv", "x,y\n\n\n", CNF_EFORMAT, ":2: ", "no data rows");
   reject("nan.csv", "1,2\n3,nan\n", CNF_ENONFINITE, ":2:2: ", "non-finite");
   reject("NaN_first.csv", "x,y\nNaN,2\n", CNF_ENONFINITE, ":2:1: ", "NaN");
   reject("inf.csv", "1,2\n3,4\n-inf,5\n", CNF_ENONFINITE, ":3:1: ", "non-finite");
