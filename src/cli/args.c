@@ -38,12 +38,14 @@ static int parse_digits(const char *s, unsigned long long *out) {
 }
 
 /* Parse a finite, strictly positive number, the whole text. */
-static int parse_positive(const char *s, double *out) {
+/* A finite number > 0 (or >= 0 with allow_zero). */
+static int parse_number(const char *s, double *out, int allow_zero) {
   if (s == NULL || s[0] == '\0' || isspace((unsigned char)s[0])) return -1;
   char *end = NULL;
   errno = 0;
   double v = strtod(s, &end);
-  if (errno != 0 || *end != '\0' || !isfinite(v) || !(v > 0.0)) return -1;
+  if (errno != 0 || *end != '\0' || !isfinite(v) || !(v > 0.0 || (allow_zero && v == 0.0)))
+    return -1;
   *out = v;
   return 0;
 }
@@ -72,8 +74,10 @@ static int store(const char *cmd, const cnf_cli_opt *o, const char *as, const ch
       *(const char **)o->dest = v;
       return CNF_CLI_OK;
     case CNF_CLI_POS:
-      if (parse_positive(v, (double *)o->dest) != 0) {
-        cnf__cli_error(cmd, "%s: expected a positive finite number, found '%s'", as, v);
+    case CNF_CLI_NONNEG:
+      if (parse_number(v, (double *)o->dest, o->kind == CNF_CLI_NONNEG) != 0) {
+        cnf__cli_error(cmd, "%s: expected a %s finite number, found '%s'", as,
+                       o->kind == CNF_CLI_NONNEG ? "non-negative" : "positive", v);
         return CNF_CLI_EUSAGE;
       }
       return CNF_CLI_OK;

@@ -10,6 +10,8 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "cnf.h"
+
 /* Exit statuses: a contract with scripts (docs/cli.md). */
 enum {
   CNF_CLI_OK = 0,     /* success */
@@ -24,6 +26,7 @@ typedef enum cnf_cli_kind {
   CNF_CLI_FLAG,  /* no value; dest is int, set to 1 */
   CNF_CLI_STR,   /* dest is const char *, pointing into argv */
   CNF_CLI_POS,   /* dest is double, finite and > 0 */
+  CNF_CLI_NONNEG, /* dest is double, finite and >= 0 */
   CNF_CLI_SIZE,  /* dest is size_t in [min, max], decimal digits only */
   CNF_CLI_LONG,  /* dest is long in [min, max], decimal digits only */
   CNF_CLI_U64,   /* dest is uint64_t, decimal digits only */
@@ -66,6 +69,92 @@ void cnf__cli_error(const char *cmd, const char *fmt, ...)
 #endif
     ;
 
+
+/* ---- shared by the commands ---------------------------------------------- */
+
+/* Largest output we try to allocate (bytes): keeps absurd -n or --size
+ * values a clear usage error instead of an allocation failure. */
+#define CNF_CLI_MAX_BYTES ((size_t)1 << 38)
+/* Largest network (parameters over all blocks) init will create. */
+#define CNF_CLI_MAX_PARAMS ((size_t)1 << 28)
+
+/* Everything any command can be given; each command's table points into
+ * one of these. */
+typedef struct run_args {
+  const char *model, *in, *out, *hidden;
+  cnf_options opt;
+  cnf_layer layer;
+  cnf_act act;
+  uint64_t seed;
+  size_t dim, blocks, n, size, threads;
+  double time, range;
+  int verbose;
+  /* training and checks (train.c) */
+  const char *data, *val, *resume, *name;
+  cnf_train_options train;
+  size_t iters, minibatch, save_every, log_every, val_every, params, dims, test_n;
+  int standardize, fixed_time, no_seminorm;
+  double step, threshold;
+} run_args;
+
+void cnf__cli_args_default(run_args *a);
+int cnf__cli_conv_trace(const char *s, void *d);
+int cnf__cli_conv_method(const char *s, void *d);
+int cnf__cli_conv_layer(const char *s, void *d);
+int cnf__cli_conv_act(const char *s, void *d);
+int cnf__cli_conv_adjoint(const char *s, void *d);
+
+#define ROW(name, sh, kind, dest, min, max, conv, req, meta, help) \
+  { name, sh, kind, dest, min, max, conv, req, meta, help }
+#define END_ROW ROW(NULL, 0, CNF_CLI_FLAG, NULL, 0, 0, NULL, 0, NULL, NULL)
+#define LMAX ((size_t)LONG_MAX)
+
+/* The solver rows shared by logp, sample and grid. */
+// clang-format off
+/* The solver rows shared by the commands that integrate; SOLVER_ROWS adds
+ * --batch (rows per ODE system), which train uses for its minibatch. */
+#define SOLVER_ROWS_CORE(a)                                                                        \
+  ROW("trace", 0, CNF_CLI_CHOICE, &(a).opt.trace, 0, 0, cnf__cli_conv_trace, 0,                    \
+      "exact|gauss|rademacher",                                                                    \
+      "trace of df/dz: exact, or Hutchinson with Gaussian or Rademacher probes (exact)"),          \
+  ROW("probes", 0, CNF_CLI_SIZE, &(a).opt.probes, 1, 100000, NULL, 0, "K",                         \
+      "Hutchinson probes per sample (1)"),                                                         \
+  ROW("rtol", 0, CNF_CLI_POS, &(a).opt.rtol, 0, 0, NULL, 0, "R", "relative tolerance (1e-5)"),     \
+  ROW("atol", 0, CNF_CLI_POS, &(a).opt.atol, 0, 0, NULL, 0, "A", "absolute tolerance (1e-5)"),     \
+  ROW("method", 0, CNF_CLI_CHOICE, &(a).opt.method, 0, 0, cnf__cli_conv_method, 0, "adams|bdf",    \
+      "CVODE method: Adams + fixed point, or BDF + SPGMR (adams)"),                                \
+  ROW("max-steps", 0, CNF_CLI_LONG, &(a).opt.max_steps, 1, LMAX, NULL, 0, "N",                     \
+      "solver steps per solve before giving up (20000)"),                                          \
+  ROW("verbose", 0, CNF_CLI_FLAG, &(a).verbose, 0, 0, NULL, 0, "",                                 \
+      "print options, solver statistics and wall time to stderr"),                                 \
+  ROW("threads", 0, CNF_CLI_SIZE, &(a).threads, 1, 1024, NULL, 0, "N",                             \
+      "OpenBLAS threads (1; also accepted before the command)")
+#define SOLVER_ROWS(a)                                                                             \
+  SOLVER_ROWS_CORE(a),                                                                             \
+  ROW("batch", 0, CNF_CLI_SIZE, &(a).opt.batch, 1, SIZE_MAX, NULL, 0, "B",                         \
+      "rows integrated as one ODE system (all rows)")
+// clang-format on
+
+/* Print the library's message for status rc and return the exit status
+ * (solver failure 3, bad input 2, other 1).  reading: the failure concerns
+ * an input file, so I/O errors are bad input. */
+int cnf__cli_lib_fail(const char *cmd, cnf_ctx *ctx, int rc, int reading);
+/* rows * cols doubles (malloc), or NULL with a message and *status set. */
+double *cnf__cli_alloc(const char *cmd, size_t rows, size_t cols, const char *what, int *status);
+double cnf__cli_now(void);
+/* Set OpenBLAS's thread count: the command's --threads, else the global
+ * one, else 1. */
+void cnf__cli_apply_threads(size_t global, size_t local);
+/* The --verbose report of a solve, "name value" per line, to stderr. */
+void cnf__cli_report(const run_args *a, size_t rows, const cnf_stats *st, double wall);
+/* Create the context and load the model; prints and returns an exit status
+ * on failure. */
+int cnf__cli_open_model(const char *cmd, const char *path, cnf_ctx **ctx, cnf_flow **flow);
+int cnf__cli_write_table(const char *cmd, cnf_ctx *ctx, const char *path, const char *const *names,
+                         size_t rows, size_t cols, const double *data);
+/* Column names x1..xD then `last`, in one allocation (free the array). */
+const char **cnf__cli_column_names(size_t D, const char *last);
+
 /* ---- commands ---------------------------------------------------------- */
 
 /* Each command takes the words after its name and the thread count given
@@ -74,6 +163,11 @@ int cnf__cli_init(int argc, char **argv, size_t threads);
 int cnf__cli_logp(int argc, char **argv, size_t threads);
 int cnf__cli_sample(int argc, char **argv, size_t threads);
 int cnf__cli_grid(int argc, char **argv, size_t threads);
+int cnf__cli_toy(int argc, char **argv, size_t threads);
+int cnf__cli_train(int argc, char **argv, size_t threads);
+int cnf__cli_eval(int argc, char **argv, size_t threads);
+int cnf__cli_gradcheck(int argc, char **argv, size_t threads);
+int cnf__cli_plot(int argc, char **argv, size_t threads);
 
 /* Parse a thread count for the global --threads: 1..1024. */
 int cnf__cli_parse_threads(const char *s, size_t *out);

@@ -6,7 +6,7 @@
  * library atomically (temporary name, fsync, rename), so a failing command
  * never leaves a partial or clobbered --out file.
  *
- * Mapping of library codes to exit statuses, in one place (lib_fail):
+ * Mapping of library codes to exit statuses, in one place (cnf__cli_lib_fail):
  * solver failures -> 3; malformed, damaged, non-finite or mismatched input
  * and unreadable input files -> 2; out of memory and output errors -> 1. */
 #define _POSIX_C_SOURCE 200809L
@@ -21,179 +21,19 @@
 #include "cli.h"
 #include "cnf.h"
 
-/* Largest output we try to allocate (bytes): keeps absurd -n or --size
- * values a clear usage error instead of an allocation failure. */
-#define CNF_CLI_MAX_BYTES ((size_t)1 << 38)
-/* Largest network (parameters over all blocks) init will create. */
-#define CNF_CLI_MAX_PARAMS ((size_t)1 << 28)
-
-/* Everything any command can be given; each command's table points into
- * one of these. */
-typedef struct run_args {
-  const char *model, *in, *out, *hidden;
-  cnf_options opt;
-  cnf_layer layer;
-  cnf_act act;
-  uint64_t seed;
-  size_t dim, blocks, n, size, threads;
-  double time, range;
-  int verbose;
-} run_args;
-
-static void args_default(run_args *a) {
-  memset(a, 0, sizeof *a);
-  cnf_options_default(&a->opt);
-  a->hidden = "64-64-64";
-  a->layer = CNF_LAYER_CONCATSQUASH;
-  a->act = CNF_ACT_TANH;
-  a->blocks = 1;
-  a->time = 0.5;
-  a->range = 4.0;
-  a->size = 100;
-}
-
-static int conv_trace(const char *s, void *d) {
-  return cnf_trace_parse(s, (cnf_trace *)d);
-}
-static int conv_method(const char *s, void *d) {
-  return cnf_method_parse(s, (cnf_method *)d);
-}
-static int conv_layer(const char *s, void *d) {
-  return cnf_layer_parse(s, (cnf_layer *)d);
-}
-static int conv_act(const char *s, void *d) {
-  return cnf_act_parse(s, (cnf_act *)d);
-}
-
-#define ROW(name, sh, kind, dest, min, max, conv, req, meta, help) \
-  { name, sh, kind, dest, min, max, conv, req, meta, help }
-#define END_ROW ROW(NULL, 0, CNF_CLI_FLAG, NULL, 0, 0, NULL, 0, NULL, NULL)
-#define LMAX ((size_t)LONG_MAX)
-
-/* The solver rows shared by logp, sample and grid. */
-// clang-format off
-#define SOLVER_ROWS(a)                                                                             \
-  ROW("trace", 0, CNF_CLI_CHOICE, &(a).opt.trace, 0, 0, conv_trace, 0, "exact|gauss|rademacher",   \
-      "trace of df/dz: exact, or Hutchinson with Gaussian or Rademacher probes (exact)"),          \
-  ROW("probes", 0, CNF_CLI_SIZE, &(a).opt.probes, 1, 100000, NULL, 0, "K",                         \
-      "Hutchinson probes per sample (1)"),                                                         \
-  ROW("rtol", 0, CNF_CLI_POS, &(a).opt.rtol, 0, 0, NULL, 0, "R", "relative tolerance (1e-5)"),     \
-  ROW("atol", 0, CNF_CLI_POS, &(a).opt.atol, 0, 0, NULL, 0, "A", "absolute tolerance (1e-5)"),     \
-  ROW("method", 0, CNF_CLI_CHOICE, &(a).opt.method, 0, 0, conv_method, 0, "adams|bdf",             \
-      "CVODE method: Adams + fixed point, or BDF + SPGMR (adams)"),                                \
-  ROW("max-steps", 0, CNF_CLI_LONG, &(a).opt.max_steps, 1, LMAX, NULL, 0, "N",                     \
-      "solver steps per solve before giving up (20000)"),                                          \
-  ROW("batch", 0, CNF_CLI_SIZE, &(a).opt.batch, 1, SIZE_MAX, NULL, 0, "B",                         \
-      "rows integrated as one ODE system (all rows)"),                                             \
-  ROW("verbose", 0, CNF_CLI_FLAG, &(a).verbose, 0, 0, NULL, 0, "",                                 \
-      "print options, solver statistics and wall time to stderr"),                                 \
-  ROW("threads", 0, CNF_CLI_SIZE, &(a).threads, 1, 1024, NULL, 0, "N",                             \
-      "OpenBLAS threads (1; also accepted before the command)")
-// clang-format on
-
-/* ---- helpers ------------------------------------------------------------ */
-
-/* Print the library's message for status rc and return the exit status.
- * reading: the failure concerns an input file, so I/O errors are bad input. */
-static int lib_fail(const char *cmd, cnf_ctx *ctx, int rc, int reading) {
-  const char *msg = ctx != NULL ? cnf_ctx_errmsg(ctx) : "";
-  if (msg[0] == '\0') msg = cnf_strerror(rc);
-  cnf__cli_error(cmd, "%s", msg);
-  if (cnf_is_solver_error(rc)) return CNF_CLI_ESOLVER;
-  switch (rc) {
-    case CNF_EINVAL:
-    case CNF_EDIM:
-    case CNF_EFORMAT:
-    case CNF_ECORRUPT:
-    case CNF_EVERSION:
-    case CNF_ENONFINITE:
-      return CNF_CLI_EUSAGE;
-    case CNF_EIO:
-      return reading ? CNF_CLI_EUSAGE : CNF_CLI_EFAIL;
-    default:
-      return CNF_CLI_EFAIL;
-  }
-}
-
-/* n doubles, or NULL (with a message) if n * 8 bytes is too large or
- * unavailable; *status is set to the exit status for that case. */
-static double *alloc_doubles(const char *cmd, size_t rows, size_t cols, const char *what,
-                             int *status) {
-  if (cols != 0 && rows > CNF_CLI_MAX_BYTES / sizeof(double) / cols) {
-    cnf__cli_error(cmd, "%s: %zu x %zu values is too large", what, rows, cols);
-    *status = CNF_CLI_EUSAGE;
-    return NULL;
-  }
-  double *p = malloc((rows * cols > 0 ? rows * cols : 1) * sizeof(double));
-  if (p == NULL) {
-    cnf__cli_error(cmd, "%s: out of memory for %zu x %zu values", what, rows, cols);
-    *status = CNF_CLI_EFAIL;
-  }
-  return p;
-}
-
-static double now_seconds(void) {
-  struct timespec ts;
-  if (clock_gettime(CLOCK_MONOTONIC, &ts) != 0) return 0.0;
-  return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
-}
-
-static void apply_threads(size_t global, size_t local) {
-  size_t n = local ? local : global ? global : 1;
-  openblas_set_num_threads((int)n);
-}
-
-/* The --verbose report: options, statistics and wall time, one
- * "name value" pair per line. */
-static void print_report(const run_args *a, size_t rows, const cnf_stats *st, double wall) {
-  const cnf_options *o = &a->opt;
-  size_t threads = a->threads ? a->threads : 1;
-  fprintf(stderr,
-          "rows %zu\nrtol %g\natol %g\nmethod %s\ntrace %s\nprobes %zu\nbatch %zu\n"
-          "max_steps %ld\nthreads %zu\nseed %llu\n",
-          rows, o->rtol, o->atol, cnf_method_name(o->method), cnf_trace_name(o->trace), o->probes,
-          o->batch > 0 && o->batch < rows ? o->batch : rows, o->max_steps, threads,
-          (unsigned long long)a->seed);
-  fprintf(stderr,
-          "solves %ld\nnfe %ld\nnsteps %ld\nnetf %ld\nnni %ld\nnncf %ld\nnjtv %ld\nnli %ld\n"
-          "wall_seconds %.6f\n",
-          st->solves, st->nfe, st->nsteps, st->netf, st->nni, st->nncf, st->njtv, st->nli, wall);
-}
-
-/* Create the context and load the model; prints and returns an exit
- * status on failure. */
-static int open_model(const char *cmd, const char *path, cnf_ctx **ctx, cnf_flow **flow) {
-  *flow = NULL;
-  int rc = cnf_ctx_create(ctx);
-  if (rc != 0) {
-    cnf__cli_error(cmd, "cannot create a library context: %s", cnf_strerror(rc));
-    return CNF_CLI_EFAIL;
-  }
-  rc = cnf_flow_load(flow, *ctx, path);
-  if (rc != 0) return lib_fail(cmd, *ctx, rc, 1);
-  return CNF_CLI_OK;
-}
-
-/* Write a (rows, cols) table under the given column names. */
-static int write_table(const char *cmd, cnf_ctx *ctx, const char *path, const char *const *names,
-                       size_t rows, size_t cols, const double *data) {
-  int rc = cnf_csv_write(ctx, path, names, rows, cols, data);
-  return rc != 0 ? lib_fail(cmd, ctx, rc, 0) : CNF_CLI_OK;
-}
-
 /* ---- init --------------------------------------------------------------- */
 
 int cnf__cli_init(int argc, char **argv, size_t threads) {
   const char *cmd = "init";
   run_args a;
-  args_default(&a);
+  cnf__cli_args_default(&a);
   const cnf_cli_opt opts[] = {
       ROW("dim", 0, CNF_CLI_SIZE, &a.dim, 1, 100000, NULL, 1, "D", "data dimension D"),
       ROW("hidden", 0, CNF_CLI_STR, &a.hidden, 0, 0, NULL, 0, "H1-H2-...",
           "hidden layer widths, '0' for none (64-64-64)"),
-      ROW("layer", 0, CNF_CLI_CHOICE, &a.layer, 0, 0, conv_layer, 0, "concatsquash|concat|ignore",
+      ROW("layer", 0, CNF_CLI_CHOICE, &a.layer, 0, 0, cnf__cli_conv_layer, 0, "concatsquash|concat|ignore",
           "time conditioning of each layer (concatsquash)"),
-      ROW("act", 0, CNF_CLI_CHOICE, &a.act, 0, 0, conv_act, 0, "tanh|softplus",
+      ROW("act", 0, CNF_CLI_CHOICE, &a.act, 0, 0, cnf__cli_conv_act, 0, "tanh|softplus",
           "activation between layers (tanh)"),
       ROW("blocks", 0, CNF_CLI_SIZE, &a.blocks, 1, 1000, NULL, 0, "K", "stacked CNF blocks (1)"),
       ROW("time", 0, CNF_CLI_POS, &a.time, 0, 0, NULL, 0, "T", "end time of every block (0.5)"),
@@ -213,7 +53,7 @@ int cnf__cli_init(int argc, char **argv, size_t threads) {
     cnf__cli_print_usage(&usage, opts);
     return CNF_CLI_OK;
   }
-  apply_threads(threads, a.threads);
+  cnf__cli_apply_threads(threads, a.threads);
 
   cnf_mlp_config cfg;
   cnf_mlp_config_default(&cfg, a.dim);
@@ -241,9 +81,9 @@ int cnf__cli_init(int argc, char **argv, size_t threads) {
   }
   rc = cnf_flow_create(&flow, ctx, &cfg, a.blocks, a.time, a.seed);
   if (rc != 0)
-    status = lib_fail(cmd, ctx, rc, 0);
+    status = cnf__cli_lib_fail(cmd, ctx, rc, 0);
   else if ((rc = cnf_flow_save(flow, a.out)) != 0)
-    status = lib_fail(cmd, ctx, rc, 0);
+    status = cnf__cli_lib_fail(cmd, ctx, rc, 0);
   cnf_flow_free(flow);
   cnf_ctx_free(ctx);
   return status;
@@ -254,7 +94,7 @@ int cnf__cli_init(int argc, char **argv, size_t threads) {
 int cnf__cli_logp(int argc, char **argv, size_t threads) {
   const char *cmd = "logp";
   run_args a;
-  args_default(&a);
+  cnf__cli_args_default(&a);
   const cnf_cli_opt opts[] = {
       ROW("model", 0, CNF_CLI_STR, &a.model, 0, 0, NULL, 1, "MODEL", "model file"),
       ROW("in", 0, CNF_CLI_STR, &a.in, 0, 0, NULL, 1, "X.csv",
@@ -275,18 +115,18 @@ int cnf__cli_logp(int argc, char **argv, size_t threads) {
     cnf__cli_print_usage(&usage, opts);
     return CNF_CLI_OK;
   }
-  apply_threads(threads, a.threads);
+  cnf__cli_apply_threads(threads, a.threads);
   if (!a.threads) a.threads = threads;
 
   cnf_ctx *ctx = NULL;
   cnf_flow *flow = NULL;
   double *x = NULL, *logp = NULL; /* (rows, D), (rows) */
   size_t rows = 0, cols = 0;
-  status = open_model(cmd, a.model, &ctx, &flow);
+  status = cnf__cli_open_model(cmd, a.model, &ctx, &flow);
   if (status != CNF_CLI_OK) goto cleanup;
   int rc = cnf_csv_read(ctx, a.in, &x, &rows, &cols);
   if (rc != 0) {
-    status = lib_fail(cmd, ctx, rc, 1);
+    status = cnf__cli_lib_fail(cmd, ctx, rc, 1);
     goto cleanup;
   }
   const size_t D = cnf_flow_dim(flow);
@@ -298,20 +138,20 @@ int cnf__cli_logp(int argc, char **argv, size_t threads) {
     status = CNF_CLI_EUSAGE;
     goto cleanup;
   }
-  logp = alloc_doubles(cmd, rows, 1, "log-densities", &status);
+  logp = cnf__cli_alloc(cmd, rows, 1, "log-densities", &status);
   if (logp == NULL) goto cleanup;
   cnf_flow_seed(flow, a.seed);
   cnf_stats st;
   cnf_stats_clear(&st);
-  double t0 = now_seconds();
+  double t0 = cnf__cli_now();
   rc = cnf_flow_logp(flow, &a.opt, rows, x, logp, &st);
-  if (a.verbose) print_report(&a, rows, &st, now_seconds() - t0);
+  if (a.verbose) cnf__cli_report(&a, rows, &st, cnf__cli_now() - t0);
   if (rc != 0) {
-    status = lib_fail(cmd, ctx, rc, 0);
+    status = cnf__cli_lib_fail(cmd, ctx, rc, 0);
     goto cleanup;
   }
   const char *const names[] = {"logp"};
-  status = write_table(cmd, ctx, a.out, names, rows, 1, logp);
+  status = cnf__cli_write_table(cmd, ctx, a.out, names, rows, 1, logp);
 cleanup:
   free(logp);
   cnf_free(x);
@@ -322,24 +162,10 @@ cleanup:
 
 /* ---- sample -------------------------------------------------------------- */
 
-/* Column names x1..xD then `last`, in one allocation (free the array). */
-static const char **column_names(size_t D, const char *last) {
-  const size_t width = 24;
-  char **names = malloc((D + 1) * sizeof(char *) + D * width);
-  if (names == NULL) return NULL;
-  char *text = (char *)(names + D + 1);
-  for (size_t j = 0; j < D; j++) {
-    names[j] = text + j * width;
-    snprintf(names[j], width, "x%zu", j + 1);
-  }
-  names[D] = (char *)last;
-  return (const char **)names;
-}
-
 int cnf__cli_sample(int argc, char **argv, size_t threads) {
   const char *cmd = "sample";
   run_args a;
-  args_default(&a);
+  cnf__cli_args_default(&a);
   const cnf_cli_opt opts[] = {
       ROW("model", 0, CNF_CLI_STR, &a.model, 0, 0, NULL, 1, "MODEL", "model file"),
       ROW("samples", 'n', CNF_CLI_SIZE, &a.n, 1, SIZE_MAX, NULL, 1, "N", "number of samples"),
@@ -360,21 +186,21 @@ int cnf__cli_sample(int argc, char **argv, size_t threads) {
     cnf__cli_print_usage(&usage, opts);
     return CNF_CLI_OK;
   }
-  apply_threads(threads, a.threads);
+  cnf__cli_apply_threads(threads, a.threads);
   if (!a.threads) a.threads = threads;
 
   cnf_ctx *ctx = NULL;
   cnf_flow *flow = NULL;
   double *x = NULL, *logp = NULL, *table = NULL; /* (N, D), (N), (N, D + 1) */
   const char **names = NULL;
-  status = open_model(cmd, a.model, &ctx, &flow);
+  status = cnf__cli_open_model(cmd, a.model, &ctx, &flow);
   if (status != CNF_CLI_OK) goto cleanup;
   const size_t D = cnf_flow_dim(flow), N = a.n;
-  if ((table = alloc_doubles(cmd, N, D + 1, "samples", &status)) == NULL ||
-      (x = alloc_doubles(cmd, N, D, "samples", &status)) == NULL ||
-      (logp = alloc_doubles(cmd, N, 1, "samples", &status)) == NULL)
+  if ((table = cnf__cli_alloc(cmd, N, D + 1, "samples", &status)) == NULL ||
+      (x = cnf__cli_alloc(cmd, N, D, "samples", &status)) == NULL ||
+      (logp = cnf__cli_alloc(cmd, N, 1, "samples", &status)) == NULL)
     goto cleanup;
-  if ((names = column_names(D, "logp")) == NULL) {
+  if ((names = cnf__cli_column_names(D, "logp")) == NULL) {
     cnf__cli_error(cmd, "out of memory");
     status = CNF_CLI_EFAIL;
     goto cleanup;
@@ -382,18 +208,18 @@ int cnf__cli_sample(int argc, char **argv, size_t threads) {
   cnf_flow_seed(flow, a.seed);
   cnf_stats st;
   cnf_stats_clear(&st);
-  double t0 = now_seconds();
+  double t0 = cnf__cli_now();
   int rc = cnf_flow_sample(flow, &a.opt, N, x, logp, &st);
-  if (a.verbose) print_report(&a, N, &st, now_seconds() - t0);
+  if (a.verbose) cnf__cli_report(&a, N, &st, cnf__cli_now() - t0);
   if (rc != 0) {
-    status = lib_fail(cmd, ctx, rc, 0);
+    status = cnf__cli_lib_fail(cmd, ctx, rc, 0);
     goto cleanup;
   }
   for (size_t b = 0; b < N; b++) {
     memcpy(table + b * (D + 1), x + b * D, D * sizeof(double));
     table[b * (D + 1) + D] = logp[b];
   }
-  status = write_table(cmd, ctx, a.out, names, N, D + 1, table);
+  status = cnf__cli_write_table(cmd, ctx, a.out, names, N, D + 1, table);
 cleanup:
   free(names);
   free(table);
@@ -409,7 +235,7 @@ cleanup:
 int cnf__cli_grid(int argc, char **argv, size_t threads) {
   const char *cmd = "grid";
   run_args a;
-  args_default(&a);
+  cnf__cli_args_default(&a);
   const cnf_cli_opt opts[] = {
       ROW("model", 0, CNF_CLI_STR, &a.model, 0, 0, NULL, 1, "MODEL", "model file (2-D)"),
       ROW("range", 0, CNF_CLI_POS, &a.range, 0, 0, NULL, 0, "L", "grid over [-L, L]^2 (4)"),
@@ -431,7 +257,7 @@ int cnf__cli_grid(int argc, char **argv, size_t threads) {
     cnf__cli_print_usage(&usage, opts);
     return CNF_CLI_OK;
   }
-  apply_threads(threads, a.threads);
+  cnf__cli_apply_threads(threads, a.threads);
   if (!a.threads) a.threads = threads;
 
   if (!(a.range <= 1e150)) {
@@ -442,7 +268,7 @@ int cnf__cli_grid(int argc, char **argv, size_t threads) {
   cnf_ctx *ctx = NULL;
   cnf_flow *flow = NULL;
   double *x = NULL, *logp = NULL, *table = NULL; /* (G*G, 2), (G*G), (G*G, 3) */
-  status = open_model(cmd, a.model, &ctx, &flow);
+  status = cnf__cli_open_model(cmd, a.model, &ctx, &flow);
   if (status != CNF_CLI_OK) goto cleanup;
   if (cnf_flow_dim(flow) != 2) {
     cnf__cli_error(cmd, "%s: the model has dimension %zu; grid needs a 2-D model", a.model,
@@ -451,9 +277,9 @@ int cnf__cli_grid(int argc, char **argv, size_t threads) {
     goto cleanup;
   }
   const size_t G = a.size, N = G * G;
-  if ((table = alloc_doubles(cmd, N, 3, "grid", &status)) == NULL ||
-      (x = alloc_doubles(cmd, N, 2, "grid", &status)) == NULL ||
-      (logp = alloc_doubles(cmd, N, 1, "grid", &status)) == NULL)
+  if ((table = cnf__cli_alloc(cmd, N, 3, "grid", &status)) == NULL ||
+      (x = cnf__cli_alloc(cmd, N, 2, "grid", &status)) == NULL ||
+      (logp = cnf__cli_alloc(cmd, N, 1, "grid", &status)) == NULL)
     goto cleanup;
   for (size_t j = 0; j < G; j++)
     for (size_t i = 0; i < G; i++) {
@@ -465,11 +291,11 @@ int cnf__cli_grid(int argc, char **argv, size_t threads) {
   cnf_flow_seed(flow, a.seed);
   cnf_stats st;
   cnf_stats_clear(&st);
-  double t0 = now_seconds();
+  double t0 = cnf__cli_now();
   int rc = cnf_flow_logp(flow, &a.opt, N, x, logp, &st);
-  if (a.verbose) print_report(&a, N, &st, now_seconds() - t0);
+  if (a.verbose) cnf__cli_report(&a, N, &st, cnf__cli_now() - t0);
   if (rc != 0) {
-    status = lib_fail(cmd, ctx, rc, 0);
+    status = cnf__cli_lib_fail(cmd, ctx, rc, 0);
     goto cleanup;
   }
   for (size_t b = 0; b < N; b++) {
@@ -478,7 +304,7 @@ int cnf__cli_grid(int argc, char **argv, size_t threads) {
     table[3 * b + 2] = logp[b];
   }
   const char *const names[] = {"x1", "x2", "logp"};
-  status = write_table(cmd, ctx, a.out, names, N, 3, table);
+  status = cnf__cli_write_table(cmd, ctx, a.out, names, N, 3, table);
 cleanup:
   free(table);
   free(x);

@@ -1,6 +1,7 @@
 /* main.c: the `cnf` command-line tool: global options and dispatch.
  *
- *   cnf [--threads N] <command> [options]     command: init logp sample grid
+ *   cnf [--threads N] <command> [options]
+ *     commands: init logp sample grid train eval gradcheck plot toy
  *   cnf --help | --version
  *
  * The commands live in commands.c, the option parser in args.c; only this
@@ -22,6 +23,11 @@ static const command commands[] = {
     {"logp", cnf__cli_logp, "log-density of every row of a CSV file"},
     {"sample", cnf__cli_sample, "draw samples with their log-densities"},
     {"grid", cnf__cli_grid, "log-density of a 2-D model on a square grid"},
+    {"train", cnf__cli_train, "train a flow by maximum likelihood (adjoint + Adam)"},
+    {"eval", cnf__cli_eval, "mean negative log-likelihood of a CSV file"},
+    {"gradcheck", cnf__cli_gradcheck, "adjoint gradient against finite differences"},
+    {"plot", cnf__cli_plot, "density heat map (2-D) or pairwise scatter plots as PNG"},
+    {"toy", cnf__cli_toy, "samples of one of FFJORD's ten 2-D toy sets"},
 };
 
 static void print_help(FILE *fp) {
@@ -31,7 +37,7 @@ static void print_help(FILE *fp) {
           "Continuous normalizing flows (FFJORD) integrated with SUNDIALS CVODE.\n\n"
           "commands:\n");
   for (size_t i = 0; i < sizeof commands / sizeof commands[0]; i++)
-    fprintf(fp, "  %-8s %s\n", commands[i].name, commands[i].about);
+    fprintf(fp, "  %-10s %s\n", commands[i].name, commands[i].about);
   fprintf(fp,
           "\nglobal options:\n"
           "  --threads N   OpenBLAS threads (1: fastest for these sizes, and reproducible)\n"

@@ -1,0 +1,158 @@
+/* common.c: helpers shared by the commands of the `cnf` tool: defaults,
+ * option converters, the mapping of library codes to exit statuses, output
+ * tables and the --verbose report. */
+#define _POSIX_C_SOURCE 200809L
+#include <cblas.h>
+#include <limits.h>
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "cli.h"
+#include "cnf.h"
+
+void cnf__cli_args_default(run_args *a) {
+  memset(a, 0, sizeof *a);
+  cnf_options_default(&a->opt);
+  a->hidden = "64-64-64";
+  a->layer = CNF_LAYER_CONCATSQUASH;
+  a->act = CNF_ACT_TANH;
+  a->blocks = 1;
+  a->time = 0.5;
+  a->range = 4.0;
+  a->size = 100;
+  cnf_train_options_default(&a->train);
+  a->iters = 1000;
+  a->minibatch = 100;
+  a->save_every = 100;
+  a->log_every = 100;
+  a->val_every = 100;
+  a->params = 200;
+  a->dims = 6;
+  a->step = 1e-4;
+  a->threshold = 1e-4;
+}
+
+int cnf__cli_conv_trace(const char *s, void *d) {
+  return cnf_trace_parse(s, (cnf_trace *)d);
+}
+int cnf__cli_conv_method(const char *s, void *d) {
+  return cnf_method_parse(s, (cnf_method *)d);
+}
+int cnf__cli_conv_layer(const char *s, void *d) {
+  return cnf_layer_parse(s, (cnf_layer *)d);
+}
+int cnf__cli_conv_adjoint(const char *s, void *d) {
+  return cnf_adjoint_parse(s, (cnf_adjoint *)d);
+}
+int cnf__cli_conv_act(const char *s, void *d) {
+  return cnf_act_parse(s, (cnf_act *)d);
+}
+
+/* ---- helpers ------------------------------------------------------------ */
+
+/* Print the library's message for status rc and return the exit status.
+ * reading: the failure concerns an input file, so I/O errors are bad input. */
+int cnf__cli_lib_fail(const char *cmd, cnf_ctx *ctx, int rc, int reading) {
+  const char *msg = ctx != NULL ? cnf_ctx_errmsg(ctx) : "";
+  if (msg[0] == '\0') msg = cnf_strerror(rc);
+  cnf__cli_error(cmd, "%s", msg);
+  if (cnf_is_solver_error(rc)) return CNF_CLI_ESOLVER;
+  switch (rc) {
+    case CNF_EINVAL:
+    case CNF_EDIM:
+    case CNF_EFORMAT:
+    case CNF_ECORRUPT:
+    case CNF_EVERSION:
+    case CNF_ENONFINITE:
+      return CNF_CLI_EUSAGE;
+    case CNF_EIO:
+      return reading ? CNF_CLI_EUSAGE : CNF_CLI_EFAIL;
+    default:
+      return CNF_CLI_EFAIL;
+  }
+}
+
+/* n doubles, or NULL (with a message) if n * 8 bytes is too large or
+ * unavailable; *status is set to the exit status for that case. */
+double *cnf__cli_alloc(const char *cmd, size_t rows, size_t cols, const char *what,
+                             int *status) {
+  if (cols != 0 && rows > CNF_CLI_MAX_BYTES / sizeof(double) / cols) {
+    cnf__cli_error(cmd, "%s: %zu x %zu values is too large", what, rows, cols);
+    *status = CNF_CLI_EUSAGE;
+    return NULL;
+  }
+  double *p = malloc((rows * cols > 0 ? rows * cols : 1) * sizeof(double));
+  if (p == NULL) {
+    cnf__cli_error(cmd, "%s: out of memory for %zu x %zu values", what, rows, cols);
+    *status = CNF_CLI_EFAIL;
+  }
+  return p;
+}
+
+double cnf__cli_now(void) {
+  struct timespec ts;
+  if (clock_gettime(CLOCK_MONOTONIC, &ts) != 0) return 0.0;
+  return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
+}
+
+void cnf__cli_apply_threads(size_t global, size_t local) {
+  size_t n = local ? local : global ? global : 1;
+  openblas_set_num_threads((int)n);
+}
+
+/* The --verbose report: options, statistics and wall time, one
+ * "name value" pair per line. */
+void cnf__cli_report(const run_args *a, size_t rows, const cnf_stats *st, double wall) {
+  const cnf_options *o = &a->opt;
+  size_t threads = a->threads ? a->threads : 1;
+  fprintf(stderr,
+          "rows %zu\nrtol %g\natol %g\nmethod %s\ntrace %s\nprobes %zu\nbatch %zu\n"
+          "max_steps %ld\nthreads %zu\nseed %llu\n",
+          rows, o->rtol, o->atol, cnf_method_name(o->method), cnf_trace_name(o->trace), o->probes,
+          o->batch > 0 && o->batch < rows ? o->batch : rows, o->max_steps, threads,
+          (unsigned long long)a->seed);
+  fprintf(stderr,
+          "solves %ld\nnfe %ld\nnsteps %ld\nnetf %ld\nnni %ld\nnncf %ld\nnjtv %ld\nnli %ld\n"
+          "wall_seconds %.6f\n",
+          st->solves, st->nfe, st->nsteps, st->netf, st->nni, st->nncf, st->njtv, st->nli, wall);
+}
+
+/* Create the context and load the model; prints and returns an exit
+ * status on failure. */
+int cnf__cli_open_model(const char *cmd, const char *path, cnf_ctx **ctx, cnf_flow **flow) {
+  *flow = NULL;
+  int rc = cnf_ctx_create(ctx);
+  if (rc != 0) {
+    cnf__cli_error(cmd, "cannot create a library context: %s", cnf_strerror(rc));
+    return CNF_CLI_EFAIL;
+  }
+  rc = cnf_flow_load(flow, *ctx, path);
+  if (rc != 0) return cnf__cli_lib_fail(cmd, *ctx, rc, 1);
+  return CNF_CLI_OK;
+}
+
+/* Write a (rows, cols) table under the given column names. */
+int cnf__cli_write_table(const char *cmd, cnf_ctx *ctx, const char *path, const char *const *names,
+                       size_t rows, size_t cols, const double *data) {
+  int rc = cnf_csv_write(ctx, path, names, rows, cols, data);
+  return rc != 0 ? cnf__cli_lib_fail(cmd, ctx, rc, 0) : CNF_CLI_OK;
+}
+
+
+/* Column names x1..xD then `last`, in one allocation (free the array). */
+const char **cnf__cli_column_names(size_t D, const char *last) {
+  const size_t width = 24;
+  char **names = malloc((D + 1) * sizeof(char *) + D * width);
+  if (names == NULL) return NULL;
+  char *text = (char *)(names + D + 1);
+  for (size_t j = 0; j < D; j++) {
+    names[j] = text + j * width;
+    snprintf(names[j], width, "x%zu", j + 1);
+  }
+  names[D] = (char *)last;
+  return (const char **)names;
+}
+
