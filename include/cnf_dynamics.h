@@ -51,6 +51,12 @@ typedef struct cnf_dyn_type {
              const double *theta, const double *a, const double *w,
              const double *v, double *gz, double *gth);
 
+  /* Optional.  Size the state's workspaces for batches of B samples with K
+   * tangent sets (K = D for the exact trace), so later ops need not
+   * allocate.  Called by cnf_dyn_reserve, outside the solver's hot path;
+   * returns 0 or a negative CNF_E* code. */
+  int (*reserve)(void *s, size_t B, size_t K);
+
   /* Optional.  Frees the state when the cnf_dyn that owns it is freed. */
   void (*free)(void *s);
 } cnf_dyn_type;

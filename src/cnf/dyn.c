@@ -67,6 +67,12 @@ const char *cnf_dyn_name(const cnf_dyn *d) {
 
 int cnf_dyn_reserve(cnf_dyn *d, size_t B, size_t K) {
   if (d == NULL || B == 0) return CNF_EINVAL;
+  if (d->type->reserve != NULL) {
+    int rc = d->type->reserve(d->state, B, K);
+    if (rc != 0)
+      return CNF_ERROR(d->ctx, rc, "field '%s': no workspace for %zu samples with %zu tangents",
+                       cnf_dyn_name(d), B, K);
+  }
   if (B <= d->res_B && K <= d->res_K) return 0;
   if (B < d->res_B) B = d->res_B;
   if (K < d->res_K) K = d->res_K;

@@ -469,6 +469,43 @@ static int mlp_vjp(void *sv, double t, size_t B, size_t K, const double *z,
   return 0;
 }
 
+/* (Re)allocate the workspace for `rows` stacked rows: one allocation,
+ * pointed into per layer.  Outside the hot path only (create, reserve). */
+static int workspace(mlp_state *s, size_t rows) {
+  size_t total = 2 * s->wmax + 2 * rows * s->wmax;
+  for (size_t l = 0; l < s->L; l++) {
+    const mlp_layer *ly = &s->layer[l];
+    total += rows * (ly->in + ly->out);
+    if (s->cfg.layer == CNF_LAYER_CONCATSQUASH) total += rows * ly->out;
+  }
+  double *mem = cnf__calloc(total, sizeof(double));
+  if (mem == NULL) return CNF_ENOMEM;
+  cnf__free(s->mem);
+  s->mem = mem;
+  s->rows = rows;
+  double *p = mem;
+  for (size_t l = 0; l < s->L; l++) {
+    mlp_layer *ly = &s->layer[l];
+    ly->X = p, p += rows * ly->in;
+    ly->Y = p, p += rows * ly->out;
+    ly->U = NULL;
+    if (s->cfg.layer == CNF_LAYER_CONCATSQUASH) ly->U = p, p += rows * ly->out;
+  }
+  s->gate = p, p += s->wmax;
+  s->acc = p, p += s->wmax;
+  s->bar0 = p, p += rows * s->wmax;
+  s->bar1 = p;
+  return 0;
+}
+
+/* Make room for one sample with K tangent sets (the chunk shrinks as K
+ * grows, to one sample per chunk at worst). */
+static int mlp_reserve(void *sv, size_t B, size_t K) {
+  (void)B;
+  mlp_state *s = sv;
+  return s->rows >= 1 + K ? 0 : workspace(s, 1 + K);
+}
+
 static void mlp_free(void *sv) {
   mlp_state *s = sv;
   if (s == NULL) return;
@@ -482,6 +519,7 @@ static const cnf_dyn_type mlp_type = {
     .f_div = mlp_f_div,
     .jvp = mlp_jvp,
     .vjp = mlp_vjp,
+    .reserve = mlp_reserve,
     .free = mlp_free,
 };
 
@@ -498,9 +536,7 @@ int cnf_dyn_mlp_create(cnf_dyn **out, cnf_ctx *ctx, const cnf_mlp_config *cfg) {
   s->cfg = *cfg;
   s->L = cfg->n_hidden + 1;
   s->P = cnf_mlp_param_count(cfg);
-  /* enough rows for the exact trace of one sample at least */
-  s->rows = MLP_CHUNK_ROWS > cfg->dim + 1 ? MLP_CHUNK_ROWS : cfg->dim + 1;
-  size_t total = 0, off = 0;
+  size_t off = 0;
   for (size_t l = 0; l < s->L; l++) {
     mlp_layer *ly = &s->layer[l];
     ly->in = width(cfg, l);
@@ -509,26 +545,12 @@ int cnf_dyn_mlp_create(cnf_dyn **out, cnf_ctx *ctx, const cnf_mlp_config *cfg) {
     off += ly->out * ly->in + ly->out * (1 + layer_extra(cfg->layer));
     if (ly->in > s->wmax) s->wmax = ly->in;
     if (ly->out > s->wmax) s->wmax = ly->out;
-    total += s->rows * (ly->in + ly->out);
-    if (cfg->layer == CNF_LAYER_CONCATSQUASH) total += s->rows * ly->out;
   }
-  total += 2 * s->wmax + 2 * s->rows * s->wmax;
-  s->mem = cnf__calloc(total, sizeof(double));
-  if (s->mem == NULL) {
+  /* enough rows for the exact trace of one sample at least */
+  if (workspace(s, MLP_CHUNK_ROWS > cfg->dim + 1 ? MLP_CHUNK_ROWS : cfg->dim + 1) != 0) {
     cnf__free(s);
-    return CNF_ERROR(ctx, CNF_ENOMEM, "mlp: out of memory (%zu doubles)", total);
+    return CNF_ERROR(ctx, CNF_ENOMEM, "mlp: out of memory for the workspace");
   }
-  double *p = s->mem;
-  for (size_t l = 0; l < s->L; l++) {
-    mlp_layer *ly = &s->layer[l];
-    ly->X = p, p += s->rows * ly->in;
-    ly->Y = p, p += s->rows * ly->out;
-    if (cfg->layer == CNF_LAYER_CONCATSQUASH) ly->U = p, p += s->rows * ly->out;
-  }
-  s->gate = p, p += s->wmax;
-  s->acc = p, p += s->wmax;
-  s->bar0 = p, p += s->rows * s->wmax;
-  s->bar1 = p;
   int rc = cnf_dyn_create(out, ctx, &mlp_type, s, 1, cfg->dim, s->P);
   if (rc != 0) mlp_free(s);
   return rc;

@@ -2,8 +2,11 @@
  * model file's integrity check; and atomic output files. */
 #define _POSIX_C_SOURCE 200809L
 #include <errno.h>
+#include <fcntl.h>
+#include <libgen.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include "io.h"
@@ -27,6 +30,10 @@ int cnf__atomic_open(cnf_ctx *ctx, cnf_atomic *a, const char *path) {
   int fd = mkstemp(a->tmp);
   if (fd < 0)
     return CNF_ERROR(ctx, CNF_EIO, "%s: cannot create a file there: %s", path, strerror(errno));
+  /* mkstemp makes the file 0600; give it the mode a plain fopen would */
+  mode_t mask = umask(0);
+  umask(mask);
+  (void)fchmod(fd, 0666 & ~mask);
   a->fp = fdopen(fd, "wb");
   if (a->fp == NULL) {
     close(fd);
@@ -46,6 +53,14 @@ int cnf__atomic_commit(cnf_ctx *ctx, cnf_atomic *a) {
   if (err) {
     unlink(a->tmp);
     return CNF_ERROR(ctx, CNF_EIO, "%s: writing failed: %s", a->path, strerror(err));
+  }
+  /* make the rename itself durable: sync the directory (best effort) */
+  char dir[sizeof a->tmp];
+  snprintf(dir, sizeof dir, "%s", a->tmp);
+  int dfd = open(dirname(dir), O_RDONLY);
+  if (dfd >= 0) {
+    (void)fsync(dfd);
+    close(dfd);
   }
   return 0;
 }

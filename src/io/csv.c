@@ -44,15 +44,12 @@ static field_kind parse_field(const char *s, const char *e, double *v) {
   while (s < e && isspace((unsigned char)*s)) s++;
   while (e > s && isspace((unsigned char)e[-1])) e--;
   if (s == e) return FIELD_EMPTY;
-  char tmp[128];
-  size_t n = (size_t)(e - s);
-  if (n >= sizeof tmp) return FIELD_TEXT;
-  memcpy(tmp, s, n);
-  tmp[n] = '\0';
+  /* in place: strtod stops at the ',' or line end that follows the field
+   * (neither can continue a number), so the field is a number exactly
+   * when strtod ends at e */
   char *end = NULL;
-  errno = 0;
-  double x = strtod(tmp, &end);
-  if (end != tmp + n || end == tmp) return FIELD_TEXT;
+  double x = strtod(s, &end);
+  if (end != e) return FIELD_TEXT;
   *v = x;
   if (!isfinite(x)) return FIELD_NONFINITE;
   return FIELD_NUMBER;

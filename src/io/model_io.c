@@ -78,6 +78,12 @@ int cnf_flow_save(cnf_flow *f, const char *path) {
     memcpy(p, f->train->m, f->train->n * sizeof(double)), p += f->train->n;
     memcpy(p, f->train->v, f->train->n * sizeof(double));
   }
+  for (size_t i = 0; i < total; i++)
+    if (!isfinite(payload[i])) {
+      cnf__free(payload);
+      return CNF_ERROR(ctx, CNF_ENONFINITE, "%s: not saved: stored value %zu is %g", path, i,
+                       payload[i]);
+    }
   to_le(payload, total);
   uint32_t crc = cnf__crc32(0, head, (size_t)n);
   crc = cnf__crc32(crc, payload, total * sizeof(double));
