@@ -473,7 +473,7 @@ int cnf__cli_train(int argc, char **argv, size_t threads) {
   printf("nfe_backward_mean %.2f\n", ok_steps ? sum_nfe_b / (double)ok_steps : 0.0);
   for (size_t k = 0; k < cnf_flow_blocks(flow); k++)
     printf("T%zu %.6f\n", k + 1, cnf_flow_end_time(flow, k));
-  if (a.val != NULL) printf("val_nll_best %.6f\n", best);
+  if (a.val != NULL) printf("val_nll_best %.10g\n", best);
   if (interrupted) {
     fprintf(stderr, "cnf train: interrupted at step %ld; the state is saved in %s\n",
             cnf_train_iteration(tr), state_path);
@@ -492,7 +492,7 @@ int cnf__cli_train(int argc, char **argv, size_t threads) {
       if (rc != 0)
         status = cnf__cli_lib_fail(cmd, ctx, rc, 0);
       else
-        printf("test_nll %.6f\n", nll);
+        printf("test_nll %.10g\n", nll);
       cnf_flow_free(bestf);
       free(tx);
     }
