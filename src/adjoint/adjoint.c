@@ -20,7 +20,11 @@
  * backsolve:  the state (z, a_z, a_theta) is integrated backward by CVODE
  *             (z reconstructed backward, Chen et al. 2018); memory does not
  *             grow with the number of steps.  With opt->seminorm, a_theta
- *             stays out of the error norm.
+ *             stays out of the error norm, under Adams only: the seminorm
+ *             gives a_theta error weight 0, and BDF's SPGMR uses the error
+ *             weights as scaling vectors and divides by them (inf, NaN,
+ *             then a convergence failure at every step), so BDF keeps the
+ *             full norm.
  * checkpoint: CVODES's adjoint module.  The forward solve (CVodeF) stores
  *             checkpoints every opt->checkpoint_steps steps and Hermite
  *             interpolation data; the backward problem integrates a_z with
@@ -423,7 +427,8 @@ int cnf_flow_loss_grad(cnf_flow *f, const cnf_options *opt, size_t B,
           .max_order = opt->max_order,
           .h_init = 0.0,
           .max_nonlin_iters = opt->max_nonlin_iters,
-          .n_err = opt->seminorm ? 2 * BD : 0,
+          /* not with BDF: SPGMR divides by the weights (see the top) */
+          .n_err = opt->seminorm && opt->method != CNF_METHOD_BDF ? 2 * BD : 0,
       };
       rc = cnf__ode_solve(ode, &o, bs_rhs, NULL, &ab, f->T[kk], 0.0, y, bwd);
       if (rc != 0) {
