@@ -95,10 +95,13 @@ typedef enum cnf_method {
 } cnf_method;
 
 typedef enum cnf_adjoint {
-  CNF_ADJOINT_BACKSOLVE = 0,  /* (z, a_z, a_theta) integrated backward:
-                                 memory independent of the step count */
+  CNF_ADJOINT_BACKSOLVE = 0,  /* (z, a_z) integrated backward, a_theta as
+                                 its quadrature: memory independent of
+                                 the step count */
   CNF_ADJOINT_CHECKPOINT = 1  /* CVODES's adjoint: forward checkpoints,
-                                 interpolated z, a_theta as a quadrature */
+                                 interpolated z, a_theta as a quadrature;
+                                 exact forward states, and fewer backward
+                                 evaluations (no f to integrate) */
 } cnf_adjoint;
 
 typedef struct cnf_options {
@@ -114,7 +117,7 @@ typedef struct cnf_options {
   size_t probes;        /* Hutchinson probes per sample, default 1 */
   size_t batch;         /* rows integrated as one ODE system; 0: all */
   /* gradients (cnf_flow_loss_grad) */
-  cnf_adjoint adjoint;  /* default CNF_ADJOINT_BACKSOLVE */
+  cnf_adjoint adjoint;  /* default CNF_ADJOINT_CHECKPOINT */
   double rtol_adj;      /* backward tolerances; <= 0: the forward ones */
   double atol_adj;
   int seminorm;         /* 1 (default): a_theta stays out of the backward

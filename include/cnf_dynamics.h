@@ -46,10 +46,11 @@ typedef struct cnf_dyn_type {
    * div_b as in f_div.  Writes gz (B, D) = dS/dz and adds dS/dtheta to
    * gth (P).  w == NULL drops the trace term (a plain vector-Jacobian
    * product; v and K are then ignored); gth == NULL skips the parameter
-   * gradient. */
+   * gradient.  If dz is not NULL it receives f(t, z) (B, D), which the
+   * sweep's own forward pass computes anyway (backsolve needs both). */
   int (*vjp)(void *s, double t, size_t B, size_t K, const double *z,
              const double *theta, const double *a, const double *w,
-             const double *v, double *gz, double *gth);
+             const double *v, double *dz, double *gz, double *gth);
 
   /* Optional.  Size the state's workspaces for batches of B samples with K
    * tangent sets (K = D for the exact trace), so later ops need not
@@ -111,7 +112,7 @@ int cnf_dyn_jvp(cnf_dyn *dyn, double t, size_t B, size_t K, const double *z,
                 double *jv);
 int cnf_dyn_vjp(cnf_dyn *dyn, double t, size_t B, size_t K, const double *z,
                 const double *theta, const double *a, const double *w,
-                const double *v, double *gz, double *gth);
+                const double *v, double *dz, double *gz, double *gth);
 
 /* Draw Hutchinson probes eps (K, B, D) from a seeded stream: Gaussian
  * N(0, 1) or Rademacher +-1 entries.  `trace` must not be exact. */

@@ -17,20 +17,25 @@
  * time: dL/dT = sum_b a_z,b . f_b(T) + a_Delta g_b(T).  Blocks chain: the
  * a_z(0) of block k is the terminal a_z of block k - 1.
  *
- * backsolve:  the state (z, a_z, a_theta) is integrated backward by CVODE
- *             (z reconstructed backward, Chen et al. 2018); memory does not
- *             grow with the number of steps.  With opt->seminorm, a_theta
- *             stays out of the error norm, under Adams only: the seminorm
- *             gives a_theta error weight 0, and BDF's SPGMR uses the error
- *             weights as scaling vectors and divides by them (inf, NaN,
- *             then a convergence failure at every step), so BDF keeps the
- *             full norm.
+ * backsolve:  (z, a_z) is integrated backward by CVODES from T to 0, z
+ *             reconstructed backward (Chen et al. 2018), and a_theta is
+ *             its quadrature; memory does not grow with the number of
+ *             steps.  The right-hand side is one sweep that also returns
+ *             f (cnf_dyn_vjp's dz), without the theta part; the quadrature
+ *             makes one sweep with the theta part per step.  With
+ *             opt->seminorm the quadrature stays out of the error control
+ *             (Kidger et al. 2021), so the step size is chosen on the 2 B D
+ *             unknowns (z, a_z) alone, not on the thousands of a_theta.
  * checkpoint: CVODES's adjoint module.  The forward solve (CVodeF) stores
  *             checkpoints every opt->checkpoint_steps steps and Hermite
  *             interpolation data; the backward problem integrates a_z with
  *             the forward z interpolated, and a_theta as a backward
  *             quadrature (left out of the error control with seminorm).
  *             Recomputations between checkpoints replay the same probes.
+ *
+ * In both, the sweeps of the right-hand side skip the theta part (CVODE
+ * evaluates it at iterates that the quadrature, computed at the accepted
+ * point, never sees), which saves a GEMM per layer per evaluation.
  */
 #include <math.h>
 #include <stdio.h>
@@ -54,37 +59,48 @@ typedef struct adj_block {
   const double *eps;     /* (K, B, D) probes or NULL (exact) */
   const double *w;       /* (B) trace weights -s a_Delta */
   double *gz;            /* (B, D) scratch */
-  /* checkpoint variant: the quadrature reuses the sweep of the last
-   * backward RHS when it is evaluated at the same (t, z, a_z) */
-  double *gth;           /* (P) cached theta part */
-  double *key;           /* (2 B D) z and a_z of the cached sweep */
-  double key_t;
-  int key_valid;
 } adj_block;
 
-/* gz = a^T df/dz + a_Delta dg/dz and, if gth != NULL, gth = the theta
- * part (overwritten). */
+/* gz = a^T df/dz + a_Delta dg/dz; if gth != NULL, gth = -(the theta
+ * part) (overwritten: the quadrature's right-hand side); if dz != NULL,
+ * dz = f. */
 static int sweep(adj_block *ab, double t, const double *z, const double *a,
-                 double *gz, double *gth) {
+                 double *dz, double *gz, double *gth) {
   if (gth != NULL) memset(gth, 0, ab->P * sizeof(double));
-  return cnf_dyn_vjp(ab->dyn, t, ab->B, ab->K, z, ab->theta, a, ab->w,
-                     ab->eps, gz, gth);
+  int rc = cnf_dyn_vjp(ab->dyn, t, ab->B, ab->K, z, ab->theta, a, ab->w,
+                       ab->eps, dz, gz, gth);
+  if (rc == 0 && gth != NULL)
+    for (size_t i = 0; i < ab->P; i++) gth[i] = -gth[i];
+  return rc;
+}
+
+/* The quadrature of both variants: da_theta/dt = -(theta part). */
+static int quad_rhs(adj_block *ab, double t, const double *z, const double *az,
+                    double *out) {
+  return sweep(ab, t, z, az, NULL, ab->gz, out);
 }
 
 /* ---- backsolve ------------------------------------------------------- */
 
-static int bs_rhs(double t, const double *y, double *ydot, void *user) {
+/* (z, a_z)' = (f, -(a_z^T df/dz + a_Delta dg/dz)) in one sweep */
+static int bs_rhs(realtype t, N_Vector y, N_Vector ydot, void *user) {
   adj_block *ab = user;
   const size_t BD = ab->B * ab->D;
-  const double *z = y, *az = y + BD;
-  double *dz = ydot, *daz = ydot + BD, *dth = ydot + 2 * BD;
-  int rc = cnf_dyn_f(ab->dyn, t, ab->B, z, ab->theta, dz);
+  const double *yv = N_VGetArrayPointer(y);
+  double *out = N_VGetArrayPointer(ydot);
+  int rc = sweep(ab, t, yv, yv + BD, out, out + BD, NULL);
   if (rc != 0) return rc;
-  rc = sweep(ab, t, z, az, daz, dth);
-  if (rc != 0) return rc;
-  for (size_t i = 0; i < BD; i++) daz[i] = -daz[i];
-  for (size_t i = 0; i < ab->P; i++) dth[i] = -dth[i];
+  for (size_t i = 0; i < 2 * BD; i++) {
+    if (i >= BD) out[i] = -out[i];
+    if (!isfinite(out[i])) return 1;
+  }
   return 0;
+}
+
+static int bs_quad(realtype t, N_Vector y, N_Vector qdot, void *user) {
+  adj_block *ab = user;
+  const double *yv = N_VGetArrayPointer(y);
+  return quad_rhs(ab, t, yv, yv + ab->B * ab->D, N_VGetArrayPointer(qdot));
 }
 
 /* ---- checkpoint (CVODES adjoint) -------------------------------------- */
@@ -93,32 +109,17 @@ static int ck_rhsB(realtype t, N_Vector y, N_Vector yB, N_Vector yBdot,
                    void *user) {
   adj_block *ab = user;
   const size_t BD = ab->B * ab->D;
-  const double *z = N_VGetArrayPointer(y), *az = N_VGetArrayPointer(yB);
   double *out = N_VGetArrayPointer(yBdot);
-  int rc = sweep(ab, t, z, az, out, ab->gth);
+  int rc = sweep(ab, t, N_VGetArrayPointer(y), N_VGetArrayPointer(yB), NULL, out, NULL);
   if (rc != 0) return rc;
   for (size_t i = 0; i < BD; i++) out[i] = -out[i];
-  memcpy(ab->key, z, BD * sizeof(double));
-  memcpy(ab->key + BD, az, BD * sizeof(double));
-  ab->key_t = t;
-  ab->key_valid = 1;
   return 0;
 }
 
 static int ck_quadB(realtype t, N_Vector y, N_Vector yB, N_Vector qBdot,
                     void *user) {
-  adj_block *ab = user;
-  const size_t BD = ab->B * ab->D;
-  const double *z = N_VGetArrayPointer(y), *az = N_VGetArrayPointer(yB);
-  double *out = N_VGetArrayPointer(qBdot);
-  if (!(ab->key_valid && ab->key_t == t &&
-        memcmp(ab->key, z, BD * sizeof(double)) == 0 &&
-        memcmp(ab->key + BD, az, BD * sizeof(double)) == 0)) {
-    int rc = sweep(ab, t, z, az, ab->gz, ab->gth);
-    if (rc != 0) return rc;
-  }
-  for (size_t i = 0; i < ab->P; i++) out[i] = -ab->gth[i];
-  return 0;
+  return quad_rhs(user, t, N_VGetArrayPointer(y), N_VGetArrayPointer(yB),
+                  N_VGetArrayPointer(qBdot));
 }
 
 /* BDF's Jacobian of the backward system: -(df/dz)^T v = -(v^T df/dz). */
@@ -129,7 +130,7 @@ static int ck_jtvB(N_Vector v, N_Vector Jv, realtype t, N_Vector y,
   const size_t BD = ab->B * ab->D;
   double *out = N_VGetArrayPointer(Jv);
   int rc = cnf_dyn_vjp(ab->dyn, t, ab->B, 0, N_VGetArrayPointer(y), ab->theta,
-                       N_VGetArrayPointer(v), NULL, NULL, out, NULL);
+                       N_VGetArrayPointer(v), NULL, NULL, NULL, out, NULL);
   if (rc != 0) return rc;
   for (size_t i = 0; i < BD; i++) out[i] = -out[i];
   return 0;
@@ -313,6 +314,61 @@ static int ck_backward(cnf_ctx *ctx, ck_mem *m, adj_block *ab,
   return 0;
 }
 
+/* Backsolve of one block: y = (z, a_z) (2 B D) integrated in place from
+ * T to 0, gth (P) = a_theta(0), the quadrature. */
+static int bs_backward(cnf_ctx *ctx, ck_mem *m, adj_block *ab,
+                       const cnf_options *opt, double T, double *y,
+                       double *gth, int block, cnf_stats *st) {
+  SUNContext sctx = (SUNContext)ctx->sunctx;
+  const size_t N = 2 * ab->B * ab->D;
+  const double rtol = opt->rtol_adj > 0 ? opt->rtol_adj : opt->rtol;
+  const double atol = opt->atol_adj > 0 ? opt->atol_adj : opt->atol;
+  memset(gth, 0, ab->P * sizeof(double));
+  m->y = N_VMake_Serial((sunindextype)N, y, sctx);
+  m->qB = N_VMake_Serial((sunindextype)ab->P, gth, sctx);
+  m->mem = CVodeCreate(opt->method == CNF_METHOD_BDF ? CV_BDF : CV_ADAMS, sctx);
+  if (!m->y || !m->qB || !m->mem) return CNF_ERROR(ctx, CNF_ENOMEM, "backsolve: out of memory");
+  CK("CVodeSetErrHandlerFn", CVodeSetErrHandlerFn(m->mem, ck_errh, m));
+  CK("CVodeInit", CVodeInit(m->mem, bs_rhs, T, m->y));
+  CK("CVodeSetUserData", CVodeSetUserData(m->mem, ab));
+  CK("CVodeSStolerances", CVodeSStolerances(m->mem, rtol, atol));
+  if (opt->method == CNF_METHOD_BDF) {
+    /* Newton with CVODE's difference-quotient J v of the whole (z, a_z)
+     * system (its a_z rows involve second derivatives of f) */
+    m->ls = SUNLinSol_SPGMR(m->y, SUN_PREC_NONE, 0, sctx);
+    if (!m->ls) return CNF_ERROR(ctx, CNF_ENOMEM, "backsolve: out of memory");
+    CK("CVodeSetLinearSolver", CVodeSetLinearSolver(m->mem, m->ls, NULL));
+  } else {
+    m->nls = SUNNonlinSol_FixedPoint(m->y, 0, sctx);
+    if (!m->nls) return CNF_ERROR(ctx, CNF_ENOMEM, "backsolve: out of memory");
+    CK("CVodeSetNonlinearSolver", CVodeSetNonlinearSolver(m->mem, m->nls));
+  }
+  CK("CVodeSetMaxNonlinIters", CVodeSetMaxNonlinIters(m->mem, opt->max_nonlin_iters > 0 ? opt->max_nonlin_iters : 3));
+  CK("CVodeSetMaxNumSteps", CVodeSetMaxNumSteps(m->mem, opt->max_steps));
+  CK("CVodeSetStopTime", CVodeSetStopTime(m->mem, 0.0));
+  if (opt->max_order > 0) CK("CVodeSetMaxOrd", CVodeSetMaxOrd(m->mem, opt->max_order));
+  CK("CVodeQuadInit", CVodeQuadInit(m->mem, bs_quad, m->qB));
+  if (!opt->seminorm) {
+    CK("CVodeQuadSStolerances", CVodeQuadSStolerances(m->mem, rtol, atol));
+    CK("CVodeSetQuadErrCon", CVodeSetQuadErrCon(m->mem, SUNTRUE));
+  }
+  double t = T;
+  int flag = CVode(m->mem, 0.0, m->y, &t, CV_NORMAL);
+  cnf_stats local;
+  cnf_stats_clear(&local);
+  add_cv_stats(m->mem, &local);
+  if (st) cnf_stats_add(st, &local);
+  if (flag < 0) {
+    cv_fail(ctx, m, "backward solve", flag, block);
+    char msg[CNF_ERRMSG_LEN];
+    snprintf(msg, sizeof msg, "%s", ctx->errmsg);
+    return CNF_ERROR(ctx, cnf__ode_map_flag(flag), "%s at t = %.6g: %ld steps, %ld RHS evaluations, "
+                     "%ld error-test failures", msg, t, local.nsteps, local.nfe, local.netf);
+  }
+  CK("CVodeGetQuad", CVodeGetQuad(m->mem, &t, m->qB));
+  return 0;
+}
+
 /* ---- the driver -------------------------------------------------------- */
 
 int cnf_flow_loss_grad(cnf_flow *f, const cnf_options *opt, size_t B,
@@ -336,7 +392,7 @@ int cnf_flow_loss_grad(cnf_flow *f, const cnf_options *opt, size_t B,
 
   int rc = 0;
   const int ck = opt->adjoint == CNF_ADJOINT_CHECKPOINT;
-  const size_t Nf = BD + B, Nb = 2 * BD + P;
+  const size_t Nf = BD + B, Nb = 2 * BD;
   double *eps = exact ? NULL : cnf__dalloc(ctx, nb * K * BD);
   double *y = cnf__dalloc(ctx, ck ? nb * Nf : Nb); /* forward states / backsolve state */
   double *delta = cnf__dalloc(ctx, B);
@@ -346,13 +402,8 @@ int cnf_flow_loss_grad(cnf_flow *f, const cnf_options *opt, size_t B,
   double *div = cnf__dalloc(ctx, B);
   double *fz = cnf__dalloc(ctx, BD);
   double *xs = cnf__dalloc(ctx, BD);
-  double *gth = ck ? cnf__dalloc(ctx, P) : NULL;
-  double *key = ck ? cnf__dalloc(ctx, 2 * BD) : NULL;
-  double *atol = ck ? NULL : cnf__dalloc(ctx, Nb);
-  ck_mem *mems = ck ? cnf__calloc(nb, sizeof(ck_mem)) : NULL;
-  cnf_ode *ode = NULL;
-  if ((!exact && !eps) || !y || !delta || !az || !w || !gz || !div || !fz || !xs ||
-      (ck && (!gth || !key || !mems)) || (!ck && !atol)) {
+  ck_mem *mems = cnf__calloc(ck ? nb : 1, sizeof(ck_mem));
+  if ((!exact && !eps) || !y || !delta || !az || !w || !gz || !div || !fz || !xs || !mems) {
     rc = CNF_ERROR(ctx, CNF_ENOMEM, "loss_grad: out of memory for %zu points", B);
     goto cleanup;
   }
@@ -398,7 +449,7 @@ int cnf_flow_loss_grad(cnf_flow *f, const cnf_options *opt, size_t B,
     const double *ek = exact ? NULL : eps + kk * K * BD;
     const double *th = f->theta + kk * P;
     const double *zk = ck ? y + kk * Nf : y; /* block output */
-    adj_block ab = {f->dyn, th, B, D, K, P, ek, w, gz, gth, key, 0.0, 0};
+    adj_block ab = {f->dyn, th, B, D, K, P, ek, w, gz};
     /* dL/dT_k = sum_b a_z . f + a_Delta g, g = -s div */
     CNF_TRY(cnf_dyn_f_div(f->dyn, f->T[kk], B, K, zk, th, ek, fz, div));
     if (grad_T != NULL) {
@@ -411,42 +462,19 @@ int cnf_flow_loss_grad(cnf_flow *f, const cnf_options *opt, size_t B,
     if (ck) {
       CNF_TRY(ck_backward(ctx, &mems[kk], &ab, opt, f->T[kk], az, gk, (int)kk, bwd));
     } else {
-      /* state (z, a_z, a_theta) from T to 0 */
+      /* (z, a_z) from T to 0, a_theta as the quadrature */
       memcpy(y + BD, az, BD * sizeof(double));
-      memset(y + 2 * BD, 0, P * sizeof(double));
-      const double rtol = opt->rtol_adj > 0 ? opt->rtol_adj : opt->rtol;
-      const double at = opt->atol_adj > 0 ? opt->atol_adj : opt->atol;
-      for (size_t i = 0; i < Nb; i++) atol[i] = at;
-      if (ode == NULL) CNF_TRY(cnf__ode_create(&ode, ctx, Nb));
-      cnf_ode_opts o = {
-          .method = opt->method,
-          .rtol = rtol,
-          .atol = at,
-          .atol_vec = atol,
-          .max_steps = opt->max_steps,
-          .max_order = opt->max_order,
-          .h_init = 0.0,
-          .max_nonlin_iters = opt->max_nonlin_iters,
-          /* not with BDF: SPGMR divides by the weights (see the top) */
-          .n_err = opt->seminorm && opt->method != CNF_METHOD_BDF ? 2 * BD : 0,
-      };
-      rc = cnf__ode_solve(ode, &o, bs_rhs, NULL, &ab, f->T[kk], 0.0, y, bwd);
-      if (rc != 0) {
-        char msg[CNF_ERRMSG_LEN];
-        snprintf(msg, sizeof msg, "%s", ctx->errmsg);
-        CNF_ERROR(ctx, rc, "backward solve of block %zu of %zu: %s", kk + 1, nb, msg);
-        goto cleanup;
-      }
+      rc = bs_backward(ctx, &mems[0], &ab, opt, f->T[kk], y, gk, (int)kk, bwd);
+      ck_free(&mems[0]);
+      if (rc != 0) goto cleanup;
       memcpy(az, y + BD, BD * sizeof(double));
-      memcpy(gk, y + 2 * BD, P * sizeof(double));
     }
   }
 
 cleanup:
   if (mems)
-    for (size_t k = 0; k < nb; k++) ck_free(&mems[k]);
+    for (size_t k = 0; k < (ck ? nb : 1); k++) ck_free(&mems[k]);
   cnf__free(mems);
-  cnf__ode_free(ode);
   cnf__free(eps);
   cnf__free(y);
   cnf__free(delta);
@@ -456,8 +484,5 @@ cleanup:
   cnf__free(div);
   cnf__free(fz);
   cnf__free(xs);
-  cnf__free(gth);
-  cnf__free(key);
-  cnf__free(atol);
   return rc;
 }

@@ -200,7 +200,7 @@ int cnf_dyn_f_div(cnf_dyn *d, double t, size_t B, size_t K, const double *z,
   if (rc != 0) return rc;
   for (size_t k = 0; k < K; k++) {
     for (size_t b = 0; b < B; b++) direction(v, k, b, B, D, d->zp + b * D);
-    rc = d->type->vjp(d->state, t, B, 0, z, theta, d->zp, NULL, NULL, d->fp, NULL);
+    rc = d->type->vjp(d->state, t, B, 0, z, theta, d->zp, NULL, NULL, NULL, d->fp, NULL);
     if (rc != 0) return rc;
     for (size_t b = 0; b < B; b++)
       for (size_t i = 0; i < D; i++) div[b] += d->zp[b * D + i] * d->fp[b * D + i];
@@ -210,13 +210,13 @@ int cnf_dyn_f_div(cnf_dyn *d, double t, size_t B, size_t K, const double *z,
 
 int cnf_dyn_vjp(cnf_dyn *d, double t, size_t B, size_t K, const double *z,
                 const double *theta, const double *a, const double *w,
-                const double *v, double *gz, double *gth) {
+                const double *v, double *dz, double *gz, double *gth) {
   if (d->type->vjp == NULL)
     return CNF_ERROR(d->ctx, CNF_EUNSUPPORTED,
                      "field '%s' has no vector-Jacobian product (vjp op)",
                      cnf_dyn_name(d));
   if (w != NULL && v == NULL && K != d->D) return CNF_EINVAL;
-  return d->type->vjp(d->state, t, B, K, z, theta, a, w, v, gz, gth);
+  return d->type->vjp(d->state, t, B, K, z, theta, a, w, v, dz, gz, gth);
 }
 
 /* ---- probes ---------------------------------------------------------- */

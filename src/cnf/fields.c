@@ -83,9 +83,9 @@ static int linear_f_div(void *sv, double t, size_t B, size_t K,
 
 static int linear_vjp(void *sv, double t, size_t B, size_t K, const double *z,
                       const double *theta, const double *a, const double *w,
-                      const double *v, double *gz, double *gth) {
-  (void)t;
+                      const double *v, double *dz, double *gz, double *gth) {
   const linear_state *s = sv;
+  if (dz != NULL) linear_f(sv, t, B, z, theta, dz);
   const size_t D = s->D;
   const double *A = theta;
   /* gz = a A (the trace term does not depend on z) */
@@ -223,10 +223,11 @@ static int cubic_f_div(void *sv, double t, size_t B, size_t K,
 
 static int cubic_vjp(void *sv, double t, size_t B, size_t K, const double *z,
                      const double *theta, const double *a, const double *w,
-                     const double *v, double *gz, double *gth) {
-  (void)t, (void)theta, (void)gth;
+                     const double *v, double *dz, double *gz, double *gth) {
+  (void)gth;
   cubic_state *s = sv;
   const size_t D = s->D;
+  if (dz != NULL) cubic_f(sv, t, B, z, theta, dz);
   for (size_t r = 0; r < B; r++) {
     qmul(s, 1, z + r * D, s->y);
     /* g = -3 y^2 (Q^T a) - 6 y w sum_k u_k^2, then gz = Q g */

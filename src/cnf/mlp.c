@@ -368,7 +368,7 @@ static void colsum_add(double *out, const double *M, size_t n, size_t m,
 
 static int mlp_vjp(void *sv, double t, size_t B, size_t K, const double *z,
                    const double *theta, const double *a, const double *w,
-                   const double *v, double *gz, double *gth) {
+                   const double *v, double *dz, double *gz, double *gth) {
   mlp_state *s = sv;
   const size_t D = s->cfg.dim;
   if (w == NULL) K = 0, v = NULL;
@@ -380,6 +380,7 @@ static int mlp_vjp(void *sv, double t, size_t B, size_t K, const double *z,
     const size_t Bc = B - b0 < cs ? B - b0 : cs, R = Bc * (1 + K);
     load_input(s, b0, Bc, B, K, z, v);
     forward_chunk(s, t, Bc, K, theta);
+    if (dz != NULL) memcpy(dz + b0 * D, s->layer[s->L - 1].Y, Bc * D * sizeof(double));
 
     /* seeds: ybar = a on primal rows, w_b v_kb on tangent rows */
     double *cur = s->bar0, *nxt = s->bar1;

@@ -16,7 +16,7 @@ void cnf_options_default(cnf_options *opt) {
   opt->trace = CNF_TRACE_EXACT;
   opt->probes = 1;
   opt->batch = 0;
-  opt->adjoint = CNF_ADJOINT_BACKSOLVE;
+  opt->adjoint = CNF_ADJOINT_CHECKPOINT;
   opt->rtol_adj = 0.0;
   opt->atol_adj = 0.0;
   opt->seminorm = 1;

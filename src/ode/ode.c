@@ -33,8 +33,6 @@ struct cnf_ode {
   cnf_ode_rhs_fn rhs;
   cnf_ode_jtv_fn jtv;
   void *user;
-  double rtol;             /* for the seminorm weights */
-  size_t n_err;
   int fatal;               /* a callback's fatal (< 0) status, latched */
   double fatal_t;          /* and the time it happened at */
   char cvmsg[512];         /* CVODE's last error message */
@@ -108,25 +106,6 @@ static int jtv_wrap(N_Vector v, N_Vector jv, realtype t, N_Vector y,
   int rc = ode->jtv(t, N_VGetArrayPointer(y), N_VGetArrayPointer(fy),
                     N_VGetArrayPointer(v), N_VGetArrayPointer(jv), ode->user);
   return latch(ode, t, rc);
-}
-
-/* Error weights of the seminorm: 1 / (rtol |y_i| + atol_i) scaled by
- * sqrt(N / n_err) for the first n_err components, 0 for the rest. */
-static int seminorm_weights(N_Vector y, N_Vector ewt, void *data) {
-  cnf_ode *ode = data;
-  const double *yv = N_VGetArrayPointer(y), *at = N_VGetArrayPointer(ode->atol);
-  double *w = N_VGetArrayPointer(ewt);
-  const double c = sqrt((double)ode->N / (double)ode->n_err);
-  for (size_t i = 0; i < ode->N; i++) {
-    if (i >= ode->n_err) {
-      w[i] = 0.0;
-      continue;
-    }
-    double d = ode->rtol * fabs(yv[i]) + at[i];
-    if (!(d > 0.0)) return -1;
-    w[i] = c / d;
-  }
-  return 0;
 }
 
 int cnf__ode_create(cnf_ode **out, cnf_ctx *ctx, size_t N) {
@@ -272,12 +251,7 @@ int cnf__ode_solve(cnf_ode *ode, const cnf_ode_opts *opt, cnf_ode_rhs_fn rhs,
   } else {
     CV_CALL("CVodeReInit", CVodeReInit(ode->mem, t0, ode->y));
   }
-  ode->rtol = opt->rtol;
-  ode->n_err = opt->n_err;
-  if (opt->n_err > 0 && opt->n_err < ode->N)
-    CV_CALL("CVodeWFtolerances", CVodeWFtolerances(ode->mem, seminorm_weights));
-  else
-    CV_CALL("CVodeSVtolerances", CVodeSVtolerances(ode->mem, opt->rtol, ode->atol));
+  CV_CALL("CVodeSVtolerances", CVodeSVtolerances(ode->mem, opt->rtol, ode->atol));
   CV_CALL("CVodeSetMaxNumSteps", CVodeSetMaxNumSteps(ode->mem, opt->max_steps));
   CV_CALL("CVodeSetStopTime", CVodeSetStopTime(ode->mem, t1));
   CV_CALL("CVodeSetInitStep", CVodeSetInitStep(ode->mem, opt->h_init > 0 ? opt->h_init : 0.0));

@@ -26,11 +26,6 @@ typedef struct cnf_ode_opts {
   int max_order;           /* 0: the method's default */
   double h_init;           /* 0: CVODE's estimate */
   int max_nonlin_iters;    /* 0: CVODE's default */
-  size_t n_err;            /* 0: every component enters the error norm;
-                              else only the first n_err do (a seminorm:
-                              the rest get weight 0, and the weights are
-                              scaled by sqrt(N / n_err) so the norm is the
-                              RMS over those components alone) */
 } cnf_ode_opts;
 
 typedef struct cnf_ode cnf_ode;

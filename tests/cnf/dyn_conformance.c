@@ -206,7 +206,7 @@ static void check_vjp_mode(const field_case *fc, size_t K, const double *v,
 
   /* gth starts at gth0: the op must add dS/dtheta to it */
   memcpy(gth, gth0, Pn * sizeof *gth);
-  CU_ASSERT_EQUAL(cnf_dyn_vjp(dyn, T_EVAL, B, K, z, s.theta, a, w, v, gz, gth), 0);
+  CU_ASSERT_EQUAL(cnf_dyn_vjp(dyn, T_EVAL, B, K, z, s.theta, a, w, v, NULL, gz, gth), 0);
   snprintf(label, sizeof label, "%s: vjp gz (%s)", fc->label, mode);
   CHECK_SCALED(gz, gz_ref, B * D, FD_TOL, label);
   for (size_t p = 0; p < Pn; p++) dth[p] = gth[p] - gth0[p];
@@ -217,16 +217,23 @@ static void check_vjp_mode(const field_case *fc, size_t K, const double *v,
     CU_ASSERT_EQUAL(gth[0], gth0[0]); /* P = 0: nothing written */
   }
   /* a second call adds the same gradient again */
-  CU_ASSERT_EQUAL(cnf_dyn_vjp(dyn, T_EVAL, B, K, z, s.theta, a, w, v, gz2, gth), 0);
+  CU_ASSERT_EQUAL(cnf_dyn_vjp(dyn, T_EVAL, B, K, z, s.theta, a, w, v, NULL, gz2, gth), 0);
   for (size_t p = 0; p < P; p++) dth[p] = (gth[p] - gth0[p]) / 2.0;
   snprintf(label, sizeof label, "%s: vjp accumulates (%s)", fc->label, mode);
   if (P > 0) CHECK_SCALED(dth, gth_ref, P, FD_TOL, label);
   CHECK_SCALED(gz2, gz, B * D, 1e-14, LBL("vjp gz repeatable"));
-  /* gth == NULL skips the parameter gradient; gz is unchanged */
+  /* gth == NULL skips the parameter gradient; gz is unchanged, and the
+   * optional dz output is f itself */
   memset(gz2, 0, B * D * sizeof *gz2);
-  CU_ASSERT_EQUAL(cnf_dyn_vjp(dyn, T_EVAL, B, K, z, s.theta, a, w, v, gz2, NULL), 0);
+  double *dz = malloc(B * D * sizeof *dz), *fz = malloc(B * D * sizeof *fz);
+  for (size_t i = 0; i < B * D; i++) dz[i] = NAN;
+  CU_ASSERT_EQUAL(cnf_dyn_vjp(dyn, T_EVAL, B, K, z, s.theta, a, w, v, dz, gz2, NULL), 0);
   snprintf(label, sizeof label, "%s: vjp gz with gth NULL (%s)", fc->label, mode);
   CHECK_SCALED(gz2, gz, B * D, 1e-14, label);
+  CU_ASSERT_EQUAL(cnf_dyn_f(dyn, T_EVAL, B, z, s.theta, fz), 0);
+  snprintf(label, sizeof label, "%s: vjp dz = f (%s)", fc->label, mode);
+  CHECK_SCALED(dz, fz, B * D, 1e-14, label);
+  free(dz), free(fz);
 
   free(z), free(a), free(th), free(f), free(gz), free(gz2), free(gz_ref);
   free(gth0), free(gth), free(dth), free(gth_ref);
@@ -242,7 +249,7 @@ static void check_vjp(const field_case *fc, cnf_ctx *ctx) {
     double z[64] = {0}, gz[64];
     CU_ASSERT_FATAL(B * D <= 64);
     cnf_ctx_clear_error(ctx);
-    CU_ASSERT_EQUAL(cnf_dyn_vjp(dyn, T_EVAL, B, 0, z, fc->theta, z, NULL, NULL, gz, NULL),
+    CU_ASSERT_EQUAL(cnf_dyn_vjp(dyn, T_EVAL, B, 0, z, fc->theta, z, NULL, NULL, NULL, gz, NULL),
                     CNF_EUNSUPPORTED);
     CU_ASSERT_EQUAL(cnf_ctx_errcode(ctx), CNF_EUNSUPPORTED);
     CU_ASSERT_PTR_NOT_NULL(strstr(cnf_ctx_errmsg(ctx), cnf_dyn_name(dyn)));
@@ -338,11 +345,11 @@ static void check_batch(const field_case *fc) {
     const double *vd = probes ? v : NULL;
     memset(gth, 0, Pn * sizeof *gth);
     memset(gth1, 0, Pn * sizeof *gth1);
-    CU_ASSERT_EQUAL(cnf_dyn_vjp(dyn, T_EVAL, B, Kd, z, fc->theta, a, w, vd, gz, gth), 0);
+    CU_ASSERT_EQUAL(cnf_dyn_vjp(dyn, T_EVAL, B, Kd, z, fc->theta, a, w, vd, NULL, gz, gth), 0);
     for (size_t b = 0; b < B; b++) {
       if (probes) slice_dirs(v, K, B, D, b, vb);
       rc1 |= cnf_dyn_vjp(dyn, T_EVAL, 1, Kd, z + b * D, fc->theta, a + b * D,
-                         w + b, probes ? vb : NULL, gz1 + b * D, gth1);
+                         w + b, probes ? vb : NULL, NULL, gz1 + b * D, gth1);
     }
     CU_ASSERT_EQUAL(rc1, 0);
     snprintf(label, sizeof label, "%s: batch vjp gz (%s)", fc->label,

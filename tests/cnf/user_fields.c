@@ -39,7 +39,8 @@ static int user_f(void *sv, double t, size_t B, const double *z,
 
 static int user_vjp(void *sv, double t, size_t B, size_t K, const double *z,
                     const double *theta, const double *a, const double *w,
-                    const double *v, double *gz, double *gth) {
+                    const double *v, double *dz, double *gz, double *gth) {
+  if (dz != NULL) user_f(sv, t, B, z, theta, dz);
   const user_state *s = sv;
   const size_t D = s->D;
   const double *W = theta, *c = theta + D * D;
