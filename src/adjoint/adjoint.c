@@ -161,6 +161,7 @@ typedef struct ck_mem {
   SUNNonlinearSolver nls, nlsB;
   SUNLinearSolver ls, lsB;
   cnf__aug aug;
+  int nblocks;               /* for messages */
   char msg[512];
 } ck_mem;
 
@@ -190,7 +191,7 @@ static int cv_fail(cnf_ctx *ctx, ck_mem *m, const char *what, int flag,
   int code = cnf__ode_map_flag(flag);
   char name[32];
   return CNF_ERROR(ctx, code ? code : CNF_ESOLVER,
-                   "block %d: %s failed (%s)%s%s", block + 1, what,
+                   "block %d of %d: %s failed (%s)%s%s", block + 1, m->nblocks, what,
                    cnf__ode_flag_name(flag, name, sizeof name), m->msg[0] ? ": " : "", m->msg);
 }
 
@@ -260,8 +261,8 @@ static int ck_forward(cnf_ctx *ctx, ck_mem *m, const cnf_options *opt,
     cv_fail(ctx, m, "forward solve (CVodeF)", flag, block);
     char msg[CNF_ERRMSG_LEN];
     snprintf(msg, sizeof msg, "%s", ctx->errmsg);
-    return CNF_ERROR(ctx, cnf__ode_map_flag(flag), "%s at t = %.6g: %ld steps, %ld RHS evaluations, "
-                     "%ld error-test failures", msg, t, local.nsteps, local.nfe, local.netf);
+    return CNF_ERROR(ctx, cnf__ode_map_flag(flag), "%s (stopped at t = %.6g after %ld steps, %ld RHS evaluations, "
+                     "%ld error-test failures)", msg, t, local.nsteps, local.nfe, local.netf);
   }
   return 0;
 }
@@ -362,8 +363,8 @@ static int bs_backward(cnf_ctx *ctx, ck_mem *m, adj_block *ab,
     cv_fail(ctx, m, "backward solve", flag, block);
     char msg[CNF_ERRMSG_LEN];
     snprintf(msg, sizeof msg, "%s", ctx->errmsg);
-    return CNF_ERROR(ctx, cnf__ode_map_flag(flag), "%s at t = %.6g: %ld steps, %ld RHS evaluations, "
-                     "%ld error-test failures", msg, t, local.nsteps, local.nfe, local.netf);
+    return CNF_ERROR(ctx, cnf__ode_map_flag(flag), "%s (stopped at t = %.6g after %ld steps, %ld RHS evaluations, "
+                     "%ld error-test failures)", msg, t, local.nsteps, local.nfe, local.netf);
   }
   CK("CVodeGetQuad", CVodeGetQuad(m->mem, &t, m->qB));
   return 0;
@@ -422,6 +423,7 @@ int cnf_flow_loss_grad(cnf_flow *f, const cnf_options *opt, size_t B,
       memcpy(yk, k == 0 ? xs : y + (k - 1) * Nf, BD * sizeof(double));
       memcpy(yk + BD, k == 0 ? delta : y + (k - 1) * Nf + BD, B * sizeof(double));
       mems[k].aug = (cnf__aug){f->dyn, f->theta + k * P, B, K, ek, scale};
+      mems[k].nblocks = (int)nb;
       CNF_TRY(ck_forward(ctx, &mems[k], opt, f->T[k], yk, Nf, BD, (int)k, fwd));
     } else {
       rc = cnf_dyn_solve(f->dyn, f->theta + k * P, opt, 0.0, f->T[k], B, K, ek, z, delta, fwd);
@@ -464,6 +466,7 @@ int cnf_flow_loss_grad(cnf_flow *f, const cnf_options *opt, size_t B,
     } else {
       /* (z, a_z) from T to 0, a_theta as the quadrature */
       memcpy(y + BD, az, BD * sizeof(double));
+      mems[0].nblocks = (int)nb;
       rc = bs_backward(ctx, &mems[0], &ab, opt, f->T[kk], y, gk, (int)kk, bwd);
       ck_free(&mems[0]);
       if (rc != 0) goto cleanup;

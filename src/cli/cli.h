@@ -111,28 +111,32 @@ int cnf__cli_conv_adjoint(const char *s, void *d);
 
 /* The solver rows shared by logp, sample and grid. */
 // clang-format off
-/* The solver rows shared by the commands that integrate; SOLVER_ROWS adds
- * --batch (rows per ODE system), which train uses for its minibatch. */
-#define SOLVER_ROWS_CORE(a)                                                                        \
+/* The solver rows shared by the commands that integrate, in pieces so a
+ * command with other defaults (train, eval, gradcheck) says so in its
+ * usage; SOLVER_ROWS is the usual set. */
+#define TRACE_ROW(a, dflt)                                                                         \
   ROW("trace", 0, CNF_CLI_CHOICE, &(a).opt.trace, 0, 0, cnf__cli_conv_trace, 0,                    \
       "exact|gauss|rademacher",                                                                    \
-      "trace of df/dz: exact, or Hutchinson with Gaussian or Rademacher probes (exact)"),          \
+      "trace of df/dz: exact, or Hutchinson with Gaussian or Rademacher probes (" dflt ")")
+#define TOL_ROWS(a, RT, AT, ST)                                                                     \
+  ROW("rtol", 0, CNF_CLI_POS, &(a).opt.rtol, 0, 0, NULL, 0, "R", "relative tolerance (" RT ")"),   \
+  ROW("atol", 0, CNF_CLI_POS, &(a).opt.atol, 0, 0, NULL, 0, "A", "absolute tolerance (" AT ")"),   \
+  ROW("max-steps", 0, CNF_CLI_LONG, &(a).opt.max_steps, 1, LMAX, NULL, 0, "N",                     \
+      "solver steps per solve before giving up (" ST ")")
+#define RUN_ROWS(a)                                                                                \
   ROW("probes", 0, CNF_CLI_SIZE, &(a).opt.probes, 1, 100000, NULL, 0, "K",                         \
       "Hutchinson probes per sample (1)"),                                                         \
-  ROW("rtol", 0, CNF_CLI_POS, &(a).opt.rtol, 0, 0, NULL, 0, "R", "relative tolerance (1e-5)"),     \
-  ROW("atol", 0, CNF_CLI_POS, &(a).opt.atol, 0, 0, NULL, 0, "A", "absolute tolerance (1e-5)"),     \
   ROW("method", 0, CNF_CLI_CHOICE, &(a).opt.method, 0, 0, cnf__cli_conv_method, 0, "adams|bdf",    \
       "CVODE method: Adams + fixed point, or BDF + SPGMR (adams)"),                                \
-  ROW("max-steps", 0, CNF_CLI_LONG, &(a).opt.max_steps, 1, LMAX, NULL, 0, "N",                     \
-      "solver steps per solve before giving up (20000)"),                                          \
   ROW("verbose", 0, CNF_CLI_FLAG, &(a).verbose, 0, 0, NULL, 0, "",                                 \
       "print options, solver statistics and wall time to stderr"),                                 \
   ROW("threads", 0, CNF_CLI_SIZE, &(a).threads, 1, 1024, NULL, 0, "N",                             \
       "OpenBLAS threads (1; also accepted before the command)")
-#define SOLVER_ROWS(a)                                                                             \
-  SOLVER_ROWS_CORE(a),                                                                             \
+#define BATCH_ROW(a, dflt)                                                                         \
   ROW("batch", 0, CNF_CLI_SIZE, &(a).opt.batch, 1, SIZE_MAX, NULL, 0, "B",                         \
-      "rows integrated as one ODE system (all rows)")
+      "rows integrated as one ODE system (" dflt ")")
+#define SOLVER_ROWS(a)                                                                             \
+  TRACE_ROW(a, "exact"), TOL_ROWS(a, "1e-5", "1e-5", "20000"), RUN_ROWS(a), BATCH_ROW(a, "all rows")
 // clang-format on
 
 /* Print the library's message for status rc and return the exit status

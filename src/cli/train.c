@@ -12,6 +12,7 @@
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <libgen.h>
 #include <string.h>
 #include <unistd.h>
 
@@ -58,7 +59,7 @@ static int read_points(const char *cmd, cnf_ctx *ctx, const char *path, size_t D
   int rc = cnf_csv_read(ctx, path, x, rows, cols);
   if (rc != 0) return cnf__cli_lib_fail(cmd, ctx, rc, 1);
   if (D != 0 && *cols != D) {
-    cnf__cli_error(cmd, "%s:1: %zu column%s, but the model has dimension %zu",
+    cnf__cli_error(cmd, "%s:1: %zu column%s, expected %zu (the dimension of the model or data)",
                    strcmp(path, "-") == 0 ? "<stdin>" : path, *cols, *cols == 1 ? "" : "s", D);
     cnf_free(*x);
     *x = NULL;
@@ -127,11 +128,8 @@ int cnf__cli_toy(int argc, char **argv, size_t threads) {
 
 /* ---- train ---------------------------------------------------------------- */
 
-static volatile sig_atomic_t interrupted = 0;
-static void on_signal(int sig) {
-  (void)sig;
-  interrupted = 1;
-}
+static volatile sig_atomic_t interrupted = 0; /* the signal's number */
+static void on_signal(int sig) { interrupted = sig; }
 
 /* "1:02:03" or "2:03" */
 static void fmt_time(double s, char *buf, size_t n) {
@@ -157,7 +155,7 @@ typedef struct train_data {
 /* Minibatch of step `iter` into x (B, D): a function of (seed, iter). */
 static int draw_batch(const train_data *td, uint64_t seed, long iter, size_t B, double *x) {
   if (td->toy != NULL)
-    return cnf_toy_sample(td->toy, B, seed * 1000003ULL + (uint64_t)iter, x);
+    return cnf_toy_sample(td->toy, B, seed ^ ((uint64_t)iter * 0x9e3779b97f4a7c15ULL), x);
   int rc = cnf_train_batch_indices(seed, iter, td->N, B, td->idx);
   for (size_t b = 0; b < B && rc == 0; b++)
     memcpy(x + b * td->D, td->rows + td->idx[b] * td->D, td->D * sizeof(double));
@@ -227,7 +225,9 @@ int cnf__cli_train(int argc, char **argv, size_t threads) {
           "activation (tanh)"),
       ROW("blocks", 0, CNF_CLI_SIZE, &a.blocks, 1, 1000, NULL, 0, "K", "stacked blocks (1)"),
       ROW("time", 0, CNF_CLI_POS, &a.time, 0, 0, NULL, 0, "T", "initial end time (0.5)"),
-      SOLVER_ROWS_CORE(a),
+      TRACE_ROW(a, "exact for D <= 2, gauss above"),
+      TOL_ROWS(a, "1e-5", "1e-5", "20000"),
+      RUN_ROWS(a),
       END_ROW};
   const cnf_cli_usage usage = {
       "cnf train --data NAME|FILE.csv --out MODEL [options]",
@@ -236,7 +236,7 @@ int cnf__cli_train(int argc, char **argv, size_t threads) {
       "Defaults are FFJORD's toy settings.  The trace is exact for D <= 2, Gaussian Hutchinson\n"
       "above (--trace to choose); validation and the test NLL use the exact trace.\n"
       "With --val the best model goes to MODEL and the latest state to MODEL.last.\n"
-      "Ctrl-C saves and stops (exit 130); a failed step is reported and skipped, and after\n"
+      "Ctrl-C saves and stops (exit 130; 143 for SIGTERM); a failed step is reported and skipped, and after\n"
       "10 in a row train stops with exit 3, the last good model on disk.  --resume with the\n"
       "same options reproduces the uninterrupted run bit for bit."};
   int status = parse_or_help(cmd, opts, &usage, argc, argv);
@@ -246,6 +246,16 @@ int cnf__cli_train(int argc, char **argv, size_t threads) {
   if (!a.threads) a.threads = threads;
   a.opt.seminorm = !a.no_seminorm;
   a.train.learn_T = !a.fixed_time;
+  {
+    /* fail now, not at the first checkpoint, if --out cannot be written */
+    char dir[4096];
+    snprintf(dir, sizeof dir, "%s", a.out);
+    const char *d = dirname(dir);
+    if (access(d, W_OK) != 0) {
+      cnf__cli_error(cmd, "--out %s: cannot write into the directory %s", a.out, d);
+      return CNF_CLI_EFAIL;
+    }
+  }
 
   cnf_ctx *ctx = NULL;
   cnf_flow *flow = NULL;
@@ -402,8 +412,12 @@ int cnf__cli_train(int argc, char **argv, size_t threads) {
       fprintf(stderr, "%scnf train: step %ld skipped: %s\n", tty ? "\n" : "", it + 1,
               cnf_ctx_errmsg(ctx));
       if (failed_in_a_row >= MAX_FAILED_IN_A_ROW) {
-        cnf__cli_error(cmd, "%d steps in a row failed; stopping (the last good model is in %s)",
-                       MAX_FAILED_IN_A_ROW, a.out);
+        if (access(a.out, F_OK) == 0)
+          cnf__cli_error(cmd, "%d steps in a row failed; stopping (the last good model is in %s)",
+                         MAX_FAILED_IN_A_ROW, a.out);
+        else
+          cnf__cli_error(cmd, "%d steps in a row failed; stopping (no model was saved)",
+                         MAX_FAILED_IN_A_ROW);
         status = CNF_CLI_ESOLVER;
         break;
       }
@@ -477,7 +491,7 @@ int cnf__cli_train(int argc, char **argv, size_t threads) {
   if (interrupted) {
     fprintf(stderr, "cnf train: interrupted at step %ld; the state is saved in %s\n",
             cnf_train_iteration(tr), state_path);
-    if (status == CNF_CLI_OK) status = 130;
+    if (status == CNF_CLI_OK) status = 128 + (int)interrupted; /* 130 for Ctrl-C */
   } else if (status == CNF_CLI_OK && td.toy != NULL && a.test_n > 0) {
     double *tx = cnf__cli_alloc(cmd, a.test_n, 2, "test samples", &status);
     if (tx != NULL) {
@@ -520,7 +534,8 @@ int cnf__cli_eval(int argc, char **argv, size_t threads) {
       ROW("model", 0, CNF_CLI_STR, &a.model, 0, 0, NULL, 1, "MODEL", "model file"),
       ROW("in", 0, CNF_CLI_STR, &a.in, 0, 0, NULL, 1, "X.csv", "points, one per row"),
       ROW("seed", 0, CNF_CLI_U64, &a.seed, 0, 0, NULL, 0, "S", "seed of the Hutchinson probes (0)"),
-      SOLVER_ROWS(a),
+      TRACE_ROW(a, "exact"), TOL_ROWS(a, "1e-5", "1e-5", "20000"), RUN_ROWS(a),
+      BATCH_ROW(a, "1000"),
       END_ROW};
   const cnf_cli_usage usage = {
       "cnf eval --model MODEL --in X.csv [options]",
@@ -550,9 +565,11 @@ int cnf__cli_eval(int argc, char **argv, size_t threads) {
     goto cleanup;
   }
   printf("nll %.10g\n", nll);
-  fprintf(stderr, "rows %zu\nnfe %ld\nsolves %ld\nnsteps %ld\nwall_seconds %.6f\n", rows, st.nfe,
-          st.solves, st.nsteps, wall);
-  if (a.verbose) cnf__cli_report(&a, rows, &st, wall);
+  if (a.verbose)
+    cnf__cli_report(&a, rows, &st, wall);
+  else
+    fprintf(stderr, "rows %zu\nnfe %ld\nsolves %ld\nnsteps %ld\nwall_seconds %.6f\n", rows, st.nfe,
+            st.solves, st.nsteps, wall);
 cleanup:
   cnf_free(x);
   cnf_flow_free(flow);
@@ -595,7 +612,7 @@ int cnf__cli_gradcheck(int argc, char **argv, size_t threads) {
       ROW("threshold", 0, CNF_CLI_POS, &a.threshold, 0, 0, NULL, 0, "E",
           "largest relative error accepted (1e-4)"),
       ROW("seed", 0, CNF_CLI_U64, &a.seed, 0, 0, NULL, 0, "S", "seed of the probes and the subset (0)"),
-      SOLVER_ROWS(a),
+      TRACE_ROW(a, "exact"), TOL_ROWS(a, "1e-9", "1e-9", "1000000"), RUN_ROWS(a),
       END_ROW};
   const cnf_cli_usage usage = {
       "cnf gradcheck --model MODEL --in X.csv [options]",
@@ -630,8 +647,11 @@ int cnf__cli_gradcheck(int argc, char **argv, size_t threads) {
   }
   if (n == P)
     for (size_t i = 0; i < P; i++) pick[i] = i;
-  else if (cnf_train_batch_indices(a.seed, 0, P, n, pick) != 0)
+  else if (cnf_train_batch_indices(a.seed, 0, P, n, pick) != 0) {
+    cnf__cli_error(cmd, "cannot draw the parameter subset");
+    status = CNF_CLI_EFAIL;
     goto cleanup;
+  }
   double L = 0.0;
   cnf_stats sf, sb;
   cnf_stats_clear(&sf);

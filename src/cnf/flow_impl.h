@@ -40,11 +40,12 @@ double cnf__flow_log_scale(const cnf_flow *f);
 void cnf__flow_standardize(const cnf_flow *f, size_t B, const double *x,
                            double *out);
 
-/* Adam's state: step count, the seed of the run, first and second moments
+/* Adam's state: step counts, the seed of the run, first and second moments
  * of the P = blocks * params network parameters followed by one entry per
  * block for s_k = sqrt(T_k). */
 typedef struct cnf_train_state {
-  long iter;
+  long iter;      /* steps taken, failed ones included */
+  long updates;   /* Adam updates made: the t of its bias correction */
   uint64_t seed;
   size_t n;   /* blocks * params + blocks */
   double *m;  /* (n) */

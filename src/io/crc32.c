@@ -1,5 +1,7 @@
 /* crc32.c: CRC-32 (reflected polynomial 0xEDB88320, as zlib and PNG), the
- * model file's integrity check; and atomic output files. */
+ * model file's integrity check; and atomic output files: a new or regular
+ * file is replaced by renaming a synced temporary file over it, anything
+ * else (a symbolic link, a device, a pipe) is written through in place. */
 #define _POSIX_C_SOURCE 200809L
 #include <errno.h>
 #include <fcntl.h>
@@ -24,6 +26,18 @@ uint32_t cnf__crc32(uint32_t crc, const void *buf, size_t n) {
 int cnf__atomic_open(cnf_ctx *ctx, cnf_atomic *a, const char *path) {
   memset(a, 0, sizeof *a);
   a->path = path;
+  struct stat sb;
+  if (lstat(path, &sb) == 0 && !S_ISREG(sb.st_mode)) {
+    if (S_ISDIR(sb.st_mode))
+      return CNF_ERROR(ctx, CNF_EIO, "%s: is a directory", path);
+    /* a symbolic link (/dev/stdout), a device, a pipe: write through it;
+     * renaming over it would replace the link or the device node */
+    a->direct = 1;
+    a->fp = fopen(path, "wb");
+    if (a->fp == NULL)
+      return CNF_ERROR(ctx, CNF_EIO, "%s: cannot open for writing: %s", path, strerror(errno));
+    return 0;
+  }
   int n = snprintf(a->tmp, sizeof a->tmp, "%s.tmpXXXXXX", path);
   if (n < 0 || (size_t)n >= sizeof a->tmp)
     return CNF_ERROR(ctx, CNF_EINVAL, "%s: path too long", path);
@@ -45,6 +59,12 @@ int cnf__atomic_open(cnf_ctx *ctx, cnf_atomic *a, const char *path) {
 
 int cnf__atomic_commit(cnf_ctx *ctx, cnf_atomic *a) {
   int err = 0;
+  if (a->direct) {
+    if (fflush(a->fp) != 0 || ferror(a->fp)) err = errno ? errno : EIO;
+    if (fclose(a->fp) != 0 && !err) err = errno ? errno : EIO;
+    a->fp = NULL;
+    return err ? CNF_ERROR(ctx, CNF_EIO, "%s: writing failed: %s", a->path, strerror(err)) : 0;
+  }
   if (fflush(a->fp) != 0 || ferror(a->fp)) err = errno ? errno : EIO;
   if (!err && fsync(fileno(a->fp)) != 0) err = errno;
   if (fclose(a->fp) != 0 && !err) err = errno ? errno : EIO;
@@ -68,5 +88,5 @@ int cnf__atomic_commit(cnf_ctx *ctx, cnf_atomic *a) {
 void cnf__atomic_abort(cnf_atomic *a) {
   if (a->fp != NULL) fclose(a->fp);
   a->fp = NULL;
-  if (a->tmp[0]) unlink(a->tmp);
+  if (a->tmp[0] && !a->direct) unlink(a->tmp);
 }

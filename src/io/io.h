@@ -18,6 +18,8 @@ typedef struct cnf_atomic {
   FILE *fp;
   char tmp[4096];
   const char *path;
+  int direct;  /* the target is not a regular file (a device, a pipe):
+                  written in place, never renamed over */
 } cnf_atomic;
 
 int cnf__atomic_open(cnf_ctx *ctx, cnf_atomic *a, const char *path);

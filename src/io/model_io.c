@@ -9,7 +9,8 @@
  * and, when the header says so, optional sections in this order:
  *
  *   std=1                 shift (dim), scale (dim): the standardization
- *   train=1 iter=N seed=S Adam's moments m (n), v (n), n = blocks * params
+ *   train=1 iter=N updates=U seed=S
+ *                         Adam's moments m (n), v (n), n = blocks * params
  *                         + blocks (the last blocks entries for sqrt(T_k))
  *
  * crc32 is the CRC-32 (zlib's) of the header up to but excluding
@@ -57,8 +58,8 @@ int cnf_flow_save(cnf_flow *f, const char *path) {
   if (n >= 0 && f->shift != NULL)
     n += snprintf(head + n, sizeof head - (size_t)n, " std=1");
   if (n >= 0 && f->train != NULL && (size_t)n < sizeof head)
-    n += snprintf(head + n, sizeof head - (size_t)n, " train=1 iter=%ld seed=%llu",
-                  f->train->iter, (unsigned long long)f->train->seed);
+    n += snprintf(head + n, sizeof head - (size_t)n, " train=1 iter=%ld updates=%ld seed=%llu",
+                  f->train->iter, f->train->updates, (unsigned long long)f->train->seed);
   if (n < 0 || (size_t)n >= sizeof head - 32)
     return CNF_ERROR(ctx, CNF_EINVAL, "%s: model header too long", path);
   const size_t D = f->cfg.dim, nT = f->blocks, nth = f->blocks * f->P;
@@ -110,7 +111,7 @@ typedef struct header {
   char hidden[256], layer[64], act[64];
   unsigned long crc;
   int std, train;     /* optional sections */
-  long iter;
+  long iter, updates;
   unsigned long long seed;
   int have;  /* bit mask of the keys seen */
 } header;
@@ -159,6 +160,10 @@ static int parse_header(cnf_ctx *ctx, const char *path, char *line, header *h,
       size_t it = 0;
       bad = parse_size(v, &it) != 0 || it > 1000000000000UL;
       h->iter = (long)it, h->have |= 512;
+    } else if (strcmp(k, "updates") == 0) {
+      size_t u = 0;
+      bad = parse_size(v, &u) != 0 || u > 1000000000000UL;
+      h->updates = (long)u, h->have |= 2048;
     } else if (strcmp(k, "seed") == 0) {
       size_t sd = 0;
       bad = parse_size(v, &sd);
@@ -179,8 +184,10 @@ static int parse_header(cnf_ctx *ctx, const char *path, char *line, header *h,
   }
   if ((h->have & 127) != 127)
     return CNF_ERROR(ctx, CNF_ECORRUPT, "%s: header lacks a field (dim, blocks, hidden, layer, act, params, crc32)", path);
-  if (h->train != ((h->have & 512) != 0) || h->train != ((h->have & 1024) != 0))
-    return CNF_ERROR(ctx, CNF_ECORRUPT, "%s: header has train=1 without iter and seed, or the reverse", path);
+  if (h->train != ((h->have & 512) != 0) || h->train != ((h->have & 1024) != 0) ||
+      h->train != ((h->have & 2048) != 0) || h->updates > h->iter)
+    return CNF_ERROR(ctx, CNF_ECORRUPT, "%s: header has train=1 without iter, updates and seed "
+                     "(updates <= iter), or the reverse", path);
   return 0;
 }
 
@@ -276,6 +283,7 @@ int cnf_flow_load(cnf_flow **out, cnf_ctx *ctx, const char *path) {
     f->train = cnf__train_state_new(ntr);
     if (f->train == NULL) CNF_TRY(CNF_ERROR(ctx, CNF_ENOMEM, "%s: out of memory", path));
     f->train->iter = h.iter;
+    f->train->updates = h.updates;
     f->train->seed = h.seed;
     memcpy(f->train->m, p, ntr * sizeof(double)), p += ntr;
     memcpy(f->train->v, p, ntr * sizeof(double));

@@ -5,8 +5,10 @@
  * of (seed, i) alone; compute L and dL/dtheta, dL/dT by the adjoint; then
  *
  *   g = dL/dtheta + wd theta,   m = b1 m + (1 - b1) g,   v = b2 v + (1 - b2) g^2
- *   theta -= lr (m / (1 - b1^t)) / (sqrt(v / (1 - b2^t)) + eps),   t = i + 1
+ *   theta -= lr (m / (1 - b1^t)) / (sqrt(v / (1 - b2^t)) + eps),
  *
+ * t counting the updates made (a failed step updates nothing, so it does
+ * not advance t, though it advances i so that a rerun draws a new batch)
  * (PyTorch's Adam with weight_decay).  The end time T_k = s_k^2 is trained
  * through s_k (dL/ds = 2 s dL/dT, no weight decay), as FFJORD
  * parameterises it, and kept above T_min. */
@@ -139,7 +141,7 @@ int cnf_train_step(cnf_train *tr, const cnf_options *opt, size_t B,
   if (rc != 0) return rc;
 
   const cnf_train_options *to = &tr->to;
-  const double t = (double)(iter + 1);
+  const double t = (double)(++st->updates);
   const double c1 = 1.0 - pow(to->beta1, t), c2 = 1.0 - pow(to->beta2, t);
   double *th = f->theta, *m = st->m, *v = st->v;
   for (size_t i = 0; i < nP; i++) {

@@ -669,7 +669,7 @@ static void test_bad_inputs(void) {
       {{"--data", "nosuch.csv"}, "nosuch.csv", "cannot open"},
       {{"--data", "bad.csv"}, "bad.csv:3:2:", "abc"},
       {{"--data", "empty.csv"}, "empty.csv", "empty"},
-      {{"--data", "D.csv", "--val", "v3.csv"}, "v3.csv:1: 3 columns", "dimension 2"},
+      {{"--data", "D.csv", "--val", "v3.csv"}, "v3.csv:1: 3 columns", "expected 2"},
       {{"--data", "8gaussians", "--val", "bad.csv"}, "bad.csv:3:2:", NULL},
       {{"--data", "8gaussians", "--resume", "trunc.cnf"}, "trunc.cnf", "truncated"},
       {{"--data", "8gaussians", "--resume", "flip.cnf"}, "flip.cnf", "damaged"},
@@ -832,7 +832,7 @@ static void test_eval(void) {
     const char *model, *in, *s1, *s2;
   } cases[] = {
       {"e.cnf", "e_bad.csv", "e_bad.csv:3:1:", "NaN"},
-      {"e.cnf", "e_3.csv", "e_3.csv:1: 3 columns", "dimension 2"},
+      {"e.cnf", "e_3.csv", "e_3.csv:1: 3 columns", "expected 2"},
       {"e.cnf", "e_none.csv", "e_none.csv", "cannot open"},
       {"e_none.cnf", "V.csv", "e_none.cnf", "cannot open"},
       {"V.csv", "V.csv", "V.csv", "not a cnf model"},

@@ -3,7 +3,7 @@
  * The format (src/io/model_io.c): one header line
  *   "CNF-MODEL 1 dim=.. blocks=.. hidden=.. layer=.. act=.. params=.. crc32=xxxxxxxx\n"
  * then T (blocks) and theta (blocks, params) as little-endian float64,
- * and optionally (" std=1" and " train=1 iter=.. seed=.." in the header)
+ * and optionally (" std=1" and " train=1 iter=.. updates=.. seed=.." in the header)
  * the standardization and Adam's moments.  crc32 covers the header before
  * " crc32=" and then the payload.
  *
@@ -458,7 +458,7 @@ static void test_sections(void) {
   unsigned char *b = scratch_read(path, &n);
   CU_ASSERT_PTR_NOT_NULL_FATAL(b);
   CU_ASSERT_PTR_NOT_NULL(strstr((char *)b, " std=1"));
-  CU_ASSERT_PTR_NOT_NULL(strstr((char *)b, " train=1 iter=2 seed=77"));
+  CU_ASSERT_PTR_NOT_NULL(strstr((char *)b, " train=1 iter=2 updates=2 seed=77"));
   /* 2 T + 2 P theta + 2 D standardization + 2 (2 P + 2) moments */
   const size_t P = cnf_flow_param_count(f) / 2, hl = header_len(b, n);
   CU_ASSERT_EQUAL(n - hl, 8 * (2 + 2 * P + 4 + 2 * (2 * P + 2)));

@@ -115,17 +115,34 @@ static void test_atomic(void) {
   lng[strlen(dir)] = '/';
   CU_ASSERT_EQUAL(cnf__atomic_open(ctx, &a, lng), CNF_EINVAL);
   free(lng);
-  /* commit onto a directory fails (rename over a non-empty directory),
-   * reports CNF_EIO and removes the temporary */
+  /* a directory is refused at once with CNF_EIO, and nothing is left */
   char sub[1300], subfile[1400];
   snprintf(sub, sizeof sub, "%s/sub", dir);
   CU_ASSERT_EQUAL_FATAL(mkdir(sub, 0700), 0);
   snprintf(subfile, sizeof subfile, "%s/keep", sub);
   CU_ASSERT_EQUAL_FATAL(scratch_write(subfile, "k", 1), 0);
-  CU_ASSERT_EQUAL_FATAL(cnf__atomic_open(ctx, &a, sub), 0);
-  fputs("x", a.fp);
-  CU_ASSERT_EQUAL(cnf__atomic_commit(ctx, &a), CNF_EIO);
+  CU_ASSERT_EQUAL(cnf__atomic_open(ctx, &a, sub), CNF_EIO);
   CU_ASSERT_EQUAL(scratch_count(dir, NULL, 0), 2); /* f.txt and sub */
+  /* a symbolic link is written through, not replaced */
+  char target[1400], link[1400];
+  snprintf(target, sizeof target, "%s/target.txt", sub);
+  snprintf(link, sizeof link, "%s/link.txt", sub);
+  CU_ASSERT_EQUAL_FATAL(scratch_write(target, "old", 3), 0);
+  CU_ASSERT_EQUAL_FATAL(symlink(target, link), 0);
+  CU_ASSERT_EQUAL_FATAL(cnf__atomic_open(ctx, &a, link), 0);
+  fputs("new", a.fp);
+  CU_ASSERT_EQUAL(cnf__atomic_commit(ctx, &a), 0);
+  struct stat lsb;
+  CU_ASSERT_EQUAL(lstat(link, &lsb), 0);
+  CU_ASSERT_TRUE(S_ISLNK(lsb.st_mode));
+  FILE *tf = fopen(target, "r");
+  char got[8] = {0};
+  CU_ASSERT_PTR_NOT_NULL_FATAL(tf);
+  CU_ASSERT_EQUAL(fread(got, 1, sizeof got - 1, tf), 3);
+  fclose(tf);
+  CU_ASSERT_STRING_EQUAL(got, "new");
+  unlink(link);
+  unlink(target);
   unlink(subfile);
   rmdir(sub);
 

@@ -550,9 +550,12 @@ static void test_failed_step(void) {
     CU_ASSERT_EQUAL(cnf_flow_end_time(f, 0), T);
     CU_ASSERT_EQUAL(memcmp(f->train->m, m, n * sizeof *m), 0);
     CU_ASSERT_EQUAL(memcmp(f->train->v, v, n * sizeof *v), 0);
+    /* nothing was updated, so Adam's bias correction does not advance */
+    CU_ASSERT_EQUAL(f->train->updates, 1);
   }
   CU_ASSERT_EQUAL(step_on(tr, &o, data, 64, 16, NULL), 0);
   CU_ASSERT_EQUAL(cnf_train_iteration(tr), 4);
+  CU_ASSERT_EQUAL(f->train->updates, 2);
   CU_ASSERT_NOT_EQUAL(memcmp(cnf_flow_params(f), th, P * sizeof *th), 0);
   /* a non-finite input is refused before any work, and counts too */
   data[5] = NAN;
