@@ -30,6 +30,9 @@ static char *read_all(FILE *fp) {
   return s;
 }
 
+static int compare(char *want, char *got, double rtol, double atol, const char *prog,
+                   int status);
+
 int main(int argc, char **argv) {
   if (argc < 6 || strcmp(argv[4], "--") != 0) {
     fprintf(stderr, "usage: numdiff RTOL ATOL ANSWER -- PROGRAM [ARGS...]\n");
@@ -57,9 +60,18 @@ int main(int argc, char **argv) {
   fclose(pf);
   int status = 0;
   waitpid(pid, &status, 0);
+  int rc = compare(want, got, rtol, atol, argv[5], status);
+  free(want);
+  free(got);
+  return rc;
+}
+
+/* Token-by-token comparison of the program's output with the answer. */
+static int compare(char *want, char *got, double rtol, double atol, const char *prog,
+                   int status) {
   if (!want || !got) return 2;
   if (!WIFEXITED(status) || WEXITSTATUS(status) != 0) {
-    fprintf(stderr, "numdiff: %s exited with status %d\n", argv[5], WEXITSTATUS(status));
+    fprintf(stderr, "numdiff: %s exited with status %d\n", prog, WEXITSTATUS(status));
     return 1;
   }
   char *sw = NULL, *sg = NULL;

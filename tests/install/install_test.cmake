@@ -28,7 +28,8 @@ endif()
 run(${CMAKE_COMMAND} -S ${SOURCE_DIR}/tests/install/consumer -B ${WORK}/consumer
     -DCMAKE_PREFIX_PATH=${prefix} -DCMAKE_C_COMPILER=${C_COMPILER}
     -DEXAMPLE_SOURCE=${SOURCE_DIR}/examples/flow_basics.c
-    -DCMAKE_BUILD_RPATH=${prefix}/${LIBDIR})
+    -DCMAKE_BUILD_RPATH=${prefix}/${LIBDIR}
+    "-DCMAKE_C_FLAGS=${EXTRA_FLAGS}" "-DCMAKE_EXE_LINKER_FLAGS=${EXTRA_FLAGS}")
 run(${CMAKE_COMMAND} --build ${WORK}/consumer)
 run(${WORK}/consumer/flow_basics)
 if(NOT last_output MATCHES "max_logp_mismatch")
@@ -40,7 +41,8 @@ set(ENV{PKG_CONFIG_PATH} ${prefix}/${LIBDIR}/pkgconfig)
 run(pkg-config --cflags --libs cnf)
 string(STRIP "${last_output}" pc_flags)
 separate_arguments(pc_flags UNIX_COMMAND "${pc_flags}")
-run(${C_COMPILER} ${SOURCE_DIR}/examples/flow_basics.c ${pc_flags} -lm
+separate_arguments(extra UNIX_COMMAND "${EXTRA_FLAGS}")
+run(${C_COMPILER} ${extra} ${SOURCE_DIR}/examples/flow_basics.c ${pc_flags} -lm
     -Wl,-rpath,${prefix}/${LIBDIR} -o ${WORK}/flow_basics_pc)
 run(${WORK}/flow_basics_pc)
 message(STATUS "install test passed")
