@@ -10,6 +10,7 @@
 #include <limits.h>
 #include <math.h>
 #include <signal.h>
+#include <sys/resource.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <libgen.h>
@@ -127,6 +128,15 @@ int cnf__cli_toy(int argc, char **argv, size_t threads) {
 }
 
 /* ---- train ---------------------------------------------------------------- */
+
+/* CPU seconds (user + system) of this process: robust to a shared machine,
+ * where wall time also counts other processes' turns. */
+static double cpu_seconds(void) {
+  struct rusage ru;
+  if (getrusage(RUSAGE_SELF, &ru) != 0) return 0.0;
+  return (double)ru.ru_utime.tv_sec + 1e-6 * (double)ru.ru_utime.tv_usec +
+         (double)ru.ru_stime.tv_sec + 1e-6 * (double)ru.ru_stime.tv_usec;
+}
 
 static volatile sig_atomic_t interrupted = 0; /* the signal's number */
 static void on_signal(int sig) { interrupted = sig; }
@@ -391,7 +401,7 @@ int cnf__cli_train(int argc, char **argv, size_t threads) {
 
   const int tty = isatty(STDERR_FILENO);
   const long start = cnf_train_iteration(tr), total = (long)a.iters;
-  double t0 = cnf__cli_now(), loss_avg = NAN, sum_nfe_f = 0, sum_nfe_b = 0;
+  double t0 = cnf__cli_now(), c0 = cpu_seconds(), loss_avg = NAN, sum_nfe_f = 0, sum_nfe_b = 0;
   long failed_in_a_row = 0, steps_done = 0, failures = 0;
   char el[32], rem[32];
   if (start >= total)
@@ -476,13 +486,14 @@ int cnf__cli_train(int argc, char **argv, size_t threads) {
       if (rc != 0) status = cnf__cli_lib_fail(cmd, ctx, rc, 0);
     }
   }
-  const double wall = cnf__cli_now() - t0;
+  const double wall = cnf__cli_now() - t0, cpu = cpu_seconds() - c0;
   const long ok_steps = steps_done - failures;
   printf("iterations %ld\n", cnf_train_iteration(tr));
   printf("steps_this_run %ld\n", steps_done);
   printf("failed_steps %ld\n", failures);
   printf("loss_avg %.6f\n", loss_avg);
   printf("seconds_per_iter %.6f\n", steps_done ? wall / (double)steps_done : 0.0);
+  printf("cpu_seconds_per_iter %.6f\n", steps_done ? cpu / (double)steps_done : 0.0);
   printf("nfe_forward_mean %.2f\n", ok_steps ? sum_nfe_f / (double)ok_steps : 0.0);
   printf("nfe_backward_mean %.2f\n", ok_steps ? sum_nfe_b / (double)ok_steps : 0.0);
   for (size_t k = 0; k < cnf_flow_blocks(flow); k++)
