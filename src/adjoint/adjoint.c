@@ -195,6 +195,19 @@ static int cv_fail(cnf_ctx *ctx, ck_mem *m, const char *what, int flag,
                    cnf__ode_flag_name(flag, name, sizeof name), m->msg[0] ? ": " : "", m->msg);
 }
 
+/* The error of a failed solve: CVODE's flag and message, where it stopped
+ * and the solve's statistics. */
+static int solve_fail(cnf_ctx *ctx, ck_mem *m, const char *what, int flag, int block, double t,
+                      const cnf_stats *st) {
+  int code = cnf__ode_map_flag(flag);
+  char name[32];
+  return CNF_ERROR(ctx, code ? code : CNF_ESOLVER,
+                   "block %d of %d: %s failed (%s) at t = %.6g after %ld steps, %ld RHS "
+                   "evaluations, %ld error-test failures%s%s",
+                   block + 1, m->nblocks, what, cnf__ode_flag_name(flag, name, sizeof name), t,
+                   st->nsteps, st->nfe, st->netf, m->msg[0] ? ": " : "", m->msg);
+}
+
 #define CK(what, expr)                                           \
   do {                                                           \
     int flag_ = (expr);                                          \
@@ -257,13 +270,7 @@ static int ck_forward(cnf_ctx *ctx, ck_mem *m, const cnf_options *opt,
   cnf_stats_clear(&local);
   add_cv_stats(m->mem, &local);
   if (st) cnf_stats_add(st, &local);
-  if (flag < 0) {
-    cv_fail(ctx, m, "forward solve (CVodeF)", flag, block);
-    char msg[CNF_ERRMSG_LEN];
-    snprintf(msg, sizeof msg, "%s", ctx->errmsg);
-    return CNF_ERROR(ctx, cnf__ode_map_flag(flag), "%s (stopped at t = %.6g after %ld steps, %ld RHS evaluations, "
-                     "%ld error-test failures)", msg, t, local.nsteps, local.nfe, local.netf);
-  }
+  if (flag < 0) return solve_fail(ctx, m, "forward solve (CVodeF)", flag, block, t, &local);
   return 0;
 }
 
@@ -308,7 +315,9 @@ static int ck_backward(cnf_ctx *ctx, ck_mem *m, adj_block *ab,
   cnf_stats_clear(&local);
   if (memB) add_cv_stats(memB, &local);
   if (st) cnf_stats_add(st, &local);
-  if (flag < 0) return cv_fail(ctx, m, "backward solve (CVodeB)", flag, block);
+  double tb = 0.0;
+  if (memB) CVodeGetCurrentTime(memB, &tb);
+  if (flag < 0) return solve_fail(ctx, m, "backward solve (CVodeB)", flag, block, tb, &local);
   double t = 0.0;
   CK("CVodeGetB", CVodeGetB(m->mem, which, &t, m->yB));
   CK("CVodeGetQuadB", CVodeGetQuadB(m->mem, which, &t, m->qB));
@@ -359,13 +368,7 @@ static int bs_backward(cnf_ctx *ctx, ck_mem *m, adj_block *ab,
   cnf_stats_clear(&local);
   add_cv_stats(m->mem, &local);
   if (st) cnf_stats_add(st, &local);
-  if (flag < 0) {
-    cv_fail(ctx, m, "backward solve", flag, block);
-    char msg[CNF_ERRMSG_LEN];
-    snprintf(msg, sizeof msg, "%s", ctx->errmsg);
-    return CNF_ERROR(ctx, cnf__ode_map_flag(flag), "%s (stopped at t = %.6g after %ld steps, %ld RHS evaluations, "
-                     "%ld error-test failures)", msg, t, local.nsteps, local.nfe, local.netf);
-  }
+  if (flag < 0) return solve_fail(ctx, m, "backward solve", flag, block, t, &local);
   CK("CVodeGetQuad", CVodeGetQuad(m->mem, &t, m->qB));
   return 0;
 }

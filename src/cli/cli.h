@@ -23,14 +23,14 @@ enum {
 /* ---- options ---------------------------------------------------------- */
 
 typedef enum cnf_cli_kind {
-  CNF_CLI_FLAG,  /* no value; dest is int, set to 1 */
-  CNF_CLI_STR,   /* dest is const char *, pointing into argv */
-  CNF_CLI_POS,   /* dest is double, finite and > 0 */
+  CNF_CLI_FLAG,   /* no value; dest is int, set to 1 */
+  CNF_CLI_STR,    /* dest is const char *, pointing into argv */
+  CNF_CLI_POS,    /* dest is double, finite and > 0 */
   CNF_CLI_NONNEG, /* dest is double, finite and >= 0 */
-  CNF_CLI_SIZE,  /* dest is size_t in [min, max], decimal digits only */
-  CNF_CLI_LONG,  /* dest is long in [min, max], decimal digits only */
-  CNF_CLI_U64,   /* dest is uint64_t, decimal digits only */
-  CNF_CLI_CHOICE /* dest as conv writes it; conv returns 0 for a known name */
+  CNF_CLI_SIZE,   /* dest is size_t in [min, max], decimal digits only */
+  CNF_CLI_LONG,   /* dest is long in [min, max], decimal digits only */
+  CNF_CLI_U64,    /* dest is uint64_t, decimal digits only */
+  CNF_CLI_CHOICE  /* dest as conv writes it; conv returns 0 for a known name */
 } cnf_cli_kind;
 
 /* One row of an option table.  Tables end with a row whose name is NULL. */
@@ -68,7 +68,6 @@ void cnf__cli_error(const char *cmd, const char *fmt, ...)
     __attribute__((format(printf, 2, 3)))
 #endif
     ;
-
 
 /* ---- shared by the commands ---------------------------------------------- */
 
@@ -146,9 +145,6 @@ int cnf__cli_lib_fail(const char *cmd, cnf_ctx *ctx, int rc, int reading);
 /* rows * cols doubles (malloc), or NULL with a message and *status set. */
 double *cnf__cli_alloc(const char *cmd, size_t rows, size_t cols, const char *what, int *status);
 double cnf__cli_now(void);
-/* Set OpenBLAS's thread count: the command's --threads, else the global
- * one, else 1. */
-void cnf__cli_apply_threads(size_t global, size_t local);
 /* The --verbose report of a solve, "name value" per line, to stderr. */
 void cnf__cli_report(const run_args *a, size_t rows, const cnf_stats *st, double wall);
 /* Create the context and load the model; prints and returns an exit status
@@ -156,6 +152,17 @@ void cnf__cli_report(const run_args *a, size_t rows, const cnf_stats *st, double
 int cnf__cli_open_model(const char *cmd, const char *path, cnf_ctx **ctx, cnf_flow **flow);
 int cnf__cli_write_table(const char *cmd, cnf_ctx *ctx, const char *path, const char *const *names,
                          size_t rows, size_t cols, const double *data);
+/* The start of every command: parse argv against opts, print the usage on
+ * --help, set OpenBLAS's threads (the command's --threads, else the global
+ * one) and fill *local_threads with the count in force.  Returns an exit
+ * status when the command is done (help, bad usage), -1 to go on. */
+int cnf__cli_begin(const char *cmd, const cnf_cli_opt *opts, const cnf_cli_usage *u, int argc,
+                   char **argv, size_t *local_threads, size_t global_threads);
+/* Read a CSV of points whose column count must be D (0: any) into *x
+ * (release with cnf_free); an exit status, with a message naming the file,
+ * the line and `whose` count D is ("the model's dimension") on failure. */
+int cnf__cli_read_points(const char *cmd, cnf_ctx *ctx, const char *path, size_t D,
+                         const char *whose, double **x, size_t *rows, size_t *cols);
 /* Column names x1..xD then `last`, in one allocation (free the array). */
 const char **cnf__cli_column_names(size_t D, const char *last);
 

@@ -31,8 +31,8 @@ int cnf__cli_init(int argc, char **argv, size_t threads) {
       ROW("dim", 0, CNF_CLI_SIZE, &a.dim, 1, 100000, NULL, 1, "D", "data dimension D"),
       ROW("hidden", 0, CNF_CLI_STR, &a.hidden, 0, 0, NULL, 0, "H1-H2-...",
           "hidden layer widths, '0' for none (64-64-64)"),
-      ROW("layer", 0, CNF_CLI_CHOICE, &a.layer, 0, 0, cnf__cli_conv_layer, 0, "concatsquash|concat|ignore",
-          "time conditioning of each layer (concatsquash)"),
+      ROW("layer", 0, CNF_CLI_CHOICE, &a.layer, 0, 0, cnf__cli_conv_layer, 0,
+          "concatsquash|concat|ignore", "time conditioning of each layer (concatsquash)"),
       ROW("act", 0, CNF_CLI_CHOICE, &a.act, 0, 0, cnf__cli_conv_act, 0, "tanh|softplus",
           "activation between layers (tanh)"),
       ROW("blocks", 0, CNF_CLI_SIZE, &a.blocks, 1, 1000, NULL, 0, "K", "stacked CNF blocks (1)"),
@@ -46,14 +46,9 @@ int cnf__cli_init(int argc, char **argv, size_t threads) {
       "cnf init --dim D --out MODEL [options]",
       "Create a flow with randomly initialised parameters (uniform in +-1/sqrt(fan_in), as\n"
       "PyTorch's nn.Linear) and save it as a model file (docs/model-format.md)."};
-  int help = 0;
-  int status = cnf__cli_parse(cmd, opts, argc, argv, &help);
-  if (status != CNF_CLI_OK) return status;
-  if (help) {
-    cnf__cli_print_usage(&usage, opts);
-    return CNF_CLI_OK;
-  }
-  cnf__cli_apply_threads(threads, a.threads);
+  int status = cnf__cli_begin(cmd, opts, &usage, argc, argv, &a.threads, threads);
+  if (status >= 0) return status;
+  status = CNF_CLI_OK;
 
   cnf_mlp_config cfg;
   cnf_mlp_config_default(&cfg, a.dim);
@@ -108,15 +103,9 @@ int cnf__cli_logp(int argc, char **argv, size_t threads) {
       "cnf logp --model MODEL --in X.csv [options]",
       "Write log p(x) of every row x of X.csv: one row per input row under the header\n"
       "'logp', in input order, 17 significant digits."};
-  int help = 0;
-  int status = cnf__cli_parse(cmd, opts, argc, argv, &help);
-  if (status != CNF_CLI_OK) return status;
-  if (help) {
-    cnf__cli_print_usage(&usage, opts);
-    return CNF_CLI_OK;
-  }
-  cnf__cli_apply_threads(threads, a.threads);
-  if (!a.threads) a.threads = threads;
+  int status = cnf__cli_begin(cmd, opts, &usage, argc, argv, &a.threads, threads);
+  if (status >= 0) return status;
+  status = CNF_CLI_OK;
 
   cnf_ctx *ctx = NULL;
   cnf_flow *flow = NULL;
@@ -124,20 +113,10 @@ int cnf__cli_logp(int argc, char **argv, size_t threads) {
   size_t rows = 0, cols = 0;
   status = cnf__cli_open_model(cmd, a.model, &ctx, &flow);
   if (status != CNF_CLI_OK) goto cleanup;
-  int rc = cnf_csv_read(ctx, a.in, &x, &rows, &cols);
-  if (rc != 0) {
-    status = cnf__cli_lib_fail(cmd, ctx, rc, 1);
-    goto cleanup;
-  }
-  const size_t D = cnf_flow_dim(flow);
-  if (cols != D) {
-    /* every row has the first row's field count, so line 1 shows it */
-    cnf__cli_error(cmd, "%s:1: %zu column%s, but the model %s has dimension %zu",
-                   strcmp(a.in, "-") == 0 ? "<stdin>" : a.in, cols, cols == 1 ? "" : "s", a.model,
-                   D);
-    status = CNF_CLI_EUSAGE;
-    goto cleanup;
-  }
+  status = cnf__cli_read_points(cmd, ctx, a.in, cnf_flow_dim(flow), "the model's dimension", &x,
+                                &rows, &cols);
+  if (status != CNF_CLI_OK) goto cleanup;
+  int rc;
   logp = cnf__cli_alloc(cmd, rows, 1, "log-densities", &status);
   if (logp == NULL) goto cleanup;
   cnf_flow_seed(flow, a.seed);
@@ -179,15 +158,9 @@ int cnf__cli_sample(int argc, char **argv, size_t threads) {
       "cnf sample --model MODEL -n N [options]",
       "Draw N samples: z ~ N(0, I), integrated backward through the blocks to x.  Writes\n"
       "columns x1..xD,logp, with log p(x) from the same solve."};
-  int help = 0;
-  int status = cnf__cli_parse(cmd, opts, argc, argv, &help);
-  if (status != CNF_CLI_OK) return status;
-  if (help) {
-    cnf__cli_print_usage(&usage, opts);
-    return CNF_CLI_OK;
-  }
-  cnf__cli_apply_threads(threads, a.threads);
-  if (!a.threads) a.threads = threads;
+  int status = cnf__cli_begin(cmd, opts, &usage, argc, argv, &a.threads, threads);
+  if (status >= 0) return status;
+  status = CNF_CLI_OK;
 
   cnf_ctx *ctx = NULL;
   cnf_flow *flow = NULL;
@@ -250,15 +223,9 @@ int cnf__cli_grid(int argc, char **argv, size_t threads) {
       "Write log p on a G x G grid over [-L, L]^2 of a 2-D model: columns x1,x2,logp,\n"
       "G*G rows, x1 varying fastest (row j*G + i holds x1 = g_i, x2 = g_j with\n"
       "g_i = -L + 2L i/(G-1))."};
-  int help = 0;
-  int status = cnf__cli_parse(cmd, opts, argc, argv, &help);
-  if (status != CNF_CLI_OK) return status;
-  if (help) {
-    cnf__cli_print_usage(&usage, opts);
-    return CNF_CLI_OK;
-  }
-  cnf__cli_apply_threads(threads, a.threads);
-  if (!a.threads) a.threads = threads;
+  int status = cnf__cli_begin(cmd, opts, &usage, argc, argv, &a.threads, threads);
+  if (status >= 0) return status;
+  status = CNF_CLI_OK;
 
   if (!(a.range <= 1e150)) {
     cnf__cli_error(cmd, "--range: expected a number up to 1e150, found %g", a.range);

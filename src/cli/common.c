@@ -77,8 +77,7 @@ int cnf__cli_lib_fail(const char *cmd, cnf_ctx *ctx, int rc, int reading) {
 
 /* n doubles, or NULL (with a message) if n * 8 bytes is too large or
  * unavailable; *status is set to the exit status for that case. */
-double *cnf__cli_alloc(const char *cmd, size_t rows, size_t cols, const char *what,
-                             int *status) {
+double *cnf__cli_alloc(const char *cmd, size_t rows, size_t cols, const char *what, int *status) {
   if (cols != 0 && rows > CNF_CLI_MAX_BYTES / sizeof(double) / cols) {
     cnf__cli_error(cmd, "%s: %zu x %zu values is too large", what, rows, cols);
     *status = CNF_CLI_EUSAGE;
@@ -98,7 +97,7 @@ double cnf__cli_now(void) {
   return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
 }
 
-void cnf__cli_apply_threads(size_t global, size_t local) {
+static void apply_threads(size_t global, size_t local) {
   size_t n = local ? local : global ? global : 1;
   openblas_set_num_threads((int)n);
 }
@@ -136,11 +135,10 @@ int cnf__cli_open_model(const char *cmd, const char *path, cnf_ctx **ctx, cnf_fl
 
 /* Write a (rows, cols) table under the given column names. */
 int cnf__cli_write_table(const char *cmd, cnf_ctx *ctx, const char *path, const char *const *names,
-                       size_t rows, size_t cols, const double *data) {
+                         size_t rows, size_t cols, const double *data) {
   int rc = cnf_csv_write(ctx, path, names, rows, cols, data);
   return rc != 0 ? cnf__cli_lib_fail(cmd, ctx, rc, 0) : CNF_CLI_OK;
 }
-
 
 /* Column names x1..xD then `last`, in one allocation (free the array). */
 const char **cnf__cli_column_names(size_t D, const char *last) {
@@ -156,3 +154,33 @@ const char **cnf__cli_column_names(size_t D, const char *last) {
   return (const char **)names;
 }
 
+int cnf__cli_begin(const char *cmd, const cnf_cli_opt *opts, const cnf_cli_usage *u, int argc,
+                   char **argv, size_t *local_threads, size_t global_threads) {
+  int help = 0;
+  int status = cnf__cli_parse(cmd, opts, argc, argv, &help);
+  if (status != CNF_CLI_OK) return status;
+  if (help) {
+    cnf__cli_print_usage(u, opts);
+    return CNF_CLI_OK;
+  }
+  apply_threads(global_threads, *local_threads);
+  if (*local_threads == 0) *local_threads = global_threads;
+  return -1;
+}
+
+/* Read a CSV whose column count must be D (0: any); exit status. */
+int cnf__cli_read_points(const char *cmd, cnf_ctx *ctx, const char *path, size_t D,
+                         const char *whose, double **x, size_t *rows, size_t *cols) {
+  int rc = cnf_csv_read(ctx, path, x, rows, cols);
+  if (rc != 0) return cnf__cli_lib_fail(cmd, ctx, rc, 1);
+  if (D != 0 && *cols != D) {
+    /* every row has the first row's field count, so line 1 shows it */
+    cnf__cli_error(cmd, "%s:1: %zu column%s, expected %zu (%s)",
+                   strcmp(path, "-") == 0 ? "<stdin>" : path, *cols, *cols == 1 ? "" : "s", D,
+                   whose);
+    cnf_free(*x);
+    *x = NULL;
+    return CNF_CLI_EUSAGE;
+  }
+  return CNF_CLI_OK;
+}

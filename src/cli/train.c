@@ -7,14 +7,14 @@
  * is written by the library atomically (temporary name, fsync, rename), so
  * an interrupted or crashed run leaves the last good model on disk. */
 #define _POSIX_C_SOURCE 200809L
+#include <libgen.h>
 #include <limits.h>
 #include <math.h>
 #include <signal.h>
-#include <sys/resource.h>
 #include <stdio.h>
 #include <stdlib.h>
-#include <libgen.h>
 #include <string.h>
+#include <sys/resource.h>
 #include <unistd.h>
 
 #include "cli.h"
@@ -41,34 +41,6 @@ static void toy_list(char *buf, size_t n) {
   }
 }
 
-/* Usage boilerplate: parse, print help; returns -1 to go on. */
-static int parse_or_help(const char *cmd, const cnf_cli_opt *opts, const cnf_cli_usage *u,
-                         int argc, char **argv) {
-  int help = 0;
-  int status = cnf__cli_parse(cmd, opts, argc, argv, &help);
-  if (status != CNF_CLI_OK) return status;
-  if (help) {
-    cnf__cli_print_usage(u, opts);
-    return CNF_CLI_OK;
-  }
-  return -1;
-}
-
-/* Read a CSV whose column count must be D (0: any); exit status. */
-static int read_points(const char *cmd, cnf_ctx *ctx, const char *path, size_t D, double **x,
-                       size_t *rows, size_t *cols) {
-  int rc = cnf_csv_read(ctx, path, x, rows, cols);
-  if (rc != 0) return cnf__cli_lib_fail(cmd, ctx, rc, 1);
-  if (D != 0 && *cols != D) {
-    cnf__cli_error(cmd, "%s:1: %zu column%s, expected %zu (the dimension of the model or data)",
-                   strcmp(path, "-") == 0 ? "<stdin>" : path, *cols, *cols == 1 ? "" : "s", D);
-    cnf_free(*x);
-    *x = NULL;
-    return CNF_CLI_EUSAGE;
-  }
-  return CNF_CLI_OK;
-}
-
 /* Mean negative log-likelihood of rows x (N, D) with the exact trace
  * unless opt says otherwise, in batches of 1000. */
 static int mean_nll(cnf_flow *flow, const cnf_options *opt, size_t N, const double *x, double *nll,
@@ -88,20 +60,20 @@ static int mean_nll(cnf_flow *flow, const cnf_options *opt, size_t N, const doub
 /* ---- toy ----------------------------------------------------------------- */
 
 int cnf__cli_toy(int argc, char **argv, size_t threads) {
-  (void)threads;
   const char *cmd = "toy";
   run_args a;
   cnf__cli_args_default(&a);
   const cnf_cli_opt opts[] = {
       ROW("name", 0, CNF_CLI_STR, &a.name, 0, 0, NULL, 1, "NAME",
           "swissroll circles rings moons 8gaussians pinwheel 2spirals checkerboard line cos"),
-      ROW("samples", 'n', CNF_CLI_SIZE, &a.n, 1, (size_t)1 << 32, NULL, 1, "N", "number of samples"),
+      ROW("samples", 'n', CNF_CLI_SIZE, &a.n, 1, (size_t)1 << 32, NULL, 1, "N",
+          "number of samples"),
       ROW("seed", 0, CNF_CLI_U64, &a.seed, 0, 0, NULL, 0, "S", "seed (0)"),
       ROW("out", 0, CNF_CLI_STR, &a.out, 0, 0, NULL, 1, "FILE.csv", "output file, columns x1,x2"),
       END_ROW};
   const cnf_cli_usage usage = {"cnf toy --name NAME -n N [--seed S] --out FILE.csv",
                                "Write N samples of one of FFJORD's ten 2-D toy densities."};
-  int status = parse_or_help(cmd, opts, &usage, argc, argv);
+  int status = cnf__cli_begin(cmd, opts, &usage, argc, argv, &a.threads, threads);
   if (status >= 0) return status;
   status = CNF_CLI_OK;
   if (!is_toy(a.name)) {
@@ -139,7 +111,9 @@ static double cpu_seconds(void) {
 }
 
 static volatile sig_atomic_t interrupted = 0; /* the signal's number */
-static void on_signal(int sig) { interrupted = sig; }
+static void on_signal(int sig) {
+  interrupted = sig;
+}
 
 /* "1:02:03" or "2:03" */
 static void fmt_time(double s, char *buf, size_t n) {
@@ -156,10 +130,10 @@ static void fmt_time(double s, char *buf, size_t n) {
 
 /* The training data: a toy generator or the rows of a file. */
 typedef struct train_data {
-  const char *toy;  /* NULL for a file */
-  double *rows;     /* (N, D) file rows */
+  const char *toy; /* NULL for a file */
+  double *rows;    /* (N, D) file rows */
   size_t N, D;
-  size_t *idx;      /* (B) minibatch indices */
+  size_t *idx; /* (B) minibatch indices */
 } train_data;
 
 /* Minibatch of step `iter` into x (B, D): a function of (seed, iter). */
@@ -246,14 +220,13 @@ int cnf__cli_train(int argc, char **argv, size_t threads) {
       "Defaults are FFJORD's toy settings.  The trace is exact for D <= 2, Gaussian Hutchinson\n"
       "above (--trace to choose); validation and the test NLL use the exact trace.\n"
       "With --val the best model goes to MODEL and the latest state to MODEL.last.\n"
-      "Ctrl-C saves and stops (exit 130; 143 for SIGTERM); a failed step is reported and skipped, and after\n"
+      "Ctrl-C saves and stops (exit 130; 143 for SIGTERM); a failed step is reported and skipped, "
+      "and after\n"
       "10 in a row train stops with exit 3, the last good model on disk.  --resume with the\n"
       "same options reproduces the uninterrupted run bit for bit."};
-  int status = parse_or_help(cmd, opts, &usage, argc, argv);
+  int status = cnf__cli_begin(cmd, opts, &usage, argc, argv, &a.threads, threads);
   if (status >= 0) return status;
   status = CNF_CLI_OK;
-  cnf__cli_apply_threads(threads, a.threads);
-  if (!a.threads) a.threads = threads;
   a.opt.seminorm = !a.no_seminorm;
   a.train.learn_T = !a.fixed_time;
   {
@@ -292,14 +265,16 @@ int cnf__cli_train(int argc, char **argv, size_t threads) {
       goto cleanup;
     }
     size_t cols = 0;
-    status = read_points(cmd, ctx, a.data, 0, &td.rows, &td.N, &cols);
+    status =
+        cnf__cli_read_points(cmd, ctx, a.data, 0, "the model's dimension", &td.rows, &td.N, &cols);
     if (status != CNF_CLI_OK) goto cleanup;
     td.D = cols;
     if (a.minibatch > td.N) a.minibatch = td.N;
   }
   const size_t D = td.D, B = a.minibatch;
   if (a.val != NULL) {
-    status = read_points(cmd, ctx, a.val, D, &val, &nval, &vcols);
+    status = cnf__cli_read_points(cmd, ctx, a.val, D, "the training data's columns", &val, &nval,
+                                  &vcols);
     if (status != CNF_CLI_OK) goto cleanup;
   }
 
@@ -443,11 +418,16 @@ int cnf__cli_train(int argc, char **argv, size_t threads) {
     fmt_time(el_s, el, sizeof el);
     fmt_time(per * (double)(total - done), rem, sizeof rem);
     if (tty)
-      fprintf(stderr, "\r\033[Kiter %ld/%ld  loss %.4f (avg %.4f)  nfe %ld/%ld  T %.4f  %s elapsed, %s left",
-              done, total, rep.loss, loss_avg, rep.fwd.nfe, rep.bwd.nfe, cnf_flow_end_time(flow, 0), el, rem);
+      fprintf(
+          stderr,
+          "\r\033[Kiter %ld/%ld  loss %.4f (avg %.4f)  nfe %ld/%ld  T %.4f  %s elapsed, %s left",
+          done, total, rep.loss, loss_avg, rep.fwd.nfe, rep.bwd.nfe, cnf_flow_end_time(flow, 0), el,
+          rem);
     else if (done % (long)a.log_every == 0 || done == total)
-      fprintf(stderr, "iter %ld/%ld loss %.6f avg %.6f nfe_fwd %ld nfe_bwd %ld T %.6f elapsed %s left %s\n",
-              done, total, rep.loss, loss_avg, rep.fwd.nfe, rep.bwd.nfe, cnf_flow_end_time(flow, 0), el, rem);
+      fprintf(stderr,
+              "iter %ld/%ld loss %.6f avg %.6f nfe_fwd %ld nfe_bwd %ld T %.6f elapsed %s left %s\n",
+              done, total, rep.loss, loss_avg, rep.fwd.nfe, rep.bwd.nfe, cnf_flow_end_time(flow, 0),
+              el, rem);
     if (a.val != NULL && (done % (long)a.val_every == 0 || done == total)) {
       double v = NAN;
       rc = mean_nll(flow, &eopt, nval, val, &v, NULL);
@@ -545,25 +525,26 @@ int cnf__cli_eval(int argc, char **argv, size_t threads) {
       ROW("model", 0, CNF_CLI_STR, &a.model, 0, 0, NULL, 1, "MODEL", "model file"),
       ROW("in", 0, CNF_CLI_STR, &a.in, 0, 0, NULL, 1, "X.csv", "points, one per row"),
       ROW("seed", 0, CNF_CLI_U64, &a.seed, 0, 0, NULL, 0, "S", "seed of the Hutchinson probes (0)"),
-      TRACE_ROW(a, "exact"), TOL_ROWS(a, "1e-5", "1e-5", "20000"), RUN_ROWS(a),
+      TRACE_ROW(a, "exact"),
+      TOL_ROWS(a, "1e-5", "1e-5", "20000"),
+      RUN_ROWS(a),
       BATCH_ROW(a, "1000"),
       END_ROW};
   const cnf_cli_usage usage = {
       "cnf eval --model MODEL --in X.csv [options]",
       "Print 'nll <mean negative log-likelihood in nats>' of the rows of X.csv on stdout\n"
       "(exact trace by default, 1000 rows per solve), solver statistics on stderr."};
-  int status = parse_or_help(cmd, opts, &usage, argc, argv);
+  int status = cnf__cli_begin(cmd, opts, &usage, argc, argv, &a.threads, threads);
   if (status >= 0) return status;
   status = CNF_CLI_OK;
-  cnf__cli_apply_threads(threads, a.threads);
-  if (!a.threads) a.threads = threads;
   cnf_ctx *ctx = NULL;
   cnf_flow *flow = NULL;
   double *x = NULL;
   size_t rows = 0, cols = 0;
   status = cnf__cli_open_model(cmd, a.model, &ctx, &flow);
   if (status != CNF_CLI_OK) goto cleanup;
-  status = read_points(cmd, ctx, a.in, cnf_flow_dim(flow), &x, &rows, &cols);
+  status = cnf__cli_read_points(cmd, ctx, a.in, cnf_flow_dim(flow), "the model's dimension", &x,
+                                &rows, &cols);
   if (status != CNF_CLI_OK) goto cleanup;
   cnf_flow_seed(flow, a.seed);
   cnf_stats st;
@@ -614,7 +595,8 @@ int cnf__cli_gradcheck(int argc, char **argv, size_t threads) {
   a.opt.max_steps = 1000000;
   const cnf_cli_opt opts[] = {
       ROW("model", 0, CNF_CLI_STR, &a.model, 0, 0, NULL, 1, "MODEL", "model file"),
-      ROW("in", 0, CNF_CLI_STR, &a.in, 0, 0, NULL, 1, "X.csv", "points (the whole file is one batch)"),
+      ROW("in", 0, CNF_CLI_STR, &a.in, 0, 0, NULL, 1, "X.csv",
+          "points (the whole file is one batch)"),
       ROW("adjoint", 0, CNF_CLI_CHOICE, &a.opt.adjoint, 0, 0, cnf__cli_conv_adjoint, 0,
           "backsolve|checkpoint", "adjoint variant (checkpoint)"),
       ROW("params", 0, CNF_CLI_SIZE, &a.params, 1, SIZE_MAX, NULL, 0, "N",
@@ -622,8 +604,11 @@ int cnf__cli_gradcheck(int argc, char **argv, size_t threads) {
       ROW("step", 0, CNF_CLI_POS, &a.step, 0, 0, NULL, 0, "H", "central-difference step (1e-4)"),
       ROW("threshold", 0, CNF_CLI_POS, &a.threshold, 0, 0, NULL, 0, "E",
           "largest relative error accepted (1e-4)"),
-      ROW("seed", 0, CNF_CLI_U64, &a.seed, 0, 0, NULL, 0, "S", "seed of the probes and the subset (0)"),
-      TRACE_ROW(a, "exact"), TOL_ROWS(a, "1e-9", "1e-9", "1000000"), RUN_ROWS(a),
+      ROW("seed", 0, CNF_CLI_U64, &a.seed, 0, 0, NULL, 0, "S",
+          "seed of the probes and the subset (0)"),
+      TRACE_ROW(a, "exact"),
+      TOL_ROWS(a, "1e-9", "1e-9", "1000000"),
+      RUN_ROWS(a),
       END_ROW};
   const cnf_cli_usage usage = {
       "cnf gradcheck --model MODEL --in X.csv [options]",
@@ -632,11 +617,9 @@ int cnf__cli_gradcheck(int argc, char **argv, size_t threads) {
       "and the end times.  The relative error of a component is |fd - adj| / max(|adj|,\n"
       "0.01 max_i |adj_i|).  Prints the largest one and exits 1 above --threshold.\n"
       "Tolerances default to rtol = atol = 1e-9."};
-  int status = parse_or_help(cmd, opts, &usage, argc, argv);
+  int status = cnf__cli_begin(cmd, opts, &usage, argc, argv, &a.threads, threads);
   if (status >= 0) return status;
   status = CNF_CLI_OK;
-  cnf__cli_apply_threads(threads, a.threads);
-  if (!a.threads) a.threads = threads;
   cnf_ctx *ctx = NULL;
   cnf_flow *flow = NULL;
   double *x = NULL, *grad = NULL, *gT = NULL;
@@ -644,7 +627,8 @@ int cnf__cli_gradcheck(int argc, char **argv, size_t threads) {
   size_t rows = 0, cols = 0;
   status = cnf__cli_open_model(cmd, a.model, &ctx, &flow);
   if (status != CNF_CLI_OK) goto cleanup;
-  status = read_points(cmd, ctx, a.in, cnf_flow_dim(flow), &x, &rows, &cols);
+  status = cnf__cli_read_points(cmd, ctx, a.in, cnf_flow_dim(flow), "the model's dimension", &x,
+                                &rows, &cols);
   if (status != CNF_CLI_OK) goto cleanup;
   const size_t P = cnf_flow_param_count(flow), nb = cnf_flow_blocks(flow);
   const size_t n = a.params < P ? a.params : P;
@@ -687,7 +671,8 @@ int cnf__cli_gradcheck(int argc, char **argv, size_t threads) {
     th[i] = old;
     double fd = (lp - lm) / (2 * a.step);
     double e = fabs(fd - grad[i]) / fmax(fabs(grad[i]), 0.01 * gmax);
-    if (a.verbose) fprintf(stderr, "param %zu adjoint %.12g fd %.12g rel %.3g\n", i, grad[i], fd, e);
+    if (a.verbose)
+      fprintf(stderr, "param %zu adjoint %.12g fd %.12g rel %.3g\n", i, grad[i], fd, e);
     if (!(e <= worst)) worst = e, worst_i = i;
   }
   for (size_t k = 0; k < nb && rc == 0; k++) {
@@ -739,13 +724,15 @@ int cnf__cli_plot(int argc, char **argv, size_t threads) {
   const cnf_cli_opt opts[] = {
       ROW("model", 0, CNF_CLI_STR, &a.model, 0, 0, NULL, 1, "MODEL", "model file"),
       ROW("out", 0, CNF_CLI_STR, &a.out, 0, 0, NULL, 1, "FILE.png", "PNG file to write"),
-      ROW("range", 0, CNF_CLI_POS, &a.range, 0, 0, NULL, 0, "L", "2-D: heat map over [-L, L]^2 (4)"),
+      ROW("range", 0, CNF_CLI_POS, &a.range, 0, 0, NULL, 0, "L",
+          "2-D: heat map over [-L, L]^2 (4)"),
       ROW("grid", 0, CNF_CLI_SIZE, &a.size, 2, 4096, NULL, 0, "G", "2-D: G x G pixels (200)"),
       ROW("data", 0, CNF_CLI_STR, &a.data, 0, 0, NULL, 0, "NAME|FILE.csv",
           "data to overlay: a toy set name or a CSV file"),
       ROW("samples", 'n', CNF_CLI_SIZE, &a.n, 1, 10000000, NULL, 0, "N",
           "above 2-D: samples to scatter (2000); 2-D: toy points overlaid (2000)"),
-      ROW("dims", 0, CNF_CLI_SIZE, &a.dims, 1, 64, NULL, 0, "K", "above 2-D: first K coordinates (6)"),
+      ROW("dims", 0, CNF_CLI_SIZE, &a.dims, 1, 64, NULL, 0, "K",
+          "above 2-D: first K coordinates (6)"),
       ROW("seed", 0, CNF_CLI_U64, &a.seed, 0, 0, NULL, 0, "S", "seed (0)"),
       SOLVER_ROWS(a),
       END_ROW};
@@ -754,10 +741,9 @@ int cnf__cli_plot(int argc, char **argv, size_t threads) {
       "2-D model: a heat map of the learned density p(x) over [-L, L]^2 (viridis, x1 to the\n"
       "right, x2 up), with data points in white.  Above 2-D: pairwise scatter plots of\n"
       "samples (orange) over the data (grey), histograms on the diagonal."};
-  int status = parse_or_help(cmd, opts, &usage, argc, argv);
+  int status = cnf__cli_begin(cmd, opts, &usage, argc, argv, &a.threads, threads);
   if (status >= 0) return status;
   status = CNF_CLI_OK;
-  cnf__cli_apply_threads(threads, a.threads);
   cnf_ctx *ctx = NULL;
   cnf_flow *flow = NULL;
   double *data = NULL;
@@ -779,7 +765,8 @@ int cnf__cli_plot(int argc, char **argv, size_t threads) {
       if (data == NULL) goto cleanup;
       cnf_toy_sample(a.data, nd, a.seed, data);
     } else {
-      status = read_points(cmd, ctx, a.data, D, &data, &nd, &cols);
+      status =
+          cnf__cli_read_points(cmd, ctx, a.data, D, "the model's dimension", &data, &nd, &cols);
       if (status != CNF_CLI_OK) goto cleanup;
     }
   }

@@ -375,8 +375,8 @@ static void test_bad_csv(void) {
       {"header.csv", "x1,x2\n", "header.csv", "no data rows"},
       {"nan.csv", "x1,x2\n1,2\nnan,3\n", "nan.csv:3:1:", "NaN"},
       {"inf.csv", "1,2\n3,-inf\n", "inf.csv:2:2:", "Inf"},
-      {"cols.csv", "1,2,3\n4,5,6\n", "cols.csv:1: 3 columns", "dimension 2"},
-      {"cols1.csv", "x\n1\n2\n", "cols1.csv:1: 1 column,", "dimension 2"},
+      {"cols.csv", "1,2,3\n4,5,6\n", "cols.csv:1: 3 columns", "expected 2 (the model's dimension)"},
+      {"cols1.csv", "x\n1\n2\n", "cols1.csv:1: 1 column,", "expected 2 (the model's dimension)"},
       {"blank.csv", "1,2\n\n3,4\n", "blank.csv:2:", "empty line"},
       {"field.csv", "1,2\n3,\n", "field.csv:2:2:", "empty field"},
   };
@@ -394,7 +394,7 @@ static void test_bad_csv(void) {
   expect_failure("missing.csv", rc, 2, "logp", "missing.csv", "cannot open", P("o.csv"));
   /* the same file through standard input is named <stdin> */
   rc = CNF_STDIN(P("cols.csv"), "logp", "--model", P("m2.cnf"), "--in", "-");
-  expect_failure("stdin", rc, 2, "logp", "<stdin>:1: 3 columns", "dimension 2", NULL);
+  expect_failure("stdin", rc, 2, "logp", "<stdin>:1: 3 columns", "expected 2 (the model's dimension)", NULL);
   CU_ASSERT_EQUAL(last_out[0], '\0');
 }
 
