@@ -145,6 +145,7 @@ typedef struct cnf_stats {
   long nncf;         /* nonlinear convergence failures */
   long njtv;         /* Jacobian-times-vector products (BDF) */
   long nli;          /* linear (Krylov) iterations (BDF) */
+  long nquad;        /* quadrature evaluations (the adjoints' a_theta) */
   double last_h;     /* last step size of the last solve */
 } cnf_stats;
 

@@ -214,8 +214,10 @@ static int solve_fail(cnf_ctx *ctx, ck_mem *m, const char *what, int flag, int b
     if (flag_ < 0) return cv_fail(ctx, m, what, flag_, block);   \
   } while (0)
 
-static void add_cv_stats(void *mem, cnf_stats *st) {
-  long nst = 0, nfe = 0, netf = 0, nni = 0, ncf = 0;
+static void add_cv_stats(void *mem, int quad, cnf_stats *st) {
+  long nst = 0, nfe = 0, netf = 0, nni = 0, ncf = 0, nfq = 0;
+  if (quad) CVodeGetQuadNumRhsEvals(mem, &nfq);
+  st->nquad += nfq;
   CVodeGetNumSteps(mem, &nst);
   CVodeGetNumRhsEvals(mem, &nfe);
   CVodeGetNumErrTestFails(mem, &netf);
@@ -268,7 +270,7 @@ static int ck_forward(cnf_ctx *ctx, ck_mem *m, const cnf_options *opt,
   int flag = CVodeF(m->mem, T, m->y, &t, CV_NORMAL, &ncheck);
   cnf_stats local;
   cnf_stats_clear(&local);
-  add_cv_stats(m->mem, &local);
+  add_cv_stats(m->mem, 0, &local);
   if (st) cnf_stats_add(st, &local);
   if (flag < 0) return solve_fail(ctx, m, "forward solve (CVodeF)", flag, block, t, &local);
   return 0;
@@ -313,7 +315,7 @@ static int ck_backward(cnf_ctx *ctx, ck_mem *m, adj_block *ab,
   void *memB = CVodeGetAdjCVodeBmem(m->mem, which);
   cnf_stats local;
   cnf_stats_clear(&local);
-  if (memB) add_cv_stats(memB, &local);
+  if (memB) add_cv_stats(memB, 1, &local);
   if (st) cnf_stats_add(st, &local);
   double tb = 0.0;
   if (memB) CVodeGetCurrentTime(memB, &tb);
@@ -366,7 +368,7 @@ static int bs_backward(cnf_ctx *ctx, ck_mem *m, adj_block *ab,
   int flag = CVode(m->mem, 0.0, m->y, &t, CV_NORMAL);
   cnf_stats local;
   cnf_stats_clear(&local);
-  add_cv_stats(m->mem, &local);
+  add_cv_stats(m->mem, 1, &local);
   if (st) cnf_stats_add(st, &local);
   if (flag < 0) return solve_fail(ctx, m, "backward solve", flag, block, t, &local);
   CK("CVodeGetQuad", CVodeGetQuad(m->mem, &t, m->qB));

@@ -378,6 +378,9 @@ int cnf__cli_train(int argc, char **argv, size_t threads) {
   const long start = cnf_train_iteration(tr), total = (long)a.iters;
   double t0 = cnf__cli_now(), c0 = cpu_seconds(), loss_avg = NAN, sum_nfe_f = 0, sum_nfe_b = 0;
   long failed_in_a_row = 0, steps_done = 0, failures = 0;
+  cnf_stats fwd_total, bwd_total; /* over the successful steps */
+  cnf_stats_clear(&fwd_total);
+  cnf_stats_clear(&bwd_total);
   char el[32], rem[32];
   if (start >= total)
     fprintf(stderr, "cnf train: the model has already made %ld of %ld steps\n", start, total);
@@ -409,9 +412,11 @@ int cnf__cli_train(int argc, char **argv, size_t threads) {
       continue;
     }
     failed_in_a_row = 0;
+    cnf_stats_add(&fwd_total, &rep.fwd);
+    cnf_stats_add(&bwd_total, &rep.bwd);
     loss_avg = isnan(loss_avg) ? rep.loss : 0.97 * loss_avg + 0.03 * rep.loss;
     sum_nfe_f += (double)rep.fwd.nfe;
-    sum_nfe_b += (double)rep.bwd.nfe;
+    sum_nfe_b += (double)(rep.bwd.nfe + rep.bwd.nquad);
     const long done = it + 1;
     const double el_s = cnf__cli_now() - t0;
     const double per = el_s / (double)steps_done;
@@ -421,13 +426,13 @@ int cnf__cli_train(int argc, char **argv, size_t threads) {
       fprintf(
           stderr,
           "\r\033[Kiter %ld/%ld  loss %.4f (avg %.4f)  nfe %ld/%ld  T %.4f  %s elapsed, %s left",
-          done, total, rep.loss, loss_avg, rep.fwd.nfe, rep.bwd.nfe, cnf_flow_end_time(flow, 0), el,
-          rem);
+          done, total, rep.loss, loss_avg, rep.fwd.nfe, rep.bwd.nfe + rep.bwd.nquad,
+          cnf_flow_end_time(flow, 0), el, rem);
     else if (done % (long)a.log_every == 0 || done == total)
       fprintf(stderr,
               "iter %ld/%ld loss %.6f avg %.6f nfe_fwd %ld nfe_bwd %ld T %.6f elapsed %s left %s\n",
-              done, total, rep.loss, loss_avg, rep.fwd.nfe, rep.bwd.nfe, cnf_flow_end_time(flow, 0),
-              el, rem);
+              done, total, rep.loss, loss_avg, rep.fwd.nfe, rep.bwd.nfe + rep.bwd.nquad,
+              cnf_flow_end_time(flow, 0), el, rem);
     if (a.val != NULL && (done % (long)a.val_every == 0 || done == total)) {
       double v = NAN;
       rc = mean_nll(flow, &eopt, nval, val, &v, NULL);
@@ -479,6 +484,18 @@ int cnf__cli_train(int argc, char **argv, size_t threads) {
   for (size_t k = 0; k < cnf_flow_blocks(flow); k++)
     printf("T%zu %.6f\n", k + 1, cnf_flow_end_time(flow, k));
   if (a.val != NULL) printf("val_nll_best %.10g\n", best);
+  if (a.verbose) {
+    const cnf_stats *tot[2] = {&fwd_total, &bwd_total};
+    const char *dir[2] = {"forward", "backward"};
+    for (int k = 0; k < 2; k++)
+      fprintf(stderr,
+              "%s_solves %ld\n%s_nfe %ld\n%s_nsteps %ld\n%s_netf %ld\n%s_nni %ld\n%s_nncf %ld\n"
+              "%s_njtv %ld\n%s_nli %ld\n%s_nquad %ld\n",
+              dir[k], tot[k]->solves, dir[k], tot[k]->nfe, dir[k], tot[k]->nsteps, dir[k],
+              tot[k]->netf, dir[k], tot[k]->nni, dir[k], tot[k]->nncf, dir[k], tot[k]->njtv, dir[k],
+              tot[k]->nli, dir[k], tot[k]->nquad);
+    fprintf(stderr, "wall_seconds %.6f\ncpu_seconds %.6f\n", wall, cpu);
+  }
   if (interrupted) {
     fprintf(stderr, "cnf train: interrupted at step %ld; the state is saved in %s\n",
             cnf_train_iteration(tr), state_path);
@@ -697,7 +714,7 @@ int cnf__cli_gradcheck(int argc, char **argv, size_t threads) {
   printf("max_rel_error_T %.3g\n", worst_T);
   worst = fmax(worst, worst_T);
   printf("max_rel_error %.3g\n", worst);
-  fprintf(stderr, "nfe_forward %ld\nnfe_backward %ld\n", sf.nfe, sb.nfe);
+  fprintf(stderr, "nfe_forward %ld\nnfe_backward %ld\n", sf.nfe, sb.nfe + sb.nquad);
   if (!(worst <= a.threshold)) {
     cnf__cli_error(cmd, "largest relative error %.3g is above the threshold %.3g", worst,
                    a.threshold);

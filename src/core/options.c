@@ -99,5 +99,6 @@ void cnf_stats_add(cnf_stats *sum, const cnf_stats *st) {
   sum->nncf += st->nncf;
   sum->njtv += st->njtv;
   sum->nli += st->nli;
+  sum->nquad += st->nquad;
   sum->last_h = st->last_h;
 }

@@ -168,24 +168,26 @@ int cnf_plot_pairs(cnf_flow *f, const cnf_options *opt, size_t n_samples,
       double lx, hx, ly, hy;
       coord_range(ref, nref, D, j, &lx, &hx);
       coord_range(ref, nref, D, i, &ly, &hy);
-      if (i == j) { /* histograms: data grey, samples orange */
+      if (i == j) {
+        /* histograms as densities (fractions per bin), data grey and
+         * samples orange on one common height scale, so they compare */
+        double frac[2][40] = {{0}}, top = 0.0;
         for (int pass = 0; pass < 2; pass++) {
           const double *a = pass == 0 ? data : xs;
           size_t na = pass == 0 ? n : n_samples;
-          if (a == NULL) continue;
-          size_t bins[40] = {0}, mxb = 1;
-          for (size_t b = 0; b < na; b++) {
+          for (size_t b = 0; a != NULL && b < na; b++) {
             double u = (a[b * D + i] - lx) / (hx - lx);
-            if (u >= 0 && u < 1) bins[(size_t)(u * 40)]++;
+            if (u >= 0 && u < 1) frac[pass][(size_t)(u * 40)] += 1.0 / (double)na;
           }
-          for (size_t q = 0; q < 40; q++) mxb = bins[q] > mxb ? bins[q] : mxb;
+          for (size_t q = 0; q < 40; q++) top = fmax(top, frac[pass][q]);
+        }
+        for (int pass = 0; pass < 2 && top > 0; pass++)
           for (size_t q = 0; q < 40; q++) {
-            long hgt = lround((double)bins[q] / (double)mxb * (double)(tile - 10));
+            long hgt = lround(frac[pass][q] / top * (double)(tile - 10));
             for (long yy = 0; yy < hgt; yy++)
               for (long xx = 0; xx < 4; xx++)
                 put(&im, x0 + (long)q * 4 + xx, y0 + (long)tile - 1 - yy, pass ? orange : grey, 0.5);
           }
-        }
         continue;
       }
       for (int pass = 0; pass < 2; pass++) {
