@@ -46,6 +46,7 @@
 #include <cblas.h>
 #include <gsl/gsl_rng.h>
 
+#include "act.h"
 #include "cnf_dynamics.h"
 #include "core.h"
 
@@ -158,8 +159,7 @@ int cnf_mlp_init_params(const cnf_mlp_config *cfg, uint64_t seed,
 static void act_forward(cnf_act act, size_t n, const double *restrict y,
                         double *restrict x) {
   if (act == CNF_ACT_TANH) {
-#pragma omp simd
-    for (size_t i = 0; i < n; i++) x[i] = tanh(y[i]);
+    cnf__tanh(n, y, x); /* act.c: AVX2/FMA kernel or libm */
   } else {
     /* softplus(y) = max(y, 0) + log1p(exp(-|y|)), stable for all y */
 #pragma omp simd

@@ -3,8 +3,8 @@
 
 int main(void) {
   static const char *const names[] = {"dyn conformance", "hutchinson", "probes",
-                                      "ffjord reference"};
+                                      "ffjord reference", "activation"};
   static const test_entry *const tests[] = {conformance_tests, hutchinson_tests,
-                                            probes_tests, ffjord_tests};
+                                            probes_tests, ffjord_tests, act_tests};
   return run_suites(names, tests, sizeof names / sizeof names[0]);
 }
