@@ -66,6 +66,9 @@ extern double log1p(double);
  * fewer samples per chunk, never fewer than one. */
 #define MLP_CHUNK_ROWS 256
 
+/* Primal rows per activation call in forward_chunk. */
+#define MLP_ACT_ROWS 16
+
 typedef struct mlp_layer {
   size_t in, out;  /* sizes */
   size_t off;      /* offset of W in theta */
@@ -228,60 +231,116 @@ static void load_input(mlp_state *s, size_t b0, size_t Bc, size_t B, size_t K,
 }
 
 /* Forward through all layers for a loaded chunk of Bc samples and K
- * tangent blocks.  The output rows are layer[L-1].Y. */
+ * tangent blocks.  The output rows are layer[L-1].Y.  With keep, every
+ * layer's U (concatsquash) and Y rows are stored for the reverse sweep;
+ * without, u is computed in place in Y and the hidden layers' tangent Y
+ * rows are not written (only the output layer's are).
+ *
+ * One pass over the primal rows per layer (bias, gate, activation of each
+ * row while it is in L1) and one over the tangent rows (gate and
+ * sigma'(y) ydot, sigma' = 1 - x^2 recomputed from the primal x for tanh),
+ * each element computed by the same expressions as separate passes would. */
 static void forward_chunk(mlp_state *s, double t, size_t Bc, size_t K,
-                          const double *theta) {
+                          const double *theta, int keep) {
   const size_t R = Bc * (1 + K);
+  const int sq = s->cfg.layer == CNF_LAYER_CONCATSQUASH;
+  const cnf_act act = s->cfg.act;
   for (size_t l = 0; l < s->L; l++) {
     mlp_layer *ly = &s->layer[l];
     lparams p = layer_params(s, l, theta);
     const size_t in = ly->in, out = ly->out;
-    double *U = s->cfg.layer == CNF_LAYER_CONCATSQUASH ? ly->U : ly->Y;
+    const int last = l + 1 == s->L;
+    double *Y = ly->Y;
+    double *U = sq && keep ? ly->U : Y;
+    double *Xn = last ? NULL : s->layer[l + 1].X;
     cblas_dgemm(CblasRowMajor, CblasNoTrans, CblasTrans, (int)R, (int)out,
                 (int)in, 1.0, ly->X, (int)in, p.W, (int)in, 0.0, U, (int)out);
-    if (s->cfg.layer == CNF_LAYER_CONCATSQUASH) {
-      double *g = s->gate;
-      for (size_t c = 0; c < out; c++) g[c] = sigmoid(p.wg[c] * t + p.bg[c]);
-      for (size_t r = 0; r < Bc; r++) {
-        double *u = U + r * out, *y = ly->Y + r * out;
+    const double *g = s->gate;
+    if (sq) {
+      double *gw = s->gate;
+      for (size_t c = 0; c < out; c++) gw[c] = sigmoid(p.wg[c] * t + p.bg[c]);
+    } else {
+      double *acc = s->acc;
+      for (size_t c = 0; c < out; c++)
+        acc[c] = p.b[c] + (p.wt != NULL ? p.wt[c] * t : 0.0);
+    }
+    /* primal rows: y, then x = sigma(y) into the next layer, in blocks of
+     * MLP_ACT_ROWS rows (still in L1 when the activation reads them) */
+    for (size_t r0 = 0; r0 < Bc; r0 += MLP_ACT_ROWS) {
+    const size_t r1 = Bc - r0 < MLP_ACT_ROWS ? Bc : r0 + MLP_ACT_ROWS;
+    for (size_t r = r0; r < r1; r++) {
+      double *y = Y + r * out;
+      if (sq && U != Y) {
+        double *u = U + r * out;
 #pragma omp simd
         for (size_t c = 0; c < out; c++) {
           u[c] += p.b[c];
           y[c] = u[c] * g[c] + p.wb[c] * t;
         }
-      }
-      for (size_t r = Bc; r < R; r++) {
-        const double *u = U + r * out;
-        double *y = ly->Y + r * out;
+      } else if (sq) {
 #pragma omp simd
-        for (size_t c = 0; c < out; c++) y[c] = u[c] * g[c];
-      }
-    } else {
-      double *acc = s->acc;
-      for (size_t c = 0; c < out; c++)
-        acc[c] = p.b[c] + (p.wt != NULL ? p.wt[c] * t : 0.0);
-      for (size_t r = 0; r < Bc; r++) {
-        double *y = ly->Y + r * out;
+        for (size_t c = 0; c < out; c++) {
+          double uc = y[c] + p.b[c];
+          y[c] = uc * g[c] + p.wb[c] * t;
+        }
+      } else {
+        const double *acc = s->acc;
 #pragma omp simd
         for (size_t c = 0; c < out; c++) y[c] += acc[c];
       }
     }
-    if (l + 1 < s->L) {
-      /* activation into the next layer's input */
-      double *Xn = s->layer[l + 1].X;
-      const double *Y = ly->Y;
-      act_forward(s->cfg.act, Bc * out, Y, Xn);
-      if (K > 0) {
-        double *d = s->bar0; /* sigma'(y) of the primal rows, (Bc, out) */
-        act_deriv(s->cfg.act, Bc * out, Y, Xn, d);
-        for (size_t k = 0; k < K; k++) {
-          const double *Yk = Y + (1 + k) * Bc * out;
-          double *Xk = Xn + (1 + k) * Bc * out;
+    if (!last) act_forward(act, (r1 - r0) * out, Y + r0 * out, Xn + r0 * out);
+    }
+    if (K == 0) continue;
+    /* tangent rows: ydot = udot gamma; x' = sigma'(y) ydot */
+    if (last) {
+      if (sq)
+        for (size_t r = Bc; r < R; r++) {
+          const double *u = U + r * out;
+          double *y = Y + r * out;
 #pragma omp simd
-          for (size_t i = 0; i < Bc * out; i++) Xk[i] = d[i] * Yk[i];
+          for (size_t c = 0; c < out; c++) y[c] = u[c] * g[c];
+        }
+      continue;
+    }
+    const double *d = NULL;
+    if (act != CNF_ACT_TANH) { /* sigma'(y) once, (Bc, out) */
+      double *dw = s->bar0;
+      act_deriv(act, Bc * out, Y, Xn, dw);
+      d = dw;
+    }
+    for (size_t k = 0; k < K; k++)
+      for (size_t j = 0; j < Bc; j++) {
+        const size_t r = (1 + k) * Bc + j;
+        const double *u = U + r * out, *x = Xn + j * out;
+        double *y = Y + r * out, *xk = Xn + r * out;
+        if (d != NULL) {
+          const double *dj = d + j * out;
+          if (sq) {
+#pragma omp simd
+            for (size_t c = 0; c < out; c++) {
+              y[c] = u[c] * g[c];
+              xk[c] = dj[c] * y[c];
+            }
+          } else {
+#pragma omp simd
+            for (size_t c = 0; c < out; c++) xk[c] = dj[c] * y[c];
+          }
+        } else if (sq && keep) {
+#pragma omp simd
+          for (size_t c = 0; c < out; c++) {
+            double yc = u[c] * g[c];
+            y[c] = yc;
+            xk[c] = (1.0 - x[c] * x[c]) * yc;
+          }
+        } else if (sq) {
+#pragma omp simd
+          for (size_t c = 0; c < out; c++) xk[c] = (1.0 - x[c] * x[c]) * (u[c] * g[c]);
+        } else {
+#pragma omp simd
+          for (size_t c = 0; c < out; c++) xk[c] = (1.0 - x[c] * x[c]) * y[c];
         }
       }
-    }
   }
 }
 
@@ -299,7 +358,7 @@ static int mlp_f(void *sv, double t, size_t B, const double *z,
   for (size_t b0 = 0; b0 < B; b0 += cs) {
     size_t Bc = B - b0 < cs ? B - b0 : cs;
     load_input(s, b0, Bc, B, 0, z, NULL);
-    forward_chunk(s, t, Bc, 0, theta);
+    forward_chunk(s, t, Bc, 0, theta, 0);
     memcpy(dz + b0 * D, s->layer[s->L - 1].Y, Bc * D * sizeof(double));
   }
   return 0;
@@ -315,7 +374,7 @@ static int mlp_jvp(void *sv, double t, size_t B, size_t K, const double *z,
   for (size_t b0 = 0; b0 < B; b0 += cs) {
     size_t Bc = B - b0 < cs ? B - b0 : cs;
     load_input(s, b0, Bc, B, K, z, v);
-    forward_chunk(s, t, Bc, K, theta);
+    forward_chunk(s, t, Bc, K, theta, 0);
     const double *Y = s->layer[s->L - 1].Y;
     if (dz != NULL) memcpy(dz + b0 * D, Y, Bc * D * sizeof(double));
     for (size_t k = 0; k < K; k++)
@@ -335,7 +394,7 @@ static int mlp_f_div(void *sv, double t, size_t B, size_t K, const double *z,
   for (size_t b0 = 0; b0 < B; b0 += cs) {
     size_t Bc = B - b0 < cs ? B - b0 : cs;
     load_input(s, b0, Bc, B, K, z, v);
-    forward_chunk(s, t, Bc, K, theta);
+    forward_chunk(s, t, Bc, K, theta, 0);
     const double *Y = s->layer[s->L - 1].Y;
     memcpy(dz + b0 * D, Y, Bc * D * sizeof(double));
     for (size_t j = 0; j < Bc; j++) div[b0 + j] = 0.0;
@@ -379,7 +438,7 @@ static int mlp_vjp(void *sv, double t, size_t B, size_t K, const double *z,
   for (size_t b0 = 0; b0 < B; b0 += cs) {
     const size_t Bc = B - b0 < cs ? B - b0 : cs, R = Bc * (1 + K);
     load_input(s, b0, Bc, B, K, z, v);
-    forward_chunk(s, t, Bc, K, theta);
+    forward_chunk(s, t, Bc, K, theta, 1);
     if (dz != NULL) memcpy(dz + b0 * D, s->layer[s->L - 1].Y, Bc * D * sizeof(double));
 
     /* seeds: ybar = a on primal rows, w_b v_kb on tangent rows */
