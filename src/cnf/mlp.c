@@ -69,6 +69,9 @@ extern double log1p(double);
 /* Primal rows per activation call in forward_chunk. */
 #define MLP_ACT_ROWS 16
 
+/* Elements per block of the reverse sweep's activation step. */
+#define MLP_VJP_BLOCK 512
+
 typedef struct mlp_layer {
   size_t in, out;  /* sizes */
   size_t off;      /* offset of W in theta */
@@ -462,6 +465,8 @@ static int mlp_vjp(void *sv, double t, size_t B, size_t K, const double *z,
       double *gb = gW != NULL ? gW + out * in : NULL;
 
       if (s->cfg.layer == CNF_LAYER_CONCATSQUASH) {
+        /* one pass over the rows: gammabar, the wb and b column sums of
+         * the primal rows, and ubar = ybar * gamma in place */
         double *g = s->gate, *gbar = s->acc;
         for (size_t c = 0; c < out; c++) {
           g[c] = sigmoid(p.wg[c] * t + p.bg[c]);
@@ -469,32 +474,47 @@ static int mlp_vjp(void *sv, double t, size_t B, size_t K, const double *z,
         }
         if (gth != NULL) {
           double *gwb = gb + out, *gwg = gwb + out, *gbg = gwg + out;
-          for (size_t r = 0; r < R; r++) {
-            const double *yb = cur + r * out, *u = ly->U + r * out;
+          for (size_t r = 0; r < Bc; r++) {
+            double *yb = cur + r * out;
+            const double *u = ly->U + r * out;
 #pragma omp simd
-            for (size_t c = 0; c < out; c++) gbar[c] += yb[c] * u[c];
+            for (size_t c = 0; c < out; c++) {
+              gbar[c] += yb[c] * u[c];
+              gwb[c] += t * yb[c];
+              yb[c] *= g[c];
+              gb[c] += 1.0 * yb[c];
+            }
+          }
+          for (size_t r = Bc; r < R; r++) {
+            double *yb = cur + r * out;
+            const double *u = ly->U + r * out;
+#pragma omp simd
+            for (size_t c = 0; c < out; c++) {
+              gbar[c] += yb[c] * u[c];
+              yb[c] *= g[c];
+            }
           }
           for (size_t c = 0; c < out; c++) {
             double dg = gbar[c] * g[c] * (1.0 - g[c]);
             gwg[c] += dg * t;
             gbg[c] += dg;
           }
-          colsum_add(gwb, cur, Bc, out, t);
-        }
-        for (size_t r = 0; r < R; r++) {
-          double *yb = cur + r * out;
+        } else {
+          for (size_t r = 0; r < R; r++) {
+            double *yb = cur + r * out;
 #pragma omp simd
-          for (size_t c = 0; c < out; c++) yb[c] *= g[c];
+            for (size_t c = 0; c < out; c++) yb[c] *= g[c];
+          }
         }
-      }
-      /* cur now holds ubar (R, out) */
-      if (gth != NULL) {
+      } else if (gth != NULL) {
         colsum_add(gb, cur, Bc, out, 1.0);
         if (s->cfg.layer == CNF_LAYER_CONCAT) colsum_add(gb + out, cur, Bc, out, t);
+      }
+      /* cur now holds ubar (R, out) */
+      if (gth != NULL)
         cblas_dgemm(CblasRowMajor, CblasTrans, CblasNoTrans, (int)out, (int)in,
                     (int)R, 1.0, cur, (int)out, ly->X, (int)in, 1.0, gW,
                     (int)in);
-      }
       /* xbar = ubar W; at the input only the primal rows are wanted */
       const size_t Rx = l == 0 ? Bc : R;
       cblas_dgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, (int)Rx, (int)in,
@@ -508,18 +528,30 @@ static int mlp_vjp(void *sv, double t, size_t B, size_t K, const double *z,
       const mlp_layer *lo = &s->layer[l - 1];
       const double *Y = lo->Y, *X = ly->X;
       const size_t n = Bc * in;
-      double *d1 = cur; /* ubar is spent: reuse as sigma'(y) (Bc, in) */
-      act_deriv(act, n, Y, X, d1);
-      for (size_t i = 0; i < n; i++) {
-        double sec = 0.0;
-        for (size_t k = 0; k < K; k++)
-          sec += Y[(1 + k) * n + i] * nxt[(1 + k) * n + i];
-        nxt[i] = d1[i] * nxt[i] + act_d2(act, X[i], d1[i]) * sec;
-      }
-      for (size_t k = 0; k < K; k++) {
-        double *xk = nxt + (1 + k) * n;
+      /* in blocks of MLP_VJP_BLOCK elements, each a few vectorised
+       * passes: sigma'(y), sec = sum_k ydot_k xdotbar_k (k outermost),
+       * the primal xbar, then the K tangent ones */
+      for (size_t i0 = 0; i0 < n; i0 += MLP_VJP_BLOCK) {
+        const size_t m = n - i0 < MLP_VJP_BLOCK ? n - i0 : MLP_VJP_BLOCK;
+        double d1[MLP_VJP_BLOCK], sec[MLP_VJP_BLOCK];
+        act_deriv(act, m, Y + i0, X + i0, d1);
 #pragma omp simd
-        for (size_t i = 0; i < n; i++) xk[i] *= d1[i];
+        for (size_t i = 0; i < m; i++) sec[i] = 0.0;
+        for (size_t k = 0; k < K; k++) {
+          const double *yk = Y + (1 + k) * n + i0, *bk = nxt + (1 + k) * n + i0;
+#pragma omp simd
+          for (size_t i = 0; i < m; i++) sec[i] += yk[i] * bk[i];
+        }
+        const double *x = X + i0;
+        double *xb = nxt + i0;
+#pragma omp simd
+        for (size_t i = 0; i < m; i++)
+          xb[i] = d1[i] * xb[i] + act_d2(act, x[i], d1[i]) * sec[i];
+        for (size_t k = 0; k < K; k++) {
+          double *xk = nxt + (1 + k) * n + i0;
+#pragma omp simd
+          for (size_t i = 0; i < m; i++) xk[i] *= d1[i];
+        }
       }
       double *tmp = cur;
       cur = nxt;
