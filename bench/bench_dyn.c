@@ -60,8 +60,9 @@ static const char *op_name[NOPS] = {
     "forward f", "forward + exact trace (K = 2)", "forward + Hutchinson (K = 1)",
     "adjoint evaluation (vjp, exact trace term)"};
 static const char *op_short[NOPS] = {"f", "exact", "hutch", "vjp"};
-/* µs per call, batch 100 / 1000 / 10000.  Hutchinson: the figure of
- * /work/shared/ANCHORS.md (the other three as given for this benchmark). */
+/* FFJORD's µs per call on this machine kind, batch 100 / 1000 / 10000
+ * (docs/performance.md gives their source; Hutchinson from the second set
+ * of reference figures). */
 static const double ref_us[NOPS][NB] = {
     {272, 973, 6784},
     {950, 12818, 147716},

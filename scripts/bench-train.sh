@@ -3,7 +3,7 @@
 # T = 0.5 learned, rtol = atol = 1e-5, batch 100, Adam lr 1e-3, weight decay
 # 1e-5), 1000 steps, then the NLL of 20000 fresh samples with the exact
 # trace.  Prints a markdown table; FFJORD's own figures on this machine kind
-# are in ../shared/ANCHORS.md style references quoted in docs/performance.md.
+# are quoted beside it in docs/performance.md.
 #
 #   scripts/bench-train.sh [ITERS]
 set -euo pipefail
