@@ -25,6 +25,11 @@ static void test_defaults(void) {
   CU_ASSERT_EQUAL(o.trace, CNF_TRACE_EXACT);
   CU_ASSERT_EQUAL(o.probes, 1);
   CU_ASSERT_EQUAL(o.batch, 0);
+  CU_ASSERT_EQUAL(o.adjoint, CNF_ADJOINT_CHECKPOINT);
+  CU_ASSERT_EQUAL(o.rtol_adj, 0.0);
+  CU_ASSERT_EQUAL(o.atol_adj, 0.0);
+  CU_ASSERT_EQUAL(o.seminorm, 1);
+  CU_ASSERT_EQUAL(o.checkpoint_steps, 100);
 
   cnf_mlp_config c;
   memset(&c, 0xAB, sizeof c);
@@ -66,6 +71,17 @@ static void test_names_round_trip(void) {
     CU_ASSERT_EQUAL(cnf_act_parse(cnf_act_name((cnf_act)i), &a), 0);
     CU_ASSERT_EQUAL(a, i);
   }
+  const char *jn[] = {"backsolve", "checkpoint"};
+  for (int i = 0; i < 2; i++) {
+    cnf_adjoint j = (cnf_adjoint)99;
+    CU_ASSERT_STRING_EQUAL(cnf_adjoint_name((cnf_adjoint)i), jn[i]);
+    CU_ASSERT_EQUAL(cnf_adjoint_parse(cnf_adjoint_name((cnf_adjoint)i), &j), 0);
+    CU_ASSERT_EQUAL(j, i);
+  }
+  cnf_adjoint jbad = (cnf_adjoint)77;
+  CU_ASSERT_EQUAL(cnf_adjoint_parse("back-solve", &jbad), CNF_EINVAL);
+  CU_ASSERT_EQUAL(jbad, 77);
+  CU_ASSERT_STRING_EQUAL(cnf_adjoint_name((cnf_adjoint)2), "?");
   /* out-of-range values have a placeholder name, not a crash */
   CU_ASSERT_STRING_EQUAL(cnf_trace_name((cnf_trace)3), "?");
   CU_ASSERT_STRING_EQUAL(cnf_method_name((cnf_method)-1), "?");
@@ -202,14 +218,16 @@ static void test_stats(void) {
   cnf_stats_clear(&a);
   CU_ASSERT_TRUE(a.solves == 0 && a.nfe == 0 && a.nsteps == 0 && a.netf == 0 &&
                  a.nni == 0 && a.nncf == 0 && a.njtv == 0 && a.nli == 0 &&
-                 a.last_h == 0.0);
-  b = (cnf_stats){1, 2, 3, 4, 5, 6, 7, 8, 0.25};
+                 a.nquad == 0 && a.last_h == 0.0);
+  b = (cnf_stats){.solves = 1, .nfe = 2, .nsteps = 3, .netf = 4, .nni = 5, .nncf = 6,
+                  .njtv = 7, .nli = 8, .nquad = 9, .last_h = 0.25};
   cnf_stats_add(&a, &b);
   cnf_stats_add(&a, &b);
   b.last_h = 0.125;
   cnf_stats_add(&a, &b);
   CU_ASSERT_TRUE(a.solves == 3 && a.nfe == 6 && a.nsteps == 9 && a.netf == 12 &&
-                 a.nni == 15 && a.nncf == 18 && a.njtv == 21 && a.nli == 24);
+                 a.nni == 15 && a.nncf == 18 && a.njtv == 21 && a.nli == 24 &&
+                 a.nquad == 27);
   CU_ASSERT_EQUAL(a.last_h, 0.125); /* the last, not a sum */
 }
 
