@@ -150,12 +150,12 @@ static int fd_jvp(cnf_dyn *d, double t, size_t B, size_t K, const double *z,
   return 0;
 }
 
-int cnf_dyn_f(cnf_dyn *d, double t, size_t B, const double *z,
+static int op_f_impl(cnf_dyn *d, double t, size_t B, const double *z,
               const double *theta, double *dz) {
   return d->type->f(d->state, t, B, z, theta, dz);
 }
 
-int cnf_dyn_jvp(cnf_dyn *d, double t, size_t B, size_t K, const double *z,
+static int op_jvp_impl(cnf_dyn *d, double t, size_t B, size_t K, const double *z,
                 const double *theta, const double *v, double *dz,
                 double *jv) {
   if (v == NULL && K != d->D) return CNF_EINVAL;
@@ -169,7 +169,7 @@ int cnf_dyn_jvp(cnf_dyn *d, double t, size_t B, size_t K, const double *z,
   return fd_jvp(d, t, B, K, z, theta, v, jv);
 }
 
-int cnf_dyn_f_div(cnf_dyn *d, double t, size_t B, size_t K, const double *z,
+static int op_f_div_impl(cnf_dyn *d, double t, size_t B, size_t K, const double *z,
                   const double *theta, const double *v, double *dz,
                   double *div) {
   const size_t D = d->D;
@@ -208,7 +208,7 @@ int cnf_dyn_f_div(cnf_dyn *d, double t, size_t B, size_t K, const double *z,
   return 0;
 }
 
-int cnf_dyn_vjp(cnf_dyn *d, double t, size_t B, size_t K, const double *z,
+static int op_vjp_impl(cnf_dyn *d, double t, size_t B, size_t K, const double *z,
                 const double *theta, const double *a, const double *w,
                 const double *v, double *dz, double *gz, double *gth) {
   if (d->type->vjp == NULL)
@@ -217,6 +217,49 @@ int cnf_dyn_vjp(cnf_dyn *d, double t, size_t B, size_t K, const double *z,
                      cnf_dyn_name(d));
   if (w != NULL && v == NULL && K != d->D) return CNF_EINVAL;
   return d->type->vjp(d->state, t, B, K, z, theta, a, w, v, dz, gz, gth);
+}
+
+/* ---- the public entry points: the op, then (with CNF_ENABLE_CHECKS) a
+ * scan of its outputs, so a field that returns NaN or Inf is named at
+ * once instead of surfacing as a solver failure later ---------------- */
+
+static int check_out(cnf_dyn *d, int rc, const char *op, double t, const double *x, size_t n) {
+#if defined(CNF_ENABLE_CHECKS)
+  for (size_t i = 0; rc == 0 && x != NULL && i < n; i++)
+    if (!isfinite(x[i]))
+      return CNF_ERROR(d->ctx, CNF_ENONFINITE, "field '%s': %s returned %g at index %zu (t = %g)",
+                       cnf_dyn_name(d), op, x[i], i, t);
+#else
+  (void)d, (void)op, (void)t, (void)x, (void)n;
+#endif
+  return rc;
+}
+
+int cnf_dyn_f(cnf_dyn *d, double t, size_t B, const double *z, const double *theta, double *dz) {
+  int rc = op_f_impl(d, t, B, z, theta, dz);
+  return check_out(d, rc, "f", t, dz, B * d->D);
+}
+
+int cnf_dyn_jvp(cnf_dyn *d, double t, size_t B, size_t K, const double *z, const double *theta,
+                const double *v, double *dz, double *jv) {
+  int rc = op_jvp_impl(d, t, B, K, z, theta, v, dz, jv);
+  rc = check_out(d, rc, "jvp (f)", t, dz, B * d->D);
+  return check_out(d, rc, "jvp", t, jv, K * B * d->D);
+}
+
+int cnf_dyn_f_div(cnf_dyn *d, double t, size_t B, size_t K, const double *z,
+                  const double *theta, const double *v, double *dz, double *div) {
+  int rc = op_f_div_impl(d, t, B, K, z, theta, v, dz, div);
+  rc = check_out(d, rc, "f_div (f)", t, dz, B * d->D);
+  return check_out(d, rc, "f_div (div)", t, div, B);
+}
+
+int cnf_dyn_vjp(cnf_dyn *d, double t, size_t B, size_t K, const double *z, const double *theta,
+                const double *a, const double *w, const double *v, double *dz, double *gz,
+                double *gth) {
+  int rc = op_vjp_impl(d, t, B, K, z, theta, a, w, v, dz, gz, gth);
+  rc = check_out(d, rc, "vjp (f)", t, dz, B * d->D);
+  return check_out(d, rc, "vjp", t, gz, B * d->D);
 }
 
 /* ---- probes ---------------------------------------------------------- */

@@ -458,6 +458,30 @@ static void run_user(int with_vjp) {
 static void test_user_f_only(void) { run_user(0); }
 static void test_user_f_vjp(void) { run_user(1); }
 
+/* A field whose output is not finite: with CNF_ENABLE_CHECKS the entry
+ * point names the field, the op and the index (CNF_ENONFINITE); without,
+ * the value passes through (the ode layer then retries a smaller step). */
+static void test_nonfinite_output(void) {
+  cnf_ctx *ctx = new_ctx();
+  const size_t D = 2, B = 3;
+  cnf_dyn *dyn = NULL;
+  CU_ASSERT_EQUAL_FATAL(user_f_create(&dyn, ctx, D), 0);
+  double theta[6], z[6], dz[6];
+  fill_gauss(theta, 6, 811);
+  fill_gauss(z, 6, 812);
+  theta[4] = NAN; /* c_0: row 0 of every sample */
+  int rc = cnf_dyn_f(dyn, 0.5, B, z, theta, dz);
+#if defined(CNF_ENABLE_CHECKS)
+  CU_ASSERT_EQUAL(rc, CNF_ENONFINITE);
+  CU_ASSERT_PTR_NOT_NULL(strstr(cnf_ctx_errmsg(ctx), "'user-f': f returned nan at index 0"));
+#else
+  CU_ASSERT_EQUAL(rc, 0);
+  CU_ASSERT_TRUE(isnan(dz[0]) && isfinite(dz[1]));
+#endif
+  cnf_dyn_free(dyn);
+  cnf_ctx_free(ctx);
+}
+
 /* A dimension-0 field and a type without f are refused. */
 static void test_create_errors(void) {
   cnf_ctx *ctx = new_ctx();
@@ -477,6 +501,7 @@ static void test_create_errors(void) {
 }
 
 const test_entry conformance_tests[] = {
+    {"non-finite output (CNF_ENABLE_CHECKS)", test_nonfinite_output},
     {"mlp concatsquash tanh 3-7-5-3", test_mlp_concatsquash_tanh},
     {"mlp concatsquash softplus 3-7-5-3", test_mlp_concatsquash_softplus},
     {"mlp concat tanh 3-7-5-3", test_mlp_concat_tanh},
