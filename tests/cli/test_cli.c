@@ -10,181 +10,15 @@
  *
  * Left out: the library's numerics themselves (tests/cnf, tests/io). */
 #define _XOPEN_SOURCE 700
-#include <dirent.h>
-#include <fcntl.h>
-#include <ftw.h>
 #include <math.h>
-#include <spawn.h>
-#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/stat.h>
-#include <sys/wait.h>
 #include <unistd.h>
 
 #include "cnf.h"
+#include "cli_run.h"
 #include "test_util.h"
-
-extern char **environ;
-
-static char tmpdir[256];
-static char out_path[512], err_path[512]; /* where runs' stdout/stderr go */
-static char last_out[1 << 16];            /* stdout of the last run (truncated) */
-static char last_err[1 << 14];            /* stderr of the last run (truncated) */
-
-/* ---- helpers ------------------------------------------------------------ */
-
-/* A path inside the temporary directory; 64 rotating buffers, so a test
- * can hold a few while making others. */
-static const char *P(const char *name) {
-  static char bufs[64][512];
-  static unsigned k = 0;
-  char *b = bufs[k++ % 64];
-  snprintf(b, 512, "%s/%s", tmpdir, name);
-  return b;
-}
-
-/* The whole file, NUL-terminated, or NULL if it cannot be read. */
-static char *read_all(const char *path, size_t *len) {
-  FILE *fp = fopen(path, "rb");
-  if (fp == NULL) return NULL;
-  size_t cap = 4096, n = 0;
-  char *buf = malloc(cap);
-  for (;;) {
-    if (n + 1 >= cap) buf = realloc(buf, cap *= 2);
-    size_t got = fread(buf + n, 1, cap - n - 1, fp);
-    if (got == 0) break;
-    n += got;
-  }
-  fclose(fp);
-  buf[n] = '\0';
-  if (len) *len = n;
-  return buf;
-}
-
-static void write_bytes(const char *path, const void *data, size_t n) {
-  FILE *fp = fopen(path, "wb");
-  CU_ASSERT_FATAL(fp != NULL);
-  CU_ASSERT_FATAL(fwrite(data, 1, n, fp) == n);
-  CU_ASSERT_FATAL(fclose(fp) == 0);
-}
-
-static void write_text(const char *path, const char *text) {
-  write_bytes(path, text, strlen(text));
-}
-
-static int starts_with(const char *s, const char *prefix) {
-  return s != NULL && strncmp(s, prefix, strlen(prefix)) == 0;
-}
-
-static int exists(const char *path) {
-  struct stat sb;
-  return stat(path, &sb) == 0;
-}
-
-/* Run the tool with args (NULL-terminated, without the program name),
- * stdin from in_path (NULL: /dev/null).  Returns the exit status, or -1
- * (printed) if the process did not exit normally: a crash. */
-static int run_argv(const char *in_path, const char *const *args) {
-  const char *argv[64];
-  size_t n = 0;
-  argv[n++] = CNF_CLI_PATH;
-  for (; args[n - 1] != NULL && n < 63; n++) argv[n] = args[n - 1];
-  argv[n] = NULL;
-  posix_spawn_file_actions_t fa;
-  posix_spawn_file_actions_init(&fa);
-  posix_spawn_file_actions_addopen(&fa, 0, in_path ? in_path : "/dev/null", O_RDONLY, 0);
-  posix_spawn_file_actions_addopen(&fa, 1, out_path, O_WRONLY | O_CREAT | O_TRUNC, 0644);
-  posix_spawn_file_actions_addopen(&fa, 2, err_path, O_WRONLY | O_CREAT | O_TRUNC, 0644);
-  pid_t pid;
-  int rc = posix_spawn(&pid, CNF_CLI_PATH, &fa, NULL, (char *const *)argv, environ);
-  posix_spawn_file_actions_destroy(&fa);
-  if (rc != 0) {
-    printf("\n  posix_spawn(%s) failed: %s\n", CNF_CLI_PATH, strerror(rc));
-    return -1;
-  }
-  int ws = 0;
-  while (waitpid(pid, &ws, 0) < 0) {
-  }
-  const char *files[2] = {out_path, err_path};
-  char *dst[2] = {last_out, last_err};
-  size_t cap[2] = {sizeof last_out, sizeof last_err};
-  for (int k = 0; k < 2; k++) {
-    char *s = read_all(files[k], NULL);
-    snprintf(dst[k], cap[k], "%s", s ? s : "");
-    free(s);
-  }
-  if (!WIFEXITED(ws)) {
-    printf("\n  cnf %s ... did not exit normally (signal %d); stderr:\n%s\n", args[0],
-           WIFSIGNALED(ws) ? WTERMSIG(ws) : 0, last_err);
-    return -1;
-  }
-  return WEXITSTATUS(ws);
-}
-
-#define CNF(...) run_argv(NULL, (const char *const[]){__VA_ARGS__, NULL})
-#define CNF_STDIN(in, ...) run_argv((in), (const char *const[]){__VA_ARGS__, NULL})
-
-/* Names of leftover temporary files ("*.tmp*") in the directory: count. */
-static int count_temporaries(void) {
-  DIR *d = opendir(tmpdir);
-  if (d == NULL) return -1;
-  int n = 0;
-  struct dirent *e;
-  while ((e = readdir(d)) != NULL)
-    if (strstr(e->d_name, ".tmp") != NULL) {
-      printf("\n  leftover temporary file %s\n", e->d_name);
-      n++;
-    }
-  closedir(d);
-  return n;
-}
-
-/* Assert a failed run: status `want`, stderr starting "cnf <cmd>: " and
- * containing s1 and s2 (either may be NULL), no file at out (may be NULL)
- * and no temporary left behind. */
-static void expect_failure(const char *label, int got, int want, const char *cmd, const char *s1,
-                           const char *s2, const char *out) {
-  char prefix[64];
-  snprintf(prefix, sizeof prefix, "cnf %s: ", cmd);
-  int ok_status = got == want;
-  int ok_prefix = strncmp(last_err, prefix, strlen(prefix)) == 0;
-  int ok_s1 = s1 == NULL || strstr(last_err, s1) != NULL;
-  int ok_s2 = s2 == NULL || strstr(last_err, s2) != NULL;
-  int ok_out = out == NULL || !exists(out);
-  int ok_tmp = count_temporaries() == 0;
-  CU_ASSERT_TRUE(ok_status && ok_prefix && ok_s1 && ok_s2 && ok_out && ok_tmp);
-  if (!(ok_status && ok_prefix && ok_s1 && ok_s2 && ok_out && ok_tmp))
-    printf("\n  %s: exit %d (want %d), stderr '%s' (want '%s' ... '%s' ... '%s'), output %s\n",
-           label, got, want, last_err, prefix, s1 ? s1 : "", s2 ? s2 : "",
-           ok_out ? "absent" : "PRESENT");
-}
-
-/* Read a CSV the tool wrote, through the library; checks the header line. */
-static double *read_csv(const char *path, const char *header, size_t *rows, size_t *cols) {
-  char *text = read_all(path, NULL);
-  CU_ASSERT_FATAL(text != NULL);
-  size_t hl = strlen(header);
-  int ok = strncmp(text, header, hl) == 0 && text[hl] == '\n';
-  CU_ASSERT_TRUE(ok);
-  if (!ok) printf("\n  %s: header is not '%s'\n", path, header);
-  free(text);
-  cnf_ctx *ctx = NULL;
-  CU_ASSERT_FATAL(cnf_ctx_create(&ctx) == 0);
-  double *data = NULL;
-  int rc = cnf_csv_read(ctx, path, &data, rows, cols);
-  if (rc != 0) printf("\n  %s: %s\n", path, cnf_ctx_errmsg(ctx));
-  cnf_ctx_free(ctx);
-  CU_ASSERT_FATAL(rc == 0);
-  return data;
-}
-
-static int all_finite(const double *x, size_t n) {
-  for (size_t i = 0; i < n; i++)
-    if (!isfinite(x[i])) return 0;
-  return 1;
-}
 
 /* ---- fixtures: made once, on first use ----------------------------------- */
 
@@ -727,20 +561,8 @@ static void test_init_options(void) {
 
 /* ---- runner --------------------------------------------------------------- */
 
-static int remove_entry(const char *path, const struct stat *sb, int flag, struct FTW *ftw) {
-  (void)sb, (void)flag, (void)ftw;
-  return remove(path);
-}
-
 int main(void) {
-  const char *base = getenv("TMPDIR");
-  snprintf(tmpdir, sizeof tmpdir, "%s/cnf_test_cli_XXXXXX", base && *base ? base : "/tmp");
-  if (mkdtemp(tmpdir) == NULL) {
-    perror("mkdtemp");
-    return 1;
-  }
-  snprintf(out_path, sizeof out_path, "%s/run.stdout", tmpdir);
-  snprintf(err_path, sizeof err_path, "%s/run.stderr", tmpdir);
+  if (cli_setup("cnf_test_cli") != 0) return 1;
   static const test_entry tests[] = {{"help and version", test_help},
                                      {"sample then logp agree to 1e-5", test_sample_logp_agree},
                                      {"sample seeds", test_sample_seeds},
@@ -757,6 +579,6 @@ int main(void) {
   const char *const names[] = {"cli"};
   const test_entry *const all[] = {tests};
   int rc = run_suites(names, all, 1);
-  nftw(tmpdir, remove_entry, 16, FTW_DEPTH | FTW_PHYS);
+  cli_teardown();
   return rc;
 }

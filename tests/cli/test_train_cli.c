@@ -16,197 +16,24 @@
  * Left out: the library's training and adjoint numerics themselves
  * (tests/train, tests/adjoint). */
 #define _XOPEN_SOURCE 700
-#include <dirent.h>
-#include <fcntl.h>
-#include <ftw.h>
 #include <math.h>
 #include <signal.h>
-#include <spawn.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/stat.h>
 #include <sys/wait.h>
 #include <time.h>
-#include <unistd.h>
 
 #include "cnf.h"
+#include "cli_run.h"
 #include "test_util.h"
 
-extern char **environ;
-
-static char tmpdir[256];
-static char out_path[512], err_path[512]; /* where runs' stdout/stderr go */
-static char last_out[1 << 16];            /* stdout of the last run (truncated) */
-static char last_err[1 << 16];            /* stderr of the last run (truncated) */
-
 /* ---- helpers ------------------------------------------------------------ */
-
-/* A path inside the temporary directory; 64 rotating buffers. */
-static const char *P(const char *name) {
-  static char bufs[64][512];
-  static unsigned k = 0;
-  char *b = bufs[k++ % 64];
-  snprintf(b, 512, "%s/%s", tmpdir, name);
-  return b;
-}
-
-static double now(void) {
-  struct timespec ts;
-  clock_gettime(CLOCK_MONOTONIC, &ts);
-  return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
-}
 
 /* Wall time of a test, printed at its end. */
 static double t_start;
 static void timer_start(void) { t_start = now(); }
 static void timer_report(void) { printf("\n  [%.2f s]", now() - t_start); }
-
-/* The whole file, NUL-terminated, or NULL if it cannot be read. */
-static char *read_all(const char *path, size_t *len) {
-  FILE *fp = fopen(path, "rb");
-  if (fp == NULL) return NULL;
-  size_t cap = 4096, n = 0;
-  char *buf = malloc(cap);
-  for (;;) {
-    if (n + 1 >= cap) buf = realloc(buf, cap *= 2);
-    size_t got = fread(buf + n, 1, cap - n - 1, fp);
-    if (got == 0) break;
-    n += got;
-  }
-  fclose(fp);
-  buf[n] = '\0';
-  if (len) *len = n;
-  return buf;
-}
-
-static void write_bytes(const char *path, const void *data, size_t n) {
-  FILE *fp = fopen(path, "wb");
-  CU_ASSERT_FATAL(fp != NULL);
-  CU_ASSERT_FATAL(fwrite(data, 1, n, fp) == n);
-  CU_ASSERT_FATAL(fclose(fp) == 0);
-}
-
-static void write_text(const char *path, const char *text) {
-  write_bytes(path, text, strlen(text));
-}
-
-static int exists(const char *path) {
-  struct stat sb;
-  return stat(path, &sb) == 0;
-}
-
-/* 1 if both files exist and hold the same bytes. */
-static int same_file(const char *a, const char *b) {
-  size_t na = 0, nb = 0;
-  char *x = read_all(a, &na), *y = read_all(b, &nb);
-  int same = x != NULL && y != NULL && na == nb && memcmp(x, y, na) == 0;
-  free(x);
-  free(y);
-  return same;
-}
-
-static void copy_file(const char *from, const char *to) {
-  size_t n = 0;
-  char *s = read_all(from, &n);
-  CU_ASSERT_FATAL(s != NULL);
-  write_bytes(to, s, n);
-  free(s);
-}
-
-/* argv for the tool: the program, then args (NULL-terminated). */
-static void make_argv(const char **argv, const char *const *args) {
-  size_t n = 0;
-  argv[n++] = CNF_CLI_PATH;
-  for (; args[n - 1] != NULL && n < 63; n++) argv[n] = args[n - 1];
-  argv[n] = NULL;
-}
-
-/* Start the tool with stdin from /dev/null and stdout/stderr to the given
- * files; returns the pid, or -1. */
-static pid_t spawn(const char *const *args, const char *out, const char *err) {
-  const char *argv[64];
-  make_argv(argv, args);
-  posix_spawn_file_actions_t fa;
-  posix_spawn_file_actions_init(&fa);
-  posix_spawn_file_actions_addopen(&fa, 0, "/dev/null", O_RDONLY, 0);
-  posix_spawn_file_actions_addopen(&fa, 1, out, O_WRONLY | O_CREAT | O_TRUNC, 0644);
-  posix_spawn_file_actions_addopen(&fa, 2, err, O_WRONLY | O_CREAT | O_TRUNC, 0644);
-  pid_t pid;
-  int rc = posix_spawn(&pid, CNF_CLI_PATH, &fa, NULL, (char *const *)argv, environ);
-  posix_spawn_file_actions_destroy(&fa);
-  if (rc != 0) {
-    printf("\n  posix_spawn(%s) failed: %s\n", CNF_CLI_PATH, strerror(rc));
-    return -1;
-  }
-  return pid;
-}
-
-/* Wait for pid, load its output files into last_out/last_err; returns the
- * raw wait status. */
-static int finish(pid_t pid, const char *out, const char *err) {
-  int ws = 0;
-  while (waitpid(pid, &ws, 0) < 0) {
-  }
-  const char *files[2] = {out, err};
-  char *dst[2] = {last_out, last_err};
-  size_t cap[2] = {sizeof last_out, sizeof last_err};
-  for (int k = 0; k < 2; k++) {
-    char *s = read_all(files[k], NULL);
-    snprintf(dst[k], cap[k], "%s", s ? s : "");
-    free(s);
-  }
-  return ws;
-}
-
-/* Run the tool with args (NULL-terminated, without the program name).
- * Returns the exit status, or -1 (printed) if the process did not exit
- * normally: a crash. */
-static int run_argv(const char *const *args) {
-  pid_t pid = spawn(args, out_path, err_path);
-  if (pid < 0) return -1;
-  int ws = finish(pid, out_path, err_path);
-  if (!WIFEXITED(ws)) {
-    printf("\n  cnf %s ... did not exit normally (signal %d); stderr:\n%s\n", args[0],
-           WIFSIGNALED(ws) ? WTERMSIG(ws) : 0, last_err);
-    return -1;
-  }
-  return WEXITSTATUS(ws);
-}
-
-#define CNF(...) run_argv((const char *const[]){__VA_ARGS__, NULL})
-
-/* Leftover temporary files ("*.tmp*") in the directory: count. */
-static int count_temporaries(void) {
-  DIR *d = opendir(tmpdir);
-  if (d == NULL) return -1;
-  int n = 0;
-  struct dirent *e;
-  while ((e = readdir(d)) != NULL)
-    if (strstr(e->d_name, ".tmp") != NULL) {
-      printf("\n  leftover temporary file %s\n", e->d_name);
-      n++;
-    }
-  closedir(d);
-  return n;
-}
-
-/* Assert a failed run: status `want`, stderr starting "cnf <cmd>: " and
- * containing s1 and s2 (either may be NULL), and no temporary left. */
-static void expect_failure(const char *label, int got, int want, const char *cmd, const char *s1,
-                           const char *s2) {
-  char prefix[64];
-  snprintf(prefix, sizeof prefix, "cnf %s: ", cmd);
-  int ok_status = got == want;
-  int ok_prefix = strncmp(last_err, prefix, strlen(prefix)) == 0;
-  int ok_s1 = s1 == NULL || strstr(last_err, s1) != NULL;
-  int ok_s2 = s2 == NULL || strstr(last_err, s2) != NULL;
-  int ok_tmp = count_temporaries() == 0;
-  CU_ASSERT_TRUE(ok_status && ok_prefix && ok_s1 && ok_s2 && ok_tmp);
-  if (!(ok_status && ok_prefix && ok_s1 && ok_s2 && ok_tmp))
-    printf("\n  %s: exit %d (want %d), stderr '%s' (want '%s' ... '%s' ... '%s')\n", label, got,
-           want, last_err, prefix, s1 ? s1 : "", s2 ? s2 : "");
-}
 
 /* The number on the line "key <number>" of text (at a line start); NAN if
  * there is no such line or the rest of it is not a number. */
@@ -260,24 +87,6 @@ static int eval_nll(const char *model, const char *in, double *nll) {
     printf("\n  cnf eval --model %s --in %s: exit %d, stdout '%s', stderr '%s'\n", model, in, rc,
            last_out, last_err);
   return rc;
-}
-
-/* Read a CSV through the library. */
-static double *read_csv(const char *path, size_t *rows, size_t *cols) {
-  cnf_ctx *ctx = NULL;
-  CU_ASSERT_FATAL(cnf_ctx_create(&ctx) == 0);
-  double *data = NULL;
-  int rc = cnf_csv_read(ctx, path, &data, rows, cols);
-  if (rc != 0) printf("\n  %s: %s\n", path, cnf_ctx_errmsg(ctx));
-  cnf_ctx_free(ctx);
-  CU_ASSERT_FATAL(rc == 0);
-  return data;
-}
-
-static int all_finite(const double *x, size_t n) {
-  for (size_t i = 0; i < n; i++)
-    if (!isfinite(x[i])) return 0;
-  return 1;
 }
 
 static unsigned long be32(const unsigned char *b) {
@@ -359,7 +168,7 @@ static void test_toy(void) {
     CU_ASSERT_TRUE(text != NULL && strncmp(text, "x1,x2\n", 6) == 0);
     free(text);
     size_t rows = 0, cols = 0;
-    double *x = read_csv(P(f1), &rows, &cols);
+    double *x = read_csv(P(f1), NULL, &rows, &cols);
     CU_ASSERT_TRUE(rows == 500 && cols == 2 && all_finite(x, rows * cols));
     /* a spread of points, not one repeated */
     double lo[2] = {x[0], x[1]}, hi[2] = {x[0], x[1]};
@@ -379,11 +188,11 @@ static void test_toy(void) {
   CU_ASSERT_EQUAL(CNF("toy", "--name", "moons", "-n", "5"), 2);
   /* an unknown name: status 2, every name listed, no file */
   int rc = CNF("toy", "--name", "spirals3", "-n", "10", "--out", P("toy_bad.csv"));
-  expect_failure("toy spirals3", rc, 2, "toy", "'spirals3'", NULL);
+  expect_failure("toy spirals3", rc, 2, "toy", "'spirals3'", NULL, NULL);
   for (size_t i = 0; i < count; i++) CU_ASSERT_TRUE(strstr(last_err, names[i]) != NULL);
   CU_ASSERT_FALSE(exists(P("toy_bad.csv")));
   rc = CNF("toy", "--name", "moons", "-n", "0", "--out", P("toy_bad.csv"));
-  expect_failure("toy -n 0", rc, 2, "toy", "-n", "'0'");
+  expect_failure("toy -n 0", rc, 2, "toy", "-n", "'0'", NULL);
   CU_ASSERT_FALSE(exists(P("toy_bad.csv")));
   timer_report();
 }
@@ -446,7 +255,7 @@ static int train_run(const char *data, const char *const *extra, const char *ite
   if (resume != NULL) args[n++] = "--resume", args[n++] = resume;
   for (size_t i = 0; extra[i] != NULL; i++) args[n++] = extra[i];
   args[n] = NULL;
-  return run_argv(args);
+  return run_argv(NULL, args);
 }
 
 static void test_resume(void) {
@@ -574,7 +383,7 @@ static void test_standardize(void) {
   fixtures();
   /* big.csv: the moons, x1 * 50 + 1000 and x2 * 20 - 300 */
   size_t N = 0, D = 0;
-  double *x = read_csv(P("D.csv"), &N, &D);
+  double *x = read_csv(P("D.csv"), NULL, &N, &D);
   CU_ASSERT_FATAL(N == 1000 && D == 2);
   FILE *fp = fopen(P("big.csv"), "w");
   CU_ASSERT_FATAL(fp != NULL);
@@ -620,7 +429,7 @@ static void test_standardize(void) {
                       P("lp_big.csv")),
                   0);
   size_t r = 0, c = 0;
-  double *lp = read_csv(P("lp_big.csv"), &r, &c);
+  double *lp = read_csv(P("lp_big.csv"), NULL, &r, &c);
   CU_ASSERT_FATAL(r == N && c == 1);
   double mean_nll = 0;
   for (size_t i = 0; i < r; i++) mean_nll -= lp[i] / (double)r;
@@ -697,8 +506,8 @@ static void test_bad_inputs(void) {
     }
     if (strcmp(cases[i].args[0], "--out") != 0) args[m++] = "--out", args[m++] = k;
     args[m] = NULL;
-    int rc = run_argv(args);
-    expect_failure(label, rc, 2, "train", cases[i].s1, cases[i].s2);
+    int rc = run_argv(NULL, args);
+    expect_failure(label, rc, 2, "train", cases[i].s1, cases[i].s2, NULL);
     CU_ASSERT_TRUE(same_file(k, P("keep.orig")));
     CU_ASSERT_FALSE(exists(P("keep.cnf.last")));
     CU_ASSERT_EQUAL(last_out[0], '\0');
@@ -706,7 +515,7 @@ static void test_bad_inputs(void) {
   /* a damaged --resume that is also --out stays as it was */
   copy_file(P("flip.cnf"), P("flip.orig"));
   int rc = CNF("train", "--data", "8gaussians", "--resume", P("flip.cnf"), "--out", P("flip.cnf"));
-  expect_failure("resume flip onto itself", rc, 2, "train", "damaged", NULL);
+  expect_failure("resume flip onto itself", rc, 2, "train", "damaged", NULL, NULL);
   CU_ASSERT_TRUE(same_file(P("flip.cnf"), P("flip.orig")));
   timer_report();
 }
@@ -721,7 +530,8 @@ static void test_solver_failure(void) {
   /* two solver steps cannot reach T: every step fails */
   int rc = CNF("train", "--data", "8gaussians", "--hidden", "16-16", "--iters", "50",
                "--max-steps", "2", "--out", P("good.cnf"));
-  expect_failure("train --max-steps 2", rc, 3, "train", "step 1 skipped", "CV_TOO_MUCH_WORK");
+  expect_failure("train --max-steps 2", rc, 3, "train", "step 1 skipped", "CV_TOO_MUCH_WORK",
+                 NULL);
   CU_ASSERT_TRUE(strstr(last_err, "step 10 skipped") != NULL);
   CU_ASSERT_TRUE(strstr(last_err, "step 11 skipped") == NULL);
   CU_ASSERT_TRUE(strstr(last_err, "10 steps in a row failed") != NULL);
@@ -731,14 +541,15 @@ static void test_solver_failure(void) {
   rc = CNF("train", "--data", "8gaussians", "--iters", "50", "--max-steps", "2", "--resume",
            P("good.cnf"), "--out", P("good.cnf"));
   expect_failure("train --resume --max-steps 2", rc, 3, "train", "step 11 skipped",
-                 "10 steps in a row failed");
+                 "10 steps in a row failed", NULL);
   CU_ASSERT_TRUE(strstr(last_err, "step 20 skipped") != NULL);
   CU_ASSERT_TRUE(same_file(P("good.cnf"), P("good.orig")));
   CU_ASSERT_EQUAL(header_long(P("good.cnf"), "iter"), 10);
   /* with --val too: neither MODEL nor MODEL.last appears */
   rc = CNF("train", "--data", P("D.csv"), "--val", P("V.csv"), "--hidden", "16-16", "--iters",
            "50", "--max-steps", "2", "--out", P("failv.cnf"));
-  expect_failure("train --val --max-steps 2", rc, 3, "train", "10 steps in a row failed", NULL);
+  expect_failure("train --val --max-steps 2", rc, 3, "train", "10 steps in a row failed", NULL,
+                 NULL);
   CU_ASSERT_FALSE(exists(P("failv.cnf")));
   CU_ASSERT_FALSE(exists(P("failv.cnf.last")));
   timer_report();
@@ -820,7 +631,7 @@ static void test_eval(void) {
   CU_ASSERT_EQUAL(CNF("logp", "--model", P("e.cnf"), "--in", P("V.csv"), "--out", P("e_lp.csv")),
                   0);
   size_t r = 0, c = 0;
-  double *lp = read_csv(P("e_lp.csv"), &r, &c);
+  double *lp = read_csv(P("e_lp.csv"), NULL, &r, &c);
   double m = 0;
   for (size_t i = 0; i < r; i++) m -= lp[i] / (double)r;
   cnf_free(lp);
@@ -839,12 +650,12 @@ static void test_eval(void) {
   };
   for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
     rc = CNF("eval", "--model", P(cases[i].model), "--in", P(cases[i].in));
-    expect_failure(cases[i].in, rc, 2, "eval", cases[i].s1, cases[i].s2);
+    expect_failure(cases[i].in, rc, 2, "eval", cases[i].s1, cases[i].s2, NULL);
     CU_ASSERT_EQUAL(last_out[0], '\0');
   }
   /* a solver failure: 3 */
   rc = CNF("eval", "--model", P("e.cnf"), "--in", P("V.csv"), "--max-steps", "2");
-  expect_failure("eval --max-steps 2", rc, 3, "eval", "CV_TOO_MUCH_WORK", NULL);
+  expect_failure("eval --max-steps 2", rc, 3, "eval", "CV_TOO_MUCH_WORK", NULL, NULL);
   CU_ASSERT_EQUAL(last_out[0], '\0');
   timer_report();
 }
@@ -871,7 +682,7 @@ static void test_gradcheck(void) {
       strcat(label, " ");
     }
     args[m] = NULL;
-    int rc = run_argv(args);
+    int rc = run_argv(NULL, args);
     CU_ASSERT_EQUAL(rc, 0);
     const double err = value_of(last_out, "max_rel_error");
     printf("\n  gradcheck %s: max_rel_error %.3g", label, err);
@@ -894,7 +705,7 @@ static void test_gradcheck(void) {
   /* bad input: 2 */
   write_text(P("g3.csv"), "1,2,3\n");
   rc = CNF("gradcheck", "--model", P("g.cnf"), "--in", P("g3.csv"));
-  expect_failure("gradcheck 3 columns", rc, 2, "gradcheck", "g3.csv:1: 3 columns", NULL);
+  expect_failure("gradcheck 3 columns", rc, 2, "gradcheck", "g3.csv:1: 3 columns", NULL, NULL);
   timer_report();
 }
 
@@ -930,13 +741,13 @@ static void test_plot(void) {
   CU_ASSERT_TRUE(png_size(P("p3c.png"), &w, &h) && w == 480 && h == 480);
   /* a toy set on a 3-D model, a CSV of the wrong width: 2, no file */
   int rc = CNF("plot", "--model", P("m3.cnf"), "--data", "moons", "--out", P("p3bad.png"));
-  expect_failure("plot 3-D --data moons", rc, 2, "plot", "moons", "3-D");
+  expect_failure("plot 3-D --data moons", rc, 2, "plot", "moons", "3-D", NULL);
   CU_ASSERT_FALSE(exists(P("p3bad.png")));
   rc = CNF("plot", "--model", P("m3.cnf"), "--data", P("V.csv"), "--out", P("p3bad.png"));
-  expect_failure("plot 3-D --data V.csv", rc, 2, "plot", "V.csv:1: 2 columns", NULL);
+  expect_failure("plot 3-D --data V.csv", rc, 2, "plot", "V.csv:1: 2 columns", NULL, NULL);
   CU_ASSERT_FALSE(exists(P("p3bad.png")));
   rc = CNF("plot", "--model", P("p2.cnf"), "--grid", "1", "--out", P("p3bad.png"));
-  expect_failure("plot --grid 1", rc, 2, "plot", "--grid", "'1'");
+  expect_failure("plot --grid 1", rc, 2, "plot", "--grid", "'1'", NULL);
   CU_ASSERT_FALSE(exists(P("p3bad.png")));
   /* an existing PNG is left alone by a failure */
   copy_file(P("p2.png"), P("p2.orig"));
@@ -948,20 +759,8 @@ static void test_plot(void) {
 
 /* ---- runner --------------------------------------------------------------- */
 
-static int remove_entry(const char *path, const struct stat *sb, int flag, struct FTW *ftw) {
-  (void)sb, (void)flag, (void)ftw;
-  return remove(path);
-}
-
 int main(void) {
-  const char *base = getenv("TMPDIR");
-  snprintf(tmpdir, sizeof tmpdir, "%s/cnf_test_train_cli_XXXXXX", base && *base ? base : "/tmp");
-  if (mkdtemp(tmpdir) == NULL) {
-    perror("mkdtemp");
-    return 1;
-  }
-  snprintf(out_path, sizeof out_path, "%s/run.stdout", tmpdir);
-  snprintf(err_path, sizeof err_path, "%s/run.stderr", tmpdir);
+  if (cli_setup("cnf_test_train_cli") != 0) return 1;
   static const test_entry tests[] = {{"help of the new commands", test_help},
                                      {"toy sets", test_toy},
                                      {"train 8gaussians: summary and test NLL", test_train_basic},
@@ -978,6 +777,6 @@ int main(void) {
   const char *const names[] = {"train_cli"};
   const test_entry *const all[] = {tests};
   int rc = run_suites(names, all, 1);
-  nftw(tmpdir, remove_entry, 16, FTW_DEPTH | FTW_PHYS);
+  cli_teardown();
   return rc;
 }
