@@ -5,12 +5,11 @@
  * measures, on one chunk of activations (rows x 64, values like the
  * hidden layers'), the candidates for mlp.c's act_forward:
  *
- *   libmvec   the loop of mlp.c today: #pragma omp simd over tanh()
+ *   libmvec   glibc's vector tanh: #pragma omp simd over tanh() (the fallback)
  *   scalar    glibc's scalar tanh (what a build without libmvec gets)
- *   avx2      an inline AVX2/FMA tanh: Cephes' rational approximation for
- *             |y| < 0.625, else 1 - 2 / (exp(2|y|) + 1) with exp by range
- *             reduction and Cephes' Pade form, both branches over one
- *             common division
+ *   library   cnf__tanh of src/cnf/act.c, the kernel mlp.c uses: AVX2/FMA
+ *             (Cephes' rational form for |y| < 0.625, else exp-based) when
+ *             the build has them
  *   1 - x^2   a trivial pass over the same data, for scale (tanh')
  *
  * and each one's largest relative error against tanhl.  Medians of
@@ -21,9 +20,8 @@
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
-#if defined(__AVX2__) && defined(__FMA__)
-#include <immintrin.h>
-#endif
+
+#include "act.h"
 
 #if defined(CNF_MVEC)
 #pragma omp declare simd notinbranch
@@ -62,55 +60,11 @@ __attribute__((noinline)) static void act_square(size_t n, const double *restric
   for (size_t i = 0; i < n; i++) x[i] = 1.0 - y[i] * y[i];
 }
 
-#if defined(__AVX2__) && defined(__FMA__)
-#define S(c) _mm256_set1_pd(c)
-static inline __m256d tanh4(__m256d y) {
-  const __m256d sign = S(-0.0);
-  __m256d sg = _mm256_and_pd(y, sign), a = _mm256_andnot_pd(sign, y);
-  /* |y| < 0.625: tanh = ys + ys z P(z) / Q(z), z = ys^2 (Cephes) */
-  __m256d ys = _mm256_min_pd(a, S(0.625)), z = _mm256_mul_pd(ys, ys);
-  __m256d p = _mm256_fmadd_pd(
-      _mm256_fmadd_pd(S(-9.64399179425052238628E-1), z, S(-9.92877231001918586564E1)), z,
-      S(-1.61468768441708447952E3));
-  __m256d q = _mm256_fmadd_pd(
-      _mm256_fmadd_pd(_mm256_add_pd(z, S(1.12811678491632931402E2)), z,
-                      S(2.23548839060100448583E3)),
-      z, S(4.84406305325125486048E3));
-  __m256d ns = _mm256_fmadd_pd(_mm256_mul_pd(ys, z), p, _mm256_mul_pd(ys, q));
-  /* else: e = exp(2|y|) = 2^n (Q + P) / (Q - P), tanh = 1 - 2 / (e + 1) */
-  __m256d x = _mm256_min_pd(_mm256_add_pd(a, a), S(40.0));
-  __m256d n = _mm256_round_pd(_mm256_mul_pd(x, S(1.4426950408889634074)),
-                              _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
-  __m256d r = _mm256_fnmadd_pd(n, S(6.93145751953125E-1), x);
-  r = _mm256_fnmadd_pd(n, S(1.42860682030941723212E-6), r);
-  __m256d rr = _mm256_mul_pd(r, r);
-  __m256d px = _mm256_mul_pd(
-      r, _mm256_fmadd_pd(_mm256_fmadd_pd(S(1.26177193074810590878E-4), rr,
-                                         S(3.02994407707441961300E-2)),
-                         rr, S(9.99999999999999999910E-1)));
-  __m256d qx = _mm256_fmadd_pd(
-      _mm256_fmadd_pd(_mm256_fmadd_pd(S(3.00198505138664455042E-6), rr,
-                                      S(2.52448340349684104192E-3)),
-                      rr, S(2.27265548208155028766E-1)),
-      rr, S(2.00000000000000000009E0));
-  __m256i bits = _mm256_castpd_si256(_mm256_add_pd(n, S(6755399441055744.0 + 1023.0)));
-  __m256d p2 = _mm256_castsi256_pd(_mm256_slli_epi64(bits, 52)); /* 2^n */
-  __m256d dm = _mm256_sub_pd(qx, px);
-  __m256d db = _mm256_fmadd_pd(_mm256_add_pd(qx, px), p2, dm); /* (e + 1)(Q - P) */
-  __m256d nb = _mm256_fnmadd_pd(S(2.0), dm, db);                /* (e - 1)(Q - P) */
-  __m256d m = _mm256_cmp_pd(a, S(0.625), _CMP_LT_OQ);
-  __m256d t = _mm256_div_pd(_mm256_blendv_pd(nb, ns, m), _mm256_blendv_pd(db, q, m));
-  return _mm256_or_pd(t, sg);
+/* the library's kernel (src/cnf/act.c): AVX2/FMA when built with them */
+__attribute__((noinline)) static void act_library(size_t n, const double *restrict y,
+                                                  double *restrict x) {
+  cnf__tanh(n, y, x);
 }
-#undef S
-
-__attribute__((noinline)) static void act_avx2(size_t n, const double *restrict y,
-                                               double *restrict x) {
-  size_t i = 0;
-  for (; i + 4 <= n; i += 4) _mm256_storeu_pd(x + i, tanh4(_mm256_loadu_pd(y + i)));
-  for (; i < n; i++) x[i] = tanh(y[i]);
-}
-#endif
 
 typedef void (*act_fn)(size_t, const double *restrict, double *restrict);
 
@@ -131,11 +85,9 @@ int main(int argc, char **argv) {
     act_fn fn;
     int exact;
   } cand[] = {
-    {"libmvec tanh (mlp.c today)", act_libmvec, 1},
+    {"libmvec tanh (the fallback)", act_libmvec, 1},
     {"scalar glibc tanh", act_scalar, 1},
-#if defined(__AVX2__) && defined(__FMA__)
-    {"inline AVX2/FMA tanh (proposed)", act_avx2, 1},
-#endif
+    {"cnf__tanh (the library's kernel)", act_library, 1},
     {"1 - x^2 (a trivial pass, for scale)", act_square, 0},
   };
   const int nc = (int)(sizeof cand / sizeof cand[0]), samples = 31;
