@@ -1,0 +1,116 @@
+/* cnf_pde.h: benchmark PDE problems with closed-form answers (see the
+ * project's PDE notes): probability-flow velocity fields as cnf_dyn fields
+ * with exact divergence and Jacobian-vector products, the closed-form
+ * log p_t, seeded samplers and the error metrics.
+ *
+ * With dx/dt = v(x, t) and dDelta/dt = -div v (cnf_dyn_solve),
+ *     log p_t(x(t)) = log p_0(x(0)) + Delta(t).
+ *
+ * P1a  v = A x (use cnf_dyn_linear_create with theta = [A, 0]).
+ * P2   heat equation dp/dt = D lap p from a 4-component Gaussian mixture.
+ * P3   Ornstein-Uhlenbeck Fokker-Planck, drift -A (x - b), diffusion I.
+ *
+ * Functions return 0 or a negative CNF_E* code (recorded in ctx when one is
+ * given).  Objects are not thread-safe (they own workspaces). */
+#ifndef CNF_PDE_H
+#define CNF_PDE_H
+
+#include "cnf.h"
+#include "cnf_dynamics.h"
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+/* ---- P1a: linear field v = A x, p0 = N(0, I) ----------------------------- */
+
+typedef enum cnf_pde_amat {
+  /* A = -gamma I + omega blockdiag([[0, -1], [1, 0]]) (an odd D leaves the
+   * last coordinate with -gamma only): Rademacher variance 0. */
+  CNF_PDE_A_ROTATION = 0,
+  /* A_ij ~ N(0, 1/D) (seeded) minus I: a dense symmetric part. */
+  CNF_PDE_A_DENSE = 1
+} cnf_pde_amat;
+
+/* Fill A (D, D) row-major.  gamma and omega are used by the rotation kind,
+ * seed by the dense one. */
+int cnf_pde_p1a_matrix(cnf_ctx *ctx, cnf_pde_amat kind, size_t D, double gamma,
+                       double omega, uint64_t seed, double *A);
+/* E (D, D) = expm(t A), by GSL. */
+int cnf_pde_expm(cnf_ctx *ctx, size_t D, const double *A, double t, double *E);
+/* x (B, D) = expm(t A) x0 row by row (x may not alias x0). */
+int cnf_pde_p1a_flow(cnf_ctx *ctx, size_t D, const double *A, double t,
+                     size_t B, const double *x0, double *x);
+/* log p_t(x) (B) for p0 = N(0, I): log N(expm(-t A) x) - t tr A. */
+int cnf_pde_p1a_logp(cnf_ctx *ctx, size_t D, const double *A, double t,
+                     size_t B, const double *x, double *logp);
+
+/* ---- P2: heat equation from a Gaussian mixture ---------------------------
+ * p0 = sum_k w_k N(mu_k, 0.25^2 I), w = (0.1, 0.2, 0.3, 0.4),
+ * mu = (+2 e1, -2 e1, +2 e2, -2 e2), D = 1/2, d >= 2. */
+
+typedef struct cnf_pde_heat cnf_pde_heat;
+
+int cnf_pde_heat_create(cnf_pde_heat **out, cnf_ctx *ctx, size_t d);
+void cnf_pde_heat_free(cnf_pde_heat *h);
+/* The field v = -D s(x, t) (no parameters, P = 0) with exact f_div and jvp.
+ * The field holds its own copy of the problem; h may be freed after. */
+int cnf_pde_heat_dyn(cnf_dyn **out, cnf_ctx *ctx, const cnf_pde_heat *h);
+/* log p_t(x) (B). */
+int cnf_pde_heat_logp(const cnf_pde_heat *h, double t, size_t B,
+                      const double *x, double *logp);
+/* x (B, d): B samples of p_t (t = 0: of p0) from a seeded stream. */
+int cnf_pde_heat_sample(const cnf_pde_heat *h, double t, uint64_t seed,
+                        size_t B, double *x);
+
+/* ---- P3: Ornstein-Uhlenbeck ----------------------------------------------
+ * dX = -A (X - b) dt + sqrt(2) dW, X0 ~ N(0, I), A SPD = G G^T / d + I/2
+ * with G_ij ~ N(0, 1) and b ~ N(0, I), both from `seed`.  With A = Q L Q^T:
+ *   m_t = (I - e^{-tA}) b,  Sigma_t = A^{-1}(I - e^{-2tA}) + e^{-2tA}. */
+
+typedef struct cnf_pde_ou cnf_pde_ou;
+
+int cnf_pde_ou_create(cnf_pde_ou **out, cnf_ctx *ctx, size_t d, uint64_t seed);
+void cnf_pde_ou_free(cnf_pde_ou *ou);
+const double *cnf_pde_ou_A(const cnf_pde_ou *ou); /* (d, d) */
+const double *cnf_pde_ou_b(const cnf_pde_ou *ou); /* (d) */
+/* v = -A (x - b) + Sigma_t^{-1} (x - m_t), exact f_div and jvp, P = 0.
+ * The field holds its own copy of the problem. */
+int cnf_pde_ou_dyn(cnf_dyn **out, cnf_ctx *ctx, const cnf_pde_ou *ou);
+/* m (d) = m_t, S (d, d) = Sigma_t; either may be NULL. */
+void cnf_pde_ou_moments(const cnf_pde_ou *ou, double t, double *m, double *S);
+/* div v = -tr A + tr Sigma_t^{-1} (constant in x). */
+double cnf_pde_ou_div(const cnf_pde_ou *ou, double t);
+/* log N(x; m_t, Sigma_t) (B). */
+int cnf_pde_ou_logp(cnf_pde_ou *ou, double t, size_t B, const double *x,
+                    double *logp);
+
+/* ---- metrics --------------------------------------------------------------- */
+
+/* LPE: mean and max over B of |logp_hat - logp|; either output may be NULL. */
+void cnf_pde_lpe(size_t B, const double *logp_hat, const double *logp,
+                 double *mean, double *max);
+/* Sample mean m (d) and covariance S (d, d) (divisor B - 1) of x (B, d). */
+int cnf_pde_sample_moments(size_t d, size_t B, const double *x, double *m,
+                           double *S);
+
+typedef struct cnf_pde_gauss_err {
+  double mean_rel; /* |m_hat - m| / |m| (absolute when m = 0) */
+  double cov_rel;  /* |S_hat - S|_F / |S|_F */
+  double w2sq;     /* Gaussian W2^2 = |m_hat - m|^2
+                      + tr(S_hat + S - 2 (S^1/2 S_hat S^1/2)^1/2) */
+} cnf_pde_gauss_err;
+
+int cnf_pde_gauss_errors(cnf_ctx *ctx, size_t d, const double *m_hat,
+                         const double *S_hat, const double *m, const double *S,
+                         cnf_pde_gauss_err *out);
+
+/* Variance of one Hutchinson probe's v.Jv for a constant Jacobian J (d, d):
+ * with S = (J + J^T)/2, Gaussian 2 |S|_F^2, Rademacher 2 sum_{i != j} S_ij^2
+ * (0 for CNF_TRACE_EXACT). */
+double cnf_pde_hutch_var(cnf_trace trace, size_t d, const double *J);
+
+#ifdef __cplusplus
+}
+#endif
+#endif /* CNF_PDE_H */
