@@ -132,6 +132,18 @@ int cnf_dyn_solve(cnf_dyn *dyn, const double *theta, const cnf_options *opt,
                   const double *eps, double *z, double *delta,
                   cnf_stats *st);
 
+/* The same solve from t0 through the output times tout[0..m) (monotone in
+ * the direction of integration; a time equal to t0 gives the initial
+ * state), in ONE integration: z_out (m, B, D) and delta_out (m, B), either
+ * may be NULL, receive the state at each tout[k] from CVODE's dense output,
+ * and z, delta end at tout[m-1].  The density along a trajectory follows:
+ * log p_t(z(t)) = log p_0(z(t0)) - (delta(t) - delta(t0)). */
+int cnf_dyn_solve_times(cnf_dyn *dyn, const double *theta,
+                        const cnf_options *opt, double t0, size_t m,
+                        const double *tout, size_t B, size_t K,
+                        const double *eps, double *z, double *delta,
+                        double *z_out, double *delta_out, cnf_stats *st);
+
 #ifdef __cplusplus
 }
 #endif

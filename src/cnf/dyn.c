@@ -303,10 +303,11 @@ int cnf__aug_jtv(double t, const double *y, const double *fy, const double *v,
   return 0;
 }
 
-int cnf_dyn_solve(cnf_dyn *d, const double *theta, const cnf_options *opt,
-                  double t0, double t1, size_t B, size_t K, const double *eps,
-                  double *z, double *delta, cnf_stats *st) {
-  if (d == NULL || opt == NULL || z == NULL || delta == NULL || B == 0)
+int cnf_dyn_solve_times(cnf_dyn *d, const double *theta, const cnf_options *opt, double t0,
+                        size_t m, const double *tout, size_t B, size_t K, const double *eps,
+                        double *z, double *delta, double *z_out, double *delta_out,
+                        cnf_stats *st) {
+  if (d == NULL || opt == NULL || z == NULL || delta == NULL || B == 0 || tout == NULL || m == 0)
     return CNF_ERROR(d ? d->ctx : NULL, CNF_EINVAL, "solve: bad arguments");
   if (d->P > 0 && theta == NULL)
     return CNF_ERROR(d->ctx, CNF_EINVAL, "solve: field '%s' needs parameters",
@@ -324,6 +325,9 @@ int cnf_dyn_solve(cnf_dyn *d, const double *theta, const cnf_options *opt,
     rc = cnf__ode_create(&d->ode, d->ctx, N);
     if (rc != 0) return rc;
   }
+  const int want = z_out != NULL || delta_out != NULL;
+  double *yout = want ? cnf__dalloc(d->ctx, m * N) : NULL;
+  if (want && yout == NULL) return CNF_ENOMEM;
   memcpy(d->y, z, BD * sizeof(double));
   memcpy(d->y + BD, delta, B * sizeof(double));
   double atol_logp = opt->atol_logp > 0 ? opt->atol_logp : opt->atol;
@@ -341,9 +345,22 @@ int cnf_dyn_solve(cnf_dyn *d, const double *theta, const cnf_options *opt,
       .h_init = opt->h_init,
       .max_nonlin_iters = opt->max_nonlin_iters,
   };
-  rc = cnf__ode_solve(d->ode, &o, cnf__aug_rhs, cnf__aug_jtv, &a, t0, t1, d->y, st);
-  if (rc != 0) return rc;
-  memcpy(z, d->y, BD * sizeof(double));
-  memcpy(delta, d->y + BD, B * sizeof(double));
-  return 0;
+  rc = cnf__ode_solve_times(d->ode, &o, cnf__aug_rhs, cnf__aug_jtv, &a, t0, m, tout, d->y, yout,
+                            st);
+  if (rc == 0) {
+    memcpy(z, d->y, BD * sizeof(double));
+    memcpy(delta, d->y + BD, B * sizeof(double));
+    for (size_t k = 0; want && k < m; k++) {
+      if (z_out != NULL) memcpy(z_out + k * BD, yout + k * N, BD * sizeof(double));
+      if (delta_out != NULL) memcpy(delta_out + k * B, yout + k * N + BD, B * sizeof(double));
+    }
+  }
+  cnf__free(yout);
+  return rc;
+}
+
+int cnf_dyn_solve(cnf_dyn *d, const double *theta, const cnf_options *opt, double t0, double t1,
+                  size_t B, size_t K, const double *eps, double *z, double *delta,
+                  cnf_stats *st) {
+  return cnf_dyn_solve_times(d, theta, opt, t0, 1, &t1, B, K, eps, z, delta, NULL, NULL, st);
 }

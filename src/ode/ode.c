@@ -220,18 +220,29 @@ static void read_stats(cnf_ode *ode, cnf_stats *st) {
   st->last_h = h;
 }
 
-int cnf__ode_solve(cnf_ode *ode, const cnf_ode_opts *opt, cnf_ode_rhs_fn rhs,
-                   cnf_ode_jtv_fn jtv, void *user, double t0, double t1,
-                   double *y, cnf_stats *st) {
-  if (ode == NULL || opt == NULL || rhs == NULL || y == NULL)
-    return CNF_ERROR(ode ? ode->ctx : NULL, CNF_EINVAL, "ode: NULL argument");
+int cnf__ode_solve_times(cnf_ode *ode, const cnf_ode_opts *opt, cnf_ode_rhs_fn rhs,
+                         cnf_ode_jtv_fn jtv, void *user, double t0, size_t m,
+                         const double *tout, double *y, double *yout, cnf_stats *st) {
+  if (ode == NULL || opt == NULL || rhs == NULL || y == NULL || tout == NULL || m == 0)
+    return CNF_ERROR(ode ? ode->ctx : NULL, CNF_EINVAL, "ode: NULL argument or no output time");
+  const double t1 = tout[m - 1];
   if (!(opt->rtol > 0.0) || !(opt->atol_vec != NULL || opt->atol > 0.0) ||
       opt->max_steps <= 0 || !isfinite(t0) || !isfinite(t1))
     return CNF_ERROR(ode->ctx, CNF_EINVAL,
                      "ode: need rtol > 0, atol > 0, max_steps > 0 and finite "
                      "times (rtol %g, atol %g, max_steps %ld, t0 %g, t1 %g)",
                      opt->rtol, opt->atol, opt->max_steps, t0, t1);
-  if (t1 == t0) return 0;
+  const double dir = t1 > t0 ? 1.0 : -1.0;
+  for (size_t k = 0; k < m; k++)
+    if (!isfinite(tout[k]) || (tout[k] - (k ? tout[k - 1] : t0)) * dir < 0.0)
+      return CNF_ERROR(ode->ctx, CNF_EINVAL,
+                       "ode: output times must run monotonically from t0 = %g (time %zu is %g)",
+                       t0, k + 1, tout[k]);
+  /* outputs at t0 itself are the initial state */
+  size_t k0 = 0;
+  for (; k0 < m && tout[k0] == t0; k0++)
+    if (yout != NULL) memcpy(yout + k0 * ode->N, y, ode->N * sizeof(double));
+  if (k0 == m) return 0;
   ode->rhs = rhs;
   ode->jtv = jtv;
   ode->user = user;
@@ -265,7 +276,12 @@ int cnf__ode_solve(cnf_ode *ode, const cnf_ode_opts *opt, cnf_ode_rhs_fn rhs,
     CV_CALL("CVodeSetJacTimes", CVodeSetJacTimes(ode->mem, NULL, jtv ? jtv_wrap : NULL));
 
   double t = t0;
-  int flag = CVode(ode->mem, t1, ode->y, &t, CV_NORMAL);
+  int flag = 0;
+  for (size_t k = k0; k < m && flag >= 0; k++) {
+    /* CVODE steps past tout[k] (not past t1) and interpolates y(tout[k]) */
+    flag = CVode(ode->mem, tout[k], ode->y, &t, CV_NORMAL);
+    if (flag >= 0 && yout != NULL) memcpy(yout + k * ode->N, y, ode->N * sizeof(double));
+  }
   cnf_stats local;
   cnf_stats_clear(&local);
   read_stats(ode, &local);
@@ -289,4 +305,10 @@ int cnf__ode_solve(cnf_ode *ode, const cnf_ode_opts *opt, cnf_ode_rhs_fn rhs,
                      ode->cvmsg[0] ? "; " : "", ode->cvmsg);
   }
   return 0;
+}
+
+int cnf__ode_solve(cnf_ode *ode, const cnf_ode_opts *opt, cnf_ode_rhs_fn rhs,
+                   cnf_ode_jtv_fn jtv, void *user, double t0, double t1,
+                   double *y, cnf_stats *st) {
+  return cnf__ode_solve_times(ode, opt, rhs, jtv, user, t0, 1, &t1, y, NULL, st);
 }

@@ -46,6 +46,14 @@ int cnf__ode_solve(cnf_ode *ode, const cnf_ode_opts *opt, cnf_ode_rhs_fn rhs,
                    cnf_ode_jtv_fn jtv, void *user, double t0, double t1,
                    double *y, cnf_stats *st);
 
+/* The same, one solve from t0 through the output times tout[0..m)
+ * (monotone in the direction of integration; times equal to t0 give the
+ * initial state): y (N) ends at tout[m-1], and yout (m, N), if not NULL,
+ * receives y(tout[k]) from CVODE's dense output, with no extra solve. */
+int cnf__ode_solve_times(cnf_ode *ode, const cnf_ode_opts *opt, cnf_ode_rhs_fn rhs,
+                         cnf_ode_jtv_fn jtv, void *user, double t0, size_t m,
+                         const double *tout, double *y, double *yout, cnf_stats *st);
+
 /* CVODE's name of a return flag ("CV_TOO_MUCH_WORK") copied into buf
  * (CVodeGetReturnFlagName allocates it; this frees it).  Returns buf. */
 const char *cnf__ode_flag_name(int flag, char *buf, size_t n);

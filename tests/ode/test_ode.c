@@ -181,6 +181,66 @@ static void test_linear_expm(void) {
   linear_round_trip(A, 4, 1.3, "random A");
 }
 
+/* Output at 21 times along ONE solve: each z(t_k) = expm(t_k A) z0 and
+ * Delta(t_k) = -t_k tr A, the same as a separate solve to t_k within the
+ * tolerance, and fewer RHS evaluations than the separate solves; a time
+ * equal to t0 gives the initial state; non-monotone times are refused. */
+static void test_output_times(void) {
+  cnf_ctx *ctx = new_ctx();
+  enum { D = 4, B = 3, M = 21 };
+  cnf_dyn *dyn = NULL;
+  CU_ASSERT_EQUAL_FATAL(cnf_dyn_linear_create(&dyn, ctx, D), 0);
+  double theta[D * D + D] = {0}, z0[B * D], tout[M], zo[M * B * D], dout[M * B];
+  fill_gauss(theta, D * D, 1002);
+  for (size_t i = 0; i < D * D; i++) theta[i] *= 0.5;
+  fill_gauss(z0, B * D, 1003);
+  for (size_t k = 0; k < M; k++) tout[k] = 2.0 * (double)k / (M - 1); /* 0, 0.1, ..., 2 */
+  const double kf = growth(theta, D, 2.0, 1.0);
+  for (int m = 0; m < 2; m++) {
+    cnf_options o = options(methods[m], TOL);
+    double z[B * D], delta[B] = {0}, E[D * D], ref[B * D], dref[B];
+    memcpy(z, z0, sizeof z);
+    cnf_stats one, many;
+    cnf_stats_clear(&one);
+    cnf_stats_clear(&many);
+    CU_ASSERT_EQUAL_FATAL(
+        cnf_dyn_solve_times(dyn, theta, &o, 0.0, M, tout, B, 0, NULL, z, delta, zo, dout, &one), 0);
+    CU_ASSERT_EQUAL(one.solves, 1);
+    CHECK_UNITS(zo, z0, B * D, TOL, 1.0, "t = t0 gives the initial state");
+    for (size_t k = 1; k < M; k++) {
+      expm(theta, D, tout[k], E);
+      rows_times(E, D, B, z0, ref);
+      for (size_t b = 0; b < B; b++) dref[b] = -tout[k] * trace(theta, D);
+      CHECK_UNITS(zo + k * B * D, ref, B * D, TOL, kf, "z(t_k) = expm(t_k A) z0");
+      CHECK_UNITS(dout + k * B, dref, B, TOL, 1.0, "Delta(t_k) = -t_k tr A");
+      /* a separate solve to t_k */
+      double zs[B * D], ds[B] = {0};
+      memcpy(zs, z0, sizeof zs);
+      CU_ASSERT_EQUAL(solve(dyn, theta, &o, 0.0, tout[k], B, 0, NULL, zs, ds, &many), 0);
+      CHECK_UNITS(zo + k * B * D, zs, B * D, TOL, kf, "dense output = separate solve");
+    }
+    CHECK_UNITS(z, zo + (M - 1) * B * D, B * D, 1e-15, 1.0, "final state = last output");
+    printf("\n  %s: one solve %ld RHS evaluations, 20 separate solves %ld",
+           cnf_method_name(methods[m]), one.nfe, many.nfe);
+    CU_ASSERT_TRUE(one.nfe < many.nfe);
+  }
+  /* non-monotone or non-finite times */
+  double bad[3] = {0.5, 0.2, 1.0}, z[B * D], delta[B] = {0};
+  cnf_options o = options(CNF_METHOD_ADAMS, TOL);
+  memcpy(z, z0, sizeof z);
+  CU_ASSERT_EQUAL(cnf_dyn_solve_times(dyn, theta, &o, 0.0, 3, bad, B, 0, NULL, z, delta, NULL,
+                                      NULL, NULL),
+                  CNF_EINVAL);
+  bad[1] = NAN;
+  CU_ASSERT_EQUAL(cnf_dyn_solve_times(dyn, theta, &o, 0.0, 3, bad, B, 0, NULL, z, delta, NULL,
+                                      NULL, NULL),
+                  CNF_EINVAL);
+  CU_ASSERT_EQUAL(memcmp(z, z0, sizeof z), 0); /* untouched */
+  printf(" ");
+  cnf_dyn_free(dyn);
+  cnf_ctx_free(ctx);
+}
+
 static void test_decay(void) {
   const size_t D = 3;
   const double c = 2.5;
@@ -712,6 +772,7 @@ static void test_time_range(void) {
 static const test_entry analytic_tests[] = {
     {"linear: z(T) = expm(TA) z0, Delta = -T tr A, and back", test_linear_expm},
     {"exponential decay", test_decay},
+    {"output at 21 times along one solve", test_output_times},
     {"rotation: |z| conserved, Delta = 0", test_rotation},
     {"Rademacher with diagonal A = exact trace", test_hutchinson_diagonal},
     {"cubic field: closed form, forward and backward", test_cubic},
