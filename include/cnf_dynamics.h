@@ -144,6 +144,25 @@ int cnf_dyn_solve_times(cnf_dyn *dyn, const double *theta,
                         const double *eps, double *z, double *delta,
                         double *z_out, double *delta_out, cnf_stats *st);
 
+/* A density given by the user: log p(x) of B points x (B, D) into logp
+ * (B), returning 0 or a negative CNF_E* code, and a seeded sampler (may be
+ * NULL where only densities are needed). */
+typedef struct cnf_density {
+  int (*logp)(void *user, size_t B, size_t D, const double *x, double *logp);
+  int (*sample)(void *user, uint64_t seed, size_t B, size_t D, double *x);
+  void *user;
+} cnf_density;
+
+/* log p_t(x) of B points x (B, D) at time t, for the density p_t that the
+ * field carries from p0 at t0 (the continuity equation): each point is
+ * integrated backward from t to t0 (one solve), and
+ *     log p_t(x) = log p0(x(t0)) - int_{t0}^{t} div f(s, x(s)) ds.
+ * The trace is exact (eps NULL) or Hutchinson with K probes eps (K, B, D). */
+int cnf_dyn_logp_at(cnf_dyn *dyn, const double *theta, const cnf_options *opt,
+                    const cnf_density *p0, double t0, double t, size_t B,
+                    size_t K, const double *eps, const double *x, double *logp,
+                    cnf_stats *st);
+
 #ifdef __cplusplus
 }
 #endif

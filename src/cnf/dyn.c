@@ -364,3 +364,27 @@ int cnf_dyn_solve(cnf_dyn *d, const double *theta, const cnf_options *opt, doubl
                   cnf_stats *st) {
   return cnf_dyn_solve_times(d, theta, opt, t0, 1, &t1, B, K, eps, z, delta, NULL, NULL, st);
 }
+
+/* Backward from t to t0 with Delta(t) = 0: dDelta/ds = -div, so
+ * Delta(t0) = int_{t0}^{t} div ds and log p_t(x) = log p0(x(t0)) - Delta(t0). */
+int cnf_dyn_logp_at(cnf_dyn *d, const double *theta, const cnf_options *opt,
+                    const cnf_density *p0, double t0, double t, size_t B, size_t K,
+                    const double *eps, const double *x, double *logp, cnf_stats *st) {
+  if (d == NULL || p0 == NULL || p0->logp == NULL || x == NULL || logp == NULL || B == 0)
+    return CNF_ERROR(d ? d->ctx : NULL, CNF_EINVAL, "logp_at: bad arguments");
+  const size_t BD = B * d->D;
+  double *z = cnf__dalloc(d->ctx, BD), *delta = cnf__dalloc(d->ctx, B);
+  int rc = z != NULL && delta != NULL ? 0 : CNF_ENOMEM;
+  if (rc == 0) {
+    memcpy(z, x, BD * sizeof(double));
+    rc = cnf_dyn_solve(d, theta, opt, t, t0, B, K, eps, z, delta, st);
+  }
+  if (rc == 0) {
+    rc = p0->logp(p0->user, B, d->D, z, logp);
+    if (rc != 0) rc = CNF_ERROR(d->ctx, rc < 0 ? rc : CNF_EINVAL, "logp_at: the initial log-density failed");
+  }
+  for (size_t b = 0; b < B && rc == 0; b++) logp[b] -= delta[b];
+  cnf__free(z);
+  cnf__free(delta);
+  return rc;
+}

@@ -583,6 +583,62 @@ static void test_bad_args(void) {
   cnf_ctx_free(ctx);
 }
 
+/* log p_t at arbitrary points by a backward solve (cnf_dyn_logp_at) with
+ * p0 given as a callback: P2 from its mixture p0 and P3 from N(0, I), at
+ * points that are not samples of anything (a uniform box), against the
+ * closed forms. */
+static int heat_p0(void *user, size_t B, size_t D, const double *x, double *logp) {
+  (void)D;
+  return cnf_pde_heat_logp(user, 0.0, B, x, logp);
+}
+
+static int normal_p0(void *user, size_t B, size_t D, const double *x, double *logp) {
+  (void)user;
+  for (size_t b = 0; b < B; b++) logp[b] = cnf_log_normal(x + b * D, D);
+  return 0;
+}
+
+static void test_logp_at(void) {
+  cnf_ctx *ctx = new_ctx();
+  const size_t D = 3, B = 50;
+  const double T = 0.8;
+  double *x = dalloc(B * D), *lp = dalloc(B), *ref = dalloc(B);
+  fill_uniform(x, B * D, -3.0, 3.0, 1234);
+  cnf_options o = options(TOL);
+  double mean = 0, max = 0;
+  /* P2 */
+  cnf_pde_heat *h = NULL;
+  cnf_dyn *dyn = NULL;
+  CU_ASSERT_EQUAL_FATAL(cnf_pde_heat_create(&h, ctx, D), 0);
+  CU_ASSERT_EQUAL_FATAL(cnf_pde_heat_dyn(&dyn, ctx, h), 0);
+  cnf_density p0 = {heat_p0, NULL, h};
+  CU_ASSERT_EQUAL(cnf_dyn_logp_at(dyn, NULL, &o, &p0, 0.0, T, B, 0, NULL, x, lp, NULL), 0);
+  CU_ASSERT_EQUAL(cnf_pde_heat_logp(h, T, B, x, ref), 0);
+  cnf_pde_lpe(B, lp, ref, &mean, &max);
+  printf("\n  P2 log p_t at box points: LPE mean %.3g max %.3g", mean, max);
+  CU_ASSERT_TRUE(mean <= LPE_BAR && max <= 10 * LPE_BAR);
+  cnf_dyn_free(dyn);
+  cnf_pde_heat_free(h);
+  /* P3 */
+  cnf_pde_ou *ou = NULL;
+  CU_ASSERT_EQUAL_FATAL(cnf_pde_ou_create(&ou, ctx, D, 77), 0);
+  CU_ASSERT_EQUAL_FATAL(cnf_pde_ou_dyn(&dyn, ctx, ou), 0);
+  cnf_density n0 = {normal_p0, NULL, NULL};
+  CU_ASSERT_EQUAL(cnf_dyn_logp_at(dyn, NULL, &o, &n0, 0.0, T, B, 0, NULL, x, lp, NULL), 0);
+  CU_ASSERT_EQUAL(cnf_pde_ou_logp(ou, T, B, x, ref), 0);
+  cnf_pde_lpe(B, lp, ref, &mean, &max);
+  printf("\n  P3 log p_t at box points: LPE mean %.3g max %.3g ", mean, max);
+  CU_ASSERT_TRUE(mean <= LPE_BAR && max <= 10 * LPE_BAR);
+  /* errors: no callback */
+  cnf_density none = {NULL, NULL, NULL};
+  CU_ASSERT_EQUAL(cnf_dyn_logp_at(dyn, NULL, &o, &none, 0.0, T, B, 0, NULL, x, lp, NULL),
+                  CNF_EINVAL);
+  cnf_dyn_free(dyn);
+  cnf_pde_ou_free(ou);
+  free(x), free(lp), free(ref);
+  cnf_ctx_free(ctx);
+}
+
 static const test_entry ops_tests[] = {
     {"P1a linear: jvp and f_div against differences", test_ops_p1a},
     {"P2 heat: jvp and f_div against differences", test_ops_heat},
@@ -604,6 +660,7 @@ static const test_entry bar_tests[] = {
     {"P3 LPE <= 1e-6 (d = 2, 10, 30), moments", test_lpe_ou},
     {"Rademacher K=1 on diag+skew A is exact", test_rademacher_rotation},
     {"Hutchinson variance on dense A within 10%", test_hutchinson_variance},
+    {"log p_t at arbitrary points by a backward solve", test_logp_at},
     {NULL, NULL},
 };
 
