@@ -45,6 +45,20 @@ int cnf_pde_p1a_flow(cnf_ctx *ctx, size_t D, const double *A, double t,
 int cnf_pde_p1a_logp(cnf_ctx *ctx, size_t D, const double *A, double t,
                      size_t B, const double *x, double *logp);
 
+/* ---- P1b: stiff cubic field v = -Q (Q^T x)^3, p0 = N(0, I) ----------------
+ * The field is cnf_dyn_cubic_create(D, Q) (Q orthogonal, NULL: I).  With
+ * y0 = Q^T x0: y_i(t) = y0_i / sqrt(1 + 2 t y0_i^2), x(t) = Q y(t), and
+ * log p_t(x) = log p0(Q y0) - (3/2) sum_i log(1 - 2 t y_i^2), y = Q^T x,
+ * y0_i = y_i / sqrt(1 - 2 t y_i^2): p_t lives where 2 t y_i^2 < 1 for all i
+ * (log p_t = -inf elsewhere).  Jacobian eigenvalues -3 y_i^2. */
+
+/* x (B, D) = x(t) from x0 (B, D) (x may alias x0). */
+int cnf_pde_p1b_flow(cnf_ctx *ctx, size_t D, const double *Q, double t, size_t B,
+                     const double *x0, double *x);
+/* log p_t(x) (B). */
+int cnf_pde_p1b_logp(cnf_ctx *ctx, size_t D, const double *Q, double t, size_t B,
+                     const double *x, double *logp);
+
 /* ---- P2: heat equation from a Gaussian mixture ---------------------------
  * p0 = sum_k w_k N(mu_k, 0.25^2 I), w = (0.1, 0.2, 0.3, 0.4),
  * mu = (+2 e1, -2 e1, +2 e2, -2 e2), D = 1/2, d >= 2. */

@@ -158,6 +158,57 @@ int cnf_pde_p1a_logp(cnf_ctx *ctx, size_t D, const double *A, double t,
   return rc;
 }
 
+/* ---- P1b: the cubic field --------------------------------------------------- */
+
+/* out = Q^T x (transpose) or Q x, the identity for Q NULL; out may not alias x. */
+static void qmul(size_t D, const double *Q, int transpose, const double *x, double *out) {
+  if (Q == NULL) {
+    memcpy(out, x, D * sizeof(double));
+    return;
+  }
+  cblas_dgemv(CblasRowMajor, transpose ? CblasTrans : CblasNoTrans, (int)D, (int)D, 1.0, Q,
+              (int)D, x, 1, 0.0, out, 1);
+}
+
+int cnf_pde_p1b_flow(cnf_ctx *ctx, size_t D, const double *Q, double t, size_t B,
+                     const double *x0, double *x) {
+  if (D == 0 || x0 == NULL || x == NULL || !(t >= 0))
+    return CNF_ERROR(ctx, CNF_EINVAL, "P1b flow: bad arguments (t = %g)", t);
+  double *y = cnf__dalloc(ctx, 2 * D);
+  if (y == NULL) return CNF_ENOMEM;
+  for (size_t r = 0; r < B; r++) {
+    qmul(D, Q, 1, x0 + r * D, y);
+    for (size_t i = 0; i < D; i++) y[D + i] = y[i] / sqrt(1.0 + 2.0 * t * y[i] * y[i]);
+    qmul(D, Q, 0, y + D, x + r * D);
+  }
+  cnf__free(y);
+  return 0;
+}
+
+int cnf_pde_p1b_logp(cnf_ctx *ctx, size_t D, const double *Q, double t, size_t B,
+                     const double *x, double *logp) {
+  if (D == 0 || x == NULL || logp == NULL || !(t >= 0))
+    return CNF_ERROR(ctx, CNF_EINVAL, "P1b logp: bad arguments (t = %g)", t);
+  double *y = cnf__dalloc(ctx, D);
+  if (y == NULL) return CNF_ENOMEM;
+  for (size_t r = 0; r < B; r++) {
+    qmul(D, Q, 1, x + r * D, y);
+    double q = 0.0, lj = 0.0;
+    for (size_t i = 0; i < D && isfinite(lj); i++) {
+      double c = 1.0 - 2.0 * t * y[i] * y[i];
+      if (!(c > 0)) {
+        lj = INFINITY; /* outside the support */
+        break;
+      }
+      q += y[i] * y[i] / c; /* |y0|^2 = |x0|^2 (Q orthogonal) */
+      lj += log(c);
+    }
+    logp[r] = isfinite(lj) ? -0.5 * (double)D * LOG2PI - 0.5 * q - 1.5 * lj : -INFINITY;
+  }
+  cnf__free(y);
+  return 0;
+}
+
 /* ---- P2: heat equation ---------------------------------------------------- */
 
 #define NK 4
