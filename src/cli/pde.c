@@ -139,6 +139,7 @@ int cnf__cli_pde(int argc, char **argv, size_t threads) {
 
   /* one solve of all samples, then the closed form at x(T) */
   memcpy(z, x0, B * D * sizeof(double));
+  memset(delta, 0, B * sizeof(double)); /* Delta(0) = 0 */
   cnf_stats st;
   cnf_stats_clear(&st);
   double t0 = cnf__cli_now();
