@@ -5,6 +5,8 @@
 #include <stdio.h>
 
 #include <CUnit/Basic.h>
+#include <gsl/gsl_linalg.h>
+#include <gsl/gsl_matrix.h>
 #include <gsl/gsl_randist.h>
 #include <gsl/gsl_rng.h>
 
@@ -74,4 +76,19 @@ int run_suites(const char *const *names, const test_entry *const *tests,
   CU_cleanup_registry();
   if (run == 0) return 1;
   return failed == 0 ? 0 : 1;
+}
+
+void random_orthogonal(double *Q, size_t D, uint64_t seed) {
+  gsl_matrix *A = gsl_matrix_alloc(D, D), *Qm = gsl_matrix_alloc(D, D),
+             *R = gsl_matrix_alloc(D, D);
+  gsl_vector *tau = gsl_vector_alloc(D);
+  fill_gauss(A->data, D * D, seed); /* tda == D for a fresh matrix */
+  gsl_linalg_QR_decomp(A, tau);
+  gsl_linalg_QR_unpack(A, tau, Qm, R);
+  for (size_t i = 0; i < D; i++)
+    for (size_t j = 0; j < D; j++) Q[i * D + j] = gsl_matrix_get(Qm, i, j);
+  gsl_vector_free(tau);
+  gsl_matrix_free(R);
+  gsl_matrix_free(Qm);
+  gsl_matrix_free(A);
 }

@@ -34,6 +34,10 @@ void fill_uniform(double *x, size_t n, double lo, double hi, uint64_t seed);
 /* Fill x (n) with N(0, 1) values from a seeded stream. */
 void fill_gauss(double *x, size_t n, uint64_t seed);
 
+/* Q (D, D): a random orthogonal matrix, the Q of a QR decomposition of a
+ * seeded Gaussian matrix. */
+void random_orthogonal(double *Q, size_t D, uint64_t seed);
+
 /* Central difference of a scalar function g along coordinate i of x:
  * (g(x + h e_i) - g(x - h e_i)) / 2h; x is restored. */
 typedef double (*scalar_fn)(const double *x, void *user);

@@ -41,15 +41,12 @@ static void toy_list(char *buf, size_t n) {
   }
 }
 
-/* Mean negative log-likelihood of rows x (N, D) with the exact trace
- * unless opt says otherwise, in batches of 1000. */
+/* Mean negative log-likelihood of rows x (N, D) under opt (trace, batch). */
 static int mean_nll(cnf_flow *flow, const cnf_options *opt, size_t N, const double *x, double *nll,
                     cnf_stats *st) {
   double *lp = malloc((N ? N : 1) * sizeof(double));
   if (lp == NULL) return CNF_ENOMEM;
-  cnf_options o = *opt;
-  if (o.batch == 0) o.batch = 1000;
-  int rc = cnf_flow_logp(flow, &o, N, x, lp, st);
+  int rc = cnf_flow_logp(flow, opt, N, x, lp, st);
   double s = 0.0;
   for (size_t i = 0; i < N && rc == 0; i++) s -= lp[i];
   free(lp);
@@ -588,20 +585,14 @@ cleanup:
 
 /* ---- gradcheck -------------------------------------------------------------- */
 
-/* The loss with the probes fixed: the same seed before every evaluation. */
+/* The loss with the probes fixed: the same seed before every evaluation,
+ * all rows in one system as the adjoint solves them. */
 static int fixed_loss(cnf_flow *flow, const cnf_options *opt, size_t N, const double *x,
                       uint64_t seed, double *loss) {
   cnf_flow_seed(flow, seed);
-  double *lp = malloc(N * sizeof(double));
-  if (lp == NULL) return CNF_ENOMEM;
   cnf_options o = *opt;
-  o.batch = 0; /* one system, as the adjoint solves it */
-  int rc = cnf_flow_logp(flow, &o, N, x, lp, NULL);
-  double s = 0.0;
-  for (size_t i = 0; i < N && rc == 0; i++) s -= lp[i];
-  free(lp);
-  *loss = s / (double)N;
-  return rc;
+  o.batch = 0;
+  return mean_nll(flow, &o, N, x, loss, NULL);
 }
 
 int cnf__cli_gradcheck(int argc, char **argv, size_t threads) {

@@ -22,10 +22,6 @@ extern const test_entry act_tests[];
 int user_f_create(cnf_dyn **out, cnf_ctx *ctx, size_t D);
 int user_vjp_create(cnf_dyn **out, cnf_ctx *ctx, size_t D);
 
-/* A random orthogonal Q (D, D) row-major: the Q of a QR factorisation of a
- * Gaussian matrix drawn from seed. */
-void random_orthogonal(double *Q, size_t D, uint64_t seed);
-
 /* Central-difference Jacobian J (B, D, D), J[b][i][j] = df_i/dz_j at row b,
  * step h along every coordinate.  Returns the status of cnf_dyn_f. */
 int fd_jacobian(cnf_dyn *dyn, double t, size_t B, const double *z,

@@ -348,20 +348,6 @@ static void cubic_exact(const double *Q, size_t D, const double *y0, double T,
   rows_times(Q, D, 1, y, z);
 }
 
-static void random_orthogonal(double *Q, size_t D, uint64_t seed) {
-  gsl_matrix *A = gsl_matrix_alloc(D, D), *Qm = gsl_matrix_alloc(D, D),
-             *R = gsl_matrix_alloc(D, D);
-  gsl_vector *tau = gsl_vector_alloc(D);
-  fill_gauss(A->data, D * D, seed);
-  gsl_linalg_QR_decomp(A, tau);
-  gsl_linalg_QR_unpack(A, tau, Qm, R);
-  for (size_t i = 0; i < D; i++)
-    for (size_t j = 0; j < D; j++) Q[i * D + j] = gsl_matrix_get(Qm, i, j);
-  gsl_vector_free(tau);
-  gsl_matrix_free(R);
-  gsl_matrix_free(Qm);
-  gsl_matrix_free(A);
-}
 
 /* B samples y0 (B, D): forward from 0 to T and, if backward, from T back
  * to 0, with both methods; the steps of each method's forward solve go to

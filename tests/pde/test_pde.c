@@ -586,19 +586,6 @@ static void test_bad_args(void) {
   cnf_ctx_free(ctx);
 }
 
-/* A random orthogonal Q (D, D): the Q of a QR decomposition of a Gaussian
- * matrix. */
-static void random_orthogonal(size_t D, uint64_t seed, double *Q) {
-  gsl_matrix *M = gsl_matrix_alloc(D, D), *Qm = gsl_matrix_alloc(D, D), *R = gsl_matrix_alloc(D, D);
-  gsl_vector *tau = gsl_vector_alloc(D);
-  CU_ASSERT_FATAL(M && Qm && R && tau);
-  fill_gauss(M->data, D * D, seed);
-  gsl_linalg_QR_decomp(M, tau);
-  gsl_linalg_QR_unpack(M, tau, Qm, R);
-  for (size_t i = 0; i < D; i++)
-    for (size_t j = 0; j < D; j++) Q[i * D + j] = gsl_matrix_get(Qm, i, j);
-  gsl_matrix_free(M), gsl_matrix_free(Qm), gsl_matrix_free(R), gsl_vector_free(tau);
-}
 
 /* P1b, the cubic field, d = 2..1000, T = 0.5 and 2 (rotated Q up to
  * d = 100, the identity at 1000), against the closed forms:
@@ -620,7 +607,7 @@ static void test_lpe_cubic(void) {
   for (size_t n = 0; n < 4; n++) {
     const size_t D = dims[n], B = Bs[n];
     double *Q = D <= 100 ? dalloc(D * D) : NULL;
-    if (Q != NULL) random_orthogonal(D, 700 + D, Q);
+    if (Q != NULL) random_orthogonal(Q, D, 700 + D);
     cnf_dyn *dyn = NULL;
     CU_ASSERT_EQUAL_FATAL(cnf_dyn_cubic_create(&dyn, ctx, D, Q), 0);
     double *x0 = dalloc(B * D), *z = dalloc(B * D), *xr = dalloc(B * D), *delta = dalloc(B),
