@@ -339,6 +339,14 @@ int cnf_train_step(cnf_train *tr, const cnf_options *opt, size_t B,
 int cnf_train_batch_indices(uint64_t seed, long iter, size_t N, size_t B,
                             size_t *idx);
 
+/* One Adam update of n parameters theta (PyTorch's Adam: to->weight_decay
+ * times theta is added to grad), with first and second moments m, v (n,
+ * zero before the first update) and t = 1, 2, ... the number of this
+ * update.  cnf_train_step uses it; it serves any parameter vector, e.g. a
+ * field of cnf_dynamics.h trained by a loss of the caller's own. */
+void cnf_adam_update(const cnf_train_options *to, long t, size_t n,
+                     const double *grad, double *theta, double *m, double *v);
+
 /* Drop the flow's optimizer state (e.g. before saving a final model). */
 void cnf_flow_clear_train_state(cnf_flow *flow);
 

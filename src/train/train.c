@@ -117,6 +117,17 @@ int cnf_train_batch_indices(uint64_t seed, long iter, size_t N, size_t B,
   return 0;
 }
 
+void cnf_adam_update(const cnf_train_options *to, long t, size_t n,
+                     const double *grad, double *theta, double *m, double *v) {
+  const double c1 = 1.0 - pow(to->beta1, (double)t), c2 = 1.0 - pow(to->beta2, (double)t);
+  for (size_t i = 0; i < n; i++) {
+    double g = grad[i] + to->weight_decay * theta[i];
+    m[i] = to->beta1 * m[i] + (1.0 - to->beta1) * g;
+    v[i] = to->beta2 * v[i] + (1.0 - to->beta2) * g * g;
+    theta[i] -= to->lr * (m[i] / c1) / (sqrt(v[i] / c2) + to->eps);
+  }
+}
+
 int cnf_train_step(cnf_train *tr, const cnf_options *opt, size_t B,
                    const double *x, cnf_train_report *rep) {
   cnf_flow *f = tr->flow;
@@ -141,15 +152,10 @@ int cnf_train_step(cnf_train *tr, const cnf_options *opt, size_t B,
   if (rc != 0) return rc;
 
   const cnf_train_options *to = &tr->to;
-  const double t = (double)(++st->updates);
-  const double c1 = 1.0 - pow(to->beta1, t), c2 = 1.0 - pow(to->beta2, t);
-  double *th = f->theta, *m = st->m, *v = st->v;
-  for (size_t i = 0; i < nP; i++) {
-    double g = tr->grad[i] + to->weight_decay * th[i];
-    m[i] = to->beta1 * m[i] + (1.0 - to->beta1) * g;
-    v[i] = to->beta2 * v[i] + (1.0 - to->beta2) * g * g;
-    th[i] -= to->lr * (m[i] / c1) / (sqrt(v[i] / c2) + to->eps);
-  }
+  const long t = ++st->updates;
+  const double c1 = 1.0 - pow(to->beta1, (double)t), c2 = 1.0 - pow(to->beta2, (double)t);
+  double *m = st->m, *v = st->v;
+  cnf_adam_update(to, t, nP, tr->grad, f->theta, m, v);
   if (to->learn_T) {
     for (size_t k = 0; k < f->blocks; k++) {
       double s = sqrt(f->T[k]), g = 2.0 * s * tr->grad_T[k];
