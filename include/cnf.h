@@ -320,7 +320,11 @@ typedef struct cnf_train_options {
 void cnf_train_options_default(cnf_train_options *to);
 
 typedef struct cnf_train_report {
-  double loss;          /* the minibatch's loss before the update */
+  double loss;          /* the minibatch's loss before the update: nll +
+                           reg_kinetic * kinetic + reg_jacobian * jacobian */
+  double nll;           /* its negative log-likelihood part */
+  double kinetic;       /* batch means of RNODE's integrals (0 when off) */
+  double jacobian;
   double grad_norm;     /* |dL/dtheta| (2-norm, without weight decay) */
   cnf_stats fwd, bwd;   /* this step's solver statistics */
 } cnf_train_report;
