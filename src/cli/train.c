@@ -330,6 +330,8 @@ int cnf__cli_train(int argc, char **argv, size_t threads) {
     }
   }
   if ((int)a.opt.trace == -1) a.opt.trace = D <= 2 ? CNF_TRACE_EXACT : CNF_TRACE_GAUSS;
+  status = cnf__cli_use_threads(cmd, flow);
+  if (status != CNF_CLI_OK) goto cleanup;
   rc = cnf_train_create(&tr, flow, &a.train, a.seed);
   if (rc != 0) {
     status = cnf__cli_lib_fail(cmd, ctx, rc, 0);
@@ -523,6 +525,7 @@ int cnf__cli_train(int argc, char **argv, size_t threads) {
       cnf_flow *bestf = NULL;
       double nll = NAN;
       if (a.val != NULL && cnf_flow_load(&bestf, ctx, a.out) == 0) tf = bestf;
+      if (tf == bestf) cnf__cli_use_threads(cmd, bestf);
       cnf_stats st;
       cnf_stats_clear(&st);
       rc = mean_nll(tf, &eopt, a.test_n, tx, &nll, &st);
