@@ -383,6 +383,7 @@ int cnf__cli_train(int argc, char **argv, size_t threads) {
   const long start = cnf_train_iteration(tr), total = (long)a.iters;
   double t0 = cnf__cli_now(), c0 = cpu_seconds(), loss_avg = NAN, sum_nfe_f = 0, sum_nfe_b = 0;
   const int reg_on = a.opt.reg_kinetic > 0 || a.opt.reg_jacobian > 0;
+  double nfe_f_avg = NAN, nfe_b_avg = NAN; /* running means, as loss_avg */
   double sum_kin = 0.0, sum_jac = 0.0;
   long failed_in_a_row = 0, steps_done = 0, failures = 0;
   cnf_stats fwd_total, bwd_total; /* over the successful steps */
@@ -422,6 +423,9 @@ int cnf__cli_train(int argc, char **argv, size_t threads) {
     cnf_stats_add(&fwd_total, &rep.fwd);
     cnf_stats_add(&bwd_total, &rep.bwd);
     loss_avg = isnan(loss_avg) ? rep.loss : 0.97 * loss_avg + 0.03 * rep.loss;
+    const double nf = (double)rep.fwd.nfe, nb = (double)(rep.bwd.nfe + rep.bwd.nquad);
+    nfe_f_avg = isnan(nfe_f_avg) ? nf : 0.97 * nfe_f_avg + 0.03 * nf;
+    nfe_b_avg = isnan(nfe_b_avg) ? nb : 0.97 * nfe_b_avg + 0.03 * nb;
     sum_nfe_f += (double)rep.fwd.nfe;
     sum_nfe_b += (double)(rep.bwd.nfe + rep.bwd.nquad);
     const long done = it + 1;
@@ -494,6 +498,7 @@ int cnf__cli_train(int argc, char **argv, size_t threads) {
   printf("cpu_seconds_per_iter %.6f\n", steps_done ? cpu / (double)steps_done : 0.0);
   printf("nfe_forward_mean %.2f\n", ok_steps ? sum_nfe_f / (double)ok_steps : 0.0);
   printf("nfe_backward_mean %.2f\n", ok_steps ? sum_nfe_b / (double)ok_steps : 0.0);
+  printf("nfe_forward_running %.2f\nnfe_backward_running %.2f\n", nfe_f_avg, nfe_b_avg);
   if (reg_on) {
     printf("kinetic_mean %.6g\n", ok_steps ? sum_kin / (double)ok_steps : 0.0);
     printf("jacobian_mean %.6g\n", ok_steps ? sum_jac / (double)ok_steps : 0.0);

@@ -501,13 +501,13 @@ static void test_mlp_threads(void) {
   cnf_dyn *ser = NULL, *par = NULL;
   CU_ASSERT_EQUAL_FATAL(cnf_dyn_mlp_create(&ser, ctx, &cfg), 0);
   CU_ASSERT_EQUAL_FATAL(cnf_dyn_mlp_create(&par, ctx, &cfg), 0);
-  const size_t D = 3, B = 101, K = 2, P = cnf_dyn_param_count(ser);
+  const size_t D = 3, B = 701, K = 2, P = cnf_dyn_param_count(ser); /* 2103 rows: split */
   double *th = malloc(P * sizeof *th), *z = malloc(B * D * sizeof *z),
          *v = malloc(K * B * D * sizeof *v), *a = malloc(B * D * sizeof *a);
   double *out[2][6];
   for (int i = 0; i < 2; i++)
     for (int j = 0; j < 6; j++) out[i][j] = calloc(K * B * D + P, sizeof(double));
-  double w[101], ck[101], cj[101];
+  double w[701], ck[701], cj[701];
   CU_ASSERT_EQUAL(cnf_mlp_init_params(&cfg, 5, th), 0);
   fill_gauss(z, B * D, 1);
   fill_gauss(v, K * B * D, 2);
