@@ -96,8 +96,10 @@ int cnf_dyn_mlp_create(cnf_dyn **out, cnf_ctx *ctx, const cnf_mlp_config *cfg);
  * on a workspace of its own, and the parameter gradient adds the threads'
  * partial sums in thread order, so a given n gives the same bits every run
  * (different n may differ in the last bits of the parameter gradient).
- * Batches of fewer than 512 n stacked rows (B (1 + K)) stay serial.  OpenMP runs the threads; OpenBLAS
- * should be single-threaded meanwhile (OPENBLAS_NUM_THREADS=1). */
+ * Batches of fewer than 512 n stacked rows (B (1 + K)) stay serial.  The
+ * n - 1 worker threads live with the field and sleep between calls; one
+ * field must not be used from two threads at once.  OpenBLAS should be
+ * single-threaded meanwhile (OPENBLAS_NUM_THREADS=1). */
 int cnf_dyn_mlp_set_threads(cnf_dyn *dyn, size_t n);
 size_t cnf_dyn_mlp_threads(const cnf_dyn *dyn);
 

@@ -41,6 +41,7 @@
  * forward pass is recomputed in the workspace, since CVODE also evaluates
  * at points it later rejects. */
 #include <math.h>
+#include <pthread.h>
 #include <stdint.h>
 #include <string.h>
 
@@ -106,6 +107,7 @@ typedef struct mlp_state {
   struct mlp_state *sub[CNF_MLP_MAX_THREADS]; /* per-thread states */
   size_t par_B, par_K; /* the batch and tangents the buffers fit */
   double *par_mem;   /* per thread: tangents in, tangents out, gth */
+  struct mlp_pool *pool; /* the nthreads - 1 workers */
 } mlp_state;
 
 /* ---- configuration -------------------------------------------------- */
@@ -593,7 +595,8 @@ static int ser_vjp_reg(void *sv, double t, size_t B, size_t K, const double *z,
  * order, so a given thread count always gives the same bits.  Tangent sets
  * (K, B, D) are strided by B: each thread copies its rows of v into a
  * buffer of its own (and J v back), sized by reserve, never in an op.
- * OpenMP provides the threads; OpenBLAS should then run single-threaded. */
+ * The threads are a pool of its own (below); OpenBLAS should then run
+ * single-threaded. */
 
 typedef enum par_op { PAR_F, PAR_JVP, PAR_F_DIV, PAR_VJP } par_op;
 
@@ -606,7 +609,7 @@ typedef struct par_args {
 } par_args;
 
 static int par_use(const mlp_state *s, size_t B, size_t K) {
-  return s->nthreads > 1 && B * (1 + K) >= s->nthreads * MLP_PAR_MIN_ROWS && B <= s->par_B &&
+  return s->nthreads > 1 && s->pool != NULL && B * (1 + K) >= s->nthreads * MLP_PAR_MIN_ROWS && B <= s->par_B &&
          K <= s->par_K && s->par_mem != NULL;
 }
 
@@ -654,13 +657,101 @@ static int par_run(mlp_state *s, const par_args *pa, size_t t) {
   return rc;
 }
 
+/* The workers: persistent threads that sleep on a condition variable
+ * between calls (no spinning, so a busy machine loses nothing to them).  A
+ * call publishes its arguments under a new generation number, runs share 0
+ * itself, and waits until the n - 1 workers are done. */
+typedef struct pool_arg {
+  struct mlp_pool *pool;
+  size_t t;
+} pool_arg;
+
+typedef struct mlp_pool {
+  mlp_state *s;
+  size_t n;                 /* threads, the caller included */
+  size_t started;           /* workers created */
+  pthread_t tid[CNF_MLP_MAX_THREADS];
+  pool_arg arg[CNF_MLP_MAX_THREADS];
+  pthread_mutex_t mu;
+  pthread_cond_t go, fin;
+  unsigned long gen;        /* call number */
+  size_t pending;           /* workers still running this call */
+  int quit;
+  const par_args *job;
+  int rcs[CNF_MLP_MAX_THREADS];
+} mlp_pool;
+
+static void *pool_main(void *arg) {
+  const pool_arg *a = arg;
+  mlp_pool *p = a->pool;
+  unsigned long seen = 0;
+  pthread_mutex_lock(&p->mu);
+  for (;;) {
+    while (p->gen == seen && !p->quit) pthread_cond_wait(&p->go, &p->mu);
+    if (p->quit) break;
+    seen = p->gen;
+    const par_args *job = p->job;
+    pthread_mutex_unlock(&p->mu);
+    int rc = par_run(p->s, job, a->t);
+    pthread_mutex_lock(&p->mu);
+    p->rcs[a->t] = rc;
+    if (--p->pending == 0) pthread_cond_signal(&p->fin);
+  }
+  pthread_mutex_unlock(&p->mu);
+  return NULL;
+}
+
+static void pool_free(mlp_pool *p) {
+  if (p == NULL) return;
+  pthread_mutex_lock(&p->mu);
+  p->quit = 1;
+  pthread_cond_broadcast(&p->go);
+  pthread_mutex_unlock(&p->mu);
+  for (size_t t = 1; t <= p->started; t++) pthread_join(p->tid[t], NULL);
+  pthread_cond_destroy(&p->go);
+  pthread_cond_destroy(&p->fin);
+  pthread_mutex_destroy(&p->mu);
+  cnf__free(p);
+}
+
+/* n - 1 workers for the state s, or NULL. */
+static mlp_pool *pool_new(mlp_state *s, size_t n) {
+  mlp_pool *p = cnf__calloc(1, sizeof *p);
+  if (p == NULL) return NULL;
+  p->s = s;
+  p->n = n;
+  if (pthread_mutex_init(&p->mu, NULL) != 0) {
+    cnf__free(p);
+    return NULL;
+  }
+  pthread_cond_init(&p->go, NULL);
+  pthread_cond_init(&p->fin, NULL);
+  for (size_t t = 1; t < n; t++) {
+    p->arg[t] = (pool_arg){p, t};
+    if (pthread_create(&p->tid[t], NULL, pool_main, &p->arg[t]) != 0) {
+      pool_free(p);
+      return NULL;
+    }
+    p->started = t;
+  }
+  return p;
+}
+
 static int par_dispatch(mlp_state *s, const par_args *pa) {
   const size_t n = s->nthreads;
-  int rcs[CNF_MLP_MAX_THREADS] = {0};
-#pragma omp parallel for num_threads((int)n) schedule(static, 1)
-  for (size_t t = 0; t < n; t++) rcs[t] = par_run(s, pa, t);
+  mlp_pool *p = s->pool;
+  pthread_mutex_lock(&p->mu);
+  p->job = pa;
+  p->pending = n - 1;
+  p->gen++;
+  pthread_cond_broadcast(&p->go);
+  pthread_mutex_unlock(&p->mu);
+  p->rcs[0] = par_run(s, pa, 0);
+  pthread_mutex_lock(&p->mu);
+  while (p->pending > 0) pthread_cond_wait(&p->fin, &p->mu);
+  pthread_mutex_unlock(&p->mu);
   for (size_t t = 0; t < n; t++)
-    if (rcs[t] != 0) return rcs[t];
+    if (p->rcs[t] != 0) return p->rcs[t];
   if (pa->op == PAR_VJP && pa->gth != NULL)
     for (size_t t = 0; t < n; t++) {
       const size_t b0 = t * pa->B / n, Bt = (t + 1) * pa->B / n - b0;
@@ -768,6 +859,7 @@ static int mlp_reserve(void *sv, size_t B, size_t K) {
 static void mlp_free(void *sv) {
   mlp_state *s = sv;
   if (s == NULL) return;
+  pool_free(s->pool);
   for (size_t t = 0; t < CNF_MLP_MAX_THREADS; t++) mlp_free(s->sub[t]);
   cnf__free(s->par_mem);
   cnf__free(s->mem);
@@ -835,6 +927,8 @@ int cnf_dyn_mlp_set_threads(cnf_dyn *dyn, size_t n) {
     return CNF_ERROR(dyn->ctx, CNF_EINVAL, "set_threads: need 1 to %d threads, not %zu",
                      CNF_MLP_MAX_THREADS, n);
   mlp_state *s = dyn->state;
+  pool_free(s->pool);
+  s->pool = NULL;
   for (size_t t = 0; t < CNF_MLP_MAX_THREADS; t++) {
     mlp_free(s->sub[t]);
     s->sub[t] = NULL;
@@ -849,6 +943,10 @@ int cnf_dyn_mlp_set_threads(cnf_dyn *dyn, size_t n) {
       for (size_t u = 0; u < t; u++) mlp_free(s->sub[u]), s->sub[u] = NULL;
       return CNF_ERROR(dyn->ctx, CNF_ENOMEM, "set_threads: out of memory");
     }
+  }
+  if (n > 1 && (s->pool = pool_new(s, n)) == NULL) {
+    for (size_t t = 0; t < n; t++) mlp_free(s->sub[t]), s->sub[t] = NULL;
+    return CNF_ERROR(dyn->ctx, CNF_ENOMEM, "set_threads: cannot start %zu threads", n - 1);
   }
   s->nthreads = n;
   /* the split's buffers come with the next reserve (the solvers call it) */
