@@ -100,6 +100,75 @@ int cnf_integrate_linear_theta(size_t n, double alpha, double *theta);
 int cnf_integrate_linear(cnf_ctx *ctx, size_t n, double alpha, const cnf_options *opt, size_t N,
                          uint64_t seed, double *x, double *logq, cnf_stats *st);
 
+/* ---- the learned sampler ------------------------------------------------------ */
+
+/* An MLP field z' = f(t, z; theta) (cnf_dyn_mlp_create) on t in [0, 1] with
+ * the sigmoid into the cube, and the Adam state that trains it. */
+typedef struct cnf_integrate_flow cnf_integrate_flow;
+
+/* cfg->dim is n.  theta from cnf_mlp_init_params(seed), then the last
+ * layer's weights, bias and time term multiplied by init_scale (>= 0): 0
+ * starts at f = 0, i.e. x = s(z), the logit-normal; small values start
+ * near it. */
+int cnf_integrate_flow_create(cnf_integrate_flow **out, cnf_ctx *ctx, const cnf_mlp_config *cfg,
+                              uint64_t seed, double init_scale);
+void cnf_integrate_flow_free(cnf_integrate_flow *fl);
+/* theta (P): the flow's own array; writes change the flow. */
+size_t cnf_integrate_flow_param_count(const cnf_integrate_flow *fl);
+double *cnf_integrate_flow_params(cnf_integrate_flow *fl);
+
+/* The loss L = (1/B) sum_b [log q(x_b) - log f(x_b)] at B base points z
+ * (B, n) (the reparameterised KL(q || f / I) - log I), with the trace exact
+ * (eps NULL) or the mean over K probes eps (K, B, n), and grad (P, may be
+ * NULL) = dL/dtheta by the adjoint (cnf_dyn_grad; opt->adjoint).  The
+ * seeds at t = 1: with x = s(y) and g = grad_x log f,
+ *     dL/dy_b = ((2 s(y_b) - 1) - g_b s'(y_b)) / B,   dL/dDelta_b = 1 / B.
+ * All B rows are one ODE system.  fwd, bwd (may be NULL) are added to. */
+int cnf_integrate_flow_loss_grad(cnf_integrate_flow *fl, const cnf_integrand *f,
+                                 const cnf_options *opt, size_t B, const double *z, size_t K,
+                                 const double *eps, double *loss, double *grad, cnf_stats *fwd,
+                                 cnf_stats *bwd);
+
+/* iters Adam steps (cnf_adam_update with `to`; to->learn_T and T_min are
+ * not used) on fresh batches of B base points, and probes when opt->trace
+ * is not exact (opt->probes per point), drawn from (seed, step number), so
+ * a run is reproducible.  Steps count on across calls.  losses (iters, may
+ * be NULL) receives each step's loss.  A failed step (solver, non-finite
+ * loss or gradient) leaves theta unchanged and returns its code. */
+int cnf_integrate_flow_train(cnf_integrate_flow *fl, const cnf_integrand *f,
+                             const cnf_options *opt, const cnf_train_options *to, size_t iters,
+                             size_t B, uint64_t seed, double *losses, cnf_stats *fwd,
+                             cnf_stats *bwd);
+
+/* N draws x (N, n) of q with logq (N): z ~ N(0, I) from seed, the forward
+ * solve to y = z(1) (the trace as opt->trace, probes from seed; systems of
+ * opt->batch rows, 0: all), x = s(y) and
+ *     log q(x) = log N(z) + Delta(1) - sum_i log s'(y_i).
+ * y (N, n, may be NULL) receives the points before the sigmoid. */
+int cnf_integrate_flow_sample(cnf_integrate_flow *fl, const cnf_options *opt, size_t N,
+                              uint64_t seed, double *x, double *logq, double *y, cnf_stats *st);
+
+/* log q (N) at N points x (N, n) of the open cube: y = logit(x) is
+ * integrated backward from t = 1 to 0 (cnf_dyn_logp_at, the trace exact or
+ * Hutchinson by opt->trace with probes from seed), and
+ *     log q(x) = log N(z(0)) - int_0^1 div f dt - sum_i log s'(y_i).
+ * Points on the cube's faces or outside get -inf. */
+int cnf_integrate_flow_logq(cnf_integrate_flow *fl, const cnf_options *opt, size_t N,
+                            const double *x, uint64_t seed, double *logq, cnf_stats *st);
+
+/* The defensive mixture q_lam = (1 - lam) q + lam U (Hesterberg 1995):
+ * N_u = round(lam N) rows x (N, n) uniform on the cube, then N - N_u drawn
+ * from q (cnf_integrate_flow_sample), and logq (N) = log q_lam(x) with
+ * lam = N_u / N, q at the uniform rows by cnf_integrate_flow_logq.  With
+ * the counts fixed, mean f / q_lam is still unbiased (the balance
+ * heuristic of multiple importance sampling), and the weights are bounded
+ * by f / lam, so their variance is finite even where q's tails are thin
+ * (the sigmoid of Gaussian tails vanishes faster than any power at the
+ * cube's faces).  0 <= lam <= 1. */
+int cnf_integrate_flow_sample_defensive(cnf_integrate_flow *fl, const cnf_options *opt, size_t N,
+                                        double lam, uint64_t seed, double *x, double *logq,
+                                        cnf_stats *st);
+
 #ifdef __cplusplus
 }
 #endif

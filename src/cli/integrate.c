@@ -30,24 +30,93 @@ static void print_result(const char *prefix, const cnf_integrate_result *r) {
          r->rel_spread, prefix, r->efficiency, prefix, r->zero_frac);
 }
 
+/* Train the learned sampler and draw N points from it; exit status. */
+static int learned(const char *cmd, cnf_ctx *ctx, const run_args *a, const cnf_integrand *f,
+                   double init_scale, double lam, double *x, double *logq, cnf_stats *st) {
+  cnf_mlp_config cfg;
+  cnf_mlp_config_default(&cfg, f->dim);
+  if (cnf_mlp_parse_hidden(&cfg, a->hidden) != 0) {
+    cnf__cli_error(cmd, "--hidden: expected sizes like 32-32, found '%s'", a->hidden);
+    return CNF_CLI_EUSAGE;
+  }
+  cfg.layer = a->layer;
+  cfg.act = a->act;
+  cnf_integrate_flow *fl = NULL;
+  double *losses = NULL;
+  int status = CNF_CLI_OK;
+  cnf_stats fwd, bwd;
+  cnf_stats_clear(&fwd);
+  cnf_stats_clear(&bwd);
+  int rc = cnf_integrate_flow_create(&fl, ctx, &cfg, a->seed, init_scale);
+  if (rc == 0 && (losses = cnf__cli_alloc(cmd, a->iters, 1, "losses", &status)) == NULL)
+    goto cleanup;
+  double t0 = cnf__cli_now();
+  if (rc == 0)
+    rc = cnf_integrate_flow_train(fl, f, &a->opt, &a->train, a->iters, a->minibatch, a->seed,
+                                  losses, &fwd, &bwd);
+  double train_wall = cnf__cli_now() - t0;
+  if (rc == 0)
+    rc = lam > 0 ? cnf_integrate_flow_sample_defensive(fl, &a->opt, a->n, lam, a->seed, x, logq, st)
+                 : cnf_integrate_flow_sample(fl, &a->opt, a->n, a->seed, x, logq, NULL, st);
+  if (rc != 0) {
+    status = cnf__cli_lib_fail(cmd, ctx, rc, 0);
+    goto cleanup;
+  }
+  /* the loss's running mean over the first and the last tenth of the steps */
+  const size_t m = a->iters / 10 > 0 ? a->iters / 10 : 1;
+  double first = 0.0, last = 0.0;
+  for (size_t i = 0; i < m; i++) first += losses[i], last += losses[a->iters - 1 - i];
+  char hid[128];
+  printf("defensive %g\nhidden %s\nparams %zu\niters %zu\nbatch %zu\nlr %g\nloss_first %.6g\nloss_last %.6g\n"
+         "train_nfe_fwd %ld\ntrain_nfe_bwd %ld\ntrain_seconds %.3f\n",
+         lam, cnf_mlp_format_hidden(&cfg, hid, sizeof hid), cnf_integrate_flow_param_count(fl),
+         a->iters, a->minibatch, a->train.lr, first / (double)m, last / (double)m, fwd.nfe,
+         bwd.nfe, train_wall);
+cleanup:
+  free(losses);
+  cnf_integrate_flow_free(fl);
+  return status;
+}
+
 int cnf__cli_integrate(int argc, char **argv, size_t threads) {
   const char *cmd = "integrate";
   run_args a;
   cnf__cli_args_default(&a);
   cnf_integrand f = {(cnf_integrand_kind)-1, 0, CNF_INTEGRAND_ALPHA};
-  double width = CNF_INTEGRAND_ALPHA;
+  double width = CNF_INTEGRAND_ALPHA, init_scale = 0.1, lam = 0.0;
+  int learn = 0;
   a.n = 10000;
   a.opt.rtol = a.opt.atol = 1e-8;
   a.opt.max_steps = 1000000;
+  a.hidden = "32-32";
+  a.iters = 200;
+  a.minibatch = 256;
+  a.train.lr = 5e-3;
   const cnf_cli_opt opts[] = {
       ROW("integrand", 0, CNF_CLI_CHOICE, &f.kind, 0, 0, conv_integrand, 1, "gauss|camel|poly",
           "the integrand on [0, 1]^n (alpha = 0.2)"),
       ROW("dim", 0, CNF_CLI_SIZE, &a.dim, 1, 10000, NULL, 1, "N", "dimension n"),
       ROW("samples", 'n', CNF_CLI_SIZE, &a.n, 2, 100000000, NULL, 0, "N",
           "samples of the estimate (10000)"),
-      ROW("seed", 0, CNF_CLI_U64, &a.seed, 0, 0, NULL, 0, "S", "seed of samples and probes (0)"),
+      ROW("seed", 0, CNF_CLI_U64, &a.seed, 0, 0, NULL, 0, "S",
+          "seed of samples, probes and the network (0)"),
       ROW("width", 0, CNF_CLI_POS, &width, 0, 0, NULL, 0, "A",
           "training-free sampler N(1/2, A^2/2 I) (0.2)"),
+      ROW("learned", 0, CNF_CLI_FLAG, &learn, 0, 0, NULL, 0, "",
+          "train a flow by KL(q || f/I) first and sample from it"),
+      ROW("iters", 0, CNF_CLI_SIZE, &a.iters, 1, (size_t)1 << 30, NULL, 0, "N",
+          "--learned: Adam steps (200)"),
+      ROW("batch", 0, CNF_CLI_SIZE, &a.minibatch, 1, 1000000, NULL, 0, "B",
+          "--learned: base points per step (256)"),
+      ROW("hidden", 0, CNF_CLI_STR, &a.hidden, 0, 0, NULL, 0, "H1-H2-...",
+          "--learned: hidden layer sizes (32-32)"),
+      ROW("lr", 0, CNF_CLI_POS, &a.train.lr, 0, 0, NULL, 0, "LR", "--learned: Adam step size (5e-3)"),
+      ROW("init-scale", 0, CNF_CLI_NONNEG, &init_scale, 0, 0, NULL, 0, "S",
+          "--learned: factor on the last layer's initial weights (0.1)"),
+      ROW("defensive", 0, CNF_CLI_NONNEG, &lam, 0, 0, NULL, 0, "L",
+          "--learned: share L of uniform draws in the sampler, 0 to 1 (0)"),
+      ROW("adjoint", 0, CNF_CLI_CHOICE, &a.opt.adjoint, 0, 0, cnf__cli_conv_adjoint, 0,
+          "backsolve|checkpoint", "--learned: adjoint method (checkpoint)"),
       TRACE_ROW(a, "exact"),
       TOL_ROWS(a, "1e-8", "1e-8", "1000000"),
       RUN_ROWS(a),
@@ -56,16 +125,21 @@ int cnf__cli_integrate(int argc, char **argv, size_t threads) {
       "cnf integrate --integrand gauss|camel|poly --dim N [options]",
       "Estimate the integral of f over [0, 1]^n by importance sampling: N draws x of q,\n"
       "weights w = f(x) / q(x) (0 outside the cube).  q is the linear field's\n"
-      "N(1/2, A^2/2 I), integrated by the solver with its log-density.  Prints the\n"
-      "estimate, stderr, exact, pull = (estimate - exact) / stderr, rel_spread = sd(w) /\n"
-      "mean(w), efficiency = mean(w) / max(w) and zero_frac, then the same for the uniform\n"
-      "sampler (uniform_*), then solver statistics."};
+      "N(1/2, A^2/2 I), integrated by the solver with its log-density, or with --learned\n"
+      "an MLP flow into the cube (sigmoid) trained by minimising KL(q || f/I) with adjoint\n"
+      "gradients.  Prints the estimate, stderr, exact, pull = (estimate - exact) / stderr,\n"
+      "rel_spread = sd(w) / mean(w), efficiency = mean(w) / max(w) and zero_frac, then the\n"
+      "same for the uniform sampler (uniform_*), then solver statistics."};
   int status = cnf__cli_begin(cmd, opts, &usage, argc, argv, &a.threads, threads);
   if (status >= 0) return status;
   status = CNF_CLI_OK;
   f.dim = a.dim;
   const size_t n = a.dim, N = a.n;
-  if (fabs(width - sqrt(2.0)) < 1e-12) {
+  if (lam > 1) {
+    cnf__cli_error(cmd, "--defensive: expected a share from 0 to 1, found %g", lam);
+    return CNF_CLI_EUSAGE;
+  }
+  if (!learn && fabs(width - sqrt(2.0)) < 1e-12) {
     cnf__cli_error(cmd, "--width: A = sqrt 2 makes the field zero; choose another width");
     return CNF_CLI_EUSAGE;
   }
@@ -81,33 +155,43 @@ int cnf__cli_integrate(int argc, char **argv, size_t threads) {
       (w = cnf__cli_alloc(cmd, N, 1, "samples", &status)) == NULL)
     goto cleanup;
 
+  printf("integrand %s\ndim %zu\nsamples %zu\nsampler %s\n", cnf_integrand_name(f.kind), n, N,
+         learn ? "learned" : "linear");
+  if (!learn) printf("width %g\n", width);
+  printf("trace %s\nprobes %zu\nmethod %s\nrtol %g\natol %g\n", cnf_trace_name(a.opt.trace),
+         a.opt.trace == CNF_TRACE_EXACT ? n : a.opt.probes, cnf_method_name(a.opt.method),
+         a.opt.rtol, a.opt.atol);
   cnf_stats st;
   cnf_stats_clear(&st);
   cnf_integrate_result res, uni;
   double t0 = cnf__cli_now();
-  int rc = cnf_integrate_linear(ctx, n, width, &a.opt, N, a.seed, x, logq, &st);
+  int rc = 0;
+  if (learn) {
+    if ((status = learned(cmd, ctx, &a, &f, init_scale, lam, x, logq, &st)) != CNF_CLI_OK) goto cleanup;
+  } else {
+    rc = cnf_integrate_linear(ctx, n, width, &a.opt, N, a.seed, x, logq, &st);
+  }
   double wall = cnf__cli_now() - t0;
   if (rc == 0) rc = cnf_integrate_weights(ctx, &f, N, x, logq, w, &res);
   if (rc != 0) {
     status = cnf__cli_lib_fail(cmd, ctx, rc, 0);
     goto cleanup;
   }
+  print_result("", &res);
+  /* KL(q || f/I) = log I - E_q[log w], when no weight is 0 */
+  if (res.zero_frac == 0) {
+    double mlw = 0.0;
+    for (size_t b = 0; b < N; b++) mlw += log(w[b]);
+    printf("kl %.6g\n", log(res.exact) - mlw / (double)N);
+  }
   /* Gauss with the matching width: the weights are the cube's indicator,
    * so any deviation inside is the solver's (state and trace) error */
-  double ind_err = NAN;
-  if (f.kind == CNF_INTEGRAND_GAUSS && width == f.alpha) {
-    ind_err = 0.0;
+  if (!learn && f.kind == CNF_INTEGRAND_GAUSS && width == f.alpha) {
+    double ind_err = 0.0;
     for (size_t b = 0; b < N; b++)
       if (w[b] > 0) ind_err = fmax(ind_err, fabs(w[b] - 1.0));
+    printf("indicator_err %.6g\n", ind_err);
   }
-
-  printf("integrand %s\ndim %zu\nsamples %zu\nsampler linear\nwidth %g\ntrace %s\nprobes %zu\n"
-         "method %s\nrtol %g\natol %g\n",
-         cnf_integrand_name(f.kind), n, N, width, cnf_trace_name(a.opt.trace),
-         a.opt.trace == CNF_TRACE_EXACT ? n : a.opt.probes, cnf_method_name(a.opt.method),
-         a.opt.rtol, a.opt.atol);
-  print_result("", &res);
-  if (!isnan(ind_err)) printf("indicator_err %.6g\n", ind_err);
 
   /* the baseline: uniform draws, w = f(x) */
   rc = cnf_integrate_uniform(n, N, a.seed, x, logq);
