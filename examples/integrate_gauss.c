@@ -9,11 +9,10 @@
  *   cc integrate_gauss.c $(pkg-config --cflags --libs cnf) -o integrate_gauss
  *
  * Prints `name value` lines; exits non-zero if anything fails. */
+#include <cnf_integrate.h>
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
-
-#include <cnf_integrate.h>
 
 int main(void) {
   const size_t n = 4, N = 5000;

@@ -135,10 +135,9 @@ int cnf_integrate_flow_loss_grad(cnf_integrate_flow *fl, const cnf_integrand *f,
  * a run is reproducible.  Steps count on across calls.  losses (iters, may
  * be NULL) receives each step's loss.  A failed step (solver, non-finite
  * loss or gradient) leaves theta unchanged and returns its code. */
-int cnf_integrate_flow_train(cnf_integrate_flow *fl, const cnf_integrand *f,
-                             const cnf_options *opt, const cnf_train_options *to, size_t iters,
-                             size_t B, uint64_t seed, double *losses, cnf_stats *fwd,
-                             cnf_stats *bwd);
+int cnf_integrate_flow_train(cnf_integrate_flow *fl, const cnf_integrand *f, const cnf_options *opt,
+                             const cnf_train_options *to, size_t iters, size_t B, uint64_t seed,
+                             double *losses, cnf_stats *fwd, cnf_stats *bwd);
 
 /* N draws x (N, n) of q with logq (N): z ~ N(0, I) from seed, the forward
  * solve to y = z(1) (the trace as opt->trace, probes from seed; systems of

@@ -24,10 +24,11 @@ static int conv_integrand(const char *s, void *d) {
 }
 
 static void print_result(const char *prefix, const cnf_integrate_result *r) {
-  printf("%sestimate %.10g\n%sstderr %.6g\n%sexact %.10g\n%spull %.4f\n%srel_spread %.6g\n"
-         "%sefficiency %.6g\n%szero_frac %.6g\n",
-         prefix, r->estimate, prefix, r->std_error, prefix, r->exact, prefix, r->pull, prefix,
-         r->rel_spread, prefix, r->efficiency, prefix, r->zero_frac);
+  printf(
+      "%sestimate %.10g\n%sstderr %.6g\n%sexact %.10g\n%spull %.4f\n%srel_spread %.6g\n"
+      "%sefficiency %.6g\n%szero_frac %.6g\n",
+      prefix, r->estimate, prefix, r->std_error, prefix, r->exact, prefix, r->pull, prefix,
+      r->rel_spread, prefix, r->efficiency, prefix, r->zero_frac);
 }
 
 /* Train the learned sampler and draw N points from it; exit status. */
@@ -67,11 +68,12 @@ static int learned(const char *cmd, cnf_ctx *ctx, const run_args *a, const cnf_i
   double first = 0.0, last = 0.0;
   for (size_t i = 0; i < m; i++) first += losses[i], last += losses[a->iters - 1 - i];
   char hid[128];
-  printf("defensive %g\nhidden %s\nparams %zu\niters %zu\nbatch %zu\nlr %g\nloss_first %.6g\nloss_last %.6g\n"
-         "train_nfe_fwd %ld\ntrain_nfe_bwd %ld\ntrain_seconds %.3f\n",
-         lam, cnf_mlp_format_hidden(&cfg, hid, sizeof hid), cnf_integrate_flow_param_count(fl),
-         a->iters, a->minibatch, a->train.lr, first / (double)m, last / (double)m, fwd.nfe,
-         bwd.nfe, train_wall);
+  printf(
+      "defensive %g\nhidden %s\nparams %zu\niters %zu\nbatch %zu\nlr %g\n"
+      "loss_first %.6g\nloss_last %.6g\ntrain_nfe_fwd %ld\ntrain_nfe_bwd %ld\ntrain_seconds %.3f\n",
+      lam, cnf_mlp_format_hidden(&cfg, hid, sizeof hid), cnf_integrate_flow_param_count(fl),
+      a->iters, a->minibatch, a->train.lr, first / (double)m, last / (double)m, fwd.nfe, bwd.nfe,
+      train_wall);
 cleanup:
   free(losses);
   cnf_integrate_flow_free(fl);
@@ -110,7 +112,8 @@ int cnf__cli_integrate(int argc, char **argv, size_t threads) {
           "--learned: base points per step (256)"),
       ROW("hidden", 0, CNF_CLI_STR, &a.hidden, 0, 0, NULL, 0, "H1-H2-...",
           "--learned: hidden layer sizes (32-32)"),
-      ROW("lr", 0, CNF_CLI_POS, &a.train.lr, 0, 0, NULL, 0, "LR", "--learned: Adam step size (5e-3)"),
+      ROW("lr", 0, CNF_CLI_POS, &a.train.lr, 0, 0, NULL, 0, "LR",
+          "--learned: Adam step size (5e-3)"),
       ROW("init-scale", 0, CNF_CLI_NONNEG, &init_scale, 0, 0, NULL, 0, "S",
           "--learned: factor on the last layer's initial weights (0.1)"),
       ROW("defensive", 0, CNF_CLI_NONNEG, &lam, 0, 0, NULL, 0, "L",
@@ -167,7 +170,8 @@ int cnf__cli_integrate(int argc, char **argv, size_t threads) {
   double t0 = cnf__cli_now();
   int rc = 0;
   if (learn) {
-    if ((status = learned(cmd, ctx, &a, &f, init_scale, lam, x, logq, &st)) != CNF_CLI_OK) goto cleanup;
+    if ((status = learned(cmd, ctx, &a, &f, init_scale, lam, x, logq, &st)) != CNF_CLI_OK)
+      goto cleanup;
   } else {
     rc = cnf_integrate_linear(ctx, n, width, &a.opt, N, a.seed, x, logq, &st);
   }
@@ -201,8 +205,9 @@ int cnf__cli_integrate(int argc, char **argv, size_t threads) {
     goto cleanup;
   }
   print_result("uniform_", &uni);
-  printf("solves %ld\nnfe %ld\nnsteps %ld\nnetf %ld\nnni %ld\nnjtv %ld\nnli %ld\nwall_seconds %.6f\n",
-         st.solves, st.nfe, st.nsteps, st.netf, st.nni, st.njtv, st.nli, wall);
+  printf(
+      "solves %ld\nnfe %ld\nnsteps %ld\nnetf %ld\nnni %ld\nnjtv %ld\nnli %ld\nwall_seconds %.6f\n",
+      st.solves, st.nfe, st.nsteps, st.netf, st.nni, st.njtv, st.nli, wall);
 cleanup:
   free(x), free(logq), free(w);
   cnf_ctx_free(ctx);

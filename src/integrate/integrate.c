@@ -20,10 +20,9 @@
  * tr J = n kappa gives Delta(1) = -n kappa: log q(x(1)) = log N(z) + n |kappa|,
  * the density of N(1/2, e^{2 kappa} I) = N(1/2, alpha^2/2 I).  Its Gauss
  * weights are then exactly the cube's indicator. */
+#include <gsl/gsl_rng.h>
 #include <math.h>
 #include <string.h>
-
-#include <gsl/gsl_rng.h>
 
 #include "cnf_integrate.h"
 #include "core.h"
@@ -118,7 +117,8 @@ int cnf_integrand_logf(const cnf_integrand *f, size_t B, const double *x, double
 int cnf_integrate_weights(cnf_ctx *ctx, const cnf_integrand *f, size_t N, const double *x,
                           const double *logq, double *w, cnf_integrate_result *res) {
   if (!valid(f) || N < 2 || x == NULL || logq == NULL || res == NULL)
-    return CNF_ERROR(ctx, CNF_EINVAL, "integrate: need a valid integrand, N >= 2 samples, "
+    return CNF_ERROR(ctx, CNF_EINVAL,
+                     "integrate: need a valid integrand, N >= 2 samples, "
                      "points, their log q and a result");
   const size_t n = f->dim, chunk = 1024;
   double lf[1024];
@@ -134,8 +134,7 @@ int cnf_integrate_weights(cnf_ctx *ctx, const cnf_integrand *f, size_t N, const 
       for (size_t b = 0; b < Bc; b++) {
         const double lq = logq[b0 + b];
         if (!isfinite(lq) && lf[b] != -INFINITY)
-          return CNF_ERROR(ctx, CNF_ENONFINITE, "integrate: log q of sample %zu is %g", b0 + b,
-                           lq);
+          return CNF_ERROR(ctx, CNF_ENONFINITE, "integrate: log q of sample %zu is %g", b0 + b, lq);
         const double wb = lf[b] == -INFINITY ? 0.0 : exp(lf[b] - lq);
         if (pass == 0) {
           sum += wb;
@@ -154,7 +153,9 @@ int cnf_integrate_weights(cnf_ctx *ctx, const cnf_integrand *f, size_t N, const 
       res->std_error = sd / sqrt((double)N);
       res->exact = cnf_integrand_exact(f);
       const double diff = mean - res->exact;
-      res->pull = res->std_error > 0 ? diff / res->std_error : diff == 0 ? 0.0 : copysign(INFINITY, diff);
+      res->pull = res->std_error > 0 ? diff / res->std_error
+                  : diff == 0        ? 0.0
+                                     : copysign(INFINITY, diff);
       res->rel_spread = mean > 0 ? sd / mean : INFINITY;
       res->efficiency = wmax > 0 ? mean / wmax : 0.0;
       res->zero_frac = (double)zeros / (double)N;
@@ -178,7 +179,9 @@ int cnf_integrate_uniform(size_t n, size_t N, uint64_t seed, double *x, double *
   return 0;
 }
 
-static double linear_kappa(double alpha) { return log(alpha / SQRT2); }
+static double linear_kappa(double alpha) {
+  return log(alpha / SQRT2);
+}
 
 int cnf_integrate_linear_theta(size_t n, double alpha, double *theta) {
   const double kappa = linear_kappa(alpha);
@@ -212,8 +215,10 @@ int cnf_integrate_linear(cnf_ctx *ctx, size_t n, double alpha, const cnf_options
   eps = K > 0 ? cnf__dalloc(ctx, K * Bmax * n) : NULL;
   if (theta == NULL || lz == NULL || (K > 0 && eps == NULL)) CNF_TRY(CNF_ENOMEM);
   if (cnf_integrate_linear_theta(n, alpha, theta) != 0)
-    CNF_TRY(CNF_ERROR(ctx, CNF_EINVAL, "integrate: the linear sampler needs alpha > 0, "
-                      "alpha != sqrt 2 (got %g)", alpha));
+    CNF_TRY(CNF_ERROR(ctx, CNF_EINVAL,
+                      "integrate: the linear sampler needs alpha > 0, "
+                      "alpha != sqrt 2 (got %g)",
+                      alpha));
   CNF_TRY(cnf_probes_draw(CNF_TRACE_GAUSS, seed, 1, N, n, x)); /* z */
   for (size_t b = 0; b < N; b++) logq[b] = cnf_log_normal(x + b * n, n);
   for (size_t b0 = 0, c = 0; b0 < N; b0 += Bmax, c++) {

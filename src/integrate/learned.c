@@ -41,7 +41,9 @@ static inline double sigmoid(double y) {
   return e / (1.0 + e);
 }
 
-static inline double log_dsigmoid(double y) { return -fabs(y) - 2.0 * log1p(exp(-fabs(y))); }
+static inline double log_dsigmoid(double y) {
+  return -fabs(y) - 2.0 * log1p(exp(-fabs(y)));
+}
 
 /* A value derived from (seed, i, stream) with splitmix64's finaliser, so
  * the batches of nearby steps and seeds are unrelated. */
@@ -79,7 +81,9 @@ int cnf_integrate_flow_create(cnf_integrate_flow **out, cnf_ctx *ctx, const cnf_
    * (concat); scale everything but the gate (wg, bg) */
   {
     const size_t H = cfg->n_hidden > 0 ? cfg->hidden[cfg->n_hidden - 1] : cfg->dim, n = cfg->dim;
-    const size_t extra = cfg->layer == CNF_LAYER_CONCATSQUASH ? 3 : cfg->layer == CNF_LAYER_CONCAT ? 1 : 0;
+    const size_t extra = cfg->layer == CNF_LAYER_CONCATSQUASH ? 3
+                         : cfg->layer == CNF_LAYER_CONCAT     ? 1
+                                                              : 0;
     const size_t scaled = n * H + n + (extra > 0 ? n : 0);
     double *last = fl->theta + P - (n * H + n + extra * n);
     for (size_t i = 0; i < scaled; i++) last[i] *= init_scale;
@@ -105,8 +109,12 @@ void cnf_integrate_flow_free(cnf_integrate_flow *fl) {
   cnf__free(fl);
 }
 
-size_t cnf_integrate_flow_param_count(const cnf_integrate_flow *fl) { return fl ? fl->P : 0; }
-double *cnf_integrate_flow_params(cnf_integrate_flow *fl) { return fl ? fl->theta : NULL; }
+size_t cnf_integrate_flow_param_count(const cnf_integrate_flow *fl) {
+  return fl ? fl->P : 0;
+}
+double *cnf_integrate_flow_params(cnf_integrate_flow *fl) {
+  return fl ? fl->theta : NULL;
+}
 
 static int reserve(cnf_integrate_flow *fl, size_t B) {
   if (B <= fl->Bcap) return 0;
@@ -174,10 +182,9 @@ int cnf_integrate_flow_loss_grad(cnf_integrate_flow *fl, const cnf_integrand *f,
   return rc;
 }
 
-int cnf_integrate_flow_train(cnf_integrate_flow *fl, const cnf_integrand *f,
-                             const cnf_options *opt, const cnf_train_options *to, size_t iters,
-                             size_t B, uint64_t seed, double *losses, cnf_stats *fwd,
-                             cnf_stats *bwd) {
+int cnf_integrate_flow_train(cnf_integrate_flow *fl, const cnf_integrand *f, const cnf_options *opt,
+                             const cnf_train_options *to, size_t iters, size_t B, uint64_t seed,
+                             double *losses, cnf_stats *fwd, cnf_stats *bwd) {
   if (fl == NULL || to == NULL || opt == NULL || B == 0 || !(to->lr > 0))
     return CNF_ERROR(fl ? fl->ctx : NULL, CNF_EINVAL, "integrate: bad arguments to train");
   const size_t n = fl->n;
@@ -268,11 +275,8 @@ int cnf_integrate_flow_logq(cnf_integrate_flow *fl, const cnf_options *opt, size
     }
     if (m == 0) continue;
     if (K > 0) CNF_TRY(cnf_probes_draw(opt->trace, mix(seed, c, 5), K, m, n, eps));
-    double *lp = fl->Bcap >= m ? fl->lf : NULL; /* reuse the loss workspace */
-    if (lp == NULL) {
-      CNF_TRY(reserve(fl, m) == 0 ? 0 : CNF_ERROR(fl->ctx, CNF_ENOMEM, "integrate: out of memory"));
-      lp = fl->lf;
-    }
+    if (reserve(fl, m) != 0) CNF_TRY(CNF_ERROR(fl->ctx, CNF_ENOMEM, "integrate: out of memory"));
+    double *lp = fl->lf; /* the loss's workspace, free between calls */
     CNF_TRY(cnf_dyn_logp_at(fl->dyn, fl->theta, opt, &p0, 0.0, 1.0, m, K, eps, y, lp, st));
     for (size_t j = 0; j < m; j++) {
       double lq = lp[j];
@@ -300,7 +304,8 @@ int cnf_integrate_flow_sample_defensive(cnf_integrate_flow *fl, const cnf_option
     CNF_TRY(cnf_integrate_uniform(n, Nu, mix(seed, 0, 6), x, logq));
     CNF_TRY(cnf_integrate_flow_logq(fl, opt, Nu, x, seed, logq, st));
   }
-  if (Nq > 0) CNF_TRY(cnf_integrate_flow_sample(fl, opt, Nq, seed, x + Nu * n, logq + Nu, NULL, st));
+  if (Nq > 0)
+    CNF_TRY(cnf_integrate_flow_sample(fl, opt, Nq, seed, x + Nu * n, logq + Nu, NULL, st));
   /* log((1 - l) q + l), computed without overflow either way */
   for (size_t b = 0; b < N && l > 0; b++) {
     const double a = log1p(-l) + logq[b], c = log(l), mx = fmax(a, c);

@@ -29,12 +29,11 @@
  *    backward solve for a random field; the defensive mixture's log q; a
  *    short training on Camel (n = 2) that lowers the loss and beats the
  *    uniform sampler's relative spread by more than 2x, reproducibly. */
+#include <gsl/gsl_integration.h>
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-
-#include <gsl/gsl_integration.h>
 
 #include "cnf_integrate.h"
 #include "test_util.h"
@@ -113,7 +112,8 @@ static void test_gradients(void) {
       CU_ASSERT_EQUAL(cnf_integrand_logf(&f, B, x, lf, g), 0);
       for (size_t b = 0; b < B; b++) {
         CHECK_NEAR(lf[b], logf_at(x + b * n, &f), 0.0); /* batched = one at a time */
-        for (size_t i = 0; i < n; i++) fd[b * n + i] = central_diff(logf_at, x + b * n, i, 1e-5, &f);
+        for (size_t i = 0; i < n; i++)
+          fd[b * n + i] = central_diff(logf_at, x + b * n, i, 1e-5, &f);
       }
       /* h = 1e-5: truncation h^2 |f'''| / 6 and rounding 1e-16 |log f| / h,
        * both below 1e-8 relative */
@@ -251,10 +251,11 @@ static void test_gauss_bar(void) {
     const double P = pow(erf(1 / (2 * ALPHA)), (double)n), rel = (1 - P) / P;
     const double se_p = sqrt(P * (1 - P) / N), se_r = sqrt((1 - P) / (N * P * P * P));
     const double r_hat = r.rel_spread * r.rel_spread;
-    printf("\n  n=%2zu: mean %.6f (P %.6f, %+.2f se), rel var %.3e (%.3e, %+.2f se), "
-           "|w - 1| %.1e, log q err %.1e, nfe %ld",
-           n, r.estimate, P, (r.estimate - P) / se_p, r_hat, rel, (r_hat - rel) / se_r, ind_err,
-           lq_err, st.nfe);
+    printf(
+        "\n  n=%2zu: mean %.6f (P %.6f, %+.2f se), rel var %.3e (%.3e, %+.2f se), "
+        "|w - 1| %.1e, log q err %.1e, nfe %ld",
+        n, r.estimate, P, (r.estimate - P) / se_p, r_hat, rel, (r_hat - rel) / se_r, ind_err,
+        lq_err, st.nfe);
     CU_ASSERT_TRUE(fabs(r.estimate - P) <= 3 * se_p);
     CU_ASSERT_TRUE(fabs(r_hat - rel) <= 3 * se_r);
     CHECK_NEAR(r.exact, P, 1e-15);
@@ -294,7 +295,8 @@ static void test_hutchinson(void) {
     opt.trace = CNF_TRACE_GAUSS;
     opt.probes = K;
     CU_ASSERT_EQUAL_FATAL(cnf_integrate_linear(ctx, n, ALPHA, &opt, N, 5, x2, lq2, NULL), 0);
-    CHECK_CLOSE(x2, x, N * n, 0, 1e-7, "x, Gaussian probes against exact (step control sees Delta)");
+    CHECK_CLOSE(x2, x, N * n, 0, 1e-7,
+                "x, Gaussian probes against exact (step control sees Delta)");
     double m = 0.0, ss = 0.0;
     for (size_t b = 0; b < N; b++) m += lq[b] - lq2[b]; /* log w_K - log w_exact */
     m /= N;
@@ -351,7 +353,6 @@ static void test_errors(void) {
   CU_ASSERT_EQUAL(cnf_integrate_uniform(0, 2, 0, x, lq), CNF_EINVAL);
   cnf_ctx_free(ctx);
 }
-
 
 /* ---- 6. the learned sampler ------------------------------------------------------ */
 
@@ -434,8 +435,10 @@ static void test_learned_grad(void) {
       mx = fmax(mx, fabs(fd[p]));
     }
     printf("\n  %s: L %.6f, |adjoint - fd| / |fd| = %.2e (max |fd| %.3f, P %zu)",
-           c == 0 ? "exact, checkpoint" : c == 1 ? "exact, backsolve" : "Gaussian K=2", L,
-           md / mx, mx, P);
+           c == 0   ? "exact, checkpoint"
+           : c == 1 ? "exact, backsolve"
+                    : "Gaussian K=2",
+           L, md / mx, mx, P);
     CU_ASSERT_TRUE(md / mx <= 1e-6);
   }
   printf(" ");
@@ -532,10 +535,11 @@ static void test_learned_training(void) {
   CU_ASSERT_EQUAL_FATAL(cnf_integrate_weights(ctx, &f, N, x, lq, NULL, &uni), 0);
   double first = 0, last = 0;
   for (int i = 0; i < 10; i++) first += losses[i] / 10, last += losses[ITERS - 1 - i] / 10;
-  printf("\n  camel n=2: loss %.4f -> %.4f (>= -log I = %.4f); rel_spread %.3f -> %.3f, "
-         "uniform %.3f; pull %.2f ",
-         first, last, -log(after.exact), before.rel_spread, after.rel_spread, uni.rel_spread,
-         after.pull);
+  printf(
+      "\n  camel n=2: loss %.4f -> %.4f (>= -log I = %.4f); rel_spread %.3f -> %.3f, "
+      "uniform %.3f; pull %.2f ",
+      first, last, -log(after.exact), before.rel_spread, after.rel_spread, uni.rel_spread,
+      after.pull);
   /* the loss is KL - log I >= -log I, and falls by far more than its
    * minibatch noise */
   CU_ASSERT_TRUE(last < first - 0.1);

@@ -25,10 +25,21 @@ static double value_of(const char *name) {
   return NAN;
 }
 
-static const char *const figures[] = {
-    "estimate", "stderr", "exact", "pull", "rel_spread", "efficiency", "zero_frac",
-    "uniform_estimate", "uniform_stderr", "uniform_pull", "uniform_rel_spread",
-    "uniform_efficiency", "nfe", "nsteps", "wall_seconds"};
+static const char *const figures[] = {"estimate",
+                                      "stderr",
+                                      "exact",
+                                      "pull",
+                                      "rel_spread",
+                                      "efficiency",
+                                      "zero_frac",
+                                      "uniform_estimate",
+                                      "uniform_stderr",
+                                      "uniform_pull",
+                                      "uniform_rel_spread",
+                                      "uniform_efficiency",
+                                      "nfe",
+                                      "nsteps",
+                                      "wall_seconds"};
 
 static void test_gauss(void) {
   CU_ASSERT_EQUAL_FATAL(CNF("integrate", "--integrand", "gauss", "--dim", "4", "-n", "4000"), 0);
@@ -79,9 +90,9 @@ static void test_integrands(void) {
 static void test_rademacher(void) {
   CU_ASSERT_EQUAL(CNF("integrate", "--integrand", "camel", "--dim", "3", "-n", "500"), 0);
   const double est = value_of("estimate");
-  CU_ASSERT_EQUAL(CNF("integrate", "--integrand", "camel", "--dim", "3", "-n", "500", "--trace",
-                      "rademacher"),
-                  0);
+  CU_ASSERT_EQUAL(
+      CNF("integrate", "--integrand", "camel", "--dim", "3", "-n", "500", "--trace", "rademacher"),
+      0);
   CHECK_NEAR(value_of("estimate"), est, 1e-12 * est);
   CU_ASSERT_EQUAL(value_of("probes"), 1);
   CU_ASSERT_EQUAL(CNF("integrate", "--integrand", "camel", "--dim", "3", "-n", "500", "--trace",
