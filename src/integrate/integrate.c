@@ -26,6 +26,7 @@
 
 #include "cnf_integrate.h"
 #include "core.h"
+#include "integrate_impl.h"
 
 #define LOG_SQRT_PI 0.57236494292470008707 /* log(sqrt(pi)) */
 #define LN2 0.69314718055994530942
@@ -197,8 +198,12 @@ int cnf_integrate_linear_theta(size_t n, double alpha, double *theta) {
   return 0;
 }
 
-/* Seeds of the streams behind one call: base points and, per system, probes. */
-#define SEED_PROBES 0x9e3779b97f4a7c15ULL
+uint64_t cnf__integrate_stream(uint64_t seed, uint64_t i, uint64_t stream) {
+  uint64_t z = seed + 0x9e3779b97f4a7c15ULL * (i + 1) + 0xbf58476d1ce4e5b9ULL * stream;
+  z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ULL;
+  z = (z ^ (z >> 27)) * 0x94d049bb133111ebULL;
+  return z ^ (z >> 31);
+}
 
 int cnf_integrate_linear(cnf_ctx *ctx, size_t n, double alpha, const cnf_options *opt, size_t N,
                          uint64_t seed, double *x, double *logq, cnf_stats *st) {
@@ -226,7 +231,9 @@ int cnf_integrate_linear(cnf_ctx *ctx, size_t n, double alpha, const cnf_options
     double *delta = logq + b0; /* Delta lands on log N(z) ... */
     memcpy(lz, delta, Bc * sizeof(double));
     memset(delta, 0, Bc * sizeof(double));
-    if (K > 0) rc = cnf_probes_draw(opt->trace, (seed ^ SEED_PROBES) + c, K, Bc, n, eps);
+    if (K > 0)
+      rc = cnf_probes_draw(opt->trace, cnf__integrate_stream(seed, c, CNF__IS_LINEAR_PROBES), K, Bc,
+                           n, eps);
     if (rc == 0) rc = cnf_dyn_solve(dyn, theta, opt, 0.0, 1.0, Bc, K, eps, x + b0 * n, delta, st);
     for (size_t b = 0; b < Bc; b++) delta[b] += lz[b]; /* ... and log N(z) is added back */
     if (rc != 0) goto cleanup;

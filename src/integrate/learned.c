@@ -21,6 +21,7 @@
 
 #include "cnf_integrate.h"
 #include "core.h"
+#include "integrate_impl.h"
 
 struct cnf_integrate_flow {
   cnf_ctx *ctx;
@@ -43,15 +44,6 @@ static inline double sigmoid(double y) {
 
 static inline double log_dsigmoid(double y) {
   return -fabs(y) - 2.0 * log1p(exp(-fabs(y)));
-}
-
-/* A value derived from (seed, i, stream) with splitmix64's finaliser, so
- * the batches of nearby steps and seeds are unrelated. */
-static uint64_t mix(uint64_t seed, uint64_t i, uint64_t stream) {
-  uint64_t z = seed + 0x9e3779b97f4a7c15ULL * (i + 1) + 0xbf58476d1ce4e5b9ULL * stream;
-  z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ULL;
-  z = (z ^ (z >> 27)) * 0x94d049bb133111ebULL;
-  return z ^ (z >> 31);
 }
 
 int cnf_integrate_flow_create(cnf_integrate_flow **out, cnf_ctx *ctx, const cnf_mlp_config *cfg,
@@ -194,8 +186,11 @@ int cnf_integrate_flow_train(cnf_integrate_flow *fl, const cnf_integrand *f, con
   if (z == NULL || (K > 0 && eps == NULL)) CNF_TRY(CNF_ENOMEM);
   for (size_t it = 0; it < iters; it++) {
     const uint64_t i = (uint64_t)fl->iter++;
-    CNF_TRY(cnf_probes_draw(CNF_TRACE_GAUSS, mix(seed, i, 1), 1, B, n, z));
-    if (K > 0) CNF_TRY(cnf_probes_draw(opt->trace, mix(seed, i, 2), K, B, n, eps));
+    CNF_TRY(cnf_probes_draw(CNF_TRACE_GAUSS, cnf__integrate_stream(seed, i, CNF__IS_TRAIN_POINTS),
+                            1, B, n, z));
+    if (K > 0)
+      CNF_TRY(cnf_probes_draw(opt->trace, cnf__integrate_stream(seed, i, CNF__IS_TRAIN_PROBES), K,
+                              B, n, eps));
     double L = 0.0;
     CNF_TRY(cnf_integrate_flow_loss_grad(fl, f, opt, B, z, K, eps, &L, fl->grad, fwd, bwd));
     for (size_t p = 0; p < fl->P; p++)
@@ -220,13 +215,16 @@ int cnf_integrate_flow_sample(cnf_integrate_flow *fl, const cnf_options *opt, si
   double *eps = K ? cnf__dalloc(fl->ctx, K * Bmax * n) : NULL, *lz = cnf__dalloc(fl->ctx, Bmax);
   int rc = 0;
   if (lz == NULL || (K > 0 && eps == NULL)) CNF_TRY(CNF_ENOMEM);
-  CNF_TRY(cnf_probes_draw(CNF_TRACE_GAUSS, mix(seed, 0, 3), 1, N, n, x)); /* z, then y */
+  CNF_TRY(cnf_probes_draw(CNF_TRACE_GAUSS, cnf__integrate_stream(seed, 0, CNF__IS_SAMPLE_POINTS), 1,
+                          N, n, x)); /* z, then y */
   for (size_t b0 = 0, c = 0; b0 < N; b0 += Bmax, c++) {
     const size_t Bc = N - b0 < Bmax ? N - b0 : Bmax;
     double *yc = x + b0 * n, *delta = logq + b0;
     for (size_t b = 0; b < Bc; b++) lz[b] = cnf_log_normal(yc + b * n, n);
     memset(delta, 0, Bc * sizeof(double));
-    if (K > 0) CNF_TRY(cnf_probes_draw(opt->trace, mix(seed, c, 4), K, Bc, n, eps));
+    if (K > 0)
+      CNF_TRY(cnf_probes_draw(opt->trace, cnf__integrate_stream(seed, c, CNF__IS_SAMPLE_PROBES), K,
+                              Bc, n, eps));
     CNF_TRY(cnf_dyn_solve(fl->dyn, fl->theta, opt, 0.0, 1.0, Bc, K, eps, yc, delta, st));
     for (size_t b = 0; b < Bc; b++) {
       double lq = lz[b] + delta[b];
@@ -274,7 +272,9 @@ int cnf_integrate_flow_logq(cnf_integrate_flow *fl, const cnf_options *opt, size
       idx[m++] = b0 + b;
     }
     if (m == 0) continue;
-    if (K > 0) CNF_TRY(cnf_probes_draw(opt->trace, mix(seed, c, 5), K, m, n, eps));
+    if (K > 0)
+      CNF_TRY(cnf_probes_draw(opt->trace, cnf__integrate_stream(seed, c, CNF__IS_LOGQ_PROBES), K, m,
+                              n, eps));
     if (reserve(fl, m) != 0) CNF_TRY(CNF_ERROR(fl->ctx, CNF_ENOMEM, "integrate: out of memory"));
     double *lp = fl->lf; /* the loss's workspace, free between calls */
     CNF_TRY(cnf_dyn_logp_at(fl->dyn, fl->theta, opt, &p0, 0.0, 1.0, m, K, eps, y, lp, st));
@@ -301,7 +301,7 @@ int cnf_integrate_flow_sample_defensive(cnf_integrate_flow *fl, const cnf_option
   const double l = (double)Nu / (double)N;
   int rc = 0;
   if (Nu > 0) {
-    CNF_TRY(cnf_integrate_uniform(n, Nu, mix(seed, 0, 6), x, logq));
+    CNF_TRY(cnf_integrate_uniform(n, Nu, cnf__integrate_stream(seed, 0, CNF__IS_UNIFORM), x, logq));
     CNF_TRY(cnf_integrate_flow_logq(fl, opt, Nu, x, seed, logq, st));
   }
   if (Nq > 0)
