@@ -215,8 +215,9 @@ static void test_linear_theta(void) {
   for (size_t i = 0; i < n; i++)
     for (size_t j = 0; j < n; j++) CHECK_NEAR(th[i * n + j], i == j ? kappa : 0.0, 1e-15);
   for (size_t i = 0; i < n; i++) CHECK_NEAR(th[n * n + i], beta, 1e-15);
-  /* x(1) = e^kappa z + 1/2 by the closed form of the linear ODE */
-  CHECK_NEAR(exp(kappa) * 0.3 + beta / kappa * (exp(kappa) - 1), exp(kappa) * 0.3 + 0.5, 1e-15);
+  /* x(1) = e^kappa z + (beta / kappa)(e^kappa - 1) by the closed form of the
+   * linear ODE: the parameters put its mean at 1/2 */
+  CHECK_NEAR(th[n * n] / th[0] * (exp(th[0]) - 1), 0.5, 1e-15);
   CHECK_NEAR(exp(kappa), ALPHA / sqrt(2.0), 1e-15);
 }
 
@@ -351,6 +352,34 @@ static void test_errors(void) {
   CU_ASSERT_TRUE(strstr(cnf_ctx_errmsg(ctx), "alpha") != NULL);
   CU_ASSERT_EQUAL(cnf_integrate_linear(ctx, 2, ALPHA, NULL, 2, 0, x, lq, NULL), CNF_EINVAL);
   CU_ASSERT_EQUAL(cnf_integrate_uniform(0, 2, 0, x, lq), CNF_EINVAL);
+
+  /* the learned sampler: bad configurations, and a solver failure during
+   * training leaves the parameters as they were */
+  cnf_mlp_config cfg;
+  cnf_mlp_config_default(&cfg, 2);
+  cnf_mlp_parse_hidden(&cfg, "4");
+  cnf_integrate_flow *fl = NULL;
+  CU_ASSERT_EQUAL(cnf_integrate_flow_create(&fl, ctx, &cfg, 0, -1.0), CNF_EINVAL);
+  CU_ASSERT_PTR_NULL(fl);
+  cfg.dim = 0;
+  CU_ASSERT_EQUAL(cnf_integrate_flow_create(&fl, ctx, &cfg, 0, 0.1), CNF_EINVAL);
+  cfg.dim = 2;
+  CU_ASSERT_EQUAL_FATAL(cnf_integrate_flow_create(&fl, ctx, &cfg, 0, 1.0), 0);
+  const size_t P = cnf_integrate_flow_param_count(fl);
+  double *before = dalloc(P);
+  memcpy(before, cnf_integrate_flow_params(fl), P * sizeof(double));
+  cnf_train_options to;
+  cnf_train_options_default(&to);
+  opt.max_steps = 2;
+  int rc = cnf_integrate_flow_train(fl, &f, &opt, &to, 3, 16, 0, NULL, NULL, NULL);
+  CU_ASSERT_TRUE(cnf_is_solver_error(rc));
+  CU_ASSERT_EQUAL(memcmp(before, cnf_integrate_flow_params(fl), P * sizeof(double)), 0);
+  CU_ASSERT_EQUAL(cnf_integrate_flow_sample_defensive(fl, &opt, 4, -0.1, 0, x, lq, NULL),
+                  CNF_EINVAL);
+  CU_ASSERT_EQUAL(cnf_integrate_flow_logq(fl, &opt, 0, x, 0, lq, NULL), CNF_EINVAL);
+  free(before);
+  cnf_integrate_flow_free(fl);
+  cnf_integrate_flow_free(NULL);
   cnf_ctx_free(ctx);
 }
 
