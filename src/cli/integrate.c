@@ -176,6 +176,7 @@ int cnf__cli_integrate(int argc, char **argv, size_t threads) {
     rc = cnf_integrate_linear(ctx, n, width, &a.opt, N, a.seed, x, logq, &st);
   }
   double wall = cnf__cli_now() - t0;
+  if (a.verbose) cnf__cli_report(&a, N, &st, wall);
   if (rc == 0) rc = cnf_integrate_weights(ctx, &f, N, x, logq, w, &res);
   if (rc != 0) {
     status = cnf__cli_lib_fail(cmd, ctx, rc, 0);
