@@ -113,6 +113,9 @@ typedef struct cnf_integrate_flow cnf_integrate_flow;
 int cnf_integrate_flow_create(cnf_integrate_flow **out, cnf_ctx *ctx, const cnf_mlp_config *cfg,
                               uint64_t seed, double init_scale);
 void cnf_integrate_flow_free(cnf_integrate_flow *fl);
+/* Split the network's batch over n threads (cnf_dyn_mlp_set_threads; 1,
+ * the default, is serial).  A given n gives the same bits every run. */
+int cnf_integrate_flow_set_threads(cnf_integrate_flow *fl, size_t n);
 /* theta (P): the flow's own array; writes change the flow. */
 size_t cnf_integrate_flow_param_count(const cnf_integrate_flow *fl);
 double *cnf_integrate_flow_params(cnf_integrate_flow *fl);

@@ -14,6 +14,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "cli.h"
 #include "cnf.h"
@@ -33,7 +34,8 @@ static void print_result(const char *prefix, const cnf_integrate_result *r) {
 
 /* Train the learned sampler and draw N points from it; exit status. */
 static int learned(const char *cmd, cnf_ctx *ctx, const run_args *a, const cnf_integrand *f,
-                   double init_scale, double lam, double *x, double *logq, cnf_stats *st) {
+                   double init_scale, double lam, size_t threads, double *x, double *logq,
+                   cnf_stats *st) {
   cnf_mlp_config cfg;
   cnf_mlp_config_default(&cfg, f->dim);
   if (cnf_mlp_parse_hidden(&cfg, a->hidden) != 0) {
@@ -49,6 +51,8 @@ static int learned(const char *cmd, cnf_ctx *ctx, const run_args *a, const cnf_i
   cnf_stats_clear(&fwd);
   cnf_stats_clear(&bwd);
   int rc = cnf_integrate_flow_create(&fl, ctx, &cfg, a->seed, init_scale);
+  /* the run's threads split the batch, as for the other commands' flows */
+  if (rc == 0) rc = cnf_integrate_flow_set_threads(fl, threads);
   if (rc == 0 && (losses = cnf__cli_alloc(cmd, a->iters, 1, "losses", &status)) == NULL)
     goto cleanup;
   double t0 = cnf__cli_now();
@@ -78,6 +82,14 @@ cleanup:
   free(losses);
   cnf_integrate_flow_free(fl);
   return status;
+}
+
+/* The threads in force (the command's --threads, else the global one, else
+ * the machine's cores, at most 64: the rule of cnf__cli_begin). */
+static size_t run_threads(const run_args *a) {
+  if (a->threads > 0) return a->threads > 64 ? 64 : a->threads;
+  long n = sysconf(_SC_NPROCESSORS_ONLN);
+  return n < 1 ? 1 : n > 64 ? 64 : (size_t)n;
 }
 
 int cnf__cli_integrate(int argc, char **argv, size_t threads) {
@@ -170,7 +182,8 @@ int cnf__cli_integrate(int argc, char **argv, size_t threads) {
   double t0 = cnf__cli_now();
   int rc = 0;
   if (learn) {
-    if ((status = learned(cmd, ctx, &a, &f, init_scale, lam, x, logq, &st)) != CNF_CLI_OK)
+    if ((status = learned(cmd, ctx, &a, &f, init_scale, lam, run_threads(&a), x, logq, &st)) !=
+        CNF_CLI_OK)
       goto cleanup;
   } else {
     rc = cnf_integrate_linear(ctx, n, width, &a.opt, N, a.seed, x, logq, &st);

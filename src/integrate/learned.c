@@ -101,6 +101,11 @@ void cnf_integrate_flow_free(cnf_integrate_flow *fl) {
   cnf__free(fl);
 }
 
+int cnf_integrate_flow_set_threads(cnf_integrate_flow *fl, size_t n) {
+  if (fl == NULL) return CNF_EINVAL;
+  return cnf_dyn_mlp_set_threads(fl->dyn, n);
+}
+
 size_t cnf_integrate_flow_param_count(const cnf_integrate_flow *fl) {
   return fl ? fl->P : 0;
 }

@@ -105,7 +105,7 @@ static void test_rademacher(void) {
 static void test_learned(void) {
   int rc = CNF("integrate", "--integrand", "camel", "--dim", "2", "--learned", "--iters", "40",
                "--hidden", "16-16", "--batch", "128", "--lr", "1e-2", "-n", "3000", "--rtol",
-               "1e-5", "--atol", "1e-5", "--defensive", "0.05");
+               "1e-5", "--atol", "1e-5", "--defensive", "0.05", "--threads", "1");
   CU_ASSERT_EQUAL_FATAL(rc, 0);
   printf("\n  learned camel n=2: loss %g -> %g, rel_spread %g (uniform %g), pull %.2f, kl %g ",
          value_of("loss_first"), value_of("loss_last"), value_of("rel_spread"),
