@@ -74,6 +74,7 @@ typedef struct cnf_integrate_result {
   double rel_spread; /* sd(w) / mean(w) */
   double efficiency; /* unweighting efficiency mean(w) / max(w) */
   double zero_frac;  /* fraction of samples with w = 0 (outside the cube) */
+  double kl;         /* KL(q || f / I) = log I - mean log w; NAN if some w = 0 */
 } cnf_integrate_result;
 
 /* Weights w (N, may be NULL) = exp(log f(x) - logq) of N samples x (N, n)

@@ -123,7 +123,7 @@ int cnf_integrate_weights(cnf_ctx *ctx, const cnf_integrand *f, size_t N, const 
                      "points, their log q and a result");
   const size_t n = f->dim, chunk = 1024;
   double lf[1024];
-  double sum = 0.0, wmax = 0.0;
+  double sum = 0.0, wmax = 0.0, sumlog = 0.0;
   size_t zeros = 0;
   /* two passes: the mean, then the squared deviations (no cancellation) */
   for (int pass = 0; pass < 2; pass++) {
@@ -141,6 +141,7 @@ int cnf_integrate_weights(cnf_ctx *ctx, const cnf_integrand *f, size_t N, const 
           sum += wb;
           if (wb > wmax) wmax = wb;
           if (wb == 0.0) zeros++;
+          sumlog += lf[b] - lq; /* log w */
           if (w != NULL) w[b0 + b] = wb;
         } else {
           ss += (wb - mean) * (wb - mean);
@@ -160,6 +161,7 @@ int cnf_integrate_weights(cnf_ctx *ctx, const cnf_integrand *f, size_t N, const 
       res->rel_spread = mean > 0 ? sd / mean : INFINITY;
       res->efficiency = wmax > 0 ? mean / wmax : 0.0;
       res->zero_frac = (double)zeros / (double)N;
+      res->kl = zeros > 0 ? NAN : log(res->exact) - sumlog / (double)N;
     }
   }
   if (!isfinite(sum))

@@ -162,6 +162,10 @@ static void test_summary(void) {
   CHECK_NEAR(r.rel_spread, sd / mean, 1e-14);
   CHECK_NEAR(r.efficiency, mean / 0.25, 1e-15);
   CHECK_NEAR(r.zero_frac, 0.2, 0);
+  CU_ASSERT_TRUE(isnan(r.kl)); /* a zero weight: KL(q || f/I) is infinite */
+  cnf_integrate_result r4;     /* the first four rows: no zero weight */
+  CU_ASSERT_EQUAL(cnf_integrate_weights(NULL, &f, 4, x, lq, NULL, &r4), 0);
+  CHECK_NEAR(r4.kl, log(1.0 / 6.0) - (log(0.09) + log(0.1875) + log(0.25) + log(0.16)) / 4, 1e-14);
   /* a log q shifts every weight by the same factor */
   for (int i = 0; i < 5; i++) lq[i] = -log(2.0);
   cnf_integrate_result r2;
