@@ -183,6 +183,7 @@ int cnf__cli_eval(int argc, char **argv, size_t threads);
 int cnf__cli_gradcheck(int argc, char **argv, size_t threads);
 int cnf__cli_plot(int argc, char **argv, size_t threads);
 int cnf__cli_pde(int argc, char **argv, size_t threads);
+int cnf__cli_integrate(int argc, char **argv, size_t threads);
 
 /* Parse a thread count for the global --threads: 1..1024. */
 int cnf__cli_parse_threads(const char *s, size_t *out);
