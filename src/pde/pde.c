@@ -76,6 +76,30 @@ static int sym_eig(size_t d, const double *S, double *evals, double *V) {
   return rc;
 }
 
+int cnf_pde_random_orthogonal(cnf_ctx *ctx, size_t d, uint64_t seed, double *Q) {
+  if (d == 0 || Q == NULL) return CNF_ERROR(ctx, CNF_EINVAL, "random orthogonal: bad arguments");
+  gsl_matrix *a = gsl_matrix_alloc(d, d), *q = gsl_matrix_alloc(d, d), *r = gsl_matrix_alloc(d, d);
+  gsl_vector *tau = gsl_vector_alloc(d);
+  gsl_rng *rng = new_rng(seed);
+  int rc = CNF_ENOMEM;
+  if (a != NULL && q != NULL && r != NULL && tau != NULL && rng != NULL) {
+    for (size_t i = 0; i < d * d; i++) a->data[i] = gsl_ran_gaussian_ziggurat(rng, 1.0);
+    rc = gsl_linalg_QR_decomp(a, tau) == 0 && gsl_linalg_QR_unpack(a, tau, q, r) == 0
+             ? 0
+             : CNF_ESOLVER;
+    /* columns signed by diag(R): Haar-distributed */
+    for (size_t i = 0; i < d && rc == 0; i++)
+      for (size_t j = 0; j < d; j++)
+        Q[i * d + j] = gsl_matrix_get(q, i, j) * (gsl_matrix_get(r, j, j) < 0 ? -1.0 : 1.0);
+  }
+  if (rng != NULL) gsl_rng_free(rng);
+  if (tau != NULL) gsl_vector_free(tau);
+  if (r != NULL) gsl_matrix_free(r);
+  if (q != NULL) gsl_matrix_free(q);
+  if (a != NULL) gsl_matrix_free(a);
+  return rc == 0 ? 0 : CNF_ERROR(ctx, rc, "random orthogonal: GSL failed");
+}
+
 /* ---- P1a ---------------------------------------------------------------- */
 
 int cnf_pde_p1a_matrix(cnf_ctx *ctx, cnf_pde_amat kind, size_t D, double gamma,
