@@ -99,6 +99,8 @@ double cnf_pde_ou_div(const cnf_pde_ou *ou, double t);
 /* log N(x; m_t, Sigma_t) (B). */
 int cnf_pde_ou_logp(cnf_pde_ou *ou, double t, size_t B, const double *x,
                     double *logp);
+/* x (B, d): B samples of p_t = N(m_t, Sigma_t) from a seeded stream. */
+int cnf_pde_ou_sample(cnf_pde_ou *ou, double t, uint64_t seed, size_t B, double *x);
 
 /* ---- P4: double-well Langevin ------------------------------------------------
  * dY = -V'(Y) dt + sqrt(2 Dc) dW, V(y) = sum_i (y_i^4/4 - 2 y_i^2) (wells at
@@ -193,6 +195,15 @@ typedef struct cnf_pde_gauss_err {
 int cnf_pde_gauss_errors(cnf_ctx *ctx, size_t d, const double *m_hat,
                          const double *S_hat, const double *m, const double *S,
                          cnf_pde_gauss_err *out);
+
+/* A line plot as a PNG of W x H pixels, written atomically: S curves
+ * y (S, G) over the common abscissae x (G, increasing), in colours rgb
+ * (S, 3; NULL: a built-in palette), dashed where dashed[s] != 0 (dashed
+ * may be NULL), in a frame spanning the data's ranges (y from 0 when every
+ * y >= 0), with a grey line at y = 0.  No text is drawn: the caller
+ * reports the ranges. */
+int cnf_plot_lines(cnf_ctx *ctx, const char *path, size_t W, size_t H, size_t G, const double *x,
+                   size_t S, const double *y, const unsigned char *rgb, const int *dashed);
 
 /* Variance of one Hutchinson probe's v.Jv for a constant Jacobian J (d, d):
  * with S = (J + J^T)/2, Gaussian 2 |S|_F^2, Rademacher 2 sum_{i != j} S_ij^2

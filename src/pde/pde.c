@@ -613,6 +613,23 @@ int cnf_pde_ou_logp(cnf_pde_ou *ou, double t, size_t B, const double *x,
   return 0;
 }
 
+int cnf_pde_ou_sample(cnf_pde_ou *ou, double t, uint64_t seed, size_t B, double *x) {
+  if (ou == NULL || x == NULL || !(t >= 0)) return CNF_EINVAL;
+  gsl_rng *r = new_rng(seed);
+  if (r == NULL) return CNF_ENOMEM;
+  const size_t d = ou->d;
+  ou_eig_moments(ou, t, ou->qm, ou->sig);
+  for (size_t b = 0; b < B; b++) {
+    /* x = Q (qm + sig^1/2 xi) */
+    for (size_t j = 0; j < d; j++)
+      ou->g[j] = ou->qm[j] + sqrt(ou->sig[j]) * gsl_ran_gaussian_ziggurat(r, 1.0);
+    cblas_dgemv(CblasRowMajor, CblasNoTrans, (int)d, (int)d, 1.0, ou->Q, (int)d, ou->g, 1, 0.0,
+                x + b * d, 1);
+  }
+  gsl_rng_free(r);
+  return 0;
+}
+
 static int ou_f(void *sv, double t, size_t B, const double *z,
                 const double *theta, double *dz) {
   (void)theta;
