@@ -41,4 +41,9 @@ int cnf__cli_pde_train(const char *cmd, cnf_ctx *ctx, const pde_setup *p, cnf_dy
 int cnf__cli_pde_plot(const char *cmd, cnf_ctx *ctx, const run_args *a, const pde_setup *p,
                       cnf_dyn *dyn, const double *theta, const char *path);
 
+/* Hutchinson's empirical variance of one probe (the mean of the per-sample
+ * variances over the K >= 2 probes at every right-hand-side evaluation):
+ * prints `trace_var` and `trace_var_terms` when the solves counted any. */
+void cnf__cli_print_trace_var(const cnf_stats *st);
+
 #endif /* CNF_CLI_PDE_H */

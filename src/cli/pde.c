@@ -329,6 +329,7 @@ int cnf__cli_pde(int argc, char **argv, size_t threads) {
   }
   printf("solves %ld\nnfe %ld\nnsteps %ld\nnetf %ld\nnni %ld\nnjtv %ld\nnli %ld\nwall_seconds %.6f\n",
          st.solves, st.nfe, st.nsteps, st.netf, st.nni, st.njtv, st.nli, wall);
+  cnf__cli_print_trace_var(&st);
 cleanup:
   free(A), free(theta), free(x0), free(z), free(delta), free(lp0), free(lp), free(eps);
   free(m), free(S), free(mh), free(Sh), free(E);

@@ -36,6 +36,12 @@ static uint64_t mix(uint64_t *s) {
 }
 static double unif(uint64_t *s) { return (double)(mix(s) >> 11) * 0x1p-53; }
 
+void cnf__cli_print_trace_var(const cnf_stats *st) {
+  if (st->trace_var_n > 0)
+    printf("trace_var %.6g\ntrace_var_terms %ld\n", st->trace_var_sum / (double)st->trace_var_n,
+           st->trace_var_n);
+}
+
 static int p0_logp(void *user, size_t B, size_t D, const double *x, double *logp) {
   (void)D;
   return cnf_pde_dw_logp0(user, B, x, logp);
@@ -209,6 +215,7 @@ int cnf__cli_pde_times(const char *cmd, cnf_ctx *ctx, const run_args *a, const p
   printf("solves %ld\nnfe %ld\nnsteps %ld\nnetf %ld\nnni %ld\nnjtv %ld\nnli %ld\nwall_seconds "
          "%.6f\n",
          st.solves, st.nfe, st.nsteps, st.netf, st.nni, st.njtv, st.nli, wall);
+  cnf__cli_print_trace_var(&st);
   if (out_csv != NULL) {
     static const char *const names[] = {"t", "lpe_mean", "lpe_max", "w2", "mass_left",
                                         "mass_left_ref"};
