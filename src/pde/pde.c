@@ -24,8 +24,9 @@
  *        v = Q g,  g_j = -l_j (w_j - qb_j) + (w_j - qm_j)/sig_j,
  *        J = Q diag(mu) Q^T, mu_j = -l_j + 1/sig_j (symmetric, constant
  *        in x), div v = sum_j mu_j = -tr A + tr Sigma_t^{-1}.
- *      Rows are processed one at a time with d-sized workspaces allocated
- *      at create.
+ *      Batches go through GEMMs (Z Q, then G Q^T; V Q for the tangents)
+ *      in a workspace sized by the reserve op; without it, rows one at a
+ *      time with d-sized workspaces allocated at create.
  *
  * Metrics: LPE, sample moments, Gaussian errors and W2 (symmetric square
  * roots by eigendecomposition), closed-form Hutchinson variances. */
@@ -479,10 +480,13 @@ struct cnf_pde_ou {
   double *sig; /* (d) workspace: eigenvalues of Sigma_t */
   double *w;   /* (d) workspace */
   double *g;   /* (d) workspace */
+  double *ws;  /* (ws_rows, d) batch workspace sized by the reserve op */
+  size_t ws_rows;
 };
 
 void cnf_pde_ou_free(cnf_pde_ou *ou) {
   if (ou == NULL) return;
+  cnf__free(ou->ws);
   cnf__free(ou->A);
   cnf__free(ou);
 }
@@ -630,12 +634,30 @@ int cnf_pde_ou_sample(cnf_pde_ou *ou, double t, uint64_t seed, size_t B, double 
   return 0;
 }
 
+/* out (R, d) = X (R, d) Q (trans 0: rows Q^T x) or X Q^T (trans 1: rows Q x) */
+static void ou_gemm(const cnf_pde_ou *ou, int trans, size_t R, const double *X, double *out) {
+  const int d = (int)ou->d;
+  cblas_dgemm(CblasRowMajor, CblasNoTrans, trans ? CblasTrans : CblasNoTrans, (int)R, d, d, 1.0,
+              X, d, ou->Q, d, 0.0, out, d);
+}
+
 static int ou_f(void *sv, double t, size_t B, const double *z,
                 const double *theta, double *dz) {
   (void)theta;
   cnf_pde_ou *ou = sv;
   const size_t d = ou->d;
   ou_eig_moments(ou, t, ou->qm, ou->sig);
+  if (ou->ws_rows >= 2 * B) { /* the batch as two GEMMs */
+    double *Y = ou->ws, *G = ou->ws + B * d;
+    ou_gemm(ou, 0, B, z, Y);
+    for (size_t b = 0; b < B; b++)
+      for (size_t j = 0; j < d; j++) {
+        const double w = Y[b * d + j];
+        G[b * d + j] = -ou->lam[j] * (w - ou->qb[j]) + (w - ou->qm[j]) / ou->sig[j];
+      }
+    ou_gemm(ou, 1, B, G, dz);
+    return 0;
+  }
   for (size_t b = 0; b < B; b++) {
     cblas_dgemv(CblasRowMajor, CblasTrans, (int)d, (int)d, 1.0, ou->Q, (int)d,
                 z + b * d, 1, 0.0, ou->w, 1);
@@ -645,6 +667,19 @@ static int ou_f(void *sv, double t, size_t B, const double *z,
     cblas_dgemv(CblasRowMajor, CblasNoTrans, (int)d, (int)d, 1.0, ou->Q,
                 (int)d, ou->g, 1, 0.0, dz + b * d, 1);
   }
+  return 0;
+}
+
+/* Workspace for the GEMM paths: max(2 B, K B) rows. */
+static int ou_reserve(void *sv, size_t B, size_t K) {
+  cnf_pde_ou *ou = sv;
+  const size_t rows = (K > 2 ? K : 2) * B;
+  if (rows <= ou->ws_rows) return 0;
+  double *ws = cnf__calloc(rows * ou->d, sizeof(double));
+  if (ws == NULL) return CNF_ENOMEM;
+  cnf__free(ou->ws);
+  ou->ws = ws;
+  ou->ws_rows = rows;
   return 0;
 }
 
@@ -668,6 +703,18 @@ static int ou_f_div(void *sv, double t, size_t B, size_t K, const double *z,
   ou_f(sv, t, B, z, theta, dz); /* leaves sig current */
   double tr = 0.0;
   for (size_t j = 0; j < d; j++) tr += -ou->lam[j] + 1.0 / ou->sig[j];
+  if (v != NULL && ou->ws_rows >= K * B) { /* U = V Q, one GEMM */
+    ou_gemm(ou, 0, K * B, v, ou->ws);
+    for (size_t b = 0; b < B; b++) {
+      double s = 0.0;
+      for (size_t k = 0; k < K; k++) {
+        const double *u = ou->ws + (k * B + b) * d;
+        for (size_t j = 0; j < d; j++) s += (-ou->lam[j] + 1.0 / ou->sig[j]) * u[j] * u[j];
+      }
+      div[b] = s;
+    }
+    return 0;
+  }
   for (size_t b = 0; b < B; b++) {
     if (v == NULL) {
       div[b] = tr;
@@ -693,6 +740,13 @@ static int ou_jvp(void *sv, double t, size_t B, size_t K, const double *z,
     ou_f(sv, t, B, z, theta, dz);
   else
     ou_eig_moments(ou, t, ou->qm, ou->sig);
+  if (v != NULL && ou->ws_rows >= K * B) { /* J V = ((V Q) mu) Q^T */
+    ou_gemm(ou, 0, K * B, v, ou->ws);
+    for (size_t r = 0; r < K * B; r++)
+      for (size_t j = 0; j < d; j++) ou->ws[r * d + j] *= -ou->lam[j] + 1.0 / ou->sig[j];
+    ou_gemm(ou, 1, K * B, ou->ws, jv);
+    return 0;
+  }
   for (size_t b = 0; b < B; b++)
     for (size_t k = 0; k < K; k++) {
       ou_dir(ou, v, k, b, B);
@@ -711,6 +765,7 @@ static const cnf_dyn_type ou_type = {
     .f = ou_f,
     .f_div = ou_f_div,
     .jvp = ou_jvp,
+    .reserve = ou_reserve,
     .free = ou_free_op,
 };
 

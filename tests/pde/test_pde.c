@@ -218,6 +218,20 @@ static void test_ops_ou(void) {
       CU_ASSERT_EQUAL(cnf_dyn_f_div(dyn, times[k], 2, dims[n], z, NULL, NULL, dz, div), 0);
       CHECK_NEAR(div[0], cnf_pde_ou_div(ou, times[k]), 1e-12);
       CHECK_NEAR(div[1], cnf_pde_ou_div(ou, times[k]), 1e-12);
+      /* the batched GEMM path (after reserve) against the row-by-row one
+       * of a field that was never reserved */
+      cnf_dyn *rows = NULL;
+      double v[2 * 2 * 12], f1[2 * 12], f2[2 * 12], j1[2 * 2 * 12], j2[2 * 2 * 12], d1[2], d2[2];
+      fill_gauss(v, 2 * 2 * dims[n], 6);
+      CU_ASSERT_EQUAL_FATAL(cnf_pde_ou_dyn(&rows, ctx, ou), 0);
+      CU_ASSERT_EQUAL(cnf_dyn_jvp(dyn, times[k], 2, 2, z, NULL, v, f1, j1), 0);
+      CU_ASSERT_EQUAL(cnf_dyn_jvp(rows, times[k], 2, 2, z, NULL, v, f2, j2), 0);
+      CHECK_CLOSE(f1, f2, 2 * dims[n], 1e-13, 1e-13, "P3: f, GEMM against rows");
+      CHECK_CLOSE(j1, j2, 2 * 2 * dims[n], 1e-13, 1e-13, "P3: jvp, GEMM against rows");
+      CU_ASSERT_EQUAL(cnf_dyn_f_div(dyn, times[k], 2, 2, z, NULL, v, f1, d1), 0);
+      CU_ASSERT_EQUAL(cnf_dyn_f_div(rows, times[k], 2, 2, z, NULL, v, f2, d2), 0);
+      CHECK_CLOSE(d1, d2, 2, 1e-13, 1e-13, "P3: f_div, GEMM against rows");
+      cnf_dyn_free(rows);
     }
     cnf_dyn_free(dyn);
     cnf_pde_ou_free(ou);
