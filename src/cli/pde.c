@@ -204,9 +204,14 @@ int cnf__cli_pde(int argc, char **argv, size_t threads) {
     cnf__cli_error(cmd, "--learned: only the ou and double-well problems have a learned mode");
     return CNF_CLI_EUSAGE;
   }
+  if (ov.plot != NULL && (prob != P4 || D != 1)) {
+    cnf__cli_error(cmd, "--plot draws the 1-D double-well density: it needs --problem "
+                        "double-well --dim 1");
+    return CNF_CLI_EUSAGE;
+  }
   if (prob == P4 || ov.learned) return run_over_time(cmd, &a, prob, &ov);
-  if (ov.plot != NULL || ov.out != NULL) {
-    cnf__cli_error(cmd, "--plot and --out: only for double-well, or ou with --learned");
+  if (ov.out != NULL) {
+    cnf__cli_error(cmd, "--out: only for double-well, or ou with --learned");
     return CNF_CLI_EUSAGE;
   }
 

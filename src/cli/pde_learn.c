@@ -94,7 +94,7 @@ int cnf__cli_pde_train(const char *cmd, cnf_ctx *ctx, const pde_setup *p, cnf_dy
           const size_t j = (size_t)(unif(&st) * BANK_PATHS) % BANK_PATHS;
           memcpy(x + b * d, bank + (k * BANK_PATHS + j) * d, d * sizeof(double));
         }
-        rc = cnf_pde_dw_em(p->dw, s2, (double)k * dl, t, EM_DT, S, x);
+        rc = cnf_pde_dw_em(p->dw, s2, fmin((double)k * dl, t), t, EM_DT, S, x);
       }
       if (rc == 0) rc = cnf_dyn_f(p->field, t, S, x, NULL, v);
       if (rc == 0) rc = cnf_dyn_f(mlp, t, S, x, theta, vt);

@@ -60,6 +60,7 @@
 
 #include "cnf_pde.h"
 #include "core.h"
+#include "pde_impl.h"
 
 #define LOG2PI 1.8378770664093454836
 #define DW_MEAN0 0.5
@@ -533,15 +534,9 @@ int cnf_pde_dw_logp_inf(cnf_pde_dw *dw, size_t B, const double *x, double *logp)
   return 0;
 }
 
-static gsl_rng *dw_rng(uint64_t seed) {
-  gsl_rng *r = gsl_rng_alloc(gsl_rng_mt19937);
-  if (r != NULL) gsl_rng_set(r, cnf__seed32(seed));
-  return r;
-}
-
 int cnf_pde_dw_sample0(cnf_pde_dw *dw, uint64_t seed, size_t B, double *x) {
   if (dw == NULL || x == NULL) return CNF_EINVAL;
-  gsl_rng *r = dw_rng(seed);
+  gsl_rng *r = cnf__pde_rng(seed);
   if (r == NULL) return CNF_ENOMEM;
   const size_t d = dw->d;
   for (size_t b = 0; b < B; b++) {
@@ -556,9 +551,11 @@ int cnf_pde_dw_em(cnf_pde_dw *dw, uint64_t seed, double t0, double t1, double dt
                   double *x) {
   if (dw == NULL || x == NULL || !(t1 >= t0) || !(dt > 0)) return CNF_EINVAL;
   if (t1 == t0) return 0;
-  gsl_rng *r = dw_rng(seed);
+  gsl_rng *r = cnf__pde_rng(seed);
   if (r == NULL) return CNF_ENOMEM;
-  const size_t d = dw->d, n = (size_t)ceil((t1 - t0) / dt - 1e-9);
+  const size_t d = dw->d;
+  size_t n = (size_t)ceil((t1 - t0) / dt - 1e-9);
+  if (n == 0) n = 1;
   const double h = (t1 - t0) / (double)n, sd = sqrt(2.0 * dw->tb->Dc * h);
   for (size_t b = 0; b < B; b++) {
     to_y(dw, x + b * d, dw->y);

@@ -44,10 +44,11 @@
 
 #include "cnf_pde.h"
 #include "core.h"
+#include "pde_impl.h"
 
 #define LOG2PI 1.8378770664093454836
 
-static gsl_rng *new_rng(uint64_t seed) {
+gsl_rng *cnf__pde_rng(uint64_t seed) {
   gsl_rng *r = gsl_rng_alloc(gsl_rng_mt19937);
   if (r != NULL) gsl_rng_set(r, cnf__seed32(seed));
   return r;
@@ -81,7 +82,7 @@ int cnf_pde_random_orthogonal(cnf_ctx *ctx, size_t d, uint64_t seed, double *Q) 
   if (d == 0 || Q == NULL) return CNF_ERROR(ctx, CNF_EINVAL, "random orthogonal: bad arguments");
   gsl_matrix *a = gsl_matrix_alloc(d, d), *q = gsl_matrix_alloc(d, d), *r = gsl_matrix_alloc(d, d);
   gsl_vector *tau = gsl_vector_alloc(d);
-  gsl_rng *rng = new_rng(seed);
+  gsl_rng *rng = cnf__pde_rng(seed);
   int rc = CNF_ENOMEM;
   if (a != NULL && q != NULL && r != NULL && tau != NULL && rng != NULL) {
     for (size_t i = 0; i < d * d; i++) a->data[i] = gsl_ran_gaussian_ziggurat(rng, 1.0);
@@ -118,7 +119,7 @@ int cnf_pde_p1a_matrix(cnf_ctx *ctx, cnf_pde_amat kind, size_t D, double gamma,
   }
   if (kind != CNF_PDE_A_DENSE)
     return CNF_ERROR(ctx, CNF_EINVAL, "P1a matrix: unknown kind %d", (int)kind);
-  gsl_rng *r = new_rng(seed);
+  gsl_rng *r = cnf__pde_rng(seed);
   if (r == NULL) return CNF_ERROR(ctx, CNF_ENOMEM, "P1a matrix: out of memory");
   const double sd = 1.0 / sqrt((double)D);
   for (size_t i = 0; i < D * D; i++) A[i] = gsl_ran_gaussian_ziggurat(r, sd);
@@ -310,7 +311,7 @@ int cnf_pde_heat_sample(const cnf_pde_heat *h, double t, uint64_t seed,
   if (h == NULL || x == NULL) return CNF_EINVAL;
   const double c = h->c0 + 2.0 * h->Dc * t;
   if (!(c > 0.0)) return CNF_EINVAL;
-  gsl_rng *rng = new_rng(seed);
+  gsl_rng *rng = cnf__pde_rng(seed);
   if (rng == NULL) return CNF_ENOMEM;
   const size_t d = h->d;
   const double sd = sqrt(c);
@@ -524,7 +525,7 @@ int cnf_pde_ou_create(cnf_pde_ou **out, cnf_ctx *ctx, size_t d, uint64_t seed) {
   *out = NULL;
   cnf_pde_ou *ou = ou_alloc(d);
   double *G = cnf__dalloc(ctx, d * d);
-  gsl_rng *r = new_rng(seed);
+  gsl_rng *r = cnf__pde_rng(seed);
   if (ou == NULL || G == NULL || r == NULL) {
     cnf_pde_ou_free(ou);
     cnf__free(G);
@@ -619,7 +620,7 @@ int cnf_pde_ou_logp(cnf_pde_ou *ou, double t, size_t B, const double *x,
 
 int cnf_pde_ou_sample(cnf_pde_ou *ou, double t, uint64_t seed, size_t B, double *x) {
   if (ou == NULL || x == NULL || !(t >= 0)) return CNF_EINVAL;
-  gsl_rng *r = new_rng(seed);
+  gsl_rng *r = cnf__pde_rng(seed);
   if (r == NULL) return CNF_ENOMEM;
   const size_t d = ou->d;
   ou_eig_moments(ou, t, ou->qm, ou->sig);

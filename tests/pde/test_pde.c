@@ -908,6 +908,14 @@ static void test_ops_dw(void) {
   for (size_t n = 0; n < 3; n++) {
     double *Q = dalloc(dims[n] * dims[n]);
     CU_ASSERT_EQUAL(cnf_pde_random_orthogonal(ctx, dims[n], 5 + n, Q), 0);
+    double orth = 0.0; /* |Q^T Q - I| */
+    for (size_t i = 0; i < dims[n]; i++)
+      for (size_t j = 0; j < dims[n]; j++) {
+        double q = 0.0;
+        for (size_t k = 0; k < dims[n]; k++) q += Q[k * dims[n] + i] * Q[k * dims[n] + j];
+        orth = fmax(orth, fabs(q - (i == j)));
+      }
+    CU_ASSERT_TRUE(orth < 1e-14);
     for (int rot = 0; rot < 2; rot++) {
       cnf_pde_dw *dw = dw_new(ctx, dims[n], 1.0, 128, rot ? Q : NULL);
       cnf_dyn *dyn = NULL;
