@@ -91,6 +91,16 @@ const char *cnf_dyn_name(const cnf_dyn *dyn);
 /* The MLP of cnf.h.  theta layout: for each layer W (out, in), b (out),
  * then wb, wg, bg (out each) for concatsquash or wt (out) for concat. */
 int cnf_dyn_mlp_create(cnf_dyn **out, cnf_ctx *ctx, const cnf_mlp_config *cfg);
+/* Split the MLP's batch over n threads (1..64; 1, the default, runs
+ * serially): each op runs the rows of thread t, [t B / n, (t + 1) B / n),
+ * on a workspace of its own, and the parameter gradient adds the threads'
+ * partial sums in thread order, so a given n gives the same bits every run
+ * (different n may differ in the last bits of the parameter gradient).
+ * Batches under 8 n rows stay serial.  OpenMP runs the threads; OpenBLAS
+ * should be single-threaded meanwhile (OPENBLAS_NUM_THREADS=1). */
+int cnf_dyn_mlp_set_threads(cnf_dyn *dyn, size_t n);
+size_t cnf_dyn_mlp_threads(const cnf_dyn *dyn);
+
 /* Fill theta (P) with the seeded nn.Linear-style initialisation. */
 int cnf_mlp_init_params(const cnf_mlp_config *cfg, uint64_t seed,
                         double *theta);

@@ -245,7 +245,9 @@ static int ck_forward(cnf_ctx *ctx, ck_mem *m, const cnf_options *opt,
     return CNF_ERROR(ctx, CNF_ENOMEM, "checkpointed adjoint: out of memory");
   double *at = N_VGetArrayPointer(m->atol);
   for (size_t i = 0; i < N; i++)
-    at[i] = i < BD ? opt->atol : (opt->atol_logp > 0 ? opt->atol_logp : opt->atol);
+    at[i] = i < BD ? opt->atol
+            : i < BD + m->aug.B ? (opt->atol_logp > 0 ? opt->atol_logp : opt->atol)
+                                : CNF__ATOL_FREE;
   CK("CVodeSetErrHandlerFn", CVodeSetErrHandlerFn(m->mem, ck_errh, m));
   CK("CVodeInit", CVodeInit(m->mem, ck_rhsF, t0, m->y));
   CK("CVodeSetUserData", CVodeSetUserData(m->mem, &m->aug));

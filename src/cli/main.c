@@ -41,7 +41,8 @@ static void print_help(FILE *fp) {
     fprintf(fp, "  %-10s %s\n", commands[i].name, commands[i].about);
   fprintf(fp,
           "\nglobal options:\n"
-          "  --threads N   OpenBLAS threads (1: fastest for these sizes, and reproducible)\n"
+          "  --threads N   threads splitting the batch (default: the cores; results are\n"
+          "                reproducible for a given N)\n"
           "  --help        print this help and exit\n"
           "  --version     print the version and exit\n\n"
           "'cnf <command> --help' describes a command.  Exit status: 0 success, 2 bad input\n"
@@ -79,7 +80,7 @@ int main(int argc, char **argv) {
       return CNF_CLI_EUSAGE;
     }
     if (cnf__cli_parse_threads(v, &threads) != 0) {
-      cnf__cli_error(NULL, "--threads: expected a whole number from 1 to 1024, found '%s'", v);
+      cnf__cli_error(NULL, "--threads: expected a whole number from 1 to 64, found '%s'", v);
       return CNF_CLI_EUSAGE;
     }
   }

@@ -411,7 +411,7 @@ int cnf__dyn_solve_aug(cnf_dyn *d, const double *theta, const cnf_options *opt, 
   if (nreg > 0) memcpy(d->y + BD + B, ereg, (size_t)nreg * B * sizeof(double));
   double atol_logp = opt->atol_logp > 0 ? opt->atol_logp : opt->atol;
   for (size_t i = 0; i < BD; i++) d->atol[i] = opt->atol;
-  for (size_t i = BD; i < N; i++) d->atol[i] = atol_logp;
+  for (size_t i = BD; i < N; i++) d->atol[i] = i < BD + B ? atol_logp : CNF__ATOL_FREE;
 
   cnf_ode_opts o = {
       .method = opt->method,

@@ -40,6 +40,11 @@ typedef struct cnf__aug {
   long var_n;
 } cnf__aug;
 
+/* The absolute tolerance that takes a component out of the error control
+ * (its weight 1 / (rtol |y| + atol) vanishes): RNODE's integrals, which
+ * feed the loss only, as a_theta does with the seminorm. */
+#define CNF__ATOL_FREE 1e300
+
 /* Unknowns of the augmented system: B D + B (1 + nreg). */
 static inline size_t cnf__aug_size(const cnf__aug *a) {
   return a->B * a->dyn->D + a->B * (size_t)(1 + a->nreg);
