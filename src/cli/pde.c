@@ -104,6 +104,8 @@ static int run_over_time(const char *cmd, run_args *a, problem prob, const over_
     const size_t P = cnf_mlp_param_count(&cfg);
     if ((theta = cnf__cli_alloc(cmd, P, 1, "parameters", &status)) == NULL) goto cleanup;
     rc = cnf_dyn_mlp_create(&mlp, ctx, &cfg);
+    /* the run's threads split the network's batches (cnf__cli_begin) */
+    if (rc == 0 && a->threads > 1) rc = cnf_dyn_mlp_set_threads(mlp, a->threads);
     if (rc == 0) rc = cnf_mlp_init_params(&cfg, a->seed ^ 0x3317ULL, theta);
     if (rc != 0) {
       status = cnf__cli_lib_fail(cmd, ctx, rc, 0);
