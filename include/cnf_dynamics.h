@@ -162,7 +162,8 @@ int cnf_dyn_solve(cnf_dyn *dyn, const double *theta, const cnf_options *opt,
  * state), in ONE integration: z_out (m, B, D) and delta_out (m, B), either
  * may be NULL, receive the state at each tout[k] from CVODE's dense output,
  * and z, delta end at tout[m-1].  The density along a trajectory follows:
- * log p_t(z(t)) = log p_0(z(t0)) - (delta(t) - delta(t0)). */
+ * log p_t(z(t)) = log p_0(z(t0)) + (delta(t) - delta(t0)), since
+ * dDelta/dt = -div f. */
 int cnf_dyn_solve_times(cnf_dyn *dyn, const double *theta,
                         const cnf_options *opt, double t0, size_t m,
                         const double *tout, size_t B, size_t K,

@@ -119,7 +119,10 @@ int cnf__cli_conv_adjoint(const char *s, void *d);
       "trace of df/dz: exact, or Hutchinson with Gaussian or Rademacher probes (" dflt ")")
 #define TOL_ROWS(a, RT, AT, ST)                                                                     \
   ROW("rtol", 0, CNF_CLI_POS, &(a).opt.rtol, 0, 0, NULL, 0, "R", "relative tolerance (" RT ")"),   \
-  ROW("atol", 0, CNF_CLI_POS, &(a).opt.atol, 0, 0, NULL, 0, "A", "absolute tolerance (" AT ")"),   \
+  ROW("atol", 0, CNF_CLI_POS, &(a).opt.atol, 0, 0, NULL, 0, "A",                                   \
+      "absolute tolerance on z (" AT ")"),                                                         \
+  ROW("atol-logp", 0, CNF_CLI_POS, &(a).opt.atol_logp, 0, 0, NULL, 0, "A",                         \
+      "absolute tolerance on log p (= --atol)"),                                                   \
   ROW("max-steps", 0, CNF_CLI_LONG, &(a).opt.max_steps, 1, LMAX, NULL, 0, "N",                     \
       "solver steps per solve before giving up (" ST ")")
 #define RUN_ROWS(a)                                                                                \
@@ -150,6 +153,8 @@ void cnf__cli_report(const run_args *a, size_t rows, const cnf_stats *st, double
 /* Create the context and load the model; prints and returns an exit status
  * on failure. */
 int cnf__cli_open_model(const char *cmd, const char *path, cnf_ctx **ctx, cnf_flow **flow);
+/* The run's threads (--threads, else the cores), settled by cnf__cli_begin. */
+size_t cnf__cli_threads(void);
 /* Give the flow the run's threads (--threads, else the cores); status. */
 int cnf__cli_use_threads(const char *cmd, cnf_flow *flow);
 int cnf__cli_write_table(const char *cmd, cnf_ctx *ctx, const char *path, const char *const *names,

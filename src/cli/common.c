@@ -114,6 +114,8 @@ static void apply_threads(size_t global, size_t local) {
   openblas_set_num_threads(1);
 }
 
+size_t cnf__cli_threads(void) { return cli_threads; }
+
 int cnf__cli_use_threads(const char *cmd, cnf_flow *flow) {
   int rc = cnf_flow_set_threads(flow, cli_threads);
   if (rc != 0) return cnf__cli_lib_fail(cmd, NULL, rc, 0);

@@ -78,12 +78,6 @@ cleanup:
 
 /* The threads in force (the command's --threads, else the global one, else
  * the machine's cores, at most 64: the rule of cnf__cli_begin). */
-static size_t run_threads(const run_args *a) {
-  if (a->threads > 0) return a->threads > 64 ? 64 : a->threads;
-  long n = sysconf(_SC_NPROCESSORS_ONLN);
-  return n < 1 ? 1 : n > 64 ? 64 : (size_t)n;
-}
-
 int cnf__cli_integrate(int argc, char **argv, size_t threads) {
   const char *cmd = "integrate";
   run_args a;
@@ -180,7 +174,7 @@ int cnf__cli_integrate(int argc, char **argv, size_t threads) {
   double t0 = cnf__cli_now();
   int rc = 0;
   if (learn) {
-    if ((status = learned(cmd, ctx, &a, &cfg, &f, init_scale, lam, run_threads(&a), x, logq,
+    if ((status = learned(cmd, ctx, &a, &cfg, &f, init_scale, lam, cnf__cli_threads(), x, logq,
                           &st)) != CNF_CLI_OK)
       goto cleanup;
   } else {

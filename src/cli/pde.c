@@ -105,7 +105,7 @@ static int run_over_time(const char *cmd, run_args *a, problem prob, const over_
     if ((theta = cnf__cli_alloc(cmd, P, 1, "parameters", &status)) == NULL) goto cleanup;
     rc = cnf_dyn_mlp_create(&mlp, ctx, &cfg);
     /* the run's threads split the network's batches (cnf__cli_begin) */
-    if (rc == 0 && a->threads > 1) rc = cnf_dyn_mlp_set_threads(mlp, a->threads);
+    if (rc == 0 && cnf__cli_threads() > 1) rc = cnf_dyn_mlp_set_threads(mlp, cnf__cli_threads());
     if (rc == 0) rc = cnf_mlp_init_params(&cfg, a->seed ^ 0x3317ULL, theta);
     if (rc != 0) {
       status = cnf__cli_lib_fail(cmd, ctx, rc, 0);
