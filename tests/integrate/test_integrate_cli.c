@@ -14,17 +14,6 @@
 #include "cli_run.h"
 #include "test_util.h"
 
-/* The value of `name value` in the last run's standard output, or NAN. */
-static double value_of(const char *name) {
-  size_t n = strlen(name);
-  for (const char *p = last_out; p && *p;) {
-    if (strncmp(p, name, n) == 0 && p[n] == ' ') return atof(p + n + 1);
-    p = strchr(p, '\n');
-    if (p) p++;
-  }
-  return NAN;
-}
-
 static const char *const figures[] = {"estimate",
                                       "stderr",
                                       "exact",
@@ -44,16 +33,16 @@ static const char *const figures[] = {"estimate",
 static void test_gauss(void) {
   CU_ASSERT_EQUAL_FATAL(CNF("integrate", "--integrand", "gauss", "--dim", "4", "-n", "4000"), 0);
   for (size_t i = 0; i < sizeof figures / sizeof figures[0]; i++)
-    CU_ASSERT_TRUE(isfinite(value_of(figures[i])));
+    CU_ASSERT_TRUE(isfinite(value_of(last_out, figures[i])));
   const double P = pow(erf(2.5), 4);
-  CHECK_NEAR(value_of("exact"), P, 1e-9);
+  CHECK_NEAR(value_of(last_out, "exact"), P, 1e-9);
   /* Bernoulli weights: stderr = sqrt(p (1 - p) / N) */
-  CHECK_NEAR(value_of("stderr"), sqrt(P * (1 - P) / 4000), 0.5 * sqrt(P * (1 - P) / 4000));
-  CU_ASSERT_TRUE(fabs(value_of("pull")) < 4);
-  CU_ASSERT_TRUE(value_of("indicator_err") < 1e-5); /* rtol = atol = 1e-8 */
-  CU_ASSERT_TRUE(value_of("efficiency") > 0.99);
-  CU_ASSERT_TRUE(value_of("uniform_rel_spread") > 10 * value_of("rel_spread"));
-  CU_ASSERT_TRUE(value_of("nfe") > 0);
+  CHECK_NEAR(value_of(last_out, "stderr"), sqrt(P * (1 - P) / 4000), 0.5 * sqrt(P * (1 - P) / 4000));
+  CU_ASSERT_TRUE(fabs(value_of(last_out, "pull")) < 4);
+  CU_ASSERT_TRUE(value_of(last_out, "indicator_err") < 1e-5); /* rtol = atol = 1e-8 */
+  CU_ASSERT_TRUE(value_of(last_out, "efficiency") > 0.99);
+  CU_ASSERT_TRUE(value_of(last_out, "uniform_rel_spread") > 10 * value_of(last_out, "rel_spread"));
+  CU_ASSERT_TRUE(value_of(last_out, "nfe") > 0);
   /* the same seed prints the same numbers; another seed others */
   char first[1 << 12];
   snprintf(first, sizeof first, "%s", strstr(last_out, "estimate"));
@@ -77,29 +66,29 @@ static void test_integrands(void) {
     CU_ASSERT_EQUAL(CNF("integrate", "--integrand", cases[i].name, "--dim", cases[i].dim, "-n",
                         "2000", "--rtol", "1e-6", "--atol", "1e-6"),
                     0);
-    CHECK_NEAR(value_of("exact"), cases[i].exact, 1e-9 * cases[i].exact);
+    CHECK_NEAR(value_of(last_out, "exact"), cases[i].exact, 1e-9 * cases[i].exact);
     printf("\n  %s n=%s: estimate %g +- %g, pull %.2f; uniform %g +- %g", cases[i].name,
-           cases[i].dim, value_of("estimate"), value_of("stderr"), value_of("pull"),
-           value_of("uniform_estimate"), value_of("uniform_stderr"));
-    CU_ASSERT_TRUE(fabs(value_of("uniform_pull")) < 4);
-    CU_ASSERT_TRUE(isnan(value_of("indicator_err")));
+           cases[i].dim, value_of(last_out, "estimate"), value_of(last_out, "stderr"), value_of(last_out, "pull"),
+           value_of(last_out, "uniform_estimate"), value_of(last_out, "uniform_stderr"));
+    CU_ASSERT_TRUE(fabs(value_of(last_out, "uniform_pull")) < 4);
+    CU_ASSERT_TRUE(isnan(value_of(last_out, "indicator_err")));
   }
   printf(" ");
 }
 
 static void test_rademacher(void) {
   CU_ASSERT_EQUAL(CNF("integrate", "--integrand", "camel", "--dim", "3", "-n", "500"), 0);
-  const double est = value_of("estimate");
+  const double est = value_of(last_out, "estimate");
   CU_ASSERT_EQUAL(
       CNF("integrate", "--integrand", "camel", "--dim", "3", "-n", "500", "--trace", "rademacher"),
       0);
-  CHECK_NEAR(value_of("estimate"), est, 1e-12 * est);
-  CU_ASSERT_EQUAL(value_of("probes"), 1);
+  CHECK_NEAR(value_of(last_out, "estimate"), est, 1e-12 * est);
+  CU_ASSERT_EQUAL(value_of(last_out, "probes"), 1);
   CU_ASSERT_EQUAL(CNF("integrate", "--integrand", "camel", "--dim", "3", "-n", "500", "--trace",
                       "gauss", "--probes", "2"),
                   0);
-  CU_ASSERT_TRUE(fabs(value_of("estimate") - est) > 1e-3 * est);
-  CU_ASSERT_EQUAL(value_of("probes"), 2);
+  CU_ASSERT_TRUE(fabs(value_of(last_out, "estimate") - est) > 1e-3 * est);
+  CU_ASSERT_EQUAL(value_of(last_out, "probes"), 2);
 }
 
 static void test_learned(void) {
@@ -108,15 +97,15 @@ static void test_learned(void) {
                "1e-5", "--atol", "1e-5", "--defensive", "0.05", "--threads", "1");
   CU_ASSERT_EQUAL_FATAL(rc, 0);
   printf("\n  learned camel n=2: loss %g -> %g, rel_spread %g (uniform %g), pull %.2f, kl %g ",
-         value_of("loss_first"), value_of("loss_last"), value_of("rel_spread"),
-         value_of("uniform_rel_spread"), value_of("pull"), value_of("kl"));
-  CU_ASSERT_TRUE(value_of("loss_last") < value_of("loss_first"));
-  CU_ASSERT_TRUE(value_of("rel_spread") < 0.7 * value_of("uniform_rel_spread"));
-  CU_ASSERT_TRUE(fabs(value_of("pull")) < 4);
-  CU_ASSERT_EQUAL(value_of("zero_frac"), 0); /* the sigmoid never leaves the cube */
-  CU_ASSERT_TRUE(value_of("kl") > 0 && value_of("kl") < 0.5);
-  CU_ASSERT_TRUE(value_of("train_nfe_fwd") > 0 && value_of("train_nfe_bwd") > 0);
-  CU_ASSERT_EQUAL(value_of("params"), 2 * 16 + 16 + 48 + 16 * 16 + 16 + 48 + 16 * 2 + 2 + 6);
+         value_of(last_out, "loss_first"), value_of(last_out, "loss_last"), value_of(last_out, "rel_spread"),
+         value_of(last_out, "uniform_rel_spread"), value_of(last_out, "pull"), value_of(last_out, "kl"));
+  CU_ASSERT_TRUE(value_of(last_out, "loss_last") < value_of(last_out, "loss_first"));
+  CU_ASSERT_TRUE(value_of(last_out, "rel_spread") < 0.7 * value_of(last_out, "uniform_rel_spread"));
+  CU_ASSERT_TRUE(fabs(value_of(last_out, "pull")) < 4);
+  CU_ASSERT_EQUAL(value_of(last_out, "zero_frac"), 0); /* the sigmoid never leaves the cube */
+  CU_ASSERT_TRUE(value_of(last_out, "kl") > 0 && value_of(last_out, "kl") < 0.5);
+  CU_ASSERT_TRUE(value_of(last_out, "train_nfe_fwd") > 0 && value_of(last_out, "train_nfe_bwd") > 0);
+  CU_ASSERT_EQUAL(value_of(last_out, "params"), 2 * 16 + 16 + 48 + 16 * 16 + 16 + 48 + 16 * 2 + 2 + 6);
 }
 
 static void test_bad_usage(void) {
