@@ -36,6 +36,20 @@
  * In both, the sweeps of the right-hand side skip the theta part (CVODE
  * evaluates it at iterates that the quadrature, computed at the accepted
  * point, never sees), which saves a GEMM per layer per evaluation.
+ *
+ * RNODE (Finlay et al. 2020).  The regularisers E_K = int |f|^2 dt and
+ * E_J = int s sum_k |J v_k|^2 dt ride in the forward state after Delta
+ * (outside the error control: they only feed the loss), and the loss gains
+ * lambda_K mean E_K + lambda_J mean E_J.  Their adjoints are constants,
+ * a_{E_K} = lambda_K / B and a_{E_J} = lambda_J / B, so the same single
+ * sweep serves with two more output seeds: 2 a_{E_K} f on the primal and
+ * 2 s a_{E_J} J v_k on the tangents (the vjp_reg op); dL/dT gains
+ * a_{E_K} |f|^2 + a_{E_J} s sum_k |J v_k|^2 at T.
+ *
+ * cnf_dyn_grad is the one-block case for any field and any loss of the end
+ * state: the caller's seeds dL/dz1 and dL/dDelta1 (per sample: w_b = -s
+ * dL/dDelta1_b) replace the likelihood's, over [t0, t1] in either
+ * direction.
  */
 #include <math.h>
 #include <stdio.h>
