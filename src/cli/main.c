@@ -1,7 +1,7 @@
 /* main.c: the `cnf` command-line tool: global options and dispatch.
  *
  *   cnf [--threads N] <command> [options]
- *     commands: init logp sample grid train eval gradcheck plot toy pde
+ *     commands: init logp sample grid train eval gradcheck plot toy pde compare
  *   cnf --help | --version
  *
  * The commands live in commands.c, the option parser in args.c; only this
@@ -11,6 +11,7 @@
 
 #include "cli.h"
 #include "cnf.h"
+#include "dflow.h"
 
 typedef struct command {
   const char *name;
@@ -29,6 +30,7 @@ static const command commands[] = {
     {"plot", cnf__cli_plot, "density heat map (2-D) or pairwise scatter plots as PNG"},
     {"toy", cnf__cli_toy, "samples of one of FFJORD's ten 2-D toy sets"},
     {"pde", cnf__cli_pde, "a PDE benchmark against its closed form (training-free)"},
+    {"compare", cnf__cli_compare, "train several flow types on the same data and compare them"},
 };
 
 static void print_help(FILE *fp) {
