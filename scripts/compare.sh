@@ -1,0 +1,19 @@
+#!/bin/sh
+# Reproduce the tables of docs/compare.md: every flow type trained with the
+# same data, seed, minibatches and iteration budget by `cnf compare`.
+#   scripts/compare.sh [BUILD_DIR] [OUT_DIR]
+# The real data sets are read from $CNF_DATA (default ../shared/data, beside
+# the repository).  Each run takes a few minutes on two cores.
+set -eu
+BUILD=${1:-build}
+OUT=${2:-compare-out}
+DATA=${CNF_DATA:-../shared/data}
+FLOWS=cnf,realnvp,nice,maf,iaf,planar,radial,affine,elementwise
+mkdir -p "$OUT"
+for toy in 8gaussians checkerboard 2spirals; do
+  "$BUILD/cnf" compare --data "$toy" --flows "$FLOWS" --iters 500 --seed 1 --out "$OUT/$toy"
+done
+"$BUILD/cnf" compare --data "$DATA/faithful.csv" --flows "$FLOWS" --iters 500 --seed 1 \
+  --out "$OUT/faithful"
+"$BUILD/cnf" compare --data "$DATA/miniboone-val.csv" --test "$DATA/miniboone-test.csv" \
+  --flows "$FLOWS" --iters 200 --seed 1 --out "$OUT/miniboone"
