@@ -123,6 +123,13 @@ typedef struct cnf_options {
   int seminorm;         /* 1 (default): a_theta stays out of the backward
                            error control (Kidger et al. 2021) */
   long checkpoint_steps; /* steps between CVODES checkpoints, 100 */
+  /* RNODE regularisers (Finlay et al. 2020), 0 = off: the loss of
+   * cnf_flow_loss_grad gains reg_kinetic times the batch mean of
+   * int_0^T |f|^2 dt and reg_jacobian times that of int_0^T |J|_F^2 dt
+   * (|J eps|^2 with the Hutchinson probes, the exact Frobenius norm with
+   * the exact trace), both integrated alongside (z, Delta). */
+  double reg_kinetic;
+  double reg_jacobian;
 } cnf_options;
 
 void cnf_options_default(cnf_options *opt);
@@ -147,6 +154,14 @@ typedef struct cnf_stats {
   long nli;          /* linear (Krylov) iterations (BDF) */
   long nquad;        /* quadrature evaluations (the adjoints' a_theta) */
   double last_h;     /* last step size of the last solve */
+  /* Hutchinson's empirical variance: the sum over right-hand-side
+   * evaluations and samples of the sample variance (divisor K - 1) of the
+   * K probe values eps_k . J eps_k, and the number of terms; the mean
+   * trace_var_sum / trace_var_n estimates one probe's variance (divide
+   * by K for the K-probe mean).  Counted for K >= 2 probes and fields
+   * with a jvp op; 0 otherwise. */
+  double trace_var_sum;
+  long trace_var_n;
 } cnf_stats;
 
 void cnf_stats_clear(cnf_stats *st);
@@ -305,7 +320,11 @@ typedef struct cnf_train_options {
 void cnf_train_options_default(cnf_train_options *to);
 
 typedef struct cnf_train_report {
-  double loss;          /* the minibatch's loss before the update */
+  double loss;          /* the minibatch's loss before the update: nll +
+                           reg_kinetic * kinetic + reg_jacobian * jacobian */
+  double nll;           /* its negative log-likelihood part */
+  double kinetic;       /* batch means of RNODE's integrals (0 when off) */
+  double jacobian;
   double grad_norm;     /* |dL/dtheta| (2-norm, without weight decay) */
   cnf_stats fwd, bwd;   /* this step's solver statistics */
 } cnf_train_report;

@@ -60,6 +60,19 @@ typedef struct cnf_dyn_type {
 
   /* Optional.  Frees the state when the cnf_dyn that owns it is freed. */
   void (*free)(void *s);
+
+  /* Optional.  vjp for the scalar with the RNODE regularisers' terms,
+   *     S = sum_b a_b . f_b + w_b div_b + ck_b |f_b|^2
+   *         + cj_b sum_k |J_b v_kb|^2,
+   * i.e. the output seeds a_b + 2 ck_b f_b on the primal and
+   * w_b v_kb + 2 cj_b J_b v_kb on the tangents.  ck, cj (B) may be NULL
+   * (those terms dropped); cj needs w and v as the trace term does.
+   * Training with --reg-jacobian needs this op; without it the kinetic
+   * term alone falls back on f and vjp. */
+  int (*vjp_reg)(void *s, double t, size_t B, size_t K, const double *z,
+                 const double *theta, const double *a, const double *w,
+                 const double *ck, const double *cj, const double *v,
+                 double *dz, double *gz, double *gth);
 } cnf_dyn_type;
 
 /* A field instance: a type, its state, the dimension D and the number of
@@ -143,6 +156,29 @@ int cnf_dyn_solve_times(cnf_dyn *dyn, const double *theta,
                         const double *tout, size_t B, size_t K,
                         const double *eps, double *z, double *delta,
                         double *z_out, double *delta_out, cnf_stats *st);
+
+/* The gradient of a loss of the end state of one solve, by the adjoint
+ * method.  loss_fn receives z1 (B, D) and delta1 (B) at t1 and writes the
+ * scalar *loss and its seeds gz1 = dL/dz1 (B, D) and gdelta1 = dL/ddelta1
+ * (B), returning 0 or a negative CNF_E* code. */
+typedef int (*cnf_terminal_loss)(void *user, size_t B, size_t D,
+                                 const double *z1, const double *delta1,
+                                 double *loss, double *gz1, double *gdelta1);
+
+/* Solve dz/dt = f(t, z; theta), dDelta/dt = -div (exact with eps NULL,
+ * else the mean over the K probes eps (K, B, D)) from z0 (B, D) and
+ * Delta(t0) = 0 to t1 (either direction), call loss_fn on the end state,
+ * then integrate the adjoint back to t0 (opt->adjoint: backsolve or
+ * checkpoint; opt->rtol_adj, atol_adj, seminorm as for flows):
+ * gz0 (B, D) = dL/dz0 and gth (P) = dL/dtheta (either may be NULL).
+ * loss, z1 (B, D) and delta1 (B) receive the forward results (z1, delta1
+ * may be NULL).  The field needs a vjp op.  fwd and bwd (may be NULL) are
+ * added the forward and backward solver statistics. */
+int cnf_dyn_grad(cnf_dyn *dyn, const double *theta, const cnf_options *opt,
+                 double t0, double t1, size_t B, size_t K, const double *eps,
+                 const double *z0, cnf_terminal_loss loss_fn, void *user,
+                 double *loss, double *z1, double *delta1, double *gz0,
+                 double *gth, cnf_stats *fwd, cnf_stats *bwd);
 
 /* A density given by the user: log p(x) of B points x (B, D) into logp
  * (B), returning 0 or a negative CNF_E* code, and a seeded sampler (may be

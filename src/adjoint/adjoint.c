@@ -55,10 +55,12 @@
 typedef struct adj_block {
   cnf_dyn *dyn;
   const double *theta;   /* (P) this block's parameters */
-  size_t B, D, K, P;
+  size_t B, D, K, P;     /* P = 0: no a_theta quadrature */
   const double *eps;     /* (K, B, D) probes or NULL (exact) */
   const double *w;       /* (B) trace weights -s a_Delta */
   double *gz;            /* (B, D) scratch */
+  const double *ck;      /* (B) a_{E_K}, or NULL without the kinetic term */
+  const double *cj;      /* (B) s a_{E_J}, or NULL without the Jacobian term */
 } adj_block;
 
 /* gz = a^T df/dz + a_Delta dg/dz; if gth != NULL, gth = -(the theta
@@ -67,8 +69,8 @@ typedef struct adj_block {
 static int sweep(adj_block *ab, double t, const double *z, const double *a,
                  double *dz, double *gz, double *gth) {
   if (gth != NULL) memset(gth, 0, ab->P * sizeof(double));
-  int rc = cnf_dyn_vjp(ab->dyn, t, ab->B, ab->K, z, ab->theta, a, ab->w,
-                       ab->eps, dz, gz, gth);
+  int rc = cnf__dyn_vjp_reg(ab->dyn, t, ab->B, ab->K, z, ab->theta, a, ab->w, ab->ck,
+                            ab->cj, ab->eps, dz, gz, gth);
   if (rc == 0 && gth != NULL)
     for (size_t i = 0; i < ab->P; i++) gth[i] = -gth[i];
   return rc;
@@ -141,8 +143,7 @@ static int ck_rhsF(realtype t, N_Vector y, N_Vector ydot, void *user) {
   double *yd = N_VGetArrayPointer(ydot);
   int rc = cnf__aug_rhs(t, yv, yd, user);
   if (rc != 0) return rc;
-  const cnf__aug *a = user;
-  const size_t N = a->B * a->dyn->D + a->B;
+  const size_t N = cnf__aug_size(user);
   for (size_t i = 0; i < N; i++)
     if (!isfinite(yd[i])) return 1;
   return 0;
@@ -234,8 +235,8 @@ static void add_cv_stats(void *mem, int quad, cnf_stats *st) {
 
 /* Forward solve of one block with checkpoints; y (B D + B) in/out. */
 static int ck_forward(cnf_ctx *ctx, ck_mem *m, const cnf_options *opt,
-                      double T, double *y, size_t N, size_t BD, int block,
-                      cnf_stats *st) {
+                      double t0, double t1, double *y, int block, cnf_stats *st) {
+  const size_t N = cnf__aug_size(&m->aug), BD = m->aug.B * m->aug.dyn->D;
   SUNContext sctx = (SUNContext)ctx->sunctx;
   m->y = N_VMake_Serial((sunindextype)N, y, sctx);
   m->atol = N_VNew_Serial((sunindextype)N, sctx);
@@ -244,9 +245,11 @@ static int ck_forward(cnf_ctx *ctx, ck_mem *m, const cnf_options *opt,
     return CNF_ERROR(ctx, CNF_ENOMEM, "checkpointed adjoint: out of memory");
   double *at = N_VGetArrayPointer(m->atol);
   for (size_t i = 0; i < N; i++)
-    at[i] = i < BD ? opt->atol : (opt->atol_logp > 0 ? opt->atol_logp : opt->atol);
+    at[i] = i < BD ? opt->atol
+            : i < BD + m->aug.B ? (opt->atol_logp > 0 ? opt->atol_logp : opt->atol)
+                                : CNF__ATOL_FREE;
   CK("CVodeSetErrHandlerFn", CVodeSetErrHandlerFn(m->mem, ck_errh, m));
-  CK("CVodeInit", CVodeInit(m->mem, ck_rhsF, 0.0, m->y));
+  CK("CVodeInit", CVodeInit(m->mem, ck_rhsF, t0, m->y));
   CK("CVodeSetUserData", CVodeSetUserData(m->mem, &m->aug));
   CK("CVodeSVtolerances", CVodeSVtolerances(m->mem, opt->rtol, m->atol));
   if (opt->method == CNF_METHOD_BDF) {
@@ -261,24 +264,27 @@ static int ck_forward(cnf_ctx *ctx, ck_mem *m, const cnf_options *opt,
   }
   CK("CVodeSetMaxNonlinIters", CVodeSetMaxNonlinIters(m->mem, opt->max_nonlin_iters > 0 ? opt->max_nonlin_iters : 3));
   CK("CVodeSetMaxNumSteps", CVodeSetMaxNumSteps(m->mem, opt->max_steps));
-  CK("CVodeSetStopTime", CVodeSetStopTime(m->mem, T));
+  CK("CVodeSetStopTime", CVodeSetStopTime(m->mem, t1));
   if (opt->h_init > 0) CK("CVodeSetInitStep", CVodeSetInitStep(m->mem, opt->h_init));
   if (opt->max_order > 0) CK("CVodeSetMaxOrd", CVodeSetMaxOrd(m->mem, opt->max_order));
   CK("CVodeAdjInit", CVodeAdjInit(m->mem, opt->checkpoint_steps > 0 ? opt->checkpoint_steps : 100, CV_HERMITE));
-  double t = 0.0;
+  double t = t0;
   int ncheck = 0;
-  int flag = CVodeF(m->mem, T, m->y, &t, CV_NORMAL, &ncheck);
+  int flag = CVodeF(m->mem, t1, m->y, &t, CV_NORMAL, &ncheck);
   cnf_stats local;
   cnf_stats_clear(&local);
   add_cv_stats(m->mem, 0, &local);
+  local.trace_var_sum = m->aug.var_sum;
+  local.trace_var_n = m->aug.var_n;
   if (st) cnf_stats_add(st, &local);
   if (flag < 0) return solve_fail(ctx, m, "forward solve (CVodeF)", flag, block, t, &local);
   return 0;
 }
 
-/* Backward solve of one block: a_z (B D) in/out, gth (P) out. */
+/* Backward solve of one block from t1 to t0: a_z (B D) in/out, gth (P)
+ * out (unused when ab->P is 0). */
 static int ck_backward(cnf_ctx *ctx, ck_mem *m, adj_block *ab,
-                       const cnf_options *opt, double T, double *az,
+                       const cnf_options *opt, double t1, double t0, double *az,
                        double *gth, int block, cnf_stats *st) {
   SUNContext sctx = (SUNContext)ctx->sunctx;
   const size_t BD = ab->B * ab->D;
@@ -286,11 +292,14 @@ static int ck_backward(cnf_ctx *ctx, ck_mem *m, adj_block *ab,
   const double atol = opt->atol_adj > 0 ? opt->atol_adj : opt->atol;
   int which = -1;
   m->yB = N_VMake_Serial((sunindextype)BD, az, sctx);
-  m->qB = N_VMake_Serial((sunindextype)ab->P, gth, sctx);
-  if (!m->yB || !m->qB) return CNF_ERROR(ctx, CNF_ENOMEM, "checkpointed adjoint: out of memory");
-  memset(gth, 0, ab->P * sizeof(double));
+  if (ab->P > 0) {
+    m->qB = N_VMake_Serial((sunindextype)ab->P, gth, sctx);
+    memset(gth, 0, ab->P * sizeof(double));
+  }
+  if (!m->yB || (ab->P > 0 && !m->qB))
+    return CNF_ERROR(ctx, CNF_ENOMEM, "checkpointed adjoint: out of memory");
   CK("CVodeCreateB", CVodeCreateB(m->mem, opt->method == CNF_METHOD_BDF ? CV_BDF : CV_ADAMS, &which));
-  CK("CVodeInitB", CVodeInitB(m->mem, which, ck_rhsB, T, m->yB));
+  CK("CVodeInitB", CVodeInitB(m->mem, which, ck_rhsB, t1, m->yB));
   CK("CVodeSStolerancesB", CVodeSStolerancesB(m->mem, which, rtol, atol));
   CK("CVodeSetUserDataB", CVodeSetUserDataB(m->mem, which, ab));
   if (opt->method == CNF_METHOD_BDF) {
@@ -304,44 +313,49 @@ static int ck_backward(cnf_ctx *ctx, ck_mem *m, adj_block *ab,
     CK("CVodeSetNonlinearSolverB", CVodeSetNonlinearSolverB(m->mem, which, m->nlsB));
   }
   CK("CVodeSetMaxNumStepsB", CVodeSetMaxNumStepsB(m->mem, which, opt->max_steps));
-  CK("CVodeQuadInitB", CVodeQuadInitB(m->mem, which, ck_quadB, m->qB));
-  if (!opt->seminorm) {
-    CK("CVodeQuadSStolerancesB", CVodeQuadSStolerancesB(m->mem, which, rtol, atol));
-    CK("CVodeSetQuadErrConB", CVodeSetQuadErrConB(m->mem, which, SUNTRUE));
-  } else {
-    CK("CVodeSetQuadErrConB", CVodeSetQuadErrConB(m->mem, which, SUNFALSE));
+  if (ab->P > 0) {
+    CK("CVodeQuadInitB", CVodeQuadInitB(m->mem, which, ck_quadB, m->qB));
+    if (!opt->seminorm) {
+      CK("CVodeQuadSStolerancesB", CVodeQuadSStolerancesB(m->mem, which, rtol, atol));
+      CK("CVodeSetQuadErrConB", CVodeSetQuadErrConB(m->mem, which, SUNTRUE));
+    } else {
+      CK("CVodeSetQuadErrConB", CVodeSetQuadErrConB(m->mem, which, SUNFALSE));
+    }
   }
-  int flag = CVodeB(m->mem, 0.0, CV_NORMAL);
+  int flag = CVodeB(m->mem, t0, CV_NORMAL);
   void *memB = CVodeGetAdjCVodeBmem(m->mem, which);
   cnf_stats local;
   cnf_stats_clear(&local);
-  if (memB) add_cv_stats(memB, 1, &local);
+  if (memB) add_cv_stats(memB, ab->P > 0, &local);
   if (st) cnf_stats_add(st, &local);
   double tb = 0.0;
   if (memB) CVodeGetCurrentTime(memB, &tb);
   if (flag < 0) return solve_fail(ctx, m, "backward solve (CVodeB)", flag, block, tb, &local);
   double t = 0.0;
   CK("CVodeGetB", CVodeGetB(m->mem, which, &t, m->yB));
-  CK("CVodeGetQuadB", CVodeGetQuadB(m->mem, which, &t, m->qB));
+  if (ab->P > 0) CK("CVodeGetQuadB", CVodeGetQuadB(m->mem, which, &t, m->qB));
   return 0;
 }
 
 /* Backsolve of one block: y = (z, a_z) (2 B D) integrated in place from
- * T to 0, gth (P) = a_theta(0), the quadrature. */
+ * t1 to t0, gth (P) = a_theta(t0), the quadrature (none when ab->P is 0). */
 static int bs_backward(cnf_ctx *ctx, ck_mem *m, adj_block *ab,
-                       const cnf_options *opt, double T, double *y,
+                       const cnf_options *opt, double t1, double t0, double *y,
                        double *gth, int block, cnf_stats *st) {
   SUNContext sctx = (SUNContext)ctx->sunctx;
   const size_t N = 2 * ab->B * ab->D;
   const double rtol = opt->rtol_adj > 0 ? opt->rtol_adj : opt->rtol;
   const double atol = opt->atol_adj > 0 ? opt->atol_adj : opt->atol;
-  memset(gth, 0, ab->P * sizeof(double));
   m->y = N_VMake_Serial((sunindextype)N, y, sctx);
-  m->qB = N_VMake_Serial((sunindextype)ab->P, gth, sctx);
+  if (ab->P > 0) {
+    memset(gth, 0, ab->P * sizeof(double));
+    m->qB = N_VMake_Serial((sunindextype)ab->P, gth, sctx);
+  }
   m->mem = CVodeCreate(opt->method == CNF_METHOD_BDF ? CV_BDF : CV_ADAMS, sctx);
-  if (!m->y || !m->qB || !m->mem) return CNF_ERROR(ctx, CNF_ENOMEM, "backsolve: out of memory");
+  if (!m->y || (ab->P > 0 && !m->qB) || !m->mem)
+    return CNF_ERROR(ctx, CNF_ENOMEM, "backsolve: out of memory");
   CK("CVodeSetErrHandlerFn", CVodeSetErrHandlerFn(m->mem, ck_errh, m));
-  CK("CVodeInit", CVodeInit(m->mem, bs_rhs, T, m->y));
+  CK("CVodeInit", CVodeInit(m->mem, bs_rhs, t1, m->y));
   CK("CVodeSetUserData", CVodeSetUserData(m->mem, ab));
   CK("CVodeSStolerances", CVodeSStolerances(m->mem, rtol, atol));
   if (opt->method == CNF_METHOD_BDF) {
@@ -357,29 +371,42 @@ static int bs_backward(cnf_ctx *ctx, ck_mem *m, adj_block *ab,
   }
   CK("CVodeSetMaxNonlinIters", CVodeSetMaxNonlinIters(m->mem, opt->max_nonlin_iters > 0 ? opt->max_nonlin_iters : 3));
   CK("CVodeSetMaxNumSteps", CVodeSetMaxNumSteps(m->mem, opt->max_steps));
-  CK("CVodeSetStopTime", CVodeSetStopTime(m->mem, 0.0));
+  CK("CVodeSetStopTime", CVodeSetStopTime(m->mem, t0));
   if (opt->max_order > 0) CK("CVodeSetMaxOrd", CVodeSetMaxOrd(m->mem, opt->max_order));
-  CK("CVodeQuadInit", CVodeQuadInit(m->mem, bs_quad, m->qB));
-  if (!opt->seminorm) {
-    CK("CVodeQuadSStolerances", CVodeQuadSStolerances(m->mem, rtol, atol));
-    CK("CVodeSetQuadErrCon", CVodeSetQuadErrCon(m->mem, SUNTRUE));
+  if (ab->P > 0) {
+    CK("CVodeQuadInit", CVodeQuadInit(m->mem, bs_quad, m->qB));
+    if (!opt->seminorm) {
+      CK("CVodeQuadSStolerances", CVodeQuadSStolerances(m->mem, rtol, atol));
+      CK("CVodeSetQuadErrCon", CVodeSetQuadErrCon(m->mem, SUNTRUE));
+    }
   }
-  double t = T;
-  int flag = CVode(m->mem, 0.0, m->y, &t, CV_NORMAL);
+  double t = t1;
+  int flag = CVode(m->mem, t0, m->y, &t, CV_NORMAL);
   cnf_stats local;
   cnf_stats_clear(&local);
-  add_cv_stats(m->mem, 1, &local);
+  add_cv_stats(m->mem, ab->P > 0, &local);
   if (st) cnf_stats_add(st, &local);
   if (flag < 0) return solve_fail(ctx, m, "backward solve", flag, block, t, &local);
-  CK("CVodeGetQuad", CVodeGetQuad(m->mem, &t, m->qB));
+  if (ab->P > 0) CK("CVodeGetQuad", CVodeGetQuad(m->mem, &t, m->qB));
   return 0;
 }
 
-/* ---- the driver -------------------------------------------------------- */
+/* ---- the drivers -------------------------------------------------------- */
 
-int cnf_flow_loss_grad(cnf_flow *f, const cnf_options *opt, size_t B,
-                       const double *x, double *loss, double *grad,
-                       double *grad_T, cnf_stats *fwd, cnf_stats *bwd) {
+/* The message of a failed block solve, prefixed with the block when there
+ * are several. */
+static int block_fail(cnf_ctx *ctx, int rc, size_t k, size_t nb) {
+  if (nb > 1) {
+    char msg[CNF_ERRMSG_LEN];
+    snprintf(msg, sizeof msg, "%s", ctx->errmsg);
+    CNF_ERROR(ctx, rc, "block %zu of %zu: %s", k + 1, nb, msg);
+  }
+  return rc;
+}
+
+int cnf__flow_loss_grad(cnf_flow *f, const cnf_options *opt, size_t B, const double *x,
+                        double *loss, double *parts, double *grad, double *grad_T,
+                        cnf_stats *fwd, cnf_stats *bwd) {
   if (f == NULL) return CNF_EINVAL;
   cnf_ctx *ctx = f->ctx;
   if (opt == NULL || x == NULL || loss == NULL || grad == NULL || B == 0)
@@ -388,91 +415,109 @@ int cnf_flow_loss_grad(cnf_flow *f, const cnf_options *opt, size_t B,
     return CNF_ERROR(ctx, CNF_EINVAL, "loss_grad: Hutchinson needs at least one probe");
   if ((unsigned)opt->adjoint > CNF_ADJOINT_CHECKPOINT)
     return CNF_ERROR(ctx, CNF_EINVAL, "loss_grad: unknown adjoint method");
+  if (!(opt->reg_kinetic >= 0) || !(opt->reg_jacobian >= 0))
+    return CNF_ERROR(ctx, CNF_EINVAL, "loss_grad: regulariser weights must be >= 0");
   const size_t D = f->cfg.dim, BD = B * D, P = f->P, nb = f->blocks;
   const int exact = opt->trace == CNF_TRACE_EXACT;
   const size_t K = exact ? D : opt->probes;
   const double scale = exact ? 1.0 : 1.0 / (double)K;
+  const int nreg = opt->reg_kinetic > 0 || opt->reg_jacobian > 0 ? 2 : 0;
   for (size_t i = 0; i < BD; i++)
     if (!isfinite(x[i]))
       return CNF_ERROR(ctx, CNF_ENONFINITE, "loss_grad: input row %zu has a non-finite value", i / D + 1);
 
   int rc = 0;
   const int ck = opt->adjoint == CNF_ADJOINT_CHECKPOINT;
-  const size_t Nf = BD + B, Nb = 2 * BD;
+  const size_t Nf = BD + B * (size_t)(1 + nreg), Nb = 2 * BD;
   double *eps = exact ? NULL : cnf__dalloc(ctx, nb * K * BD);
   double *y = cnf__dalloc(ctx, ck ? nb * Nf : Nb); /* forward states / backsolve state */
-  double *delta = cnf__dalloc(ctx, B);
+  double *ext = cnf__dalloc(ctx, (size_t)(1 + nreg) * B); /* Delta, E_K, E_J (backsolve) */
   double *az = cnf__dalloc(ctx, BD);
-  double *w = cnf__dalloc(ctx, B);
+  double *w = cnf__dalloc(ctx, 3 * B); /* trace weights, ck, cj */
   double *gz = cnf__dalloc(ctx, BD);
-  double *div = cnf__dalloc(ctx, B);
-  double *fz = cnf__dalloc(ctx, BD);
+  double *ydot = cnf__dalloc(ctx, Nf);
   double *xs = cnf__dalloc(ctx, BD);
   ck_mem *mems = cnf__calloc(ck ? nb : 1, sizeof(ck_mem));
-  if ((!exact && !eps) || !y || !delta || !az || !w || !gz || !div || !fz || !xs || !mems) {
+  if ((!exact && !eps) || !y || !ext || !az || !w || !gz || !ydot || !xs || !mems) {
     rc = CNF_ERROR(ctx, CNF_ENOMEM, "loss_grad: out of memory for %zu points", B);
     goto cleanup;
   }
   CNF_TRY(cnf_dyn_reserve(f->dyn, B, K));
   cnf__flow_standardize(f, B, x, xs); /* the flow's own coordinates */
 
-  /* forward, block by block; z ends in y (backsolve) or in each block's
-   * final state (checkpoint) */
-  double *z = y;
-  if (!ck) memcpy(z, xs, BD * sizeof(double));
+  /* forward, block by block; the state ends in y and ext (backsolve) or
+   * in each block's final state (checkpoint) */
+  if (!ck) memcpy(y, xs, BD * sizeof(double));
   for (size_t k = 0; k < nb; k++) {
     double *ek = exact ? NULL : eps + k * K * BD;
     if (!exact) CNF_TRY(cnf__flow_draw_probes(f, opt->trace, K, B, ek));
     if (ck) {
       double *yk = y + k * Nf;
-      memcpy(yk, k == 0 ? xs : y + (k - 1) * Nf, BD * sizeof(double));
-      memcpy(yk + BD, k == 0 ? delta : y + (k - 1) * Nf + BD, B * sizeof(double));
-      mems[k].aug = (cnf__aug){f->dyn, f->theta + k * P, B, K, ek, scale};
+      if (k == 0) memcpy(yk, xs, BD * sizeof(double));
+      else memcpy(yk, y + (k - 1) * Nf, Nf * sizeof(double));
+      mems[k].aug = (cnf__aug){.dyn = f->dyn, .theta = f->theta + k * P, .B = B, .K = K,
+                               .eps = ek, .scale = scale, .nreg = nreg};
       mems[k].nblocks = (int)nb;
-      CNF_TRY(ck_forward(ctx, &mems[k], opt, f->T[k], yk, Nf, BD, (int)k, fwd));
+      CNF_TRY(ck_forward(ctx, &mems[k], opt, 0.0, f->T[k], yk, (int)k, fwd));
     } else {
-      rc = cnf_dyn_solve(f->dyn, f->theta + k * P, opt, 0.0, f->T[k], B, K, ek, z, delta, fwd);
-      if (rc != 0 && nb > 1) {
-        char msg[CNF_ERRMSG_LEN];
-        snprintf(msg, sizeof msg, "%s", ctx->errmsg);
-        CNF_ERROR(ctx, rc, "block %zu of %zu: %s", k + 1, nb, msg);
+      double t1 = f->T[k];
+      rc = cnf__dyn_solve_aug(f->dyn, f->theta + k * P, opt, 0.0, 1, &t1, B, K, ek, nreg, y,
+                              ext, nreg ? ext + B : NULL, NULL, NULL, fwd);
+      if (rc != 0) {
+        rc = block_fail(ctx, rc, k, nb);
+        goto cleanup;
       }
-      if (rc != 0) goto cleanup;
     }
   }
-  const double *zT = ck ? y + (nb - 1) * Nf : z;
-  const double *dT = ck ? y + (nb - 1) * Nf + BD : delta;
+  const double *zT = ck ? y + (nb - 1) * Nf : y;
+  const double *eT = ck ? y + (nb - 1) * Nf + BD : ext; /* Delta, E_K, E_J */
 
-  /* loss and terminal adjoints */
-  double L = 0.0;
-  for (size_t b = 0; b < B; b++) L -= cnf_log_normal(zT + b * D, D) - dT[b];
-  *loss = L / (double)B + cnf__flow_log_scale(f); /* in the units of x */
+  /* loss and terminal adjoints: a_Delta = 1/B, a_{E_K} = lambda_K / B,
+   * a_{E_J} = lambda_J / B, all constant in time */
+  double L = 0.0, EK = 0.0, EJ = 0.0;
+  for (size_t b = 0; b < B; b++) L -= cnf_log_normal(zT + b * D, D) - eT[b];
+  for (size_t b = 0; b < B && nreg; b++) EK += eT[B + b], EJ += eT[2 * B + b];
+  L /= (double)B, EK /= (double)B, EJ /= (double)B;
+  L += cnf__flow_log_scale(f); /* in the units of x */
+  *loss = L + opt->reg_kinetic * EK + opt->reg_jacobian * EJ;
+  if (parts != NULL) parts[0] = L, parts[1] = EK, parts[2] = EJ;
   for (size_t i = 0; i < BD; i++) az[i] = zT[i] / (double)B;
-  const double a_delta = 1.0 / (double)B;
-  for (size_t b = 0; b < B; b++) w[b] = -scale * a_delta;
+  const double a_delta = 1.0 / (double)B, a_ek = opt->reg_kinetic / (double)B,
+               a_ej = opt->reg_jacobian / (double)B;
+  for (size_t b = 0; b < B; b++) {
+    w[b] = -scale * a_delta;
+    w[B + b] = a_ek;
+    w[2 * B + b] = scale * a_ej;
+  }
 
   /* backward, block by block (backsolve: z is already at the start of y) */
   for (size_t kk = nb; kk-- > 0;) {
     const double *ek = exact ? NULL : eps + kk * K * BD;
     const double *th = f->theta + kk * P;
     const double *zk = ck ? y + kk * Nf : y; /* block output */
-    adj_block ab = {f->dyn, th, B, D, K, P, ek, w, gz};
-    /* dL/dT_k = sum_b a_z . f + a_Delta g, g = -s div */
-    CNF_TRY(cnf_dyn_f_div(f->dyn, f->T[kk], B, K, zk, th, ek, fz, div));
+    adj_block ab = {f->dyn, th, B, D, K, P, ek, w, gz,
+                    a_ek > 0 ? w + B : NULL, a_ej > 0 ? w + 2 * B : NULL};
     if (grad_T != NULL) {
+      /* dL/dT_k = a . (the augmented right-hand side at T_k) */
+      cnf__aug aug = {.dyn = f->dyn, .theta = th, .B = B, .K = K, .eps = ek, .scale = scale,
+                      .nreg = nreg};
+      CNF_TRY(cnf__aug_rhs(f->T[kk], zk, ydot, &aug));
       double gT = 0.0;
-      for (size_t i = 0; i < BD; i++) gT += az[i] * fz[i];
-      for (size_t b = 0; b < B; b++) gT += a_delta * (-scale * div[b]);
+      for (size_t i = 0; i < BD; i++) gT += az[i] * ydot[i];
+      for (size_t b = 0; b < B; b++) {
+        gT += a_delta * ydot[BD + b];
+        if (nreg) gT += a_ek * ydot[BD + B + b] + a_ej * ydot[BD + 2 * B + b];
+      }
       grad_T[kk] = gT;
     }
     double *gk = grad + kk * P;
     if (ck) {
-      CNF_TRY(ck_backward(ctx, &mems[kk], &ab, opt, f->T[kk], az, gk, (int)kk, bwd));
+      CNF_TRY(ck_backward(ctx, &mems[kk], &ab, opt, f->T[kk], 0.0, az, gk, (int)kk, bwd));
     } else {
       /* (z, a_z) from T to 0, a_theta as the quadrature */
       memcpy(y + BD, az, BD * sizeof(double));
       mems[0].nblocks = (int)nb;
-      rc = bs_backward(ctx, &mems[0], &ab, opt, f->T[kk], y, gk, (int)kk, bwd);
+      rc = bs_backward(ctx, &mems[0], &ab, opt, f->T[kk], 0.0, y, gk, (int)kk, bwd);
       ck_free(&mems[0]);
       if (rc != 0) goto cleanup;
       memcpy(az, y + BD, BD * sizeof(double));
@@ -485,12 +530,93 @@ cleanup:
   cnf__free(mems);
   cnf__free(eps);
   cnf__free(y);
-  cnf__free(delta);
+  cnf__free(ext);
   cnf__free(az);
   cnf__free(w);
   cnf__free(gz);
-  cnf__free(div);
-  cnf__free(fz);
+  cnf__free(ydot);
   cnf__free(xs);
+  return rc;
+}
+
+int cnf_flow_loss_grad(cnf_flow *f, const cnf_options *opt, size_t B, const double *x,
+                       double *loss, double *grad, double *grad_T, cnf_stats *fwd,
+                       cnf_stats *bwd) {
+  return cnf__flow_loss_grad(f, opt, B, x, loss, NULL, grad, grad_T, fwd, bwd);
+}
+
+int cnf_dyn_grad(cnf_dyn *dyn, const double *theta, const cnf_options *opt, double t0,
+                 double t1, size_t B, size_t K, const double *eps, const double *z0,
+                 cnf_terminal_loss loss_fn, void *user, double *loss, double *z1,
+                 double *delta1, double *gz0, double *gth, cnf_stats *fwd, cnf_stats *bwd) {
+  if (dyn == NULL) return CNF_EINVAL;
+  cnf_ctx *ctx = dyn->ctx;
+  if (opt == NULL || z0 == NULL || loss_fn == NULL || loss == NULL || B == 0 || !(t1 != t0))
+    return CNF_ERROR(ctx, CNF_EINVAL, "grad: NULL argument, empty batch or t1 = t0");
+  if (dyn->P > 0 && theta == NULL)
+    return CNF_ERROR(ctx, CNF_EINVAL, "grad: field '%s' needs parameters", cnf_dyn_name(dyn));
+  if ((unsigned)opt->adjoint > CNF_ADJOINT_CHECKPOINT)
+    return CNF_ERROR(ctx, CNF_EINVAL, "grad: unknown adjoint method");
+  if (dyn->type->vjp == NULL)
+    return CNF_ERROR(ctx, CNF_EUNSUPPORTED,
+                     "grad: field '%s' has no vector-Jacobian product (vjp op)",
+                     cnf_dyn_name(dyn));
+  const size_t D = dyn->D, BD = B * D, P = gth != NULL ? dyn->P : 0;
+  if (eps == NULL) K = D;
+  if (K == 0) return CNF_ERROR(ctx, CNF_EINVAL, "grad: zero probes");
+  const double scale = eps != NULL ? 1.0 / (double)K : 1.0;
+  const int ck = opt->adjoint == CNF_ADJOINT_CHECKPOINT;
+  int rc = 0;
+  double *y = cnf__dalloc(ctx, ck ? BD + B : 2 * BD);
+  double *delta = cnf__dalloc(ctx, B);
+  double *az = cnf__dalloc(ctx, BD);
+  double *gd = cnf__dalloc(ctx, B);
+  double *gz = cnf__dalloc(ctx, BD);
+  ck_mem m;
+  memset(&m, 0, sizeof m);
+  m.nblocks = 1;
+  if (!y || !delta || !az || !gd || !gz) {
+    rc = CNF_ERROR(ctx, CNF_ENOMEM, "grad: out of memory for %zu samples", B);
+    goto cleanup;
+  }
+  CNF_TRY(cnf_dyn_reserve(dyn, B, K));
+  memcpy(y, z0, BD * sizeof(double));
+  memset(delta, 0, B * sizeof(double));
+  if (ck) {
+    memset(y + BD, 0, B * sizeof(double));
+    m.aug = (cnf__aug){.dyn = dyn, .theta = theta, .B = B, .K = K, .eps = eps, .scale = scale};
+    CNF_TRY(ck_forward(ctx, &m, opt, t0, t1, y, 0, fwd));
+    memcpy(delta, y + BD, B * sizeof(double));
+  } else {
+    CNF_TRY(cnf_dyn_solve(dyn, theta, opt, t0, t1, B, K, eps, y, delta, fwd));
+  }
+  if (z1 != NULL) memcpy(z1, y, BD * sizeof(double));
+  if (delta1 != NULL) memcpy(delta1, delta, B * sizeof(double));
+  memset(az, 0, BD * sizeof(double));
+  memset(gd, 0, B * sizeof(double));
+  CNF_TRY(loss_fn(user, B, D, y, delta, loss, az, gd));
+  for (size_t i = 0; i < BD; i++)
+    if (!isfinite(az[i])) {
+      rc = CNF_ERROR(ctx, CNF_ENONFINITE, "grad: the loss's seed dL/dz1 is not finite");
+      goto cleanup;
+    }
+  for (size_t b = 0; b < B; b++) gd[b] *= -scale; /* trace weights w_b = -s a_Delta */
+  adj_block ab = {dyn, theta, B, D, K, P, eps, gd, gz, NULL, NULL};
+  if (ck) {
+    CNF_TRY(ck_backward(ctx, &m, &ab, opt, t1, t0, az, gth, 0, bwd));
+  } else {
+    memcpy(y + BD, az, BD * sizeof(double));
+    CNF_TRY(bs_backward(ctx, &m, &ab, opt, t1, t0, y, gth, 0, bwd));
+    memcpy(az, y + BD, BD * sizeof(double));
+  }
+  if (gz0 != NULL) memcpy(gz0, az, BD * sizeof(double));
+
+cleanup:
+  ck_free(&m);
+  cnf__free(y);
+  cnf__free(delta);
+  cnf__free(az);
+  cnf__free(gd);
+  cnf__free(gz);
   return rc;
 }

@@ -185,6 +185,12 @@ int cnf__cli_train(int argc, char **argv, size_t threads) {
           "backward absolute tolerance (= --atol)"),
       ROW("no-seminorm", 0, CNF_CLI_FLAG, &a.no_seminorm, 0, 0, NULL, 0, "",
           "keep a_theta in the backward error control"),
+      ROW("checkpoint-steps", 0, CNF_CLI_LONG, &a.opt.checkpoint_steps, 1, 1000000, NULL, 0, "K",
+          "solver steps between the checkpointed adjoint's checkpoints (100)"),
+      ROW("reg-kinetic", 0, CNF_CLI_NONNEG, &a.opt.reg_kinetic, 0, 0, NULL, 0, "W",
+          "RNODE: weight of the kinetic energy int |f|^2 dt (0)"),
+      ROW("reg-jacobian", 0, CNF_CLI_NONNEG, &a.opt.reg_jacobian, 0, 0, NULL, 0, "W",
+          "RNODE: weight of the Jacobian norm int |J eps|^2 dt (0)"),
       ROW("fixed-time", 0, CNF_CLI_FLAG, &a.fixed_time, 0, 0, NULL, 0, "",
           "do not train the end times T"),
       ROW("seed", 0, CNF_CLI_U64, &a.seed, 0, 0, NULL, 0, "S",
@@ -377,6 +383,8 @@ int cnf__cli_train(int argc, char **argv, size_t threads) {
   const int tty = isatty(STDERR_FILENO);
   const long start = cnf_train_iteration(tr), total = (long)a.iters;
   double t0 = cnf__cli_now(), c0 = cpu_seconds(), loss_avg = NAN, sum_nfe_f = 0, sum_nfe_b = 0;
+  const int reg_on = a.opt.reg_kinetic > 0 || a.opt.reg_jacobian > 0;
+  double sum_kin = 0.0, sum_jac = 0.0;
   long failed_in_a_row = 0, steps_done = 0, failures = 0;
   cnf_stats fwd_total, bwd_total; /* over the successful steps */
   cnf_stats_clear(&fwd_total);
@@ -422,16 +430,22 @@ int cnf__cli_train(int argc, char **argv, size_t threads) {
     const double per = el_s / (double)steps_done;
     fmt_time(el_s, el, sizeof el);
     fmt_time(per * (double)(total - done), rem, sizeof rem);
+    char regs[96] = "";
+    if (reg_on) {
+      sum_kin += rep.kinetic, sum_jac += rep.jacobian;
+      snprintf(regs, sizeof regs, tty ? "  nll %.4f kin %.4g jac %.4g" : " nll %.6f kinetic %.6g jacobian %.6g",
+               rep.nll, rep.kinetic, rep.jacobian);
+    }
     if (tty)
       fprintf(
           stderr,
-          "\r\033[Kiter %ld/%ld  loss %.4f (avg %.4f)  nfe %ld/%ld  T %.4f  %s elapsed, %s left",
-          done, total, rep.loss, loss_avg, rep.fwd.nfe, rep.bwd.nfe + rep.bwd.nquad,
+          "\r\033[Kiter %ld/%ld  loss %.4f (avg %.4f)%s  nfe %ld/%ld  T %.4f  %s elapsed, %s left",
+          done, total, rep.loss, loss_avg, regs, rep.fwd.nfe, rep.bwd.nfe + rep.bwd.nquad,
           cnf_flow_end_time(flow, 0), el, rem);
     else if (done % (long)a.log_every == 0 || done == total)
       fprintf(stderr,
-              "iter %ld/%ld loss %.6f avg %.6f nfe_fwd %ld nfe_bwd %ld T %.6f elapsed %s left %s\n",
-              done, total, rep.loss, loss_avg, rep.fwd.nfe, rep.bwd.nfe + rep.bwd.nquad,
+              "iter %ld/%ld loss %.6f avg %.6f%s nfe_fwd %ld nfe_bwd %ld T %.6f elapsed %s left %s\n",
+              done, total, rep.loss, loss_avg, regs, rep.fwd.nfe, rep.bwd.nfe + rep.bwd.nquad,
               cnf_flow_end_time(flow, 0), el, rem);
     if (a.val != NULL && (done % (long)a.val_every == 0 || done == total)) {
       double v = NAN;
@@ -481,6 +495,10 @@ int cnf__cli_train(int argc, char **argv, size_t threads) {
   printf("cpu_seconds_per_iter %.6f\n", steps_done ? cpu / (double)steps_done : 0.0);
   printf("nfe_forward_mean %.2f\n", ok_steps ? sum_nfe_f / (double)ok_steps : 0.0);
   printf("nfe_backward_mean %.2f\n", ok_steps ? sum_nfe_b / (double)ok_steps : 0.0);
+  if (reg_on) {
+    printf("kinetic_mean %.6g\n", ok_steps ? sum_kin / (double)ok_steps : 0.0);
+    printf("jacobian_mean %.6g\n", ok_steps ? sum_jac / (double)ok_steps : 0.0);
+  }
   for (size_t k = 0; k < cnf_flow_blocks(flow); k++)
     printf("T%zu %.6f\n", k + 1, cnf_flow_end_time(flow, k));
   if (a.val != NULL) printf("val_nll_best %.10g\n", best);

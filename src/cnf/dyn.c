@@ -77,7 +77,7 @@ int cnf_dyn_reserve(cnf_dyn *d, size_t B, size_t K) {
   if (B < d->res_B) B = d->res_B;
   if (K < d->res_K) K = d->res_K;
   free_scratch(d);
-  const size_t BD = B * d->D, N = BD + B;
+  const size_t BD = B * d->D, N = BD + 3 * B; /* (z, Delta, E_K, E_J) */
   d->jv = cnf__dalloc(d->ctx, (K > 0 ? K : 1) * BD);
   d->zp = cnf__dalloc(d->ctx, BD);
   d->fp = cnf__dalloc(d->ctx, BD);
@@ -219,6 +219,32 @@ static int op_vjp_impl(cnf_dyn *d, double t, size_t B, size_t K, const double *z
   return d->type->vjp(d->state, t, B, K, z, theta, a, w, v, dz, gz, gth);
 }
 
+/* With only the kinetic term the seed a + 2 ck f needs f alone: one
+ * forward evaluation into fp, the seed in fm, then the plain sweep. */
+static int op_vjp_reg_impl(cnf_dyn *d, double t, size_t B, size_t K, const double *z,
+                           const double *theta, const double *a, const double *w,
+                           const double *ck, const double *cj, const double *v, double *dz,
+                           double *gz, double *gth) {
+  if (ck == NULL && cj == NULL) return op_vjp_impl(d, t, B, K, z, theta, a, w, v, dz, gz, gth);
+  if (w != NULL && v == NULL && K != d->D) return CNF_EINVAL;
+  if (d->type->vjp_reg != NULL)
+    return d->type->vjp_reg(d->state, t, B, K, z, theta, a, w, ck, cj, v, dz, gz, gth);
+  if (cj != NULL)
+    return CNF_ERROR(d->ctx, CNF_EUNSUPPORTED,
+                     "field '%s' has no regularised vector-Jacobian product (vjp_reg op), "
+                     "which the Jacobian-norm regulariser needs", cnf_dyn_name(d));
+  if (cnf_dyn_reserve(d, B, 0) != 0) return CNF_ENOMEM;
+  const size_t D = d->D;
+  int rc = d->type->f(d->state, t, B, z, theta, d->fp);
+  if (rc != 0) return rc;
+  for (size_t b = 0; b < B; b++)
+    for (size_t i = 0; i < D; i++)
+      d->fm[b * D + i] = a[b * D + i] + 2.0 * ck[b] * d->fp[b * D + i];
+  rc = op_vjp_impl(d, t, B, K, z, theta, d->fm, w, v, NULL, gz, gth);
+  if (rc == 0 && dz != NULL) memcpy(dz, d->fp, B * D * sizeof(double));
+  return rc;
+}
+
 /* ---- the public entry points: the op, then (with CNF_ENABLE_CHECKS) a
  * scan of its outputs, so a field that returns NaN or Inf is named at
  * once instead of surfacing as a solver failure later ---------------- */
@@ -262,6 +288,14 @@ int cnf_dyn_vjp(cnf_dyn *d, double t, size_t B, size_t K, const double *z, const
   return check_out(d, rc, "vjp", t, gz, B * d->D);
 }
 
+int cnf__dyn_vjp_reg(cnf_dyn *d, double t, size_t B, size_t K, const double *z,
+                     const double *theta, const double *a, const double *w, const double *ck,
+                     const double *cj, const double *v, double *dz, double *gz, double *gth) {
+  int rc = op_vjp_reg_impl(d, t, B, K, z, theta, a, w, ck, cj, v, dz, gz, gth);
+  rc = check_out(d, rc, "vjp (f)", t, dz, B * d->D);
+  return check_out(d, rc, "vjp", t, gz, B * d->D);
+}
+
 /* ---- probes ---------------------------------------------------------- */
 
 int cnf_probes_draw(cnf_trace trace, uint64_t seed, size_t K, size_t B,
@@ -282,13 +316,53 @@ int cnf_probes_draw(cnf_trace trace, uint64_t seed, size_t K, size_t B,
 
 /* ---- the augmented system -------------------------------------------- */
 
+/* The plain system takes f_div.  The regularisers and the variance need
+ * the K tangents J v_k themselves: one jvp, then per sample the probe
+ * values p_k = v_k . J v_k (J_kk for the exact trace), their sum, their
+ * sample variance (Welford) and sum_k |J v_k|^2. */
 int cnf__aug_rhs(double t, const double *y, double *ydot, void *user) {
   cnf__aug *a = user;
-  const size_t BD = a->B * a->dyn->D;
+  cnf_dyn *d = a->dyn;
+  const size_t B = a->B, D = d->D, BD = B * D, K = a->K;
   double *div = ydot + BD;
-  int rc = cnf_dyn_f_div(a->dyn, t, a->B, a->K, y, a->theta, a->eps, ydot, div);
+  if (a->nreg == 0 && !a->want_var) {
+    int rc = cnf_dyn_f_div(d, t, B, K, y, a->theta, a->eps, ydot, div);
+    if (rc != 0) return rc;
+    for (size_t b = 0; b < B; b++) div[b] *= -a->scale;
+    return 0;
+  }
+  int rc = cnf_dyn_jvp(d, t, B, K, y, a->theta, a->eps, ydot, d->jv);
   if (rc != 0) return rc;
-  for (size_t b = 0; b < a->B; b++) div[b] *= -a->scale;
+  for (size_t b = 0; b < B; b++) {
+    double sum = 0.0, mean = 0.0, m2 = 0.0, jn = 0.0;
+    for (size_t k = 0; k < K; k++) {
+      const double *jvb = d->jv + (k * B + b) * D;
+      double p = 0.0;
+      if (a->eps == NULL) {
+        p = jvb[k];
+      } else {
+        const double *vb = a->eps + (k * B + b) * D;
+        for (size_t i = 0; i < D; i++) p += vb[i] * jvb[i];
+      }
+      for (size_t i = 0; i < D; i++) jn += jvb[i] * jvb[i];
+      sum += p;
+      double dm = p - mean;
+      mean += dm / (double)(k + 1);
+      m2 += dm * (p - mean);
+    }
+    div[b] = -a->scale * sum;
+    if (a->nreg > 0) {
+      const double *fb = ydot + b * D;
+      double kin = 0.0;
+      for (size_t i = 0; i < D; i++) kin += fb[i] * fb[i];
+      ydot[BD + B + b] = kin;
+      ydot[BD + 2 * B + b] = a->scale * jn;
+    }
+    if (a->want_var) {
+      a->var_sum += m2 / (double)(K - 1);
+      a->var_n++;
+    }
+  }
   return 0;
 }
 
@@ -299,24 +373,28 @@ int cnf__aug_jtv(double t, const double *y, const double *fy, const double *v,
   const size_t BD = a->B * a->dyn->D;
   int rc = cnf_dyn_jvp(a->dyn, t, a->B, 1, y, a->theta, v, NULL, jv);
   if (rc != 0) return rc;
-  memset(jv + BD, 0, a->B * sizeof(double));
+  memset(jv + BD, 0, (cnf__aug_size(a) - BD) * sizeof(double));
   return 0;
 }
 
-int cnf_dyn_solve_times(cnf_dyn *d, const double *theta, const cnf_options *opt, double t0,
-                        size_t m, const double *tout, size_t B, size_t K, const double *eps,
-                        double *z, double *delta, double *z_out, double *delta_out,
-                        cnf_stats *st) {
-  if (d == NULL || opt == NULL || z == NULL || delta == NULL || B == 0 || tout == NULL || m == 0)
+int cnf__dyn_solve_aug(cnf_dyn *d, const double *theta, const cnf_options *opt, double t0,
+                       size_t m, const double *tout, size_t B, size_t K, const double *eps,
+                       int nreg, double *z, double *delta, double *ereg, double *z_out,
+                       double *delta_out, cnf_stats *st) {
+  if (d == NULL || opt == NULL || z == NULL || delta == NULL || B == 0 || tout == NULL ||
+      m == 0 || (nreg != 0 && (nreg != 2 || ereg == NULL)))
     return CNF_ERROR(d ? d->ctx : NULL, CNF_EINVAL, "solve: bad arguments");
   if (d->P > 0 && theta == NULL)
     return CNF_ERROR(d->ctx, CNF_EINVAL, "solve: field '%s' needs parameters",
                      cnf_dyn_name(d));
   if (eps == NULL) K = d->D;
   if (K == 0) return CNF_ERROR(d->ctx, CNF_EINVAL, "solve: zero probes");
-  const size_t BD = B * d->D, N = BD + B;
   int rc = cnf_dyn_reserve(d, B, K);
   if (rc != 0) return CNF_ERROR(d->ctx, CNF_ENOMEM, "solve: out of memory for %zu samples", B);
+  cnf__aug a = {.dyn = d, .theta = theta, .B = B, .K = K, .eps = eps,
+                .scale = eps != NULL ? 1.0 / (double)K : 1.0, .nreg = nreg,
+                .want_var = st != NULL && eps != NULL && K >= 2 && d->type->jvp != NULL};
+  const size_t BD = B * d->D, N = cnf__aug_size(&a);
   if (d->ode != NULL && cnf__ode_size(d->ode) != N) {
     cnf__ode_free(d->ode);
     d->ode = NULL;
@@ -330,11 +408,11 @@ int cnf_dyn_solve_times(cnf_dyn *d, const double *theta, const cnf_options *opt,
   if (want && yout == NULL) return CNF_ENOMEM;
   memcpy(d->y, z, BD * sizeof(double));
   memcpy(d->y + BD, delta, B * sizeof(double));
+  if (nreg > 0) memcpy(d->y + BD + B, ereg, (size_t)nreg * B * sizeof(double));
   double atol_logp = opt->atol_logp > 0 ? opt->atol_logp : opt->atol;
   for (size_t i = 0; i < BD; i++) d->atol[i] = opt->atol;
-  for (size_t i = BD; i < N; i++) d->atol[i] = atol_logp;
+  for (size_t i = BD; i < N; i++) d->atol[i] = i < BD + B ? atol_logp : CNF__ATOL_FREE;
 
-  cnf__aug a = {d, theta, B, K, eps, eps != NULL ? 1.0 / (double)K : 1.0};
   cnf_ode_opts o = {
       .method = opt->method,
       .rtol = opt->rtol,
@@ -347,9 +425,14 @@ int cnf_dyn_solve_times(cnf_dyn *d, const double *theta, const cnf_options *opt,
   };
   rc = cnf__ode_solve_times(d->ode, &o, cnf__aug_rhs, cnf__aug_jtv, &a, t0, m, tout, d->y, yout,
                             st);
+  if (st != NULL) {
+    st->trace_var_sum += a.var_sum;
+    st->trace_var_n += a.var_n;
+  }
   if (rc == 0) {
     memcpy(z, d->y, BD * sizeof(double));
     memcpy(delta, d->y + BD, B * sizeof(double));
+    if (nreg > 0) memcpy(ereg, d->y + BD + B, (size_t)nreg * B * sizeof(double));
     for (size_t k = 0; want && k < m; k++) {
       if (z_out != NULL) memcpy(z_out + k * BD, yout + k * N, BD * sizeof(double));
       if (delta_out != NULL) memcpy(delta_out + k * B, yout + k * N + BD, B * sizeof(double));
@@ -357,6 +440,14 @@ int cnf_dyn_solve_times(cnf_dyn *d, const double *theta, const cnf_options *opt,
   }
   cnf__free(yout);
   return rc;
+}
+
+int cnf_dyn_solve_times(cnf_dyn *d, const double *theta, const cnf_options *opt, double t0,
+                        size_t m, const double *tout, size_t B, size_t K, const double *eps,
+                        double *z, double *delta, double *z_out, double *delta_out,
+                        cnf_stats *st) {
+  return cnf__dyn_solve_aug(d, theta, opt, t0, m, tout, B, K, eps, 0, z, delta, NULL, z_out,
+                            delta_out, st);
 }
 
 int cnf_dyn_solve(cnf_dyn *d, const double *theta, const cnf_options *opt, double t0, double t1,

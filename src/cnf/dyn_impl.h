@@ -25,14 +25,45 @@ struct cnf_dyn {
 
 /* The augmented system of one block (see dyn.c): y = (z (B, D), Delta (B)),
  * dz/dt = f, dDelta/dt = -scale * div, with the probes eps (K, B, D) or
- * NULL for the exact trace (then K = D). */
+ * NULL for the exact trace (then K = D).  With nreg = 2 the state goes on
+ * with the RNODE integrals (E_K (B), E_J (B)): dE_K/dt = |f|^2,
+ * dE_J/dt = scale * sum_k |J v_k|^2. */
 typedef struct cnf__aug {
   cnf_dyn *dyn;
   const double *theta;
   size_t B, K;
   const double *eps;
-  double scale; /* 1/K for Hutchinson, 1 for the exact trace */
+  double scale;   /* 1/K for Hutchinson, 1 for the exact trace */
+  int nreg;       /* 0, or 2 with the regularisers' integrals */
+  int want_var;   /* accumulate Hutchinson's empirical variance */
+  double var_sum; /* its sum and count (see cnf_stats) */
+  long var_n;
 } cnf__aug;
+
+/* The absolute tolerance that takes a component out of the error control
+ * (its weight 1 / (rtol |y| + atol) vanishes): RNODE's integrals, which
+ * feed the loss only, as a_theta does with the seminorm. */
+#define CNF__ATOL_FREE 1e300
+
+/* Unknowns of the augmented system: B D + B (1 + nreg). */
+static inline size_t cnf__aug_size(const cnf__aug *a) {
+  return a->B * a->dyn->D + a->B * (size_t)(1 + a->nreg);
+}
+
+/* One solve of the augmented system of cnf_dyn_solve_times, with nreg
+ * regulariser integrals ereg (nreg, B) carried along (in/out; NULL when
+ * nreg is 0). */
+int cnf__dyn_solve_aug(cnf_dyn *d, const double *theta, const cnf_options *opt, double t0,
+                       size_t m, const double *tout, size_t B, size_t K, const double *eps,
+                       int nreg, double *z, double *delta, double *ereg, double *z_out,
+                       double *delta_out, cnf_stats *st);
+
+/* The reverse sweep with RNODE's seeds (the vjp_reg op, see
+ * cnf_dynamics.h), falling back on vjp when ck and cj are NULL, and on
+ * f + vjp when only cj is NULL. */
+int cnf__dyn_vjp_reg(cnf_dyn *d, double t, size_t B, size_t K, const double *z,
+                     const double *theta, const double *a, const double *w, const double *ck,
+                     const double *cj, const double *v, double *dz, double *gz, double *gth);
 
 int cnf__aug_rhs(double t, const double *y, double *ydot, void *aug);
 /* [J v_z ; 0]: BDF's Jacobian-times-vector of the augmented system. */

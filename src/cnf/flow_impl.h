@@ -56,6 +56,13 @@ void cnf__train_state_free(cnf_train_state *st);
 /* A zeroed state of n entries, or NULL. */
 cnf_train_state *cnf__train_state_new(size_t n);
 
+/* cnf_flow_loss_grad with the loss's parts (3) = (negative log-likelihood,
+ * mean kinetic integral, mean Jacobian integral), parts may be NULL; the
+ * loss is parts[0] + reg_kinetic parts[1] + reg_jacobian parts[2]. */
+int cnf__flow_loss_grad(cnf_flow *f, const cnf_options *opt, size_t B, const double *x,
+                        double *loss, double *parts, double *grad, double *grad_T,
+                        cnf_stats *fwd, cnf_stats *bwd);
+
 int cnf__flow_draw_probes(cnf_flow *f, cnf_trace trace, size_t K, size_t B,
                           double *eps);
 

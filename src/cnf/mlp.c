@@ -19,7 +19,8 @@
  *
  * Reverse sweep.  For S = sum_b a_b . f_b + sum_b w_b sum_k v_kb . (J v_kb)
  * the seeds at the output are ybar = a (primal rows) and ydotbar_kb =
- * w_b v_kb (tangent rows).  Per linear layer, with ubar = ybar * gamma:
+ * w_b v_kb (tangent rows); RNODE's terms ck_b |f_b|^2 + cj_b sum_k
+ * |J v_kb|^2 add 2 ck_b f_b and 2 cj_b J v_kb to them (vjp_reg).  Per linear layer, with ubar = ybar * gamma:
  *
  *   gammabar = sum over all rows (ybar * u)          (u, udot stacked)
  *   wg += gammabar gamma (1 - gamma) t,  bg += gammabar gamma (1 - gamma)
@@ -428,13 +429,14 @@ static void colsum_add(double *out, const double *M, size_t n, size_t m,
   }
 }
 
-static int mlp_vjp(void *sv, double t, size_t B, size_t K, const double *z,
-                   const double *theta, const double *a, const double *w,
-                   const double *v, double *dz, double *gz, double *gth) {
+static int mlp_vjp_reg(void *sv, double t, size_t B, size_t K, const double *z,
+                       const double *theta, const double *a, const double *w,
+                       const double *ck, const double *cj, const double *v, double *dz,
+                       double *gz, double *gth) {
   mlp_state *s = sv;
   const size_t D = s->cfg.dim;
-  if (w == NULL) K = 0, v = NULL;
-  if (w != NULL && v == NULL && K != D) return -1;
+  if (w == NULL && cj == NULL) K = 0, v = NULL;
+  if (K > 0 && v == NULL && K != D) return -1;
   if (s->rows < 1 + K) return -1;
   const size_t cs = chunk_samples(s, K);
   const cnf_act act = s->cfg.act;
@@ -444,16 +446,23 @@ static int mlp_vjp(void *sv, double t, size_t B, size_t K, const double *z,
     forward_chunk(s, t, Bc, K, theta, 1);
     if (dz != NULL) memcpy(dz + b0 * D, s->layer[s->L - 1].Y, Bc * D * sizeof(double));
 
-    /* seeds: ybar = a on primal rows, w_b v_kb on tangent rows */
+    /* seeds: ybar = a + 2 ck f on primal rows, w_b v_kb + 2 cj_b J v_kb
+     * on tangent rows (the output rows Y hold f, then the J v_kb) */
     double *cur = s->bar0, *nxt = s->bar1;
+    const double *Yo = s->layer[s->L - 1].Y;
     memcpy(cur, a + b0 * D, Bc * D * sizeof(double));
+    if (ck != NULL)
+      for (size_t j = 0; j < Bc; j++)
+        for (size_t d = 0; d < D; d++) cur[j * D + d] += 2.0 * ck[b0 + j] * Yo[j * D + d];
     for (size_t k = 0; k < K; k++) {
-      double *ck = cur + (1 + k) * Bc * D;
+      double *tk = cur + (1 + k) * Bc * D;
+      const double *jk = Yo + (1 + k) * Bc * D;
       for (size_t j = 0; j < Bc; j++) {
-        double wb = w[b0 + j];
+        double wb = w != NULL ? w[b0 + j] : 0.0, cb = cj != NULL ? 2.0 * cj[b0 + j] : 0.0;
         for (size_t d = 0; d < D; d++)
-          ck[j * D + d] =
-              v != NULL ? wb * v[((k * B) + b0 + j) * D + d] : (d == k ? wb : 0.0);
+          tk[j * D + d] =
+              (v != NULL ? wb * v[((k * B) + b0 + j) * D + d] : (d == k ? wb : 0.0)) +
+              cb * jk[j * D + d];
       }
     }
 
@@ -561,6 +570,12 @@ static int mlp_vjp(void *sv, double t, size_t B, size_t K, const double *z,
   return 0;
 }
 
+static int mlp_vjp(void *sv, double t, size_t B, size_t K, const double *z,
+                   const double *theta, const double *a, const double *w,
+                   const double *v, double *dz, double *gz, double *gth) {
+  return mlp_vjp_reg(sv, t, B, K, z, theta, a, w, NULL, NULL, v, dz, gz, gth);
+}
+
 /* (Re)allocate the workspace for `rows` stacked rows: one allocation,
  * pointed into per layer.  Outside the hot path only (create, reserve). */
 static int workspace(mlp_state *s, size_t rows) {
@@ -613,6 +628,7 @@ static const cnf_dyn_type mlp_type = {
     .vjp = mlp_vjp,
     .reserve = mlp_reserve,
     .free = mlp_free,
+    .vjp_reg = mlp_vjp_reg,
 };
 
 int cnf_dyn_mlp_create(cnf_dyn **out, cnf_ctx *ctx, const cnf_mlp_config *cfg) {

@@ -101,4 +101,6 @@ void cnf_stats_add(cnf_stats *sum, const cnf_stats *st) {
   sum->nli += st->nli;
   sum->nquad += st->nquad;
   sum->last_h = st->last_h;
+  sum->trace_var_sum += st->trace_var_sum;
+  sum->trace_var_n += st->trace_var_n;
 }

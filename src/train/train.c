@@ -138,8 +138,10 @@ int cnf_train_step(cnf_train *tr, const cnf_options *opt, size_t B,
   const long iter = st->iter;
   st->iter++; /* a failed step counts too: a rerun must not repeat it */
   cnf_flow_seed(f, mix(st->seed, iter, 2));
-  int rc = cnf_flow_loss_grad(f, opt, B, x, &local.loss, tr->grad, tr->grad_T,
-                              &local.fwd, &local.bwd);
+  double parts[3] = {NAN, 0.0, 0.0};
+  int rc = cnf__flow_loss_grad(f, opt, B, x, &local.loss, parts, tr->grad, tr->grad_T,
+                               &local.fwd, &local.bwd);
+  local.nll = parts[0], local.kinetic = parts[1], local.jacobian = parts[2];
   double gn = 0.0;
   for (size_t i = 0; i < nP && rc == 0; i++) gn += tr->grad[i] * tr->grad[i];
   for (size_t k = 0; k < f->blocks && rc == 0; k++)

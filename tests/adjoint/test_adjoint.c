@@ -124,8 +124,19 @@ static cnf_options tight_options(cnf_trace trace, cnf_method method) {
   return o;
 }
 
-/* L = -mean log p by the forward path, probes from PROBE_SEED. */
+/* L = -mean log p by the forward path, probes from PROBE_SEED.  With RNODE's
+ * regularisers (which only the loss's own forward pass integrates), the
+ * loss that cnf_flow_loss_grad reports: its forward solve is the same. */
 static double loss_fwd(cnf_flow *f, const cnf_options *o, size_t B, const double *x) {
+  if (o->reg_kinetic > 0 || o->reg_jacobian > 0) {
+    cnf_options oo = *o;
+    oo.adjoint = CNF_ADJOINT_BACKSOLVE;
+    double L = NAN, *g = malloc(cnf_flow_param_count(f) * sizeof *g);
+    cnf_flow_seed(f, PROBE_SEED);
+    CU_ASSERT_EQUAL(cnf_flow_loss_grad(f, &oo, B, x, &L, g, NULL, NULL, NULL), 0);
+    free(g);
+    return L;
+  }
   double *lp = malloc(B * sizeof *lp);
   cnf_flow_seed(f, PROBE_SEED);
   int rc = cnf_flow_logp(f, o, B, x, lp, NULL);
@@ -291,6 +302,31 @@ static void test_two_blocks_hutch(void) {
 }
 
 /* ---- layers, activations ------------------------------------------------- */
+
+/* RNODE: the kinetic and Jacobian-norm integrals join the loss; their
+ * adjoint seeds (2 lambda_K f on the primal, 2 lambda_J J eps on the
+ * tangents) must give its exact gradient, in theta and in T. */
+static void test_rnode_exact(void) {
+  cnf_options o = tight_options(CNF_TRACE_EXACT, CNF_METHOD_ADAMS);
+  o.reg_kinetic = 0.7;
+  o.reg_jacobian = 0.4;
+  gradient_case("RNODE, exact trace", &base_problem, o, 3);
+}
+
+static void test_rnode_gauss(void) {
+  problem pb = base_problem;
+  pb.blocks = 2;
+  cnf_options o = tight_options(CNF_TRACE_GAUSS, CNF_METHOD_ADAMS);
+  o.reg_kinetic = 0.3;
+  o.reg_jacobian = 1.1;
+  gradient_case("RNODE, Gaussian probes, two blocks", &pb, o, 3);
+}
+
+static void test_rnode_kinetic_only(void) {
+  cnf_options o = tight_options(CNF_TRACE_RADEMACHER, CNF_METHOD_ADAMS);
+  o.reg_kinetic = 2.0;
+  gradient_case("RNODE, kinetic term alone", &base_problem, o, 3);
+}
 
 static void test_concat(void) {
   problem pb = base_problem;
@@ -563,6 +599,9 @@ static const test_entry adjoint_tests[] = {
     {"Rademacher Hutchinson", test_rademacher},
     {"two blocks", test_two_blocks},
     {"two blocks, Hutchinson", test_two_blocks_hutch},
+    {"RNODE regularisers, exact trace", test_rnode_exact},
+    {"RNODE regularisers, Gaussian, two blocks", test_rnode_gauss},
+    {"RNODE kinetic term alone", test_rnode_kinetic_only},
     {"concat", test_concat},
     {"ignore", test_ignore},
     {"softplus", test_softplus},

@@ -244,6 +244,41 @@ static void test_train_basic(void) {
   timer_report();
 }
 
+/* RNODE: the log lines split the loss into its parts, loss = nll +
+ * 0.5 kinetic + 0.25 jacobian, and the summary reports their means. */
+static void test_rnode(void) {
+  timer_start();
+  int rc = CNF("train", "--data", "8gaussians", "--hidden", "16-16", "--iters", "20",
+               "--log-every", "5", "--reg-kinetic", "0.5", "--reg-jacobian", "0.25", "--out",
+               P("rn.cnf"));
+  CU_ASSERT_EQUAL_FATAL(rc, 0);
+  int lines = 0;
+  for (const char *p = last_err; (p = strstr(p, "iter ")) != NULL; p++) {
+    long k = 0, n = 0;
+    double loss, avg, nll, kin, jac;
+    if (sscanf(p, "iter %ld/%ld loss %lf avg %lf nll %lf kinetic %lf jacobian %lf", &k, &n, &loss,
+               &avg, &nll, &kin, &jac) != 7)
+      continue;
+    lines++;
+    CU_ASSERT_TRUE(kin > 0 && jac > 0);
+    CHECK_NEAR(loss, nll + 0.5 * kin + 0.25 * jac, 1e-5 * (1.0 + fabs(loss)));
+  }
+  CU_ASSERT_EQUAL(lines, 4);
+  CU_ASSERT_TRUE(value_of(last_out, "kinetic_mean") > 0);
+  CU_ASSERT_TRUE(value_of(last_out, "jacobian_mean") > 0);
+  /* without the regularisers, neither the parts nor the means */
+  CU_ASSERT_EQUAL(CNF("train", "--data", "8gaussians", "--hidden", "16-16", "--iters", "5",
+                      "--out", P("rn0.cnf")),
+                  0);
+  CU_ASSERT_PTR_NULL(strstr(last_err, "kinetic"));
+  CU_ASSERT_TRUE(isnan(value_of(last_out, "kinetic_mean")));
+  CU_ASSERT_NOT_EQUAL(CNF("train", "--data", "8gaussians", "--reg-kinetic", "-1", "--out",
+                          P("rn1.cnf")),
+                      0);
+  CU_ASSERT_PTR_NOT_NULL(strstr(last_err, "--reg-kinetic"));
+  timer_report();
+}
+
 /* Train `iters` steps to out (resuming from `resume` if not NULL). */
 static int train_run(const char *data, const char *const *extra, const char *iters,
                      const char *resume, const char *out) {
@@ -269,6 +304,7 @@ static void test_resume(void) {
       {"gauss", "8gaussians", {"--trace", "gauss", NULL}},
       {"checkpoint", "8gaussians", {"--adjoint", "checkpoint", NULL}},
       {"backsolve", "8gaussians", {"--adjoint", "backsolve", NULL}},
+      {"RNODE", "8gaussians", {"--reg-kinetic", "0.1", "--reg-jacobian", "0.2", NULL}},
       {"file data, batch 50", "D.csv", {"--batch", "50", "--save-every", "7", NULL}},
   };
   for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
@@ -764,6 +800,7 @@ int main(void) {
   static const test_entry tests[] = {{"help of the new commands", test_help},
                                      {"toy sets", test_toy},
                                      {"train 8gaussians: summary and test NLL", test_train_basic},
+                                     {"train with RNODE: the loss's parts in the log", test_rnode},
                                      {"resume reproduces a straight run", test_resume},
                                      {"validation keeps the best model", test_validation},
                                      {"standardization", test_standardize},

@@ -33,6 +33,7 @@
 #include <string.h>
 
 #include "cnf_testing.h"
+#include "dyn_impl.h"
 
 #define FD_H 1e-5
 #define FD_TOL 1e-7
@@ -264,6 +265,78 @@ static void check_vjp(const field_case *fc, cnf_ctx *ctx) {
   free(v);
 }
 
+/* RNODE's scalar S + sum_b ck_b |f_b|^2 + cj_b sum_k |J_b v_kb|^2 by f and
+ * the field's tangents, for the differences of check_vjp_reg. */
+typedef struct reg_args {
+  s_args s;
+  const double *ck, *cj; /* (B) or NULL */
+  double *jv;            /* (K, B, D) scratch */
+} reg_args;
+
+static double reg_value(const double *x, void *user) {
+  (void)x;
+  reg_args *r = user;
+  s_args *s = &r->s;
+  const size_t D = cnf_dyn_dim(s->dyn), BD = s->B * D;
+  double S = s_value(s);
+  int rc = cnf_dyn_jvp(s->dyn, s->t, s->B, s->K, s->z, s->theta, s->v, s->f, r->jv);
+  if (rc != 0 && s->rc == 0) s->rc = rc;
+  for (size_t b = 0; b < s->B; b++) {
+    for (size_t i = 0; r->ck && i < D; i++) S += r->ck[b] * s->f[b * D + i] * s->f[b * D + i];
+    for (size_t k = 0; r->cj && k < s->K; k++)
+      for (size_t i = 0; i < D; i++) {
+        double j = r->jv[k * BD + b * D + i];
+        S += r->cj[b] * j * j;
+      }
+  }
+  return S;
+}
+
+/* The regularised sweep (vjp_reg, or dyn.c's kinetic-only fallback) against
+ * central differences of reg_value; without the op, the Jacobian term must
+ * be refused. */
+static void check_vjp_reg(const field_case *fc) {
+  if (!fc->has_vjp) return;
+  char label[160];
+  cnf_dyn *dyn = fc->dyn;
+  const size_t D = cnf_dyn_dim(dyn), P = cnf_dyn_param_count(dyn), B = 3, K = 2;
+  const int has_reg = strncmp(fc->label, "mlp", 3) == 0;
+  double *z = malloc(B * D * sizeof *z), *a = malloc(B * D * sizeof *a),
+         *v = malloc(K * B * D * sizeof *v), *jv = malloc(K * B * D * sizeof *jv),
+         *f = malloc(B * D * sizeof *f), *gz = malloc(B * D * sizeof *gz),
+         *gz_ref = malloc(B * D * sizeof *gz_ref), *th = malloc((P + 1) * sizeof *th),
+         *gth = calloc(P + 1, sizeof *gth), *gth_ref = malloc((P + 1) * sizeof *gth_ref);
+  double w[3], ck[3], cj[3], div[3];
+  fill_gauss(z, B * D, 501);
+  fill_gauss(a, B * D, 502);
+  fill_gauss(v, K * B * D, 503);
+  fill_uniform(w, B, -1.0, 1.0, 504);
+  fill_uniform(ck, B, 0.1, 1.0, 505);
+  fill_uniform(cj, B, 0.1, 1.0, 506);
+  if (P > 0) memcpy(th, fc->theta, P * sizeof *th);
+  for (int with_j = 0; with_j <= 1; with_j++) {
+    reg_args r = {{dyn, T_EVAL, B, K, z, P > 0 ? th : NULL, a, w, v, f, div, 0}, ck,
+                  with_j ? cj : NULL, jv};
+    memset(gth, 0, (P + 1) * sizeof *gth);
+    int rc = cnf__dyn_vjp_reg(dyn, T_EVAL, B, K, z, r.s.theta, a, w, ck, r.cj, v, NULL, gz,
+                              P > 0 ? gth : NULL);
+    if (with_j && !has_reg) {
+      CU_ASSERT_EQUAL(rc, CNF_EUNSUPPORTED);
+      continue;
+    }
+    CU_ASSERT_EQUAL_FATAL(rc, 0);
+    for (size_t i = 0; i < B * D; i++) gz_ref[i] = central_diff(reg_value, z, i, FD_H, &r);
+    for (size_t p = 0; p < P; p++) gth_ref[p] = central_diff(reg_value, th, p, FD_H, &r);
+    CU_ASSERT_EQUAL(r.s.rc, 0);
+    snprintf(label, sizeof label, "%s: vjp_reg gz (%s)", fc->label,
+             with_j ? "kinetic + Jacobian" : "kinetic");
+    CHECK_SCALED(gz, gz_ref, B * D, FD_TOL, label);
+    if (P > 0) CHECK_SCALED(gth, gth_ref, P, FD_TOL, LBL("vjp_reg gth"));
+  }
+  free(z), free(a), free(v), free(jv), free(f), free(gz), free(gz_ref), free(th), free(gth),
+      free(gth_ref);
+}
+
 /* Row b of a (K, B, D) tangent set as a (K, 1, D) one. */
 static void slice_dirs(const double *v, size_t K, size_t B, size_t D, size_t b,
                        double *out) {
@@ -375,6 +448,7 @@ static void conformance_run(const char *label, cnf_dyn *dyn,
   check_jvp(&fc);
   check_div(&fc);
   check_vjp(&fc, ctx);
+  check_vjp_reg(&fc);
   check_batch(&fc);
 }
 
