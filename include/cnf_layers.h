@@ -104,9 +104,10 @@ int cnf_tf_create(cnf_tf **out, cnf_ctx *ctx, const cnf_tf_config *cfg);
 void cnf_tf_free(cnf_tf *tf);
 const cnf_tf_config *cnf_tf_get_config(const cnf_tf *tf);
 size_t cnf_tf_param_count(const cnf_tf *tf);
-/* Initial parameters into theta (P) from seed: the identity map for the
- * elementwise kinds, small random weights (the MLP's last layer scaled by
- * 0.1) for the conditioned ones, a random orthogonal-ish LU for affine. */
+/* Initial parameters into theta (P) from seed: the identity map for
+ * affine, the elementwise kinds, planar (u chosen so that u' = 0, plus noise
+ * of 0.01) and radial (beta = 0, x0 random); for the conditioned kinds
+ * PyTorch's nn.Linear initialisation with the last layer scaled by 0.1. */
 void cnf_tf_init_params(const cnf_tf *tf, double *theta, uint64_t seed);
 
 /* x (B, D) -> z (B, D) and logdet (B) = log|det dz/dx| (may be NULL).

@@ -219,9 +219,14 @@ static int sas_bwd(cnf_tf *tf, const double *th, size_t B, const double *x, cons
  *   dw += r g + (g . w) ((sk - 1) u / |w|^2 - 2 (m - k) w / |w|^4).
  * theta = u (D), w (D), b. */
 static size_t planar_np(const cnf_tf_config *c) { return 2 * c->dim + 1; }
+/* w random, u = log(e - 1) w / |w|^2 plus a little noise: then m(w . u) = 0,
+ * uh is (nearly) 0 and the layer starts at the identity */
 static void planar_init(const cnf_tf *tf, double *th, gsl_rng *rng) {
   const size_t D = tf->cfg.dim;
-  for (size_t i = 0; i < 2 * D; i++) th[i] = 0.5 * (2.0 * gsl_rng_uniform(rng) - 1.0);
+  double nw = 0.0;
+  for (size_t i = 0; i < D; i++) th[D + i] = 2.0 * gsl_rng_uniform(rng) - 1.0, nw += th[D + i] * th[D + i];
+  for (size_t i = 0; i < D; i++)
+    th[i] = 0.54132485461291810 * th[D + i] / nw + 0.01 * (2.0 * gsl_rng_uniform(rng) - 1.0);
   th[2 * D] = 0.0;
 }
 /* uh (D) and psi from theta */
