@@ -759,6 +759,7 @@ int cnf_tf_create(cnf_tf **out, cnf_ctx *ctx, const cnf_tf_config *cfg) {
   if (tf == NULL) return CNF_ERROR(ctx, CNF_ENOMEM, "layer: out of memory");
   tf->ctx = ctx;
   tf->cfg = *cfg;
+  if (!conditioned(cfg->kind)) tf->cfg.n_hidden = 0; /* no network: widths unused */
   tf->ops = &OPS[cfg->kind];
   tf->P = tf->ops->param_count(cfg);
   const size_t D = cfg->dim;
