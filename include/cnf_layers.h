@@ -47,6 +47,13 @@
  *                passes)
  *   permute      z_i = x_{pi(i)}: reversal (arg 0) or a random permutation
  *                drawn from seed arg; P = 0
+ *   cnf          a continuous block: z = z(T) of dz/dt = f(t, z; theta), z(0)
+ *                = x, f the MLP of cnf.h (concatsquash, tanh, the hidden
+ *                widths given), T = arg / 1000 fixed (arg 0: T = 0.5); ld =
+ *                int_0^T tr(df/dz) dt with the exact trace.  Inverse by the
+ *                backward solve, reverse sweep by the adjoint (cnf_dyn_grad),
+ *                at the tolerances of cnf_tf_set_options.  Unlike the other
+ *                kinds its ops allocate (the solver's memory, per call).
  *
  * Errors as in cnf.h: negative CNF_E* codes, the message in the context. */
 #ifndef CNF_LAYERS_H
@@ -76,6 +83,7 @@ typedef enum cnf_tf_kind {
   CNF_TF_MAF,
   CNF_TF_IAF,
   CNF_TF_PERMUTE,
+  CNF_TF_CNF,
   CNF_TF_NKINDS
 } cnf_tf_kind;
 
@@ -125,6 +133,11 @@ int cnf_tf_inverse(cnf_tf *tf, const double *theta, size_t B, const double *z, d
 int cnf_tf_backward(cnf_tf *tf, const double *theta, size_t B, const double *x, const double *a,
                     const double *c, double *gx, double *gth);
 
+/* Solver options of a cnf layer (copied; the default is
+ * cnf_options_default's, with opt->trace ignored: the trace is exact).
+ * No effect on other kinds. */
+void cnf_tf_set_options(cnf_tf *tf, const cnf_options *opt);
+
 /* MADE (maf, iaf): the degree-respecting masks of the conditioner.  For a
  * maf or iaf layer, writes mu and s at x (B, D each) so tests can check
  * that output i depends on inputs < i only.  CNF_EINVAL for other kinds. */
@@ -171,6 +184,9 @@ double *cnf_stack_params(cnf_stack *s);
  * scale, densities in the units of x.  NULL, NULL removes it. */
 int cnf_stack_set_standardization(cnf_stack *s, const double *shift, const double *scale);
 int cnf_stack_standardization(const cnf_stack *s, double *shift, double *scale);
+
+/* cnf_tf_set_options on every layer. */
+void cnf_stack_set_options(cnf_stack *s, const cnf_options *opt);
 
 /* Seed the stack's generator (base samples of cnf_stack_sample). */
 void cnf_stack_seed(cnf_stack *s, uint64_t seed);

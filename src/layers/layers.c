@@ -706,6 +706,67 @@ static int perm_bwd(cnf_tf *tf, const double *th, size_t B, const double *x, con
   return 0;
 }
 
+/* ---- cnf: a continuous block -------------------------------------------------
+ * z = z(T), dz/dt = f(t, z), z(0) = x; dDelta/dt = -tr(df/dz), Delta(0) = 0,
+ * ld = -Delta(T).  Inverse: from z at T back to 0 with Delta(T) = 0, ld =
+ * Delta(0).  Reverse sweep: the terminal loss S = a . z(T) - c Delta(T) has
+ * seeds dS/dz(T) = a, dS/dDelta(T) = -c, and cnf_dyn_grad gives dS/dx and
+ * dS/dtheta by the adjoint. */
+static size_t cnf_np(const cnf_tf_config *c) {
+  cnf_mlp_config m;
+  cnf_mlp_config_default(&m, c->dim);
+  m.n_hidden = c->n_hidden;
+  for (size_t l = 0; l < c->n_hidden; l++) m.hidden[l] = c->hidden[l];
+  return cnf_mlp_param_count(&m);
+}
+static void cnf_init(const cnf_tf *tf, double *th, gsl_rng *rng) {
+  cnf_mlp_init_params(&tf->mlp, gsl_rng_get(rng), th);
+}
+static int cnf_fwd(cnf_tf *tf, const double *th, size_t B, const double *x, double *z,
+                   double *ld) {
+  memcpy(z, x, B * tf->cfg.dim * sizeof(double));
+  memset(ld, 0, B * sizeof(double));
+  int rc = cnf_dyn_solve(tf->dyn, th, &tf->opt, 0.0, tf->T, B, tf->cfg.dim, NULL, z, ld, NULL);
+  for (size_t r = 0; r < B; r++) ld[r] = -ld[r];
+  return rc;
+}
+static int cnf_inv(cnf_tf *tf, const double *th, size_t B, const double *z, double *x,
+                   double *ld) {
+  memcpy(x, z, B * tf->cfg.dim * sizeof(double));
+  memset(ld, 0, B * sizeof(double));
+  return cnf_dyn_solve(tf->dyn, th, &tf->opt, tf->T, 0.0, B, tf->cfg.dim, NULL, x, ld, NULL);
+}
+typedef struct cnf_seeds {
+  const double *a, *c;
+} cnf_seeds;
+static int cnf_terminal(void *user, size_t B, size_t D, const double *z1, const double *delta1,
+                        double *loss, double *gz1, double *gdelta1) {
+  const cnf_seeds *sd = user;
+  double S = 0.0;
+  for (size_t r = 0; r < B; r++) {
+    for (size_t i = 0; i < D; i++) {
+      S += sd->a[r * D + i] * z1[r * D + i];
+      gz1[r * D + i] = sd->a[r * D + i];
+    }
+    S -= sd->c[r] * delta1[r];
+    gdelta1[r] = -sd->c[r];
+  }
+  *loss = S;
+  return 0;
+}
+static int cnf_bwd(cnf_tf *tf, const double *th, size_t B, const double *x, const double *a,
+                   const double *c, double *gx, double *gth) {
+  cnf_seeds sd = {a, c};
+  double S = 0.0;
+  memset(tf->gthbuf, 0, tf->P * sizeof(double));
+  int rc = cnf_dyn_grad(tf->dyn, th, &tf->opt, 0.0, tf->T, B, tf->cfg.dim, NULL, x, cnf_terminal,
+                        &sd, &S, NULL, NULL, gx, tf->gthbuf, NULL, NULL);
+  if (rc != 0) return rc;
+  if (gth != tf->gthbuf)
+    for (size_t i = 0; i < tf->P; i++) gth[i] += tf->gthbuf[i];
+  return 0;
+}
+
 /* ---- the table ------------------------------------------------------------- */
 
 static const tf_ops OPS[CNF_TF_NKINDS] = {
@@ -720,11 +781,12 @@ static const tf_ops OPS[CNF_TF_NKINDS] = {
     [CNF_TF_MAF] = {made_np, net_init, maf_fwd, maf_inv, maf_bwd},
     [CNF_TF_IAF] = {made_np, net_init, iaf_fwd, iaf_inv, iaf_bwd},
     [CNF_TF_PERMUTE] = {none_np, zero_init, perm_fwd, perm_inv, perm_bwd},
+    [CNF_TF_CNF] = {cnf_np, cnf_init, cnf_fwd, cnf_inv, cnf_bwd},
 };
 
 static const char *const NAMES[CNF_TF_NKINDS] = {
     "affine", "elementwise", "actnorm", "sinharcsinh", "planar", "radial",
-    "coupling", "additive", "maf", "iaf", "permute"};
+    "coupling", "additive", "maf", "iaf", "permute", "cnf"};
 
 const char *cnf_tf_kind_name(cnf_tf_kind k) {
   return (unsigned)k < CNF_TF_NKINDS ? NAMES[k] : NULL;
@@ -740,7 +802,8 @@ int cnf_tf_kind_parse(const char *s, cnf_tf_kind *out) {
 }
 
 static int conditioned(cnf_tf_kind k) {
-  return k == CNF_TF_COUPLING || k == CNF_TF_ADDITIVE || k == CNF_TF_MAF || k == CNF_TF_IAF;
+  return k == CNF_TF_COUPLING || k == CNF_TF_ADDITIVE || k == CNF_TF_MAF || k == CNF_TF_IAF ||
+         k == CNF_TF_CNF;
 }
 
 int cnf_tf_create(cnf_tf **out, cnf_ctx *ctx, const cnf_tf_config *cfg) {
@@ -770,7 +833,7 @@ int cnf_tf_create(cnf_tf **out, cnf_ctx *ctx, const cnf_tf_config *cfg) {
   bad |= (tf->gxbuf = cnf__dalloc(ctx, CNF_TF_CHUNK * D)) == NULL;
   bad |= (tf->gthbuf = cnf__dalloc(ctx, tf->P + 1)) == NULL;
   if (!bad) memset(tf->zero, 0, CNF_TF_CHUNK * D * sizeof(double));
-  if (!bad && conditioned(cfg->kind)) {
+  if (!bad && conditioned(cfg->kind) && cfg->kind != CNF_TF_CNF) {
     size_t outw = cfg->kind == CNF_TF_ADDITIVE ? D : 2 * D;
     int made = cfg->kind == CNF_TF_MAF || cfg->kind == CNF_TF_IAF;
     bad |= cnf__net_init(&tf->net, ctx, D, cfg->n_hidden, cfg->hidden, outw, made) != 0;
@@ -780,6 +843,16 @@ int cnf_tf_create(cnf_tf **out, cnf_ctx *ctx, const cnf_tf_config *cfg) {
   if (!bad && (cfg->kind == CNF_TF_COUPLING || cfg->kind == CNF_TF_ADDITIVE)) {
     bad |= (tf->mask = cnf__dalloc(ctx, D)) == NULL;
     for (size_t i = 0; !bad && i < D; i++) tf->mask[i] = (i + cfg->arg) % 2 == 0 ? 1.0 : 0.0;
+  }
+  if (!bad && cfg->kind == CNF_TF_CNF) {
+    cnf_mlp_config_default(&tf->mlp, D);
+    tf->mlp.n_hidden = cfg->n_hidden;
+    for (size_t l = 0; l < cfg->n_hidden; l++) tf->mlp.hidden[l] = cfg->hidden[l];
+    cnf_options_default(&tf->opt);
+    tf->opt.trace = CNF_TRACE_EXACT;
+    if (tf->cfg.arg == 0) tf->cfg.arg = 500; /* T = 0.5, written into model files */
+    tf->T = (double)tf->cfg.arg / 1000.0;
+    bad |= cnf_dyn_mlp_create(&tf->dyn, ctx, &tf->mlp) != 0;
   }
   if (!bad && cfg->kind == CNF_TF_PERMUTE) {
     bad |= (tf->perm = cnf__malloc(D * sizeof(size_t))) == NULL;
@@ -814,7 +887,14 @@ void cnf_tf_free(cnf_tf *tf) {
   cnf__free(tf->zero), cnf__free(tf->ldbuf), cnf__free(tf->gxbuf), cnf__free(tf->gthbuf);
   cnf__free(tf->mask), cnf__free(tf->perm);
   if (tf->has_net) cnf__net_free(&tf->net);
+  cnf_dyn_free(tf->dyn);
   cnf__free(tf);
+}
+
+void cnf_tf_set_options(cnf_tf *tf, const cnf_options *opt) {
+  if (tf == NULL || opt == NULL || tf->cfg.kind != CNF_TF_CNF) return;
+  tf->opt = *opt;
+  tf->opt.trace = CNF_TRACE_EXACT;
 }
 
 const cnf_tf_config *cnf_tf_get_config(const cnf_tf *tf) { return &tf->cfg; }

@@ -11,6 +11,7 @@
 
 #include <gsl/gsl_rng.h>
 
+#include "cnf_dynamics.h"
 #include "cnf_layers.h"
 #include "core.h"
 
@@ -59,6 +60,10 @@ struct cnf_tf {
   double *ldbuf;    /* (CHUNK) */
   double *gxbuf;    /* (CHUNK, D) */
   double *gthbuf;   /* (P) parameter gradients nobody asked for */
+  cnf_dyn *dyn;     /* cnf: the MLP field */
+  cnf_mlp_config mlp;
+  cnf_options opt;
+  double T;
 };
 
 /* The ops of one kind, on at most CNF_TF_CHUNK rows; every pointer

@@ -172,6 +172,10 @@ int cnf_stack_standardization(const cnf_stack *s, double *shift, double *scale) 
   return 1;
 }
 
+void cnf_stack_set_options(cnf_stack *s, const cnf_options *opt) {
+  for (size_t l = 0; s != NULL && l < s->L; l++) cnf_tf_set_options(s->tf[l], opt);
+}
+
 void cnf_stack_seed(cnf_stack *s, uint64_t seed) { gsl_rng_set(s->rng, cnf__seed32(seed ^ 0x5eedULL)); }
 
 /* -sum log scale, the standardization's log-det */

@@ -260,6 +260,54 @@ static void test_chunks_and_errors(void) {
   cnf_ctx_free(ctx);
 }
 
+/* The continuous block: the same checks at solver tolerances 1e-10, where
+ * the solve's error (~1e-9 relative) rather than the difference step sets
+ * the bars: 1e-6 on the logdet and the gradients, 1e-8 on the round trip. */
+static void test_cnf_block(void) {
+  const lay_case lc = {CNF_TF_CNF, 2, 700};
+  fixture f;
+  CU_ASSERT_EQUAL_FATAL(setup(&f, &lc, 600), 0);
+  cnf_options opt;
+  cnf_options_default(&opt);
+  opt.rtol = opt.atol = 1e-10;
+  cnf_tf_set_options(f.tf, &opt);
+  CU_ASSERT_EQUAL(cnf_tf_get_config(f.tf)->arg, 700);
+  fill_uniform(f.theta, f.P, -0.5, 0.5, 601);
+  double z[NB * 2], xr[NB * 2], ld[NB], ldi[NB], ref[NB];
+  CU_ASSERT_EQUAL(cnf_tf_forward(f.tf, f.theta, NB, f.x, z, ld), 0);
+  for (size_t b = 0; b < NB; b++) ref[b] = fd_logdet(&f, f.x + b * 2);
+  CHECK_CLOSE(ld, ref, NB, 1e-6, 1e-6, "cnf block: logdet vs FD Jacobian");
+  CU_ASSERT_EQUAL(cnf_tf_inverse(f.tf, f.theta, NB, z, xr, ldi), 0);
+  CHECK_CLOSE(xr, f.x, NB * 2, 0, 1e-8, "cnf block: inverse(forward(x))");
+  CHECK_CLOSE(ldi, ld, NB, 0, 1e-8, "cnf block: inverse's logdet");
+  double gx[NB * 2], fx[NB * 2];
+  double *gth = calloc(f.P, sizeof(double)), *fth = malloc(f.P * sizeof(double));
+  CU_ASSERT_EQUAL(cnf_tf_backward(f.tf, f.theta, NB, f.x, f.a, f.c, gx, gth), 0);
+  const double h = 1e-5;
+  for (size_t i = 0; i < NB * 2; i++) {
+    double s = f.x[i];
+    f.x[i] = s + h;
+    double sp = S_of(&f);
+    f.x[i] = s - h;
+    double sm = S_of(&f);
+    f.x[i] = s;
+    fx[i] = (sp - sm) / (2 * h);
+  }
+  for (size_t i = 0; i < f.P; i++) {
+    double s = f.theta[i];
+    f.theta[i] = s + h;
+    double sp = S_of(&f);
+    f.theta[i] = s - h;
+    double sm = S_of(&f);
+    f.theta[i] = s;
+    fth[i] = (sp - sm) / (2 * h);
+  }
+  CHECK_CLOSE(gx, fx, NB * 2, 1e-6, 1e-6, "cnf block: dS/dx vs FD");
+  CHECK_CLOSE(gth, fth, f.P, 1e-6, 1e-6, "cnf block: dS/dtheta vs FD");
+  free(gth), free(fth);
+  teardown(&f);
+}
+
 extern const test_entry stack_tests[];
 
 static const test_entry layer_tests[] = {
@@ -268,6 +316,7 @@ static const test_entry layer_tests[] = {
     {"input and parameter gradients against differences", test_gradients},
     {"MADE: strictly triangular", test_made_triangular},
     {"chunks, permutations, errors", test_chunks_and_errors},
+    {"continuous block (adjoint) against differences", test_cnf_block},
     {NULL, NULL}};
 
 int main(void) {

@@ -240,7 +240,63 @@ static void test_normalisation(void) {
   cnf_ctx_free(ctx);
 }
 
-const test_entry stack_tests[] = {{"loss gradient against differences", test_loss_grad},
+/* A stack mixing a continuous block with discrete layers: its loss
+ * gradient (the cnf layer's part by the adjoint) against differences of
+ * the loss at solver tolerances 1e-10, and a model-file round trip. */
+static void test_mixed_cnf(void) {
+  cnf_ctx *ctx = NULL;
+  cnf_ctx_create(&ctx);
+  const cnf_tf_kind kinds[] = {CNF_TF_ACTNORM, CNF_TF_COUPLING, CNF_TF_CNF, CNF_TF_MAF,
+                               CNF_TF_PERMUTE};
+  cnf_tf_config c[5];
+  memset(c, 0, sizeof c);
+  for (size_t l = 0; l < 5; l++)
+    c[l].kind = kinds[l], c[l].dim = 2, c[l].n_hidden = 1, c[l].hidden[0] = 6;
+  cnf_stack *s = NULL, *t = NULL;
+  CU_ASSERT_EQUAL_FATAL(cnf_stack_create(&s, ctx, "hybrid", 2, 5, c, 8), 0);
+  cnf_options opt;
+  cnf_options_default(&opt);
+  opt.rtol = opt.atol = 1e-10;
+  cnf_stack_set_options(s, &opt);
+  const size_t P = cnf_stack_param_count(s), B = 30;
+  double *th = cnf_stack_params(s), x[60], lp[30], lp2[30];
+  double *r = malloc(P * sizeof(double)), *g = malloc(P * sizeof(double));
+  double *fd = malloc(P * sizeof(double));
+  fill_uniform(r, P, -0.3, 0.3, 81);
+  for (size_t i = 0; i < P; i++) th[i] += r[i];
+  fill_gauss(x, 60, 82);
+  double L = 0.0;
+  CU_ASSERT_EQUAL(cnf_stack_loss_grad(s, B, x, &L, g), 0);
+  const double h = 1e-5;
+  for (size_t i = 0; i < P; i++) {
+    double v = th[i], lpl = 0.0, lml = 0.0;
+    th[i] = v + h;
+    cnf_stack_logp(s, B, x, lp);
+    for (size_t b = 0; b < B; b++) lpl -= lp[b] / (double)B;
+    th[i] = v - h;
+    cnf_stack_logp(s, B, x, lp);
+    for (size_t b = 0; b < B; b++) lml -= lp[b] / (double)B;
+    th[i] = v;
+    fd[i] = (lpl - lml) / (2 * h);
+  }
+  CHECK_CLOSE(g, fd, P, 1e-6, 1e-7, "stack with a cnf block: dL/dtheta vs FD");
+  char dir[] = "/tmp/cnf_hybrid_XXXXXX", path[256];
+  CU_ASSERT_PTR_NOT_NULL_FATAL(mkdtemp(dir));
+  snprintf(path, sizeof path, "%s/h.cnf", dir);
+  CU_ASSERT_EQUAL(cnf_stack_save(s, path), 0);
+  CU_ASSERT_EQUAL(cnf_stack_load(&t, ctx, path), 0);
+  CU_ASSERT_PTR_NOT_NULL_FATAL(t);
+  cnf_stack_set_options(t, &opt);
+  cnf_stack_logp(s, B, x, lp);
+  cnf_stack_logp(t, B, x, lp2);
+  CHECK_CLOSE(lp2, lp, B, 0, 1e-300, "hybrid: log p after a round trip");
+  remove(path), rmdir(dir);
+  free(r), free(g), free(fd);
+  cnf_stack_free(s), cnf_stack_free(t);
+  cnf_ctx_free(ctx);
+}
+
+const test_entry stack_tests[] = {{"a continuous block among discrete layers", test_mixed_cnf},{"loss gradient against differences", test_loss_grad},
                                   {"decode, sample and density agree", test_sample_decode},
                                   {"model files", test_model_file},
                                   {"trained 2-D flows integrate to 1", test_normalisation},
