@@ -176,6 +176,9 @@ static int parse_header(cnf_ctx *ctx, const char *path, char *line, header *h,
       h->crc = bad ? 0 : strtoul(v, NULL, 16);
       h->have |= 64;
       *crc_pos = (size_t)(tok - line) - 1; /* the space before "crc32=" */
+    } else if (strcmp(k, "flow") == 0) {
+      return CNF_ERROR(ctx, CNF_EFORMAT, "%s: holds a discrete flow (flow=%s, cnf_layers.h), "
+                       "not a continuous one", path, v);
     } else {
       return CNF_ERROR(ctx, CNF_ECORRUPT, "%s: unknown header field '%s'", path, k);
     }
