@@ -309,10 +309,10 @@ int cnf__cli_compare(int argc, char **argv, size_t threads) {
   n += (size_t)snprintf(text + n, cap - n,
                         "flow,test_nll,params,train_s_per_iter,sample_s_per_1000,"
                         "density_s_per_1000,nfe\n");
-  for (size_t k = 0; k < nf; k++)
-    n += (size_t)snprintf(text + n, cap - n, "%s,%.10g,%zu,%.6g,%.6g,%.6g,%s%.6g\n", res[k].name,
+  for (size_t k = 0; k < nf; k++) /* nfe: nan for the discrete flows */
+    n += (size_t)snprintf(text + n, cap - n, "%s,%.10g,%zu,%.6g,%.6g,%.6g,%.6g\n", res[k].name,
                           res[k].nll, res[k].params, res[k].train_s, res[k].sample_s,
-                          res[k].density_s, "", isnan(res[k].nfe) ? 0.0 : res[k].nfe);
+                          res[k].density_s, res[k].nfe);
   char path[4096];
   snprintf(path, sizeof path, "%s.csv", c.prefix);
   if ((status = write_atomic(cmd, path, text)) != CNF_CLI_OK) goto cleanup;
