@@ -103,12 +103,7 @@ static int run_one(const char *cmd, cmp_args *c, const char *flow, const double 
       status = CNF_CLI_EUSAGE;
       goto cleanup;
     }
-    size_t K = a->blocks;
-    if (K == 0)
-      K = strcmp(flow, "planar") == 0 || strcmp(flow, "radial") == 0 ? 16
-          : strcmp(flow, "affine") == 0                               ? 1
-          : strcmp(flow, "elementwise") == 0                          ? 2
-                                                                      : 4;
+    size_t K = a->blocks ? a->blocks : cnf__cli_default_blocks(flow);
     rc = cnf_stack_preset(&s, ctx, flow, D, K, nh, hid, a->seed);
     if (rc == 0) rc = cnf_stack_set_standardization(s, mean, sd);
     if (rc == 0) rc = cnf_stack_init_data(s, N < 1000 ? N : 1000, data);

@@ -148,8 +148,7 @@ static int open_stack(const char *cmd, const char *path, cnf_ctx **ctx, cnf_stac
   return rc == 0 ? CNF_CLI_OK : cnf__cli_lib_fail(cmd, *ctx, rc, 1);
 }
 
-/* default blocks of each preset */
-static size_t default_blocks(const char *flow) {
+size_t cnf__cli_default_blocks(const char *flow) {
   if (strcmp(flow, "planar") == 0 || strcmp(flow, "radial") == 0) return 16;
   if (strcmp(flow, "affine") == 0) return 1;
   if (strcmp(flow, "elementwise") == 0) return 2;
@@ -170,7 +169,7 @@ static int make_stack(const char *cmd, dflow_args *d, size_t D, cnf_ctx *ctx, cn
     return CNF_CLI_EUSAGE;
   }
   if (d->a.hidden == NULL) d->nh = 2, d->hidden[0] = d->hidden[1] = 64;
-  size_t K = d->a.blocks ? d->a.blocks : default_blocks(d->flow);
+  size_t K = d->a.blocks ? d->a.blocks : cnf__cli_default_blocks(d->flow);
   int rc = cnf_stack_preset(s, ctx, d->flow, D, K, d->nh, d->hidden, d->a.seed);
   return rc == 0 ? CNF_CLI_OK : cnf__cli_lib_fail(cmd, ctx, rc, 0);
 }

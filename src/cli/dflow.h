@@ -23,6 +23,8 @@ int cnf__cli_dflow_train(const char *flow, int argc, char **argv, size_t threads
 int cnf__cli_dflow_run(const char *cmd, int argc, char **argv, size_t threads);
 int cnf__cli_compare(int argc, char **argv, size_t threads);
 
+/* The blocks of a preset when --blocks is not given. */
+size_t cnf__cli_default_blocks(const char *flow);
 /* Shared by train and compare: data from a toy name (n samples of seed)
  * or a CSV file; *x (malloc, (N, D)).  Returns an exit status. */
 int cnf__cli_load_data(const char *cmd, const char *spec, size_t n, uint64_t seed, double **x,

@@ -34,8 +34,7 @@ static int little_endian(void) {
   return *(const unsigned char *)&one == 1;
 }
 
-/* Swap the bytes of n doubles in place if the host is big-endian. */
-static void to_le(double *x, size_t n) {
+void cnf__to_le(double *x, size_t n) {
   if (little_endian()) return;
   for (size_t i = 0; i < n; i++) {
     unsigned char *b = (unsigned char *)&x[i];
@@ -85,7 +84,7 @@ int cnf_flow_save(cnf_flow *f, const char *path) {
       return CNF_ERROR(ctx, CNF_ENONFINITE, "%s: not saved: stored value %zu is %g", path, i,
                        payload[i]);
     }
-  to_le(payload, total);
+  cnf__to_le(payload, total);
   uint32_t crc = cnf__crc32(0, head, (size_t)n);
   crc = cnf__crc32(crc, payload, total * sizeof(double));
 
@@ -263,7 +262,7 @@ int cnf_flow_load(cnf_flow **out, cnf_ctx *ctx, const char *path) {
                    (unsigned)crc, h.crc);
     goto cleanup;
   }
-  to_le(payload, n);
+  cnf__to_le(payload, n);
   for (size_t i = 0; i < n; i++)
     if (!isfinite(payload[i]) || (i < h.blocks && !(payload[i] > 0))) {
       rc = CNF_ERROR(ctx, CNF_ECORRUPT, "%s: %s value %zu is %g", path,

@@ -21,21 +21,6 @@
 
 #define HEADER_MAX 4096
 
-static int little_endian(void) {
-  const uint16_t one = 1;
-  return *(const unsigned char *)&one == 1;
-}
-static void to_le(double *x, size_t n) {
-  if (little_endian()) return;
-  for (size_t i = 0; i < n; i++) {
-    unsigned char *b = (unsigned char *)&x[i];
-    for (int k = 0; k < 4; k++) {
-      unsigned char t = b[k];
-      b[k] = b[7 - k], b[7 - k] = t;
-    }
-  }
-}
-
 /* "kind:H1-H2:arg" of one layer appended to buf at *n */
 static int put_layer(char *buf, size_t cap, size_t *n, const cnf_tf_config *c, int first) {
   int k = snprintf(buf + *n, cap - *n, "%s%s:", first ? "" : ",", cnf_tf_kind_name(c->kind));
@@ -95,7 +80,7 @@ int cnf_stack_save(cnf_stack *s, const char *path) {
       return CNF_ERROR(ctx, CNF_ENONFINITE, "%s: not saved: stored value %zu is not finite", path,
                        i);
     }
-  to_le(payload, total);
+  cnf__to_le(payload, total);
   uint32_t crc = cnf__crc32(0, head, n);
   crc = cnf__crc32(crc, payload, total * sizeof(double));
   cnf_atomic a;
@@ -281,7 +266,7 @@ int cnf_stack_load(cnf_stack **out, cnf_ctx *ctx, const char *path) {
                    (unsigned)crc, crc_file);
     goto cleanup;
   }
-  to_le(payload, n);
+  cnf__to_le(payload, n);
   for (size_t i = 0; i < n; i++)
     if (!isfinite(payload[i])) {
       rc = CNF_ERROR(ctx, CNF_ECORRUPT, "%s: stored value %zu is not finite", path, i);
