@@ -88,7 +88,9 @@ static void test_train(void) {
   /* --flow cnf is the continuous flow */
   CU_ASSERT_EQUAL(CNF("init", "--flow", "cnf", "--dim", "2", "--hidden", "4", "--out", P("c.cnf")),
                   0);
-  CU_ASSERT_TRUE(starts_with(read_all(P("c.cnf"), NULL), "CNF-MODEL 1 dim=2"));
+  char *head = read_all(P("c.cnf"), NULL);
+  CU_ASSERT_TRUE(head != NULL && starts_with(head, "CNF-MODEL 1 dim=2"));
+  free(head);
 }
 
 static void test_compare(void) {
