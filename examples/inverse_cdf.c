@@ -22,19 +22,22 @@
  *     wrong target) p < 1e-6.
  * Uses only the public header (cnf_log_normal); prints `name value` lines
  * and exits non-zero if a check fails. */
+#include <cnf.h>
 #include <math.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 
-#include <cnf.h>
-
 #define PI 3.14159265358979323846
 
 static const double W[2] = {0.3, 0.7}, MU[2] = {-2.0, 1.0}, SG[2] = {0.5, 1.0};
 
-static double Phi(double t) { return 0.5 * erfc(-t / sqrt(2.0)); }
-static double phi(double t) { return exp(-0.5 * t * t) / sqrt(2.0 * PI); }
+static double Phi(double t) {
+  return 0.5 * erfc(-t / sqrt(2.0));
+}
+static double phi(double t) {
+  return exp(-0.5 * t * t) / sqrt(2.0 * PI);
+}
 
 /* target density, CDF and survival function */
 static double f_pdf(double x) {
@@ -55,13 +58,15 @@ static double f_sf(double x) {
 
 /* Solve G(x) = target for an increasing G (sign +1: G = F, derivative f;
  * sign -1: G = 1 - F, derivative -f), x in [lo, hi]. */
-static double solve(double (*G)(double), double (*dG)(double), int sign, double target,
-                    double lo, double hi) {
+static double solve(double (*G)(double), double (*dG)(double), int sign, double target, double lo,
+                    double hi) {
   double x = 0.5 * (lo + hi);
   for (int it = 0; it < 200; it++) {
     double g = sign * (G(x) - target);
-    if (g > 0) hi = x;
-    else lo = x;
+    if (g > 0)
+      hi = x;
+    else
+      lo = x;
     double d = dG(x), nx = d > 0 ? x - g / d : 0.5 * (lo + hi);
     if (!(nx > lo && nx < hi)) nx = 0.5 * (lo + hi);
     if (fabs(nx - x) < 1e-15 * (1.0 + fabs(x))) return nx;
@@ -70,7 +75,9 @@ static double solve(double (*G)(double), double (*dG)(double), int sign, double 
   return x;
 }
 
-static double std_sf(double t) { return Phi(-t); }
+static double std_sf(double t) {
+  return Phi(-t);
+}
 
 /* T(z) = F^{-1}(Phi(z)): lower half on F, upper half on the survival fn */
 static double T(double z) {
@@ -116,7 +123,9 @@ static double ks(const double *x, size_t n, double (*cdf)(double), double *p) {
 }
 
 static double mm_mean, mm_sd; /* the moment-matched Gaussian */
-static double wrong_cdf(double x) { return Phi((x - mm_mean) / mm_sd); }
+static double wrong_cdf(double x) {
+  return Phi((x - mm_mean) / mm_sd);
+}
 
 int main(void) {
   int ok = 1;

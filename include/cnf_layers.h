@@ -89,15 +89,16 @@ typedef enum cnf_tf_kind {
 
 typedef struct cnf_tf_config {
   cnf_tf_kind kind;
-  size_t dim;                     /* D */
-  size_t n_hidden;                /* conditioner MLP widths (coupling, */
-  size_t hidden[CNF_MAX_HIDDEN];  /* additive, maf, iaf), at least one */
-  unsigned long arg;              /* coupling/additive: mask parity (0: even
-                                     coordinates pass unchanged, 1: odd);
-                                     permute: 0 reversal, else the seed */
+  size_t dim;                    /* D */
+  size_t n_hidden;               /* network widths (coupling, additive, */
+  size_t hidden[CNF_MAX_HIDDEN]; /* maf, iaf, cnf), at least one */
+  unsigned long arg;             /* coupling/additive: mask parity (0: even
+                                    coordinates pass unchanged, 1: odd);
+                                    permute: 0 reversal, else the seed;
+                                    cnf: T in thousandths (0: 500) */
 } cnf_tf_config;
 
-/* "affine", "elementwise", ..., "permute"; NULL for an unknown kind. */
+/* "affine", "elementwise", ..., "permute", "cnf"; NULL for an unknown kind. */
 const char *cnf_tf_kind_name(cnf_tf_kind k);
 int cnf_tf_kind_parse(const char *s, cnf_tf_kind *out);
 

@@ -142,8 +142,10 @@ static int run_one(const char *cmd, cmp_args *c, const char *flow, const double 
   rc = is_cnf ? cnf_flow_logp(f, &eo, nd, test, lp, NULL) : cnf_stack_logp(s, nd, test, lp);
   if (rc != 0) goto fail;
   res->density_s = (cnf__cli_now() - t0) * 1000.0 / (double)nd;
-  if (is_cnf) cnf_flow_seed(f, a->seed);
-  else cnf_stack_seed(s, a->seed);
+  if (is_cnf)
+    cnf_flow_seed(f, a->seed);
+  else
+    cnf_stack_seed(s, a->seed);
   t0 = cnf__cli_now();
   rc = is_cnf ? cnf_flow_sample(f, &eo, ns, xs, lp, NULL) : cnf_stack_sample(s, ns, xs, lp);
   if (rc != 0) goto fail;
@@ -197,7 +199,8 @@ int cnf__cli_compare(int argc, char **argv, size_t threads) {
           "toy sets: test samples (5000)"),
       ROW("out", 0, CNF_CLI_STR, &c.prefix, 0, 0, NULL, 0, "PREFIX",
           "write PREFIX.csv, PREFIX.md and (2-D) PREFIX.png (compare)"),
-      ROW("grid", 0, CNF_CLI_SIZE, &a->size, 2, 1024, NULL, 0, "G", "2-D: G x G pixels a panel (150)"),
+      ROW("grid", 0, CNF_CLI_SIZE, &a->size, 2, 1024, NULL, 0, "G",
+          "2-D: G x G pixels a panel (150)"),
       ROW("range", 0, CNF_CLI_POS, &a->range, 0, 0, NULL, 0, "L",
           "2-D: panels over mean +- L standard deviations (3)"),
       ROW("threads", 0, CNF_CLI_SIZE, &a->threads, 1, 1024, NULL, 0, "N", "OpenBLAS threads (1)"),
@@ -220,8 +223,10 @@ int cnf__cli_compare(int argc, char **argv, size_t threads) {
     int known = strcmp(t, "cnf") == 0;
     for (const char *const *p = cnf_stack_preset_names(); *p && !known; p++) known = !strcmp(*p, t);
     if (!known || nf >= MAX_FLOWS) {
-      cnf__cli_error(cmd, "--flows: '%s' is not one of cnf, realnvp, nice, maf, iaf, planar, "
-                          "radial, affine, elementwise (at most %d)", t, MAX_FLOWS);
+      cnf__cli_error(cmd,
+                     "--flows: '%s' is not one of cnf, realnvp, nice, maf, iaf, planar, "
+                     "radial, affine, elementwise (at most %d)",
+                     t, MAX_FLOWS);
       return CNF_CLI_EUSAGE;
     }
     names[nf++] = t;
@@ -279,8 +284,9 @@ int cnf__cli_compare(int argc, char **argv, size_t threads) {
     for (size_t i = 0; i < G2; i++)
       for (size_t k = 0; k < 2; k++) grid[2 * i + k] = mean[k] + sd[k] * grid[2 * i + k];
   }
-  fprintf(stderr, "compare: %zu training rows, %zu test rows, D = %zu, %zu iterations of batch %zu\n",
-          N, NT, D, a->iters, a->minibatch < N ? a->minibatch : N);
+  fprintf(stderr,
+          "compare: %zu training rows, %zu test rows, D = %zu, %zu iterations of batch %zu\n", N,
+          NT, D, a->iters, a->minibatch < N ? a->minibatch : N);
   for (size_t k = 0; k < nf; k++) {
     status = run_one(cmd, &c, names[k], data, N, test, NT, D, mean, sd, grid, G2,
                      glp ? glp + k * G2 : NULL, &res[k]);
@@ -319,8 +325,8 @@ int cnf__cli_compare(int argc, char **argv, size_t threads) {
     char nfe[32] = "-";
     if (!isnan(res[k].nfe)) snprintf(nfe, sizeof nfe, "%.1f", res[k].nfe);
     n += (size_t)snprintf(text + n, cap - n, "| %s | %.4f | %zu | %.4g | %.4g | %.4g | %s |\n",
-                          res[k].name, res[k].nll, res[k].params, res[k].train_s,
-                          res[k].sample_s, res[k].density_s, nfe);
+                          res[k].name, res[k].nll, res[k].params, res[k].train_s, res[k].sample_s,
+                          res[k].density_s, nfe);
   }
   snprintf(path, sizeof path, "%s.md", c.prefix);
   if ((status = write_atomic(cmd, path, text)) != CNF_CLI_OK) goto cleanup;

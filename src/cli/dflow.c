@@ -9,6 +9,8 @@
  * (a `flow=` key in its header).  The solver options of those commands are
  * accepted and ignored, so one command line serves every flow type. */
 #define _POSIX_C_SOURCE 200809L
+#include "dflow.h"
+
 #include <limits.h>
 #include <math.h>
 #include <signal.h>
@@ -19,7 +21,6 @@
 #include "cli.h"
 #include "cnf.h"
 #include "cnf_layers.h"
-#include "dflow.h"
 
 static int known_flow(const char *f) {
   if (strcmp(f, "cnf") == 0) return 1;
@@ -35,8 +36,9 @@ int cnf__cli_take_flow(const char *cmd, int *argc, char **argv, const char **flo
     const char *v = NULL;
     if (strcmp(argv[i], "--flow") == 0) {
       if (i + 1 >= *argc) {
-        cnf__cli_error(cmd, "option --flow needs a value (cnf|realnvp|nice|maf|iaf|planar|radial|"
-                            "affine|elementwise)");
+        cnf__cli_error(cmd,
+                       "option --flow needs a value (cnf|realnvp|nice|maf|iaf|planar|radial|"
+                       "affine|elementwise)");
         return CNF_CLI_EUSAGE;
       }
       v = argv[i + 1], words = 2;
@@ -50,8 +52,10 @@ int cnf__cli_take_flow(const char *cmd, int *argc, char **argv, const char **flo
       return CNF_CLI_EUSAGE;
     }
     if (!known_flow(v)) {
-      cnf__cli_error(cmd, "--flow: expected cnf, realnvp, nice, maf, iaf, planar, radial, affine "
-                          "or elementwise, found '%s'", v);
+      cnf__cli_error(cmd,
+                     "--flow: expected cnf, realnvp, nice, maf, iaf, planar, radial, affine "
+                     "or elementwise, found '%s'",
+                     v);
       return CNF_CLI_EUSAGE;
     }
     *flow = v;
@@ -65,8 +69,10 @@ int cnf__cli_take_flow(const char *cmd, int *argc, char **argv, const char **flo
 int cnf__cli_model_is_stack(int argc, char **argv) {
   for (int i = 0; i < argc; i++) {
     const char *v = NULL;
-    if (strcmp(argv[i], "--model") == 0 && i + 1 < argc) v = argv[i + 1];
-    else if (strncmp(argv[i], "--model=", 8) == 0) v = argv[i] + 8;
+    if (strcmp(argv[i], "--model") == 0 && i + 1 < argc)
+      v = argv[i + 1];
+    else if (strncmp(argv[i], "--model=", 8) == 0)
+      v = argv[i] + 8;
     if (v != NULL) return cnf_model_file_is_stack(v) == 1;
   }
   return 0;
@@ -81,8 +87,10 @@ int cnf__cli_parse_widths(const char *s, size_t *n, size_t *w) {
     unsigned long v = strtoul(p, &end, 10);
     if (v == 0 || v > 100000 || *n >= CNF_MAX_HIDDEN) return -1;
     w[(*n)++] = v;
-    if (*end == '-') end++;
-    else if (*end != '\0') return -1;
+    if (*end == '-')
+      end++;
+    else if (*end != '\0')
+      return -1;
     p = end;
   }
   return *n > 0 ? 0 : -1;
@@ -164,8 +172,10 @@ typedef struct dflow_args {
 
 static int make_stack(const char *cmd, dflow_args *d, size_t D, cnf_ctx *ctx, cnf_stack **s) {
   if (d->a.hidden != NULL && cnf__cli_parse_widths(d->a.hidden, &d->nh, d->hidden) != 0) {
-    cnf__cli_error(cmd, "--hidden: expected widths such as 64-64 (1 to %d layers of 1 to 100000), "
-                        "found '%s'", CNF_MAX_HIDDEN, d->a.hidden);
+    cnf__cli_error(cmd,
+                   "--hidden: expected widths such as 64-64 (1 to %d layers of 1 to 100000), "
+                   "found '%s'",
+                   CNF_MAX_HIDDEN, d->a.hidden);
     return CNF_CLI_EUSAGE;
   }
   if (d->a.hidden == NULL) d->nh = 2, d->hidden[0] = d->hidden[1] = 64;
@@ -174,10 +184,10 @@ static int make_stack(const char *cmd, dflow_args *d, size_t D, cnf_ctx *ctx, cn
   return rc == 0 ? CNF_CLI_OK : cnf__cli_lib_fail(cmd, ctx, rc, 0);
 }
 
-#define FLOW_ROWS(d)                                                                        \
-  ROW("blocks", 0, CNF_CLI_SIZE, &(d).a.blocks, 1, 1000, NULL, 0, "K",                    \
+#define FLOW_ROWS(d)                                                                         \
+  ROW("blocks", 0, CNF_CLI_SIZE, &(d).a.blocks, 1, 1000, NULL, 0, "K",                       \
       "blocks (realnvp, nice, maf, iaf: 4; planar, radial: 16; affine: 1; elementwise: 2)"), \
-      ROW("hidden", 0, CNF_CLI_STR, &(d).a.hidden, 0, 0, NULL, 0, "H1-H2-...",              \
+      ROW("hidden", 0, CNF_CLI_STR, &(d).a.hidden, 0, 0, NULL, 0, "H1-H2-...",               \
           "conditioner hidden widths (64-64)")
 
 int cnf__cli_dflow_init(const char *flow, int argc, char **argv, size_t threads) {
@@ -194,8 +204,9 @@ int cnf__cli_dflow_init(const char *flow, int argc, char **argv, size_t threads)
       ROW("out", 0, CNF_CLI_STR, &d.a.out, 0, 0, NULL, 1, "MODEL", "model file to write"),
       ROW("threads", 0, CNF_CLI_SIZE, &d.a.threads, 1, 1024, NULL, 0, "N", "OpenBLAS threads (1)"),
       END_ROW};
-  const cnf_cli_usage usage = {"cnf init --flow FLOW --dim D --out MODEL [options]",
-                               "Create a discrete flow (cnf_layers.h) and save it as a model file."};
+  const cnf_cli_usage usage = {
+      "cnf init --flow FLOW --dim D --out MODEL [options]",
+      "Create a discrete flow (cnf_layers.h) and save it as a model file."};
   int status = cnf__cli_begin(cmd, opts, &usage, argc, argv, &d.a.threads, threads);
   if (status >= 0) return status;
   cnf_ctx *ctx = NULL;
@@ -212,7 +223,9 @@ int cnf__cli_dflow_init(const char *flow, int argc, char **argv, size_t threads)
 }
 
 static volatile sig_atomic_t stop_signal = 0;
-static void on_stop(int sig) { stop_signal = sig; }
+static void on_stop(int sig) {
+  stop_signal = sig;
+}
 
 int cnf__cli_dflow_train(const char *flow, int argc, char **argv, size_t threads) {
   const char *cmd = "train";
@@ -291,7 +304,8 @@ int cnf__cli_dflow_train(const char *flow, int argc, char **argv, size_t threads
     }
     rc = cnf_stack_train_step(s, &a->train, a->minibatch, xb, &loss, NULL);
     if (rc != 0) {
-      fprintf(stderr, "cnf train: step %zu failed: %s (parameters kept)\n", it, cnf_ctx_errmsg(ctx));
+      fprintf(stderr, "cnf train: step %zu failed: %s (parameters kept)\n", it,
+              cnf_ctx_errmsg(ctx));
       continue;
     }
     avg += loss, navg++;
@@ -334,8 +348,10 @@ int cnf__cli_dflow_train(const char *flow, int argc, char **argv, size_t threads
   if (stop_signal) status = 128 + (int)stop_signal;
 cleanup:
   free(data), free(xb), free(idx), free(lp);
-  if (a->val) cnf_free(val);
-  else free(val);
+  if (a->val)
+    cnf_free(val);
+  else
+    free(val);
   cnf_stack_free(s);
   cnf_ctx_free(ctx);
   return status;
@@ -362,7 +378,8 @@ int cnf__cli_dflow_run(const char *cmd, int argc, char **argv, size_t threads) {
       ROW("range", 0, CNF_CLI_POS, &a.range, 0, 0, NULL, 0, "L", "plot, 2-D: over [-L, L]^2 (4)"),
       ROW("grid", 0, CNF_CLI_SIZE, &a.size, 2, 4096, NULL, 0, "G", "plot, 2-D: G x G pixels (200)"),
       ROW("data", 0, CNF_CLI_STR, &a.data, 0, 0, NULL, 0, "NAME|FILE.csv", "plot: data to overlay"),
-      ROW("dims", 0, CNF_CLI_SIZE, &a.dims, 1, 64, NULL, 0, "K", "plot above 2-D: first K coordinates (6)"),
+      ROW("dims", 0, CNF_CLI_SIZE, &a.dims, 1, 64, NULL, 0, "K",
+          "plot above 2-D: first K coordinates (6)"),
       SOLVER_ROWS(a),
       END_ROW};
   const cnf_cli_usage usage = {"cnf logp|sample|eval|plot --model MODEL [options]",
@@ -444,8 +461,10 @@ int cnf__cli_dflow_run(const char *cmd, int argc, char **argv, size_t threads) {
 fail:
   status = cnf__cli_lib_fail(cmd, ctx, rc, 0);
 cleanup:
-  if (is_logp || is_eval) cnf_free(x);
-  else free(x);
+  if (is_logp || is_eval)
+    cnf_free(x);
+  else
+    free(x);
   free(lp), free(table), free(data);
   free((void *)names);
   cnf_stack_free(s);

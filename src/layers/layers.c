@@ -12,8 +12,12 @@
 
 #define CLAMP 3.0 /* coupling and MADE log-scales: s = CLAMP tanh(raw / CLAMP) */
 
-static double softplus(double x) { return x > 0 ? x + log1p(exp(-x)) : log1p(exp(x)); }
-static double sigm(double x) { return 1.0 / (1.0 + exp(-x)); }
+static double softplus(double x) {
+  return x > 0 ? x + log1p(exp(-x)) : log1p(exp(x));
+}
+static double sigm(double x) {
+  return 1.0 / (1.0 + exp(-x));
+}
 /* log cosh u without overflow */
 static double logcosh(double u) {
   double a = fabs(u);
@@ -28,7 +32,9 @@ static double logcosh(double u) {
  *   gx = U^T gy.
  * Inverse: y = L^{-1} (z - b) by forward and x = U^{-1} y by back
  * substitution, O(D^2) per row. */
-static size_t affine_np(const cnf_tf_config *c) { return c->dim * c->dim + c->dim; }
+static size_t affine_np(const cnf_tf_config *c) {
+  return c->dim * c->dim + c->dim;
+}
 static void affine_init(const cnf_tf *tf, double *th, gsl_rng *rng) {
   (void)rng;
   memset(th, 0, tf->P * sizeof(double));
@@ -115,7 +121,9 @@ static int affine_bwd(cnf_tf *tf, const double *th, size_t B, const double *x, c
 /* ---- elementwise affine (and actnorm): z = exp(s) x + b ---------------------
  * theta = s (D), b (D); ld = sum s; gx = a exp(s), ds = a x exp(s) + c,
  * db = a. */
-static size_t elem_np(const cnf_tf_config *c) { return 2 * c->dim; }
+static size_t elem_np(const cnf_tf_config *c) {
+  return 2 * c->dim;
+}
 static void zero_init(const cnf_tf *tf, double *th, gsl_rng *rng) {
   (void)rng;
   memset(th, 0, tf->P * sizeof(double));
@@ -171,8 +179,7 @@ static int sas_ld(const double *th, size_t D, const double *x, double *ld) {
   *ld = s;
   return 0;
 }
-static int sas_fwd(cnf_tf *tf, const double *th, size_t B, const double *x, double *z,
-                   double *ld) {
+static int sas_fwd(cnf_tf *tf, const double *th, size_t B, const double *x, double *z, double *ld) {
   const size_t D = tf->cfg.dim;
   for (size_t r = 0; r < B; r++) {
     for (size_t i = 0; i < D; i++)
@@ -181,8 +188,7 @@ static int sas_fwd(cnf_tf *tf, const double *th, size_t B, const double *x, doub
   }
   return 0;
 }
-static int sas_inv(cnf_tf *tf, const double *th, size_t B, const double *z, double *x,
-                   double *ld) {
+static int sas_inv(cnf_tf *tf, const double *th, size_t B, const double *z, double *x, double *ld) {
   const size_t D = tf->cfg.dim;
   for (size_t r = 0; r < B; r++) {
     for (size_t i = 0; i < D; i++)
@@ -218,13 +224,16 @@ static int sas_bwd(cnf_tf *tf, const double *th, size_t B, const double *x, cons
  *   du = g + (g . w) (sk - 1) / |w|^2 w,
  *   dw += r g + (g . w) ((sk - 1) u / |w|^2 - 2 (m - k) w / |w|^4).
  * theta = u (D), w (D), b. */
-static size_t planar_np(const cnf_tf_config *c) { return 2 * c->dim + 1; }
+static size_t planar_np(const cnf_tf_config *c) {
+  return 2 * c->dim + 1;
+}
 /* w random, u = log(e - 1) w / |w|^2 plus a little noise: then m(w . u) = 0,
  * uh is (nearly) 0 and the layer starts at the identity */
 static void planar_init(const cnf_tf *tf, double *th, gsl_rng *rng) {
   const size_t D = tf->cfg.dim;
   double nw = 0.0;
-  for (size_t i = 0; i < D; i++) th[D + i] = 2.0 * gsl_rng_uniform(rng) - 1.0, nw += th[D + i] * th[D + i];
+  for (size_t i = 0; i < D; i++)
+    th[D + i] = 2.0 * gsl_rng_uniform(rng) - 1.0, nw += th[D + i] * th[D + i];
   for (size_t i = 0; i < D; i++)
     th[i] = 0.54132485461291810 * th[D + i] / nw + 0.01 * (2.0 * gsl_rng_uniform(rng) - 1.0);
   th[2 * D] = 0.0;
@@ -267,8 +276,10 @@ static int planar_inv(cnf_tf *tf, const double *th, size_t B, const double *z, d
     int ok = 0;
     for (int it = 0; it < 200; it++) {
       double h = tanh(al + b), f = al + psi * h - t, fp = 1.0 + psi * (1.0 - h * h);
-      if (f > 0) hi = al;
-      else lo = al;
+      if (f > 0)
+        hi = al;
+      else
+        lo = al;
       double step = f / fp, nx = al - step;
       if (!(nx > lo && nx < hi)) nx = 0.5 * (lo + hi);
       if (fabs(nx - al) <= 1e-15 * (1.0 + fabs(al)) || hi - lo <= 1e-15 * (1.0 + fabs(al))) {
@@ -330,7 +341,9 @@ static int planar_bwd(cnf_tf *tf, const double *th, size_t B, const double *x, c
  *   dpa = (dalpha - dbeta) sigmoid(pa),  dpb = dbeta sigmoid(pb).
  * Inverse in closed form: |z - x0| = r A(r) is the quadratic
  * r^2 + (alpha + beta - rz) r - rz alpha = 0.  theta = x0 (D), pa, pb. */
-static size_t radial_np(const cnf_tf_config *c) { return c->dim + 2; }
+static size_t radial_np(const cnf_tf_config *c) {
+  return c->dim + 2;
+}
 static void radial_init(const cnf_tf *tf, double *th, gsl_rng *rng) {
   const size_t D = tf->cfg.dim;
   for (size_t i = 0; i < D; i++) th[i] = 2.0 * gsl_rng_uniform(rng) - 1.0;
@@ -414,7 +427,9 @@ static int radial_bwd(cnf_tf *tf, const double *th, size_t B, const double *x, c
  *   ds = (1 - m) (a x exp(s) + c),  dsr = ds (1 - tanh^2(sr / CLAMP)),
  *   dt = (1 - m) a,  gx = m (a + MLP^T(dsr, dt)) + (1 - m) a exp(s).
  * Additive: s = 0, t = MLP(m x), ld = 0. */
-static int additive(const cnf_tf *tf) { return tf->cfg.kind == CNF_TF_ADDITIVE; }
+static int additive(const cnf_tf *tf) {
+  return tf->cfg.kind == CNF_TF_ADDITIVE;
+}
 static size_t coupling_np(const cnf_tf_config *c) {
   size_t P = 0, w = c->dim;
   size_t out = c->kind == CNF_TF_ADDITIVE ? c->dim : 2 * c->dim;
@@ -549,10 +564,10 @@ static void made_masks(cnf_tf *tf) {
 static void made_s(const cnf_tf *tf, size_t B, double *s) {
   const size_t D = tf->cfg.dim;
   for (size_t r = 0; r < B; r++)
-    for (size_t i = 0; i < D; i++) s[r * D + i] = CLAMP * tanh(tf->net.out[r * 2 * D + D + i] / CLAMP);
+    for (size_t i = 0; i < D; i++)
+      s[r * D + i] = CLAMP * tanh(tf->net.out[r * 2 * D + D + i] / CLAMP);
 }
-static int maf_fwd(cnf_tf *tf, const double *th, size_t B, const double *x, double *z,
-                   double *ld) {
+static int maf_fwd(cnf_tf *tf, const double *th, size_t B, const double *x, double *z, double *ld) {
   const size_t D = tf->cfg.dim;
   double *s = tf->w[1];
   cnf__net_forward(&tf->net, th, B, x);
@@ -585,8 +600,7 @@ static void made_sequential(cnf_tf *tf, const double *th, size_t B, const double
     }
   }
 }
-static int maf_inv(cnf_tf *tf, const double *th, size_t B, const double *z, double *x,
-                   double *ld) {
+static int maf_inv(cnf_tf *tf, const double *th, size_t B, const double *z, double *x, double *ld) {
   made_sequential(tf, th, B, z, x, ld, +1);
   return 0;
 }
@@ -609,13 +623,11 @@ static int maf_bwd(cnf_tf *tf, const double *th, size_t B, const double *x, cons
   for (size_t i = 0; i < B * D; i++) gx[i] += gin[i];
   return 0;
 }
-static int iaf_fwd(cnf_tf *tf, const double *th, size_t B, const double *x, double *z,
-                   double *ld) {
+static int iaf_fwd(cnf_tf *tf, const double *th, size_t B, const double *x, double *z, double *ld) {
   made_sequential(tf, th, B, x, z, ld, -1);
   return 0;
 }
-static int iaf_inv(cnf_tf *tf, const double *th, size_t B, const double *z, double *x,
-                   double *ld) {
+static int iaf_inv(cnf_tf *tf, const double *th, size_t B, const double *z, double *x, double *ld) {
   const size_t D = tf->cfg.dim;
   double *s = tf->w[1];
   cnf__net_forward(&tf->net, th, B, z);
@@ -722,16 +734,14 @@ static size_t cnf_np(const cnf_tf_config *c) {
 static void cnf_init(const cnf_tf *tf, double *th, gsl_rng *rng) {
   cnf_mlp_init_params(&tf->mlp, gsl_rng_get(rng), th);
 }
-static int cnf_fwd(cnf_tf *tf, const double *th, size_t B, const double *x, double *z,
-                   double *ld) {
+static int cnf_fwd(cnf_tf *tf, const double *th, size_t B, const double *x, double *z, double *ld) {
   memcpy(z, x, B * tf->cfg.dim * sizeof(double));
   memset(ld, 0, B * sizeof(double));
   int rc = cnf_dyn_solve(tf->dyn, th, &tf->opt, 0.0, tf->T, B, tf->cfg.dim, NULL, z, ld, NULL);
   for (size_t r = 0; r < B; r++) ld[r] = -ld[r];
   return rc;
 }
-static int cnf_inv(cnf_tf *tf, const double *th, size_t B, const double *z, double *x,
-                   double *ld) {
+static int cnf_inv(cnf_tf *tf, const double *th, size_t B, const double *z, double *x, double *ld) {
   memcpy(x, z, B * tf->cfg.dim * sizeof(double));
   memset(ld, 0, B * sizeof(double));
   return cnf_dyn_solve(tf->dyn, th, &tf->opt, tf->T, 0.0, B, tf->cfg.dim, NULL, x, ld, NULL);
@@ -784,9 +794,9 @@ static const tf_ops OPS[CNF_TF_NKINDS] = {
     [CNF_TF_CNF] = {cnf_np, cnf_init, cnf_fwd, cnf_inv, cnf_bwd},
 };
 
-static const char *const NAMES[CNF_TF_NKINDS] = {
-    "affine", "elementwise", "actnorm", "sinharcsinh", "planar", "radial",
-    "coupling", "additive", "maf", "iaf", "permute", "cnf"};
+static const char *const NAMES[CNF_TF_NKINDS] = {"affine", "elementwise", "actnorm",  "sinharcsinh",
+                                                 "planar", "radial",      "coupling", "additive",
+                                                 "maf",    "iaf",         "permute",  "cnf"};
 
 const char *cnf_tf_kind_name(cnf_tf_kind k) {
   return (unsigned)k < CNF_TF_NKINDS ? NAMES[k] : NULL;
@@ -897,8 +907,12 @@ void cnf_tf_set_options(cnf_tf *tf, const cnf_options *opt) {
   tf->opt.trace = CNF_TRACE_EXACT;
 }
 
-const cnf_tf_config *cnf_tf_get_config(const cnf_tf *tf) { return &tf->cfg; }
-size_t cnf_tf_param_count(const cnf_tf *tf) { return tf->P; }
+const cnf_tf_config *cnf_tf_get_config(const cnf_tf *tf) {
+  return &tf->cfg;
+}
+size_t cnf_tf_param_count(const cnf_tf *tf) {
+  return tf->P;
+}
 
 void cnf_tf_init_params(const cnf_tf *tf, double *theta, uint64_t seed) {
   if (tf->P == 0) return;
@@ -912,10 +926,10 @@ void cnf_tf_init_params(const cnf_tf *tf, double *theta, uint64_t seed) {
   gsl_rng_free(rng);
 }
 
-#define CHECK_ARGS(tf, B, in, out)                                                     \
-  do {                                                                                 \
-    if ((tf) == NULL) return CNF_EINVAL;                                               \
-    if (((in) == NULL || (out) == NULL) && (B) > 0)                                    \
+#define CHECK_ARGS(tf, B, in, out)                                                            \
+  do {                                                                                        \
+    if ((tf) == NULL) return CNF_EINVAL;                                                      \
+    if (((in) == NULL || (out) == NULL) && (B) > 0)                                           \
       return CNF_ERROR((tf)->ctx, CNF_EINVAL, "layer %s: NULL array", NAMES[(tf)->cfg.kind]); \
   } while (0)
 
@@ -925,8 +939,7 @@ int cnf_tf_forward(cnf_tf *tf, const double *theta, size_t B, const double *x, d
   const size_t D = tf->cfg.dim;
   for (size_t r = 0; r < B; r += CNF_TF_CHUNK) {
     size_t nb = B - r < CNF_TF_CHUNK ? B - r : CNF_TF_CHUNK;
-    int rc = tf->ops->forward(tf, theta, nb, x + r * D, z + r * D,
-                              logdet ? logdet + r : tf->ldbuf);
+    int rc = tf->ops->forward(tf, theta, nb, x + r * D, z + r * D, logdet ? logdet + r : tf->ldbuf);
     if (rc != 0) return rc;
   }
   return 0;
@@ -938,8 +951,7 @@ int cnf_tf_inverse(cnf_tf *tf, const double *theta, size_t B, const double *z, d
   const size_t D = tf->cfg.dim;
   for (size_t r = 0; r < B; r += CNF_TF_CHUNK) {
     size_t nb = B - r < CNF_TF_CHUNK ? B - r : CNF_TF_CHUNK;
-    int rc = tf->ops->inverse(tf, theta, nb, z + r * D, x + r * D,
-                              logdet ? logdet + r : tf->ldbuf);
+    int rc = tf->ops->inverse(tf, theta, nb, z + r * D, x + r * D, logdet ? logdet + r : tf->ldbuf);
     if (rc != 0) return rc;
   }
   return 0;
@@ -951,9 +963,9 @@ int cnf_tf_backward(cnf_tf *tf, const double *theta, size_t B, const double *x, 
   const size_t D = tf->cfg.dim;
   for (size_t r = 0; r < B; r += CNF_TF_CHUNK) {
     size_t nb = B - r < CNF_TF_CHUNK ? B - r : CNF_TF_CHUNK;
-    int rc = tf->ops->backward(tf, theta, nb, x + r * D, a ? a + r * D : tf->zero,
-                               c ? c + r : tf->zero, gx ? gx + r * D : tf->gxbuf,
-                               gth ? gth : tf->gthbuf);
+    int rc =
+        tf->ops->backward(tf, theta, nb, x + r * D, a ? a + r * D : tf->zero, c ? c + r : tf->zero,
+                          gx ? gx + r * D : tf->gxbuf, gth ? gth : tf->gthbuf);
     if (rc != 0) return rc;
   }
   return 0;

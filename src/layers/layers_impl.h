@@ -20,12 +20,12 @@ typedef struct cnf__net {
   size_t w[CNF_MAX_HIDDEN + 2];   /* widths: w[0] = in, w[nl] = out */
   size_t off[CNF_MAX_HIDDEN + 2]; /* offset of layer l's W in theta */
   size_t P, maxw;
-  double *mask;                   /* (sum of W sizes) 0/1, or NULL */
-  double *weff;                   /* masked weights of the last forward */
-  double *act;                    /* hidden activations (CHUNK, w[l]) per l */
+  double *mask; /* (sum of W sizes) 0/1, or NULL */
+  double *weff; /* masked weights of the last forward */
+  double *act;  /* hidden activations (CHUNK, w[l]) per l */
   size_t act_off[CNF_MAX_HIDDEN + 2];
-  double *out;                    /* (CHUNK, out) */
-  double *g1, *g2;                /* (CHUNK, maxw) reverse-sweep buffers */
+  double *out;     /* (CHUNK, out) */
+  double *g1, *g2; /* (CHUNK, maxw) reverse-sweep buffers */
 } cnf__net;
 
 /* Size the network and its workspaces; mask: 1 to allocate masks (all 1),
@@ -51,16 +51,16 @@ struct cnf_tf {
   cnf_tf_config cfg;
   const tf_ops *ops;
   size_t P;
-  cnf__net net;     /* conditioned kinds */
+  cnf__net net; /* conditioned kinds */
   int has_net;
-  double *mask;     /* coupling: (D) 1 where the coordinate passes unchanged */
-  size_t *perm;     /* permute: (D) */
-  double *w[6];     /* (CHUNK, 2 D) scratch */
-  double *zero;     /* (CHUNK, D) zeros: seeds given as NULL */
-  double *ldbuf;    /* (CHUNK) */
-  double *gxbuf;    /* (CHUNK, D) */
-  double *gthbuf;   /* (P) parameter gradients nobody asked for */
-  cnf_dyn *dyn;     /* cnf: the MLP field */
+  double *mask;   /* coupling: (D) 1 where the coordinate passes unchanged */
+  size_t *perm;   /* permute: (D) */
+  double *w[6];   /* (CHUNK, 2 D) scratch */
+  double *zero;   /* (CHUNK, D) zeros: seeds given as NULL */
+  double *ldbuf;  /* (CHUNK) */
+  double *gxbuf;  /* (CHUNK, D) */
+  double *gthbuf; /* (P) parameter gradients nobody asked for */
+  cnf_dyn *dyn;   /* cnf: the MLP field */
   cnf_mlp_config mlp;
   cnf_options opt;
   double T;

@@ -39,7 +39,8 @@ int cnf__net_init(cnf__net *n, cnf_ctx *ctx, size_t in, size_t n_hidden, const s
   if (mask) {
     n->mask = cnf__dalloc(ctx, nw);
     n->weff = cnf__dalloc(ctx, nw);
-    if (n->mask) for (size_t i = 0; i < nw; i++) n->mask[i] = 1.0;
+    if (n->mask)
+      for (size_t i = 0; i < nw; i++) n->mask[i] = 1.0;
   }
   if (!n->act || !n->out || !n->g1 || !n->g2 || (mask && (!n->mask || !n->weff))) {
     cnf__net_free(n);
@@ -61,7 +62,9 @@ static size_t wpos(const cnf__net *n, size_t l) {
   return p;
 }
 
-double *cnf__net_mask(cnf__net *n, size_t l) { return n->mask + wpos(n, l); }
+double *cnf__net_mask(cnf__net *n, size_t l) {
+  return n->mask + wpos(n, l);
+}
 
 void cnf__net_init_params(const cnf__net *n, double *theta, gsl_rng *rng, double last_scale) {
   for (size_t l = 0; l < n->nl; l++) {
@@ -92,8 +95,8 @@ void cnf__net_forward(cnf__net *n, const double *theta, size_t B, const double *
     const double *h = layer_in(n, l, x);
     double *u = l + 1 == n->nl ? n->out : n->act + n->act_off[l + 1];
     for (size_t r = 0; r < B; r++) memcpy(u + r * out, b, out * sizeof(double));
-    cblas_dgemm(CblasRowMajor, CblasNoTrans, CblasTrans, (int)B, (int)out, (int)in, 1.0, h,
-                (int)in, W, (int)in, 1.0, u, (int)out);
+    cblas_dgemm(CblasRowMajor, CblasNoTrans, CblasTrans, (int)B, (int)out, (int)in, 1.0, h, (int)in,
+                W, (int)in, 1.0, u, (int)out);
     if (l + 1 < n->nl)
       for (size_t i = 0; i < B * out; i++) u[i] = tanh(u[i]);
   }

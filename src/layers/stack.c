@@ -8,10 +8,9 @@
  * one reverse sweep through the layers with seeds a = z / B, c = -1 / B,
  * each layer's input gradient the next seed a.  Everything runs in chunks
  * of CNF_TF_CHUNK rows through workspaces sized at creation. */
+#include <gsl/gsl_randist.h>
 #include <math.h>
 #include <string.h>
-
-#include <gsl/gsl_randist.h>
 
 #include "stack_impl.h"
 
@@ -81,10 +80,12 @@ void cnf_stack_free(cnf_stack *s) {
   cnf__free(s);
 }
 
-static const char *const PRESETS[] = {"realnvp", "nice",   "maf",    "iaf",        "planar",
-                                       "radial",  "affine", "elementwise", NULL};
+static const char *const PRESETS[] = {"realnvp", "nice",   "maf",         "iaf", "planar",
+                                      "radial",  "affine", "elementwise", NULL};
 
-const char *const *cnf_stack_preset_names(void) { return PRESETS; }
+const char *const *cnf_stack_preset_names(void) {
+  return PRESETS;
+}
 
 int cnf_stack_preset(cnf_stack **out, cnf_ctx *ctx, const char *name, size_t D, size_t blocks,
                      size_t n_hidden, const size_t *hidden, uint64_t seed) {
@@ -95,8 +96,7 @@ int cnf_stack_preset(cnf_stack **out, cnf_ctx *ctx, const char *name, size_t D, 
                      CNF_MAX_HIDDEN);
   int k = 0;
   while (PRESETS[k] != NULL && strcmp(PRESETS[k], name) != 0) k++;
-  if (PRESETS[k] == NULL)
-    return CNF_ERROR(ctx, CNF_EINVAL, "stack: unknown flow '%s'", name);
+  if (PRESETS[k] == NULL) return CNF_ERROR(ctx, CNF_EINVAL, "stack: unknown flow '%s'", name);
   cnf_tf_config *c = cnf__calloc(2 * blocks + 1, sizeof *c);
   if (c == NULL) return CNF_ERROR(ctx, CNF_ENOMEM, "stack: out of memory");
   size_t L = 0;
@@ -109,14 +109,30 @@ int cnf_stack_preset(cnf_stack **out, cnf_ctx *ctx, const char *name, size_t D, 
     cnf_tf_config second = base;
     int two = 1;
     switch (k) {
-      case 0: base.kind = CNF_TF_COUPLING, base.arg = b % 2, second.kind = CNF_TF_ACTNORM; break;
-      case 1: base.kind = CNF_TF_ADDITIVE, base.arg = b % 2, two = 0; break;
-      case 2: base.kind = CNF_TF_MAF, second.kind = CNF_TF_PERMUTE; break;
-      case 3: base.kind = CNF_TF_IAF, second.kind = CNF_TF_PERMUTE; break;
-      case 4: base.kind = CNF_TF_PLANAR, two = 0; break;
-      case 5: base.kind = CNF_TF_RADIAL, two = 0; break;
-      case 6: base.kind = CNF_TF_AFFINE, two = 0; break;
-      default: base.kind = CNF_TF_ELEMENTWISE, second.kind = CNF_TF_SINHARCSINH; break;
+      case 0:
+        base.kind = CNF_TF_COUPLING, base.arg = b % 2, second.kind = CNF_TF_ACTNORM;
+        break;
+      case 1:
+        base.kind = CNF_TF_ADDITIVE, base.arg = b % 2, two = 0;
+        break;
+      case 2:
+        base.kind = CNF_TF_MAF, second.kind = CNF_TF_PERMUTE;
+        break;
+      case 3:
+        base.kind = CNF_TF_IAF, second.kind = CNF_TF_PERMUTE;
+        break;
+      case 4:
+        base.kind = CNF_TF_PLANAR, two = 0;
+        break;
+      case 5:
+        base.kind = CNF_TF_RADIAL, two = 0;
+        break;
+      case 6:
+        base.kind = CNF_TF_AFFINE, two = 0;
+        break;
+      default:
+        base.kind = CNF_TF_ELEMENTWISE, second.kind = CNF_TF_SINHARCSINH;
+        break;
     }
     c[L++] = base;
     if (two) c[L++] = second;
@@ -130,13 +146,27 @@ int cnf_stack_preset(cnf_stack **out, cnf_ctx *ctx, const char *name, size_t D, 
   return rc;
 }
 
-const char *cnf_stack_name(const cnf_stack *s) { return s->name; }
-size_t cnf_stack_dim(const cnf_stack *s) { return s->D; }
-size_t cnf_stack_layers(const cnf_stack *s) { return s->L; }
-const cnf_tf *cnf_stack_layer(const cnf_stack *s, size_t l) { return l < s->L ? s->tf[l] : NULL; }
-size_t cnf_stack_param_count(const cnf_stack *s) { return s->P; }
-double *cnf_stack_params(cnf_stack *s) { return s->theta; }
-long cnf_stack_train_updates(const cnf_stack *s) { return s->updates; }
+const char *cnf_stack_name(const cnf_stack *s) {
+  return s->name;
+}
+size_t cnf_stack_dim(const cnf_stack *s) {
+  return s->D;
+}
+size_t cnf_stack_layers(const cnf_stack *s) {
+  return s->L;
+}
+const cnf_tf *cnf_stack_layer(const cnf_stack *s, size_t l) {
+  return l < s->L ? s->tf[l] : NULL;
+}
+size_t cnf_stack_param_count(const cnf_stack *s) {
+  return s->P;
+}
+double *cnf_stack_params(cnf_stack *s) {
+  return s->theta;
+}
+long cnf_stack_train_updates(const cnf_stack *s) {
+  return s->updates;
+}
 
 int cnf_stack_set_standardization(cnf_stack *s, const double *shift, const double *scale) {
   if (s == NULL) return CNF_EINVAL;
@@ -176,7 +206,9 @@ void cnf_stack_set_options(cnf_stack *s, const cnf_options *opt) {
   for (size_t l = 0; s != NULL && l < s->L; l++) cnf_tf_set_options(s->tf[l], opt);
 }
 
-void cnf_stack_seed(cnf_stack *s, uint64_t seed) { gsl_rng_set(s->rng, cnf__seed32(seed ^ 0x5eedULL)); }
+void cnf_stack_seed(cnf_stack *s, uint64_t seed) {
+  gsl_rng_set(s->rng, cnf__seed32(seed ^ 0x5eedULL));
+}
 
 /* -sum log scale, the standardization's log-det */
 static double std_logdet(const cnf_stack *s) {

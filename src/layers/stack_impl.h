@@ -8,18 +8,18 @@ struct cnf_stack {
   cnf_ctx *ctx;
   char name[32];
   size_t D, L, P;
-  cnf_tf **tf;       /* (L) */
-  size_t *off;       /* (L + 1) offsets of each layer's parameters */
-  double *theta;     /* (P) */
+  cnf_tf **tf;           /* (L) */
+  size_t *off;           /* (L + 1) offsets of each layer's parameters */
+  double *theta;         /* (P) */
   double *shift, *scale; /* (D) each, or NULL: standardization */
-  gsl_rng *rng;      /* base samples */
+  gsl_rng *rng;          /* base samples */
   /* Adam (cnf_stack_train_step): moments, gradient, update count */
   double *m, *v, *grad; /* (P) each; m, v NULL until the first step */
   long updates;
   /* workspaces of CNF_TF_CHUNK rows */
-  double *h;         /* (L + 1, CHUNK, D) activations between layers */
-  double *ld, *c;    /* (CHUNK) */
-  double *ga, *gb;   /* (CHUNK, D) */
+  double *h;       /* (L + 1, CHUNK, D) activations between layers */
+  double *ld, *c;  /* (CHUNK) */
+  double *ga, *gb; /* (CHUNK, D) */
 };
 
 /* A stack with allocated, uninitialised parameters (load and create). */

@@ -187,8 +187,8 @@ int cnf_stack_load(cnf_stack **out, cnf_ctx *ctx, const char *path) {
     goto cleanup;
   }
   if (ver > 1) {
-    rc = CNF_ERROR(ctx, CNF_EVERSION, "%s: model file version %zu, this cnf reads version 1 or older",
-                   path, ver);
+    rc = CNF_ERROR(ctx, CNF_EVERSION,
+                   "%s: model file version %zu, this cnf reads version 1 or older", path, ver);
     goto cleanup;
   }
   while ((tok = strtok_r(NULL, " ", &save)) != NULL) {
@@ -200,13 +200,20 @@ int cnf_stack_load(cnf_stack **out, cnf_ctx *ctx, const char *path) {
     *eq = '\0';
     const char *k = tok, *v = eq + 1;
     int bad = 0, bit = 0;
-    if (strcmp(k, "flow") == 0) bad = snprintf(name, sizeof name, "%s", v) >= (int)sizeof name, bit = 1;
-    else if (strcmp(k, "dim") == 0) bad = parse_size(v, &D) || D == 0 || D > 100000, bit = 2;
-    else if (strcmp(k, "layers") == 0) bad = snprintf(spec, sizeof spec, "%s", v) >= (int)sizeof spec, bit = 4;
-    else if (strcmp(k, "params") == 0) bad = parse_size(v, &P), bit = 8;
-    else if (strcmp(k, "std") == 0) bad = strcmp(v, "1") != 0, have_std = 1, bit = 16;
-    else if (strcmp(k, "train") == 0) bad = strcmp(v, "1") != 0, have_train = 1, bit = 32;
-    else if (strcmp(k, "updates") == 0) bad = parse_size(v, &upd) || upd > 1000000000000UL, bit = 128;
+    if (strcmp(k, "flow") == 0)
+      bad = snprintf(name, sizeof name, "%s", v) >= (int)sizeof name, bit = 1;
+    else if (strcmp(k, "dim") == 0)
+      bad = parse_size(v, &D) || D == 0 || D > 100000, bit = 2;
+    else if (strcmp(k, "layers") == 0)
+      bad = snprintf(spec, sizeof spec, "%s", v) >= (int)sizeof spec, bit = 4;
+    else if (strcmp(k, "params") == 0)
+      bad = parse_size(v, &P), bit = 8;
+    else if (strcmp(k, "std") == 0)
+      bad = strcmp(v, "1") != 0, have_std = 1, bit = 16;
+    else if (strcmp(k, "train") == 0)
+      bad = strcmp(v, "1") != 0, have_train = 1, bit = 32;
+    else if (strcmp(k, "updates") == 0)
+      bad = parse_size(v, &upd) || upd > 1000000000000UL, bit = 128;
     else if (strcmp(k, "crc32") == 0) {
       bad = strlen(v) != 8 || strspn(v, "0123456789abcdef") != 8;
       crc_file = bad ? 0 : strtoul(v, NULL, 16);
@@ -225,7 +232,8 @@ int cnf_stack_load(cnf_stack **out, cnf_ctx *ctx, const char *path) {
   if ((seen & 79) != 79 || have_train != ((seen & 128) != 0)) {
     rc = CNF_ERROR(ctx, CNF_ECORRUPT,
                    "%s: header lacks a field (flow, dim, layers, params, crc32; train=1 with "
-                   "updates)", path);
+                   "updates)",
+                   path);
     goto cleanup;
   }
   if (parse_layers(spec, D, &cfgs, &L) != 0) {
@@ -244,12 +252,17 @@ int cnf_stack_load(cnf_stack **out, cnf_ctx *ctx, const char *path) {
   }
   const size_t n = P + (have_std ? 2 * D : 0) + (have_train ? 2 * P : 0);
   long here = ftell(fp);
-  if (here < 0 || fseek(fp, 0, SEEK_END) != 0) CNF_TRY(CNF_ERROR(ctx, CNF_EIO, "%s: cannot seek", path));
+  if (here < 0 || fseek(fp, 0, SEEK_END) != 0)
+    CNF_TRY(CNF_ERROR(ctx, CNF_EIO, "%s: cannot seek", path));
   long size = ftell(fp);
-  if (size < 0 || fseek(fp, here, SEEK_SET) != 0) CNF_TRY(CNF_ERROR(ctx, CNF_EIO, "%s: cannot seek", path));
+  if (size < 0 || fseek(fp, here, SEEK_SET) != 0)
+    CNF_TRY(CNF_ERROR(ctx, CNF_EIO, "%s: cannot seek", path));
   if ((unsigned long)(size - here) != n * sizeof(double)) {
-    rc = CNF_ERROR(ctx, CNF_ECORRUPT, "%s: %s: the header describes %zu bytes of data, the file holds %ld",
-                   path, (unsigned long)(size - here) < n * sizeof(double) ? "truncated" : "unexpected bytes after the data",
+    rc = CNF_ERROR(ctx, CNF_ECORRUPT,
+                   "%s: %s: the header describes %zu bytes of data, the file holds %ld", path,
+                   (unsigned long)(size - here) < n * sizeof(double)
+                       ? "truncated"
+                       : "unexpected bytes after the data",
                    n * sizeof(double), size - here);
     goto cleanup;
   }

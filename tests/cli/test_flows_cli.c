@@ -25,8 +25,8 @@ static double value_of(const char *name) {
 /* every flow: init, sample, logp of the samples = sample's logp, eval =
  * -mean logp, plot */
 static void test_every_flow(void) {
-  const char *flows[] = {"realnvp", "nice", "maf", "iaf", "planar", "radial", "affine",
-                         "elementwise"};
+  const char *flows[] = {"realnvp", "nice",   "maf",    "iaf",
+                         "planar",  "radial", "affine", "elementwise"};
   for (size_t k = 0; k < sizeof flows / sizeof flows[0]; k++) {
     const char *m = P("m.cnf"), *s = P("s.csv"), *l = P("l.csv"), *png = P("p.png");
     int rc = CNF("init", "--flow", flows[k], "--dim", "2", "--hidden", "8-8", "--blocks", "2",

@@ -10,12 +10,11 @@
  * The difference step h = 1e-5 leaves a truncation error of order h^2 times
  * third derivatives of size ~1 (1e-10) and a rounding error of order
  * 1e-16 / h (1e-11), so the bars are 1e-7 relative plus 1e-7 absolute. */
+#include <gsl/gsl_linalg.h>
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-
-#include <gsl/gsl_linalg.h>
 
 #include "cnf_layers.h"
 #include "test_util.h"
@@ -108,7 +107,8 @@ static void test_logdet(void) {
     double z[NB * 8], ld[NB], ref[NB];
     CU_ASSERT_EQUAL(cnf_tf_forward(f.tf, f.theta, NB, f.x, z, ld), 0);
     for (size_t b = 0; b < NB; b++) ref[b] = fd_logdet(&f, f.x + b * f.D);
-    CHECK_CLOSE(ld, ref, NB, 1e-7, 1e-7, label(&CASES[k], "logdet vs FD Jacobian", buf, sizeof buf));
+    CHECK_CLOSE(ld, ref, NB, 1e-7, 1e-7,
+                label(&CASES[k], "logdet vs FD Jacobian", buf, sizeof buf));
     teardown(&f);
   }
 }
@@ -121,7 +121,8 @@ static void test_inverse(void) {
     double z[NB * 8], xr[NB * 8], ld[NB], ldi[NB];
     CU_ASSERT_EQUAL(cnf_tf_forward(f.tf, f.theta, NB, f.x, z, ld), 0);
     CU_ASSERT_EQUAL(cnf_tf_inverse(f.tf, f.theta, NB, z, xr, ldi), 0);
-    CHECK_CLOSE(xr, f.x, NB * f.D, 0, 1e-10, label(&CASES[k], "inverse(forward(x))", buf, sizeof buf));
+    CHECK_CLOSE(xr, f.x, NB * f.D, 0, 1e-10,
+                label(&CASES[k], "inverse(forward(x))", buf, sizeof buf));
     CHECK_CLOSE(ldi, ld, NB, 0, 1e-10, label(&CASES[k], "inverse's logdet", buf, sizeof buf));
     teardown(&f);
   }

@@ -20,9 +20,9 @@
 #include "test_util.h"
 
 static cnf_stack *every_kind(cnf_ctx *ctx, size_t D, uint64_t seed) {
-  const cnf_tf_kind kinds[] = {CNF_TF_AFFINE,   CNF_TF_ACTNORM,  CNF_TF_SINHARCSINH, CNF_TF_PLANAR,
-                               CNF_TF_RADIAL,   CNF_TF_COUPLING, CNF_TF_ADDITIVE,    CNF_TF_MAF,
-                               CNF_TF_PERMUTE,  CNF_TF_IAF,      CNF_TF_ELEMENTWISE};
+  const cnf_tf_kind kinds[] = {CNF_TF_AFFINE,  CNF_TF_ACTNORM,  CNF_TF_SINHARCSINH, CNF_TF_PLANAR,
+                               CNF_TF_RADIAL,  CNF_TF_COUPLING, CNF_TF_ADDITIVE,    CNF_TF_MAF,
+                               CNF_TF_PERMUTE, CNF_TF_IAF,      CNF_TF_ELEMENTWISE};
   const size_t L = sizeof kinds / sizeof kinds[0];
   cnf_tf_config c[16];
   memset(c, 0, sizeof c);
@@ -296,7 +296,8 @@ static void test_mixed_cnf(void) {
   cnf_ctx_free(ctx);
 }
 
-const test_entry stack_tests[] = {{"a continuous block among discrete layers", test_mixed_cnf},{"loss gradient against differences", test_loss_grad},
+const test_entry stack_tests[] = {{"a continuous block among discrete layers", test_mixed_cnf},
+                                  {"loss gradient against differences", test_loss_grad},
                                   {"decode, sample and density agree", test_sample_decode},
                                   {"model files", test_model_file},
                                   {"trained 2-D flows integrate to 1", test_normalisation},
