@@ -139,20 +139,8 @@ int cnf_plot_density(cnf_flow *f, const cnf_options *opt, double L, size_t G,
   cnf_options o = *opt;
   if (o.batch == 0 || o.batch > 4096) o.batch = 4096;
   CNF_TRY(cnf_flow_logp(f, &o, G * G, x, lp, NULL));
-  double mx = -INFINITY;
-  for (size_t i = 0; i < G * G; i++) mx = fmax(mx, lp[i]);
   CNF_TRY(image_new(ctx, &im, G, G));
-  for (size_t i = 0; i < G * G; i++) {
-    unsigned char c[3];
-    viridis(exp(lp[i] - mx), c);
-    memcpy(im.rgb + 3 * i, c, 3);
-  }
-  const unsigned char white[3] = {255, 255, 255};
-  for (size_t i = 0; data != NULL && i < n; i++) {
-    long px = lround((data[2 * i] + L) / (2 * L) * (double)G - 0.5);
-    long py = lround((L - data[2 * i + 1]) / (2 * L) * (double)G - 0.5);
-    put(&im, px, py, white, 0.6);
-  }
+  draw_panel(&im, 0, G, lp, L, data, n);
   rc = write_png(ctx, &im, path);
 cleanup:
   cnf__free(x);
