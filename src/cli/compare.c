@@ -243,7 +243,7 @@ int cnf__cli_compare(int argc, char **argv, size_t threads) {
   status = cnf__cli_load_data(cmd, a->data, 20000, a->seed ^ 0x5eedULL, &data, &N, &D, &toy);
   if (status != CNF_CLI_OK) goto cleanup;
   if (c.test != NULL) {
-    status = cnf__cli_load_data(cmd, c.test, 0, 0, &test, &NT, &Dt, &toy2);
+    status = cnf__cli_load_data(cmd, c.test, c.ntest, a->seed ^ 0x7e57ULL, &test, &NT, &Dt, &toy2);
     if (status != CNF_CLI_OK) goto cleanup;
     if (Dt != D) {
       cnf__cli_error(cmd, "--test %s has %zu columns, the training data %zu", c.test, Dt, D);
