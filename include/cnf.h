@@ -245,6 +245,13 @@ int cnf_flow_set_standardization(cnf_flow *flow, const double *shift,
 int cnf_flow_standardization(const cnf_flow *flow, double *shift,
                              double *scale);
 
+/* Split every network evaluation of the flow over n threads (1..64; 1,
+ * the default, is serial): see cnf_dyn_mlp_set_threads.  Densities,
+ * samples and z-gradients do not depend on n; the parameter gradient
+ * changes in its last bits with n, and is reproducible for a given n.
+ * Keep OpenBLAS single-threaded meanwhile (OPENBLAS_NUM_THREADS=1). */
+int cnf_flow_set_threads(cnf_flow *flow, size_t n);
+
 /* Seed the flow's random generator (GSL mt19937), which draws Hutchinson
  * probes (once per solve, held fixed during it) and base samples. */
 void cnf_flow_seed(cnf_flow *flow, uint64_t seed);

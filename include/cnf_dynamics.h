@@ -91,6 +91,18 @@ const char *cnf_dyn_name(const cnf_dyn *dyn);
 /* The MLP of cnf.h.  theta layout: for each layer W (out, in), b (out),
  * then wb, wg, bg (out each) for concatsquash or wt (out) for concat. */
 int cnf_dyn_mlp_create(cnf_dyn **out, cnf_ctx *ctx, const cnf_mlp_config *cfg);
+/* Split the MLP's batch over n threads (1..64; 1, the default, runs
+ * serially): each op runs the rows of thread t, [t B / n, (t + 1) B / n),
+ * on a workspace of its own, and the parameter gradient adds the threads'
+ * partial sums in thread order, so a given n gives the same bits every run
+ * (different n may differ in the last bits of the parameter gradient).
+ * Batches of fewer than 512 n stacked rows (B (1 + K)) stay serial.  The
+ * n - 1 worker threads live with the field and sleep between calls; one
+ * field must not be used from two threads at once.  OpenBLAS should be
+ * single-threaded meanwhile (OPENBLAS_NUM_THREADS=1). */
+int cnf_dyn_mlp_set_threads(cnf_dyn *dyn, size_t n);
+size_t cnf_dyn_mlp_threads(const cnf_dyn *dyn);
+
 /* Fill theta (P) with the seeded nn.Linear-style initialisation. */
 int cnf_mlp_init_params(const cnf_mlp_config *cfg, uint64_t seed,
                         double *theta);
@@ -150,7 +162,8 @@ int cnf_dyn_solve(cnf_dyn *dyn, const double *theta, const cnf_options *opt,
  * state), in ONE integration: z_out (m, B, D) and delta_out (m, B), either
  * may be NULL, receive the state at each tout[k] from CVODE's dense output,
  * and z, delta end at tout[m-1].  The density along a trajectory follows:
- * log p_t(z(t)) = log p_0(z(t0)) - (delta(t) - delta(t0)). */
+ * log p_t(z(t)) = log p_0(z(t0)) + (delta(t) - delta(t0)), since
+ * dDelta/dt = -div f. */
 int cnf_dyn_solve_times(cnf_dyn *dyn, const double *theta,
                         const cnf_options *opt, double t0, size_t m,
                         const double *tout, size_t B, size_t K,

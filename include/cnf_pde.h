@@ -9,6 +9,7 @@
  * P1a  v = A x (use cnf_dyn_linear_create with theta = [A, 0]).
  * P2   heat equation dp/dt = D lap p from a 4-component Gaussian mixture.
  * P3   Ornstein-Uhlenbeck Fokker-Planck, drift -A (x - b), diffusion I.
+ * P4   double-well Langevin, separable, against a 1-D finite-volume solve.
  *
  * Functions return 0 or a negative CNF_E* code (recorded in ctx when one is
  * given).  Objects are not thread-safe (they own workspaces). */
@@ -98,6 +99,83 @@ double cnf_pde_ou_div(const cnf_pde_ou *ou, double t);
 /* log N(x; m_t, Sigma_t) (B). */
 int cnf_pde_ou_logp(cnf_pde_ou *ou, double t, size_t B, const double *x,
                     double *logp);
+/* x (B, d): B samples of p_t = N(m_t, Sigma_t) from a seeded stream. */
+int cnf_pde_ou_sample(cnf_pde_ou *ou, double t, uint64_t seed, size_t B, double *x);
+
+/* ---- P4: double-well Langevin ------------------------------------------------
+ * dY = -V'(Y) dt + sqrt(2 Dc) dW, V(y) = sum_i (y_i^4/4 - 2 y_i^2) (wells at
+ * +-2, barrier 4), Y0 ~ N(0.5 1, 0.3^2 I), and X = Q Y for an optional
+ * orthogonal Q (a dense Jacobian).  The problem separates:
+ * p_t(x) = prod_i p1(y_i, t), y = Q^T x, with p1 from a 1-D finite-volume
+ * solve (Scharfetter-Gummel flux, implicit Euler), Richardson-extrapolated
+ * in the step and the grid to O(h^4) (src/pde/dw.c states the scheme).
+ * Stationary: p_inf(x) = prod_i exp(-V(y_i)/Dc) / Z1. */
+
+/* The base 1-D solver: p (N+1) holds p(y_i) at nodes y_i = -L + 2 L i / N
+ * and is advanced in place over time T by `steps` implicit Euler steps of
+ * dp/dt = d/dy (V' p) + Dc d2p/dy2 with zero flux at +-L.  The mass
+ * (2L/N) sum_i p_i is conserved to round-off, positivity is kept, and
+ * exp(-V(y_i)/Dc) is an exact stationary state.  N >= 4. */
+int cnf_pde_fp1d_solve(cnf_ctx *ctx, double Dc, double L, size_t N, double T, size_t steps,
+                       double *p);
+/* log Z1 = log int exp(-V(y)/Dc) dy (GSL quadrature over the line). */
+double cnf_pde_dw_logZ1(double Dc);
+/* log p0 of one coordinate: log N(y; 0.5, 0.3^2). */
+double cnf_pde_dw_p0_1d(double y);
+
+typedef struct cnf_pde_dw_config {
+  size_t d;         /* dimension */
+  double T;         /* the reference covers [0, T] (times beyond are clamped) */
+  double diffusion; /* Dc, 1; 0.1 <= Dc <= 100 */
+  double L;         /* the 1-D grid spans [-L, L], 5 */
+  size_t cells;     /* N, a multiple of 4, 1000 (h = 0.01): the reference's
+                       error is O(h^4) (the fine grid has 2N cells) */
+  const double *Q;  /* (d, d) orthogonal, copied; NULL: the identity */
+} cnf_pde_dw_config;
+
+void cnf_pde_dw_config_default(cnf_pde_dw_config *c, size_t d, double T);
+
+typedef struct cnf_pde_dw cnf_pde_dw;
+
+/* Solve the 1-D reference (at the default grid about 0.3 s for T = 1 and
+ * 1 s for T = 5; the time grows like cells^2). */
+int cnf_pde_dw_create(cnf_pde_dw **out, cnf_ctx *ctx, const cnf_pde_dw_config *cfg);
+void cnf_pde_dw_free(cnf_pde_dw *dw);
+size_t cnf_pde_dw_dim(const cnf_pde_dw *dw);
+double cnf_pde_dw_diffusion(const cnf_pde_dw *dw);
+double cnf_pde_dw_end_time(const cnf_pde_dw *dw);
+/* The probability-flow field v(x, t) = Q v1(Q^T x), v1_i = -V'(y_i)
+ * - Dc d/dy log p1(y_i, t), with exact f_div (sum_i v1'(y_i)) and jvp,
+ * P = 0.  It shares the reference's table (dw may be freed after). */
+int cnf_pde_dw_dyn(cnf_dyn **out, cnf_ctx *ctx, const cnf_pde_dw *dw);
+/* The 1-D reference at n points y: l = log p1(y, t), score = dl/dy,
+ * dscore = d2l/dy2 (any output may be NULL). */
+int cnf_pde_dw_eval1(cnf_pde_dw *dw, double t, size_t n, const double *y, double *l,
+                     double *score, double *dscore);
+/* log p_t(x) (B) from the reference; log p0 and log p_inf in closed form. */
+int cnf_pde_dw_logp(cnf_pde_dw *dw, double t, size_t B, const double *x, double *logp);
+int cnf_pde_dw_logp0(cnf_pde_dw *dw, size_t B, const double *x, double *logp);
+int cnf_pde_dw_logp_inf(cnf_pde_dw *dw, size_t B, const double *x, double *logp);
+/* x (B, d): B samples of p0 from a seeded stream. */
+int cnf_pde_dw_sample0(cnf_pde_dw *dw, uint64_t seed, size_t B, double *x);
+/* Euler-Maruyama: x (B, d) advanced in place from t0 to t1 by equal steps
+ * of at most dt, noise from a seeded stream. */
+int cnf_pde_dw_em(cnf_pde_dw *dw, uint64_t seed, double t0, double t1, double dt, size_t B,
+                  double *x);
+/* Mass of one coordinate in the left well, int_{-inf}^0 p1(y, t) dy
+ * (Simpson on the grid); the right well holds the rest. */
+double cnf_pde_dw_mass_left(cnf_pde_dw *dw, double t);
+/* KL(p_t || p_inf) = d int p1 log(p1 / p1_inf) dy. */
+double cnf_pde_dw_kl_inf(cnf_pde_dw *dw, double t);
+/* The 1-D W2 distance of each marginal y_i of the samples x (B, d),
+ * y = Q^T x, from p1(., t) (sorted samples against the reference's
+ * quantiles at (k + 1/2)/B), averaged over i. */
+int cnf_pde_dw_w2_marginals(cnf_ctx *ctx, cnf_pde_dw *dw, double t, size_t B, const double *x,
+                            double *w2);
+
+/* Q (d, d): a random orthogonal matrix from a seeded stream (the Q factor
+ * of a Gaussian matrix, GSL's QR). */
+int cnf_pde_random_orthogonal(cnf_ctx *ctx, size_t d, uint64_t seed, double *Q);
 
 /* ---- metrics --------------------------------------------------------------- */
 
@@ -118,6 +196,15 @@ typedef struct cnf_pde_gauss_err {
 int cnf_pde_gauss_errors(cnf_ctx *ctx, size_t d, const double *m_hat,
                          const double *S_hat, const double *m, const double *S,
                          cnf_pde_gauss_err *out);
+
+/* A line plot as a PNG of W x H pixels, written atomically: S curves
+ * y (S, G) over the common abscissae x (G, increasing), in colours rgb
+ * (S, 3; NULL: a built-in palette), dashed where dashed[s] != 0 (dashed
+ * may be NULL), in a frame spanning the data's ranges (y from 0 when every
+ * y >= 0), with a grey line at y = 0.  No text is drawn: the caller
+ * reports the ranges. */
+int cnf_plot_lines(cnf_ctx *ctx, const char *path, size_t W, size_t H, size_t G, const double *x,
+                   size_t S, const double *y, const unsigned char *rgb, const int *dashed);
 
 /* Variance of one Hutchinson probe's v.Jv for a constant Jacobian J (d, d):
  * with S = (J + J^T)/2, Gaussian 2 |S|_F^2, Rademacher 2 sum_{i != j} S_ij^2

@@ -52,7 +52,7 @@ static int parse_number(const char *s, double *out, int allow_zero) {
 
 int cnf__cli_parse_threads(const char *s, size_t *out) {
   unsigned long long v = 0;
-  if (parse_digits(s, &v) != 0 || v < 1 || v > 1024) return -1;
+  if (parse_digits(s, &v) != 0 || v < 1 || v > 64) return -1;
   *out = (size_t)v;
   return 0;
 }

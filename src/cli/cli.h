@@ -119,7 +119,10 @@ int cnf__cli_conv_adjoint(const char *s, void *d);
       "trace of df/dz: exact, or Hutchinson with Gaussian or Rademacher probes (" dflt ")")
 #define TOL_ROWS(a, RT, AT, ST)                                                                     \
   ROW("rtol", 0, CNF_CLI_POS, &(a).opt.rtol, 0, 0, NULL, 0, "R", "relative tolerance (" RT ")"),   \
-  ROW("atol", 0, CNF_CLI_POS, &(a).opt.atol, 0, 0, NULL, 0, "A", "absolute tolerance (" AT ")"),   \
+  ROW("atol", 0, CNF_CLI_POS, &(a).opt.atol, 0, 0, NULL, 0, "A",                                   \
+      "absolute tolerance on z (" AT ")"),                                                         \
+  ROW("atol-logp", 0, CNF_CLI_POS, &(a).opt.atol_logp, 0, 0, NULL, 0, "A",                         \
+      "absolute tolerance on log p (= --atol)"),                                                   \
   ROW("max-steps", 0, CNF_CLI_LONG, &(a).opt.max_steps, 1, LMAX, NULL, 0, "N",                     \
       "solver steps per solve before giving up (" ST ")")
 #define RUN_ROWS(a)                                                                                \
@@ -129,8 +132,8 @@ int cnf__cli_conv_adjoint(const char *s, void *d);
       "CVODE method: Adams + fixed point, or BDF + SPGMR (adams)"),                                \
   ROW("verbose", 0, CNF_CLI_FLAG, &(a).verbose, 0, 0, NULL, 0, "",                                 \
       "print options, solver statistics and wall time to stderr"),                                 \
-  ROW("threads", 0, CNF_CLI_SIZE, &(a).threads, 1, 1024, NULL, 0, "N",                             \
-      "OpenBLAS threads (1; also accepted before the command)")
+  ROW("threads", 0, CNF_CLI_SIZE, &(a).threads, 1, 64, NULL, 0, "N",                               \
+      "threads splitting the batch (the cores; also accepted before the command)")
 #define BATCH_ROW(a, dflt)                                                                         \
   ROW("batch", 0, CNF_CLI_SIZE, &(a).opt.batch, 1, SIZE_MAX, NULL, 0, "B",                         \
       "rows integrated as one ODE system (" dflt ")")
@@ -150,11 +153,16 @@ void cnf__cli_report(const run_args *a, size_t rows, const cnf_stats *st, double
 /* Create the context and load the model; prints and returns an exit status
  * on failure. */
 int cnf__cli_open_model(const char *cmd, const char *path, cnf_ctx **ctx, cnf_flow **flow);
+/* The run's threads (--threads, else the cores), settled by cnf__cli_begin. */
+size_t cnf__cli_threads(void);
+/* Give the flow the run's threads (--threads, else the cores); status. */
+int cnf__cli_use_threads(const char *cmd, cnf_flow *flow);
 int cnf__cli_write_table(const char *cmd, cnf_ctx *ctx, const char *path, const char *const *names,
                          size_t rows, size_t cols, const double *data);
 /* The start of every command: parse argv against opts, print the usage on
- * --help, set OpenBLAS's threads (the command's --threads, else the global
- * one) and fill *local_threads with the count in force.  Returns an exit
+ * --help, settle the run's threads (the command's --threads, else the global
+ * one, else the cores; OpenBLAS gets one) and fill *local_threads with the
+ * count given.  Returns an exit
  * status when the command is done (help, bad usage), -1 to go on. */
 int cnf__cli_begin(const char *cmd, const cnf_cli_opt *opts, const cnf_cli_usage *u, int argc,
                    char **argv, size_t *local_threads, size_t global_threads);
@@ -180,6 +188,7 @@ int cnf__cli_eval(int argc, char **argv, size_t threads);
 int cnf__cli_gradcheck(int argc, char **argv, size_t threads);
 int cnf__cli_plot(int argc, char **argv, size_t threads);
 int cnf__cli_pde(int argc, char **argv, size_t threads);
+int cnf__cli_integrate(int argc, char **argv, size_t threads);
 
 /* Parse a thread count for the global --threads: 1..1024. */
 int cnf__cli_parse_threads(const char *s, size_t *out);

@@ -43,7 +43,7 @@ int cnf__cli_init(int argc, char **argv, size_t threads) {
       ROW("seed", 0, CNF_CLI_U64, &a.seed, 0, 0, NULL, 0, "S",
           "seed of the initial parameters (0)"),
       ROW("out", 0, CNF_CLI_STR, &a.out, 0, 0, NULL, 1, "MODEL", "model file to write"),
-      ROW("threads", 0, CNF_CLI_SIZE, &a.threads, 1, 1024, NULL, 0, "N", "OpenBLAS threads (1)"),
+      ROW("threads", 0, CNF_CLI_SIZE, &a.threads, 1, 64, NULL, 0, "N", "threads (no effect on init)"),
       END_ROW};
   const cnf_cli_usage usage = {
       "cnf init --dim D --out MODEL [options]",

@@ -9,6 +9,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
+#include <unistd.h>
 
 #include "cli.h"
 #include "cnf.h"
@@ -97,16 +98,35 @@ double cnf__cli_now(void) {
   return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
 }
 
+/* The threads of this run: the command's --threads, else the global one,
+ * else the machine's cores.  They split the network's batch (each flow
+ * the command opens gets them); OpenBLAS runs one thread inside each. */
+static size_t cli_threads = 1;
+
+static size_t default_threads(void) {
+  long n = sysconf(_SC_NPROCESSORS_ONLN);
+  return n < 1 ? 1 : n > 64 ? 64 : (size_t)n;
+}
+
 static void apply_threads(size_t global, size_t local) {
-  size_t n = local ? local : global ? global : 1;
-  openblas_set_num_threads((int)n);
+  cli_threads = local ? local : global ? global : default_threads();
+  if (cli_threads > 64) cli_threads = 64;
+  openblas_set_num_threads(1);
+}
+
+size_t cnf__cli_threads(void) { return cli_threads; }
+
+int cnf__cli_use_threads(const char *cmd, cnf_flow *flow) {
+  int rc = cnf_flow_set_threads(flow, cli_threads);
+  if (rc != 0) return cnf__cli_lib_fail(cmd, NULL, rc, 0);
+  return CNF_CLI_OK;
 }
 
 /* The --verbose report: options, statistics and wall time, one
  * "name value" pair per line. */
 void cnf__cli_report(const run_args *a, size_t rows, const cnf_stats *st, double wall) {
   const cnf_options *o = &a->opt;
-  size_t threads = a->threads ? a->threads : 1;
+  size_t threads = cli_threads;
   fprintf(stderr,
           "rows %zu\nrtol %g\natol %g\nmethod %s\ntrace %s\nprobes %zu\nbatch %zu\n"
           "max_steps %ld\nthreads %zu\nseed %llu\n",
@@ -130,7 +150,7 @@ int cnf__cli_open_model(const char *cmd, const char *path, cnf_ctx **ctx, cnf_fl
   }
   rc = cnf_flow_load(flow, *ctx, path);
   if (rc != 0) return cnf__cli_lib_fail(cmd, *ctx, rc, 1);
-  return CNF_CLI_OK;
+  return cnf__cli_use_threads(cmd, *flow);
 }
 
 /* Write a (rows, cols) table under the given column names. */

@@ -94,6 +94,7 @@ static int run_one(const char *cmd, cmp_args *c, const char *flow, const double 
     }
     if (D > 10) opt.trace = CNF_TRACE_GAUSS;
     rc = cnf_flow_create(&f, ctx, &cfg, 1, 0.5, a->seed);
+    if (rc == 0 && (status = cnf__cli_use_threads(cmd, f)) != CNF_CLI_OK) goto cleanup;
     if (rc == 0) rc = cnf_flow_set_standardization(f, mean, sd);
     if (rc == 0) rc = cnf_train_create(&tr, f, &a->train, a->seed);
   } else {
@@ -203,7 +204,8 @@ int cnf__cli_compare(int argc, char **argv, size_t threads) {
           "2-D: G x G pixels a panel (150)"),
       ROW("range", 0, CNF_CLI_POS, &a->range, 0, 0, NULL, 0, "L",
           "2-D: panels over mean +- L standard deviations (3)"),
-      ROW("threads", 0, CNF_CLI_SIZE, &a->threads, 1, 1024, NULL, 0, "N", "OpenBLAS threads (1)"),
+      ROW("threads", 0, CNF_CLI_SIZE, &a->threads, 1, 64, NULL, 0, "N",
+          "threads splitting the CNF's batch (the cores); the discrete flows use one"),
       END_ROW};
   const cnf_cli_usage usage = {
       "cnf compare --data NAME|FILE.csv --flows cnf,realnvp,maf,... [options]",

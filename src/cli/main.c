@@ -1,7 +1,7 @@
 /* main.c: the `cnf` command-line tool: global options and dispatch.
  *
  *   cnf [--threads N] <command> [options]
- *     commands: init logp sample grid train eval gradcheck plot toy pde compare
+ *     commands: init logp sample grid train eval gradcheck plot toy pde integrate compare
  *   cnf --help | --version
  *
  * The commands live in commands.c, the option parser in args.c; only this
@@ -30,6 +30,7 @@ static const command commands[] = {
     {"plot", cnf__cli_plot, "density heat map (2-D) or pairwise scatter plots as PNG"},
     {"toy", cnf__cli_toy, "samples of one of FFJORD's ten 2-D toy sets"},
     {"pde", cnf__cli_pde, "a PDE benchmark against its closed form (training-free)"},
+    {"integrate", cnf__cli_integrate, "integral over [0, 1]^n by importance sampling with a flow"},
     {"compare", cnf__cli_compare, "train several flow types on the same data and compare them"},
 };
 
@@ -43,7 +44,8 @@ static void print_help(FILE *fp) {
     fprintf(fp, "  %-10s %s\n", commands[i].name, commands[i].about);
   fprintf(fp,
           "\nglobal options:\n"
-          "  --threads N   OpenBLAS threads (1: fastest for these sizes, and reproducible)\n"
+          "  --threads N   threads splitting the batch (default: the cores; results are\n"
+          "                reproducible for a given N)\n"
           "  --help        print this help and exit\n"
           "  --version     print the version and exit\n\n"
           "'cnf <command> --help' describes a command.  Exit status: 0 success, 2 bad input\n"
@@ -81,7 +83,7 @@ int main(int argc, char **argv) {
       return CNF_CLI_EUSAGE;
     }
     if (cnf__cli_parse_threads(v, &threads) != 0) {
-      cnf__cli_error(NULL, "--threads: expected a whole number from 1 to 1024, found '%s'", v);
+      cnf__cli_error(NULL, "--threads: expected a whole number from 1 to 64, found '%s'", v);
       return CNF_CLI_EUSAGE;
     }
   }

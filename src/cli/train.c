@@ -333,6 +333,8 @@ int cnf__cli_train(int argc, char **argv, size_t threads) {
     }
   }
   if ((int)a.opt.trace == -1) a.opt.trace = D <= 2 ? CNF_TRACE_EXACT : CNF_TRACE_GAUSS;
+  status = cnf__cli_use_threads(cmd, flow);
+  if (status != CNF_CLI_OK) goto cleanup;
   rc = cnf_train_create(&tr, flow, &a.train, a.seed);
   if (rc != 0) {
     status = cnf__cli_lib_fail(cmd, ctx, rc, 0);
@@ -384,6 +386,7 @@ int cnf__cli_train(int argc, char **argv, size_t threads) {
   const long start = cnf_train_iteration(tr), total = (long)a.iters;
   double t0 = cnf__cli_now(), c0 = cpu_seconds(), loss_avg = NAN, sum_nfe_f = 0, sum_nfe_b = 0;
   const int reg_on = a.opt.reg_kinetic > 0 || a.opt.reg_jacobian > 0;
+  double nfe_f_avg = NAN, nfe_b_avg = NAN; /* running means, as loss_avg */
   double sum_kin = 0.0, sum_jac = 0.0;
   long failed_in_a_row = 0, steps_done = 0, failures = 0;
   cnf_stats fwd_total, bwd_total; /* over the successful steps */
@@ -423,6 +426,9 @@ int cnf__cli_train(int argc, char **argv, size_t threads) {
     cnf_stats_add(&fwd_total, &rep.fwd);
     cnf_stats_add(&bwd_total, &rep.bwd);
     loss_avg = isnan(loss_avg) ? rep.loss : 0.97 * loss_avg + 0.03 * rep.loss;
+    const double nf = (double)rep.fwd.nfe, nb = (double)(rep.bwd.nfe + rep.bwd.nquad);
+    nfe_f_avg = isnan(nfe_f_avg) ? nf : 0.97 * nfe_f_avg + 0.03 * nf;
+    nfe_b_avg = isnan(nfe_b_avg) ? nb : 0.97 * nfe_b_avg + 0.03 * nb;
     sum_nfe_f += (double)rep.fwd.nfe;
     sum_nfe_b += (double)(rep.bwd.nfe + rep.bwd.nquad);
     const long done = it + 1;
@@ -495,6 +501,7 @@ int cnf__cli_train(int argc, char **argv, size_t threads) {
   printf("cpu_seconds_per_iter %.6f\n", steps_done ? cpu / (double)steps_done : 0.0);
   printf("nfe_forward_mean %.2f\n", ok_steps ? sum_nfe_f / (double)ok_steps : 0.0);
   printf("nfe_backward_mean %.2f\n", ok_steps ? sum_nfe_b / (double)ok_steps : 0.0);
+  printf("nfe_forward_running %.2f\nnfe_backward_running %.2f\n", nfe_f_avg, nfe_b_avg);
   if (reg_on) {
     printf("kinetic_mean %.6g\n", ok_steps ? sum_kin / (double)ok_steps : 0.0);
     printf("jacobian_mean %.6g\n", ok_steps ? sum_jac / (double)ok_steps : 0.0);
@@ -526,6 +533,7 @@ int cnf__cli_train(int argc, char **argv, size_t threads) {
       cnf_flow *bestf = NULL;
       double nll = NAN;
       if (a.val != NULL && cnf_flow_load(&bestf, ctx, a.out) == 0) tf = bestf;
+      if (tf == bestf) cnf__cli_use_threads(cmd, bestf);
       cnf_stats st;
       cnf_stats_clear(&st);
       rc = mean_nll(tf, &eopt, a.test_n, tx, &nll, &st);

@@ -177,6 +177,11 @@ void cnf__flow_standardize(const cnf_flow *f, size_t B, const double *x,
       out[b * D + i] = (x[b * D + i] - f->shift[i]) / f->scale[i];
 }
 
+int cnf_flow_set_threads(cnf_flow *f, size_t n) {
+  if (f == NULL) return CNF_EINVAL;
+  return cnf_dyn_mlp_set_threads(f->dyn, n);
+}
+
 void cnf_flow_seed(cnf_flow *f, uint64_t seed) {
   gsl_rng_set(f->rng, cnf__seed32(seed ^ 0x5eedULL));
 }

@@ -24,8 +24,9 @@
  *        v = Q g,  g_j = -l_j (w_j - qb_j) + (w_j - qm_j)/sig_j,
  *        J = Q diag(mu) Q^T, mu_j = -l_j + 1/sig_j (symmetric, constant
  *        in x), div v = sum_j mu_j = -tr A + tr Sigma_t^{-1}.
- *      Rows are processed one at a time with d-sized workspaces allocated
- *      at create.
+ *      Batches go through GEMMs (Z Q, then G Q^T; V Q for the tangents)
+ *      in a workspace sized by the reserve op; without it, rows one at a
+ *      time with d-sized workspaces allocated at create.
  *
  * Metrics: LPE, sample moments, Gaussian errors and W2 (symmetric square
  * roots by eigendecomposition), closed-form Hutchinson variances. */
@@ -43,10 +44,11 @@
 
 #include "cnf_pde.h"
 #include "core.h"
+#include "pde_impl.h"
 
 #define LOG2PI 1.8378770664093454836
 
-static gsl_rng *new_rng(uint64_t seed) {
+gsl_rng *cnf__pde_rng(uint64_t seed) {
   gsl_rng *r = gsl_rng_alloc(gsl_rng_mt19937);
   if (r != NULL) gsl_rng_set(r, cnf__seed32(seed));
   return r;
@@ -76,6 +78,30 @@ static int sym_eig(size_t d, const double *S, double *evals, double *V) {
   return rc;
 }
 
+int cnf_pde_random_orthogonal(cnf_ctx *ctx, size_t d, uint64_t seed, double *Q) {
+  if (d == 0 || Q == NULL) return CNF_ERROR(ctx, CNF_EINVAL, "random orthogonal: bad arguments");
+  gsl_matrix *a = gsl_matrix_alloc(d, d), *q = gsl_matrix_alloc(d, d), *r = gsl_matrix_alloc(d, d);
+  gsl_vector *tau = gsl_vector_alloc(d);
+  gsl_rng *rng = cnf__pde_rng(seed);
+  int rc = CNF_ENOMEM;
+  if (a != NULL && q != NULL && r != NULL && tau != NULL && rng != NULL) {
+    for (size_t i = 0; i < d * d; i++) a->data[i] = gsl_ran_gaussian_ziggurat(rng, 1.0);
+    rc = gsl_linalg_QR_decomp(a, tau) == 0 && gsl_linalg_QR_unpack(a, tau, q, r) == 0
+             ? 0
+             : CNF_ESOLVER;
+    /* columns signed by diag(R): Haar-distributed */
+    for (size_t i = 0; i < d && rc == 0; i++)
+      for (size_t j = 0; j < d; j++)
+        Q[i * d + j] = gsl_matrix_get(q, i, j) * (gsl_matrix_get(r, j, j) < 0 ? -1.0 : 1.0);
+  }
+  if (rng != NULL) gsl_rng_free(rng);
+  if (tau != NULL) gsl_vector_free(tau);
+  if (r != NULL) gsl_matrix_free(r);
+  if (q != NULL) gsl_matrix_free(q);
+  if (a != NULL) gsl_matrix_free(a);
+  return rc == 0 ? 0 : CNF_ERROR(ctx, rc, "random orthogonal: GSL failed");
+}
+
 /* ---- P1a ---------------------------------------------------------------- */
 
 int cnf_pde_p1a_matrix(cnf_ctx *ctx, cnf_pde_amat kind, size_t D, double gamma,
@@ -93,7 +119,7 @@ int cnf_pde_p1a_matrix(cnf_ctx *ctx, cnf_pde_amat kind, size_t D, double gamma,
   }
   if (kind != CNF_PDE_A_DENSE)
     return CNF_ERROR(ctx, CNF_EINVAL, "P1a matrix: unknown kind %d", (int)kind);
-  gsl_rng *r = new_rng(seed);
+  gsl_rng *r = cnf__pde_rng(seed);
   if (r == NULL) return CNF_ERROR(ctx, CNF_ENOMEM, "P1a matrix: out of memory");
   const double sd = 1.0 / sqrt((double)D);
   for (size_t i = 0; i < D * D; i++) A[i] = gsl_ran_gaussian_ziggurat(r, sd);
@@ -285,7 +311,7 @@ int cnf_pde_heat_sample(const cnf_pde_heat *h, double t, uint64_t seed,
   if (h == NULL || x == NULL) return CNF_EINVAL;
   const double c = h->c0 + 2.0 * h->Dc * t;
   if (!(c > 0.0)) return CNF_EINVAL;
-  gsl_rng *rng = new_rng(seed);
+  gsl_rng *rng = cnf__pde_rng(seed);
   if (rng == NULL) return CNF_ENOMEM;
   const size_t d = h->d;
   const double sd = sqrt(c);
@@ -455,10 +481,13 @@ struct cnf_pde_ou {
   double *sig; /* (d) workspace: eigenvalues of Sigma_t */
   double *w;   /* (d) workspace */
   double *g;   /* (d) workspace */
+  double *ws;  /* (ws_rows, d) batch workspace sized by the reserve op */
+  size_t ws_rows;
 };
 
 void cnf_pde_ou_free(cnf_pde_ou *ou) {
   if (ou == NULL) return;
+  cnf__free(ou->ws);
   cnf__free(ou->A);
   cnf__free(ou);
 }
@@ -496,7 +525,7 @@ int cnf_pde_ou_create(cnf_pde_ou **out, cnf_ctx *ctx, size_t d, uint64_t seed) {
   *out = NULL;
   cnf_pde_ou *ou = ou_alloc(d);
   double *G = cnf__dalloc(ctx, d * d);
-  gsl_rng *r = new_rng(seed);
+  gsl_rng *r = cnf__pde_rng(seed);
   if (ou == NULL || G == NULL || r == NULL) {
     cnf_pde_ou_free(ou);
     cnf__free(G);
@@ -589,12 +618,47 @@ int cnf_pde_ou_logp(cnf_pde_ou *ou, double t, size_t B, const double *x,
   return 0;
 }
 
+int cnf_pde_ou_sample(cnf_pde_ou *ou, double t, uint64_t seed, size_t B, double *x) {
+  if (ou == NULL || x == NULL || !(t >= 0)) return CNF_EINVAL;
+  gsl_rng *r = cnf__pde_rng(seed);
+  if (r == NULL) return CNF_ENOMEM;
+  const size_t d = ou->d;
+  ou_eig_moments(ou, t, ou->qm, ou->sig);
+  for (size_t b = 0; b < B; b++) {
+    /* x = Q (qm + sig^1/2 xi) */
+    for (size_t j = 0; j < d; j++)
+      ou->g[j] = ou->qm[j] + sqrt(ou->sig[j]) * gsl_ran_gaussian_ziggurat(r, 1.0);
+    cblas_dgemv(CblasRowMajor, CblasNoTrans, (int)d, (int)d, 1.0, ou->Q, (int)d, ou->g, 1, 0.0,
+                x + b * d, 1);
+  }
+  gsl_rng_free(r);
+  return 0;
+}
+
+/* out (R, d) = X (R, d) Q (trans 0: rows Q^T x) or X Q^T (trans 1: rows Q x) */
+static void ou_gemm(const cnf_pde_ou *ou, int trans, size_t R, const double *X, double *out) {
+  const int d = (int)ou->d;
+  cblas_dgemm(CblasRowMajor, CblasNoTrans, trans ? CblasTrans : CblasNoTrans, (int)R, d, d, 1.0,
+              X, d, ou->Q, d, 0.0, out, d);
+}
+
 static int ou_f(void *sv, double t, size_t B, const double *z,
                 const double *theta, double *dz) {
   (void)theta;
   cnf_pde_ou *ou = sv;
   const size_t d = ou->d;
   ou_eig_moments(ou, t, ou->qm, ou->sig);
+  if (ou->ws_rows >= 2 * B) { /* the batch as two GEMMs */
+    double *Y = ou->ws, *G = ou->ws + B * d;
+    ou_gemm(ou, 0, B, z, Y);
+    for (size_t b = 0; b < B; b++)
+      for (size_t j = 0; j < d; j++) {
+        const double w = Y[b * d + j];
+        G[b * d + j] = -ou->lam[j] * (w - ou->qb[j]) + (w - ou->qm[j]) / ou->sig[j];
+      }
+    ou_gemm(ou, 1, B, G, dz);
+    return 0;
+  }
   for (size_t b = 0; b < B; b++) {
     cblas_dgemv(CblasRowMajor, CblasTrans, (int)d, (int)d, 1.0, ou->Q, (int)d,
                 z + b * d, 1, 0.0, ou->w, 1);
@@ -604,6 +668,19 @@ static int ou_f(void *sv, double t, size_t B, const double *z,
     cblas_dgemv(CblasRowMajor, CblasNoTrans, (int)d, (int)d, 1.0, ou->Q,
                 (int)d, ou->g, 1, 0.0, dz + b * d, 1);
   }
+  return 0;
+}
+
+/* Workspace for the GEMM paths: max(2 B, K B) rows. */
+static int ou_reserve(void *sv, size_t B, size_t K) {
+  cnf_pde_ou *ou = sv;
+  const size_t rows = (K > 2 ? K : 2) * B;
+  if (rows <= ou->ws_rows) return 0;
+  double *ws = cnf__calloc(rows * ou->d, sizeof(double));
+  if (ws == NULL) return CNF_ENOMEM;
+  cnf__free(ou->ws);
+  ou->ws = ws;
+  ou->ws_rows = rows;
   return 0;
 }
 
@@ -627,6 +704,18 @@ static int ou_f_div(void *sv, double t, size_t B, size_t K, const double *z,
   ou_f(sv, t, B, z, theta, dz); /* leaves sig current */
   double tr = 0.0;
   for (size_t j = 0; j < d; j++) tr += -ou->lam[j] + 1.0 / ou->sig[j];
+  if (v != NULL && ou->ws_rows >= K * B) { /* U = V Q, one GEMM */
+    ou_gemm(ou, 0, K * B, v, ou->ws);
+    for (size_t b = 0; b < B; b++) {
+      double s = 0.0;
+      for (size_t k = 0; k < K; k++) {
+        const double *u = ou->ws + (k * B + b) * d;
+        for (size_t j = 0; j < d; j++) s += (-ou->lam[j] + 1.0 / ou->sig[j]) * u[j] * u[j];
+      }
+      div[b] = s;
+    }
+    return 0;
+  }
   for (size_t b = 0; b < B; b++) {
     if (v == NULL) {
       div[b] = tr;
@@ -652,6 +741,13 @@ static int ou_jvp(void *sv, double t, size_t B, size_t K, const double *z,
     ou_f(sv, t, B, z, theta, dz);
   else
     ou_eig_moments(ou, t, ou->qm, ou->sig);
+  if (v != NULL && ou->ws_rows >= K * B) { /* J V = ((V Q) mu) Q^T */
+    ou_gemm(ou, 0, K * B, v, ou->ws);
+    for (size_t r = 0; r < K * B; r++)
+      for (size_t j = 0; j < d; j++) ou->ws[r * d + j] *= -ou->lam[j] + 1.0 / ou->sig[j];
+    ou_gemm(ou, 1, K * B, ou->ws, jv);
+    return 0;
+  }
   for (size_t b = 0; b < B; b++)
     for (size_t k = 0; k < K; k++) {
       ou_dir(ou, v, k, b, B);
@@ -670,6 +766,7 @@ static const cnf_dyn_type ou_type = {
     .f = ou_f,
     .f_div = ou_f_div,
     .jvp = ou_jvp,
+    .reserve = ou_reserve,
     .free = ou_free_op,
 };
 

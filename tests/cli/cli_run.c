@@ -235,3 +235,18 @@ int all_finite(const double *x, size_t n) {
     if (!isfinite(x[i])) return 0;
   return 1;
 }
+
+double value_of(const char *text, const char *key) {
+  size_t kl = strlen(key);
+  for (const char *line = text; line != NULL && *line;) {
+    if (strncmp(line, key, kl) == 0 && line[kl] == ' ') {
+      char *end = NULL;
+      double v = strtod(line + kl + 1, &end);
+      if (end != line + kl + 1 && (*end == '\n' || *end == '\0' || *end == ' ')) return v;
+      return NAN;
+    }
+    line = strchr(line, '\n');
+    if (line) line++;
+  }
+  return NAN;
+}

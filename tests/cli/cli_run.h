@@ -68,4 +68,8 @@ double *read_csv(const char *path, const char *header, size_t *rows, size_t *col
 
 int all_finite(const double *x, size_t n);
 
+/* The number after `key ` on a line of text ("name value" output), or NAN
+ * when the key is absent or not followed by a number. */
+double value_of(const char *text, const char *key);
+
 #endif /* CNF_TEST_CLI_RUN_H */

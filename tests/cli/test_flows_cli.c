@@ -12,16 +12,6 @@
 #include "cli_run.h"
 #include "test_util.h"
 
-static double value_of(const char *name) {
-  size_t n = strlen(name);
-  for (const char *p = last_out; p && *p;) {
-    if (strncmp(p, name, n) == 0 && p[n] == ' ') return atof(p + n + 1);
-    p = strchr(p, '\n');
-    if (p) p++;
-  }
-  return NAN;
-}
-
 /* every flow: init, sample, logp of the samples = sample's logp, eval =
  * -mean logp, plot */
 static void test_every_flow(void) {
@@ -52,7 +42,7 @@ static void test_every_flow(void) {
     snprintf(label, sizeof label, "%s: logp of samples", flows[k]);
     CHECK_CLOSE(lp, ref, 40, 1e-9, 1e-9, label);
     CU_ASSERT_EQUAL(CNF("eval", "--model", m, "--in", P("x.csv")), 0);
-    CHECK_NEAR(value_of("nll"), mean, 1e-8);
+    CHECK_NEAR(value_of(last_out, "nll"), mean, 1e-8);
     CU_ASSERT_EQUAL(CNF("plot", "--model", m, "--out", png, "--grid", "32"), 0);
     CU_ASSERT_TRUE(exists(png));
     free(x), free(smp), free(lp);
@@ -65,12 +55,12 @@ static void test_train(void) {
   int rc = CNF("train", "--flow", "maf", "--data", "8gaussians", "--iters", "60", "--hidden",
                "16-16", "--standardize", "--test-n", "500", "--lr", "5e-3", "--out", m);
   CU_ASSERT_EQUAL(rc, 0);
-  double nll = value_of("test_nll");
+  double nll = value_of(last_out, "test_nll");
   /* the best Gaussian of 8gaussians has NLL 4.25: trained below it */
   printf("\n  maf, 60 steps: test NLL %.4f", nll);
   CU_ASSERT_TRUE(nll < 4.2);
   /* 4 blocks of MADE 2-16-16-4 */
-  CU_ASSERT_EQUAL(value_of("params"), 4 * (2 * 16 + 16 + 16 * 16 + 16 + 16 * 4 + 4));
+  CU_ASSERT_EQUAL(value_of(last_out, "params"), 4 * (2 * 16 + 16 + 16 * 16 + 16 + 16 * 4 + 4));
   /* the saved model reproduces nothing random: eval twice agrees */
   CU_ASSERT_EQUAL(CNF("sample", "--model", m, "-n", "5", "--out", P("ts.csv")), 0);
   /* resume-free 4-D data from a CSV */
@@ -82,7 +72,7 @@ static void test_train(void) {
   rc = CNF("train", "--flow", "realnvp", "--data", P("d4.csv"), "--iters", "20", "--hidden", "8",
            "--standardize", "--val", P("d4.csv"), "--out", P("r4.cnf"));
   CU_ASSERT_EQUAL(rc, 0);
-  CU_ASSERT_TRUE(isfinite(value_of("val_nll")));
+  CU_ASSERT_TRUE(isfinite(value_of(last_out, "val_nll")));
   CU_ASSERT_EQUAL(CNF("plot", "--model", P("r4.cnf"), "--out", P("r4.png"), "-n", "100"), 0);
   CU_ASSERT_TRUE(exists(P("r4.png")));
   /* --flow cnf is the continuous flow */

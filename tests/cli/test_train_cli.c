@@ -35,22 +35,7 @@ static double t_start;
 static void timer_start(void) { t_start = now(); }
 static void timer_report(void) { printf("\n  [%.2f s]", now() - t_start); }
 
-/* The number on the line "key <number>" of text (at a line start); NAN if
- * there is no such line or the rest of it is not a number. */
-static double value_of(const char *text, const char *key) {
-  size_t kl = strlen(key);
-  for (const char *line = text; line != NULL && *line;) {
-    if (strncmp(line, key, kl) == 0 && line[kl] == ' ') {
-      char *end = NULL;
-      double v = strtod(line + kl + 1, &end);
-      if (end != line + kl + 1 && (*end == '\n' || *end == '\0' || *end == ' ')) return v;
-      return NAN;
-    }
-    line = strchr(line, '\n');
-    if (line) line++;
-  }
-  return NAN;
-}
+
 
 /* The value of " key=" in the header line of a model file; -1 if absent. */
 static long header_long(const char *path, const char *key) {

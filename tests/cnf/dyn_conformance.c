@@ -488,6 +488,76 @@ static void test_mlp_ignore_tanh(void) { run_mlp(CNF_LAYER_IGNORE, CNF_ACT_TANH,
 static void test_mlp_ignore_softplus(void) { run_mlp(CNF_LAYER_IGNORE, CNF_ACT_SOFTPLUS, 2); }
 static void test_mlp_no_hidden(void) { run_mlp(CNF_LAYER_CONCATSQUASH, CNF_ACT_TANH, 0); }
 
+/* The batch split over threads: f, div, J v, f_div and the z-gradient are
+ * the serial ones bit for bit (rows are independent); the reverse sweep's
+ * z-gradient to rounding (its dgemm kernels depend on the row count), the
+ * parameter gradient is the same sum in another grouping (1e-13), and the
+ * same thread count gives the same bits on every run. */
+static void test_mlp_threads(void) {
+  cnf_ctx *ctx = new_ctx();
+  cnf_mlp_config cfg;
+  cnf_mlp_config_default(&cfg, 3);
+  CU_ASSERT_EQUAL_FATAL(cnf_mlp_parse_hidden(&cfg, "16-16"), 0);
+  cnf_dyn *ser = NULL, *par = NULL;
+  CU_ASSERT_EQUAL_FATAL(cnf_dyn_mlp_create(&ser, ctx, &cfg), 0);
+  CU_ASSERT_EQUAL_FATAL(cnf_dyn_mlp_create(&par, ctx, &cfg), 0);
+  const size_t D = 3, B = 701, K = 2, P = cnf_dyn_param_count(ser); /* 2103 rows: split */
+  double *th = malloc(P * sizeof *th), *z = malloc(B * D * sizeof *z),
+         *v = malloc(K * B * D * sizeof *v), *a = malloc(B * D * sizeof *a);
+  double *out[2][6];
+  for (int i = 0; i < 2; i++)
+    for (int j = 0; j < 6; j++) out[i][j] = calloc(K * B * D + P, sizeof(double));
+  double w[701], ck[701], cj[701];
+  CU_ASSERT_EQUAL(cnf_mlp_init_params(&cfg, 5, th), 0);
+  fill_gauss(z, B * D, 1);
+  fill_gauss(v, K * B * D, 2);
+  fill_gauss(a, B * D, 3);
+  fill_uniform(w, B, -1, 1, 4);
+  fill_uniform(ck, B, 0, 1, 5);
+  fill_uniform(cj, B, 0, 1, 6);
+  CU_ASSERT_EQUAL(cnf_dyn_mlp_threads(par), 1);
+  for (size_t n = 2; n <= 3; n++) {
+    CU_ASSERT_EQUAL_FATAL(cnf_dyn_mlp_set_threads(par, n), 0);
+    CU_ASSERT_EQUAL(cnf_dyn_mlp_threads(par), n);
+    CU_ASSERT_EQUAL_FATAL(cnf_dyn_reserve(ser, B, K), 0);
+    CU_ASSERT_EQUAL_FATAL(cnf_dyn_reserve(par, B, K), 0);
+    for (int i = 0; i < 2; i++) {
+      cnf_dyn *d = i ? par : ser;
+      double **o = out[i];
+      CU_ASSERT_EQUAL(cnf_dyn_f(d, 0.3, B, z, th, o[0]), 0);
+      CU_ASSERT_EQUAL(cnf_dyn_f_div(d, 0.3, B, K, z, th, v, o[1], o[1] + B * D), 0);
+      CU_ASSERT_EQUAL(cnf_dyn_jvp(d, 0.3, B, K, z, th, v, NULL, o[2]), 0);
+      CU_ASSERT_EQUAL(cnf_dyn_f_div(d, 0.3, B, D, z, th, NULL, o[3], o[3] + B * D), 0);
+      memset(o[5], 0, P * sizeof(double));
+      CU_ASSERT_EQUAL(cnf__dyn_vjp_reg(d, 0.3, B, K, z, th, a, w, ck, cj, v, o[4] + B * D, o[4],
+                                       o[5]),
+                      0);
+    }
+    CU_ASSERT_EQUAL(memcmp(out[0][0], out[1][0], B * D * sizeof(double)), 0);
+    CU_ASSERT_EQUAL(memcmp(out[0][1], out[1][1], (B * D + B) * sizeof(double)), 0);
+    CU_ASSERT_EQUAL(memcmp(out[0][2], out[1][2], K * B * D * sizeof(double)), 0);
+    CU_ASSERT_EQUAL(memcmp(out[0][3], out[1][3], (B * D + B) * sizeof(double)), 0);
+    CHECK_SCALED(out[1][4], out[0][4], 2 * B * D, 1e-14, "threaded vjp: gz and f");
+    CHECK_SCALED(out[1][5], out[0][5], P, 1e-13, "threaded parameter gradient");
+    /* the same thread count: the same bits */
+    double *g2 = calloc(P, sizeof *g2), *gz2 = malloc(B * D * sizeof *gz2);
+    CU_ASSERT_EQUAL(cnf__dyn_vjp_reg(par, 0.3, B, K, z, th, a, w, ck, cj, v, NULL, gz2, g2), 0);
+    CU_ASSERT_EQUAL(memcmp(g2, out[1][5], P * sizeof(double)), 0);
+    free(g2), free(gz2);
+  }
+  CU_ASSERT_EQUAL(cnf_dyn_mlp_set_threads(par, 0), CNF_EINVAL);
+  cnf_dyn *lin = NULL;
+  CU_ASSERT_EQUAL_FATAL(cnf_dyn_linear_create(&lin, ctx, 2), 0);
+  CU_ASSERT_EQUAL(cnf_dyn_mlp_set_threads(lin, 2), CNF_EINVAL);
+  cnf_dyn_free(lin);
+  for (int i = 0; i < 2; i++)
+    for (int j = 0; j < 6; j++) free(out[i][j]);
+  free(th), free(z), free(v), free(a);
+  cnf_dyn_free(ser);
+  cnf_dyn_free(par);
+  cnf_ctx_free(ctx);
+}
+
 static void test_linear(void) {
   cnf_ctx *ctx = new_ctx();
   const size_t D = 3, P = D * D + D;
@@ -575,6 +645,7 @@ static void test_create_errors(void) {
 }
 
 const test_entry conformance_tests[] = {
+    {"MLP batch split over threads: the serial results", test_mlp_threads},
     {"non-finite output (CNF_ENABLE_CHECKS)", test_nonfinite_output},
     {"mlp concatsquash tanh 3-7-5-3", test_mlp_concatsquash_tanh},
     {"mlp concatsquash softplus 3-7-5-3", test_mlp_concatsquash_softplus},

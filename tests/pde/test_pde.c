@@ -16,7 +16,12 @@
  *    matches 2|S|_F^2 (Gaussian) and 2 sum_{i!=j} S_ij^2 (Rademacher)
  *    within 10% (N = 20000 probes: a few percent standard error).
  * 5. P3's sample moments after the solve match m_T, Sigma_T within a few
- *    standard errors. */
+ *    standard errors.
+ * 6. P4, the double well: the 1-D finite-volume solver (mass, stationary
+ *    state, observed orders), the extrapolated reference (closed forms at
+ *    t = 0, order under refinement), the field's ops, Euler-Maruyama
+ *    against the reference, and the training-free LPE within the
+ *    reference's own Fokker-Planck residual. */
 #define _POSIX_C_SOURCE 200809L
 #include <math.h>
 #include <stdio.h>
@@ -80,8 +85,8 @@ static void check_ops(cnf_dyn *dyn, const double *theta, double t,
   const size_t D = cnf_dyn_dim(dyn);
   const double h = 1e-5;
   double *z = dalloc(B * D), *v = dalloc(K * B * D), *zp = dalloc(B * D),
-         *fp = dalloc(B * D), *fm = dalloc(B * D), *fd = dalloc(D * B * D),
-         *jv = dalloc(D * B * D), *dz = dalloc(B * D), *f0 = dalloc(B * D),
+         *fp = dalloc(B * D), *fm = dalloc(B * D), *fd = dalloc((D + K) * B * D),
+         *jv = dalloc((D + K) * B * D), *dz = dalloc(B * D), *f0 = dalloc(B * D),
          *e = dalloc(D * B * D);
   double div[B], ref[B];
   fill_uniform(z, B * D, -zscale, zscale, seed);
@@ -213,6 +218,20 @@ static void test_ops_ou(void) {
       CU_ASSERT_EQUAL(cnf_dyn_f_div(dyn, times[k], 2, dims[n], z, NULL, NULL, dz, div), 0);
       CHECK_NEAR(div[0], cnf_pde_ou_div(ou, times[k]), 1e-12);
       CHECK_NEAR(div[1], cnf_pde_ou_div(ou, times[k]), 1e-12);
+      /* the batched GEMM path (after reserve) against the row-by-row one
+       * of a field that was never reserved */
+      cnf_dyn *rows = NULL;
+      double v[2 * 2 * 12], f1[2 * 12], f2[2 * 12], j1[2 * 2 * 12], j2[2 * 2 * 12], d1[2], d2[2];
+      fill_gauss(v, 2 * 2 * dims[n], 6);
+      CU_ASSERT_EQUAL_FATAL(cnf_pde_ou_dyn(&rows, ctx, ou), 0);
+      CU_ASSERT_EQUAL(cnf_dyn_jvp(dyn, times[k], 2, 2, z, NULL, v, f1, j1), 0);
+      CU_ASSERT_EQUAL(cnf_dyn_jvp(rows, times[k], 2, 2, z, NULL, v, f2, j2), 0);
+      CHECK_CLOSE(f1, f2, 2 * dims[n], 1e-13, 1e-13, "P3: f, GEMM against rows");
+      CHECK_CLOSE(j1, j2, 2 * 2 * dims[n], 1e-13, 1e-13, "P3: jvp, GEMM against rows");
+      CU_ASSERT_EQUAL(cnf_dyn_f_div(dyn, times[k], 2, 2, z, NULL, v, f1, d1), 0);
+      CU_ASSERT_EQUAL(cnf_dyn_f_div(rows, times[k], 2, 2, z, NULL, v, f2, d2), 0);
+      CHECK_CLOSE(d1, d2, 2, 1e-13, 1e-13, "P3: f_div, GEMM against rows");
+      cnf_dyn_free(rows);
     }
     cnf_dyn_free(dyn);
     cnf_pde_ou_free(ou);
@@ -728,10 +747,291 @@ static void test_logp_at(void) {
   cnf_ctx_free(ctx);
 }
 
+/* ---- P4: the double-well reference and field ----------------------------------- */
+
+#define DW_L 5.0
+
+static double dw_V(double y) { return 0.25 * y * y * y * y - 2.0 * y * y; }
+
+/* p (N+1) = p0 at the nodes of the grid of N cells on [-5, 5] */
+static double *dw_p0_nodes(size_t N) {
+  double *p = dalloc(N + 1), h = 2 * DW_L / (double)N;
+  for (size_t i = 0; i <= N; i++) p[i] = exp(cnf_pde_dw_p0_1d(-DW_L + (double)i * h));
+  return p;
+}
+
+/* The base solver: mass conserved to round-off (1000 implicit Euler
+ * steps), positivity, and the stationary state exp(-V/D)/Z1 (Z1 by GSL's
+ * quadrature) reached at T = 1000: the slowest mode decays like
+ * (1 + 0.03 dt)^(-steps) ~ e^-30 at D = 1 (faster at D = 2), and the scheme is exact at the nodes for
+ * exp(-V/D), so what remains is the midpoint sum of p0's mass (~1e-16)
+ * and round-off. */
+static void test_fp1d_mass_stationary(void) {
+  const size_t N = 400;
+  const double h = 2 * DW_L / (double)N;
+  const double Ds[] = {1.0, 2.0};
+  for (int k = 0; k < 2; k++) {
+    double *p = dw_p0_nodes(N), m0 = 0.0, m1 = 0.0, e = 0.0, pmin = 1.0;
+    for (size_t i = 0; i <= N; i++) m0 += h * p[i];
+    CU_ASSERT_EQUAL(cnf_pde_fp1d_solve(NULL, Ds[k], DW_L, N, 1000.0, 1000, p), 0);
+    const double lz = cnf_pde_dw_logZ1(Ds[k]);
+    for (size_t i = 0; i <= N; i++) {
+      const double y = -DW_L + (double)i * h, q = exp(-dw_V(y) / Ds[k] - lz);
+      m1 += h * p[i];
+      pmin = fmin(pmin, p[i]);
+      if (q > 1e-8) e = fmax(e, fabs(p[i] / q - 1.0));
+    }
+    printf("\n    1-D solver D=%g: mass %.17g -> %.17g, stationary rel. err %.2e", Ds[k], m0, m1,
+           e);
+    CHECK_NEAR(m0, 1.0, 1e-14);
+    CHECK_NEAR(m1, m0, 1e-10);
+    CU_ASSERT_TRUE(pmin > 0.0);
+    CU_ASSERT_TRUE(e < 1e-9);
+    free(p);
+  }
+  /* Z1 against the trapezoid sum of exp(-V) on a fine grid (spectrally
+   * accurate for a smooth, rapidly decaying integrand) */
+  double z = 0.0;
+  for (int i = -60000; i <= 60000; i++) z += exp(-dw_V(i * 1e-4)) * 1e-4;
+  CHECK_NEAR(cnf_pde_dw_logZ1(1.0), log(z), 1e-12);
+  CU_ASSERT_EQUAL(cnf_pde_fp1d_solve(NULL, 0.0, DW_L, N, 1.0, 1, NULL), CNF_EINVAL);
+}
+
+/* Max |p_N - p_ref| at the nodes of the coarsest grid (every grid nests
+ * in the next: vertex grids on [-5, 5]). */
+static double fp1d_err(size_t N, size_t steps, size_t Nref, size_t steps_ref, double T) {
+  double *p = dw_p0_nodes(N), *r = dw_p0_nodes(Nref), e = 0.0;
+  CU_ASSERT_EQUAL(cnf_pde_fp1d_solve(NULL, 1.0, DW_L, N, T, steps, p), 0);
+  CU_ASSERT_EQUAL(cnf_pde_fp1d_solve(NULL, 1.0, DW_L, Nref, T, steps_ref, r), 0);
+  const size_t f = Nref / N;
+  for (size_t i = 0; i <= N; i++) e = fmax(e, fabs(p[i] - r[i * f]));
+  free(p), free(r);
+  return e;
+}
+
+/* Observed orders of the base solver at T = 0.5: in space, with the same
+ * 100 steps on every grid (the time error is then common to all grids and
+ * cancels in the differences), N = 100, 200, 400 against 1600: order 2
+ * (1.9..2.1); in time, N = 200 with 25, 50, 100 steps against 3200: order
+ * 1 (0.9..1.1). */
+static void test_fp1d_orders(void) {
+  double es[3], et[3];
+  for (int k = 0; k < 3; k++) {
+    es[k] = fp1d_err(100u << k, 100, 1600, 100, 0.5);
+    et[k] = fp1d_err(200, 25u << k, 200, 3200, 0.5);
+  }
+  for (int k = 0; k < 2; k++) {
+    const double os = log2(es[k] / es[k + 1]), ot = log2(et[k] / et[k + 1]);
+    printf("\n    1-D solver: space %.2e -> %.2e (order %.2f), time %.2e -> %.2e (order %.2f)",
+           es[k], es[k + 1], os, et[k], et[k + 1], ot);
+    CU_ASSERT_TRUE(os > 1.9 && os < 2.1);
+    CU_ASSERT_TRUE(ot > 0.9 && ot < 1.1);
+  }
+}
+
+static cnf_pde_dw *dw_new(cnf_ctx *ctx, size_t d, double T, size_t cells, const double *Q) {
+  cnf_pde_dw_config c;
+  cnf_pde_dw_config_default(&c, d, T);
+  c.cells = cells;
+  c.Q = Q;
+  cnf_pde_dw *dw = NULL;
+  CU_ASSERT_EQUAL_FATAL(cnf_pde_dw_create(&dw, ctx, &c), 0);
+  return dw;
+}
+
+/* The extrapolated reference: at t = 0 it is log p0 (exact: the degree-5
+ * interpolant of a quadratic), with mass Phi(-0.5/0.3) left of 0 (Simpson
+ * on 256 cells, h = 0.04: error h^4 max|p0''''| / 180 ~ 5e-7) and
+ * KL(p0 || p_inf) = -H(p0) + E[V]/D + log Z1 in closed form; over time the
+ * mass stays 1.  Refinement: log p1 at t = 0.3 on N = 64, 128 cells against
+ * 1024, weighted by p1 over [-3, 3]: observed order about 4 (> 3.3). */
+static void test_dw_reference(void) {
+  cnf_ctx *ctx = new_ctx();
+  cnf_pde_dw *dw = dw_new(ctx, 3, 1.0, 256, NULL);
+  const double m = 0.5, s2 = 0.09;
+  const double EV = 0.25 * (m * m * m * m + 6 * m * m * s2 + 3 * s2 * s2) - 2 * (m * m + s2);
+  const double kl0 = -0.5 * log(2 * M_PI * M_E * s2) + EV + cnf_pde_dw_logZ1(1.0);
+  printf("\n    t=0: mass left %.12f (Phi: %.12f), KL %.10f (closed form %.10f)",
+         cnf_pde_dw_mass_left(dw, 0.0), 0.5 * erfc(m / sqrt(2 * s2)),
+         cnf_pde_dw_kl_inf(dw, 0.0), 3 * kl0);
+  CHECK_NEAR(cnf_pde_dw_mass_left(dw, 0.0), 0.5 * erfc(m / sqrt(2 * s2)), 5e-7);
+  CHECK_NEAR(cnf_pde_dw_kl_inf(dw, 0.0), 3 * kl0, 1e-8);
+  double y[7] = {-3, -1.7, -0.4, 0.1, 0.5, 1.3, 2.6}, l[7], ref[7];
+  CU_ASSERT_EQUAL(cnf_pde_dw_eval1(dw, 0.0, 7, y, l, NULL, NULL), 0);
+  for (int i = 0; i < 7; i++) ref[i] = cnf_pde_dw_p0_1d(y[i]);
+  CHECK_CLOSE(l, ref, 7, 1e-12, 1e-12, "P4 reference at t = 0 is log p0");
+  /* mass over time: the left well's plus the right's, by quadrature of the
+   * interpolated log-density */
+  for (double t = 0.25; t <= 1.0; t += 0.25) {
+    double mass = 0.0;
+    for (int i = -6000; i <= 6000; i++) {
+      double yi = i * 1e-3, li;
+      cnf_pde_dw_eval1(dw, t, 1, &yi, &li, NULL, NULL);
+      mass += exp(li) * 1e-3;
+    }
+    CHECK_NEAR(mass, 1.0, 1e-7);
+  }
+  cnf_pde_dw_free(dw);
+  /* refinement */
+  cnf_pde_dw *r[3] = {dw_new(ctx, 1, 0.3, 64, NULL), dw_new(ctx, 1, 0.3, 128, NULL),
+                      dw_new(ctx, 1, 0.3, 1024, NULL)};
+  double err[2] = {0, 0};
+  for (int i = -300; i <= 300; i++) {
+    double yi = i * 0.01, lr, la;
+    cnf_pde_dw_eval1(r[2], 0.3, 1, &yi, &lr, NULL, NULL);
+    for (int k = 0; k < 2; k++) {
+      cnf_pde_dw_eval1(r[k], 0.3, 1, &yi, &la, NULL, NULL);
+      err[k] += exp(lr) * fabs(la - lr) * 0.01;
+    }
+  }
+  const double order = log2(err[0] / err[1]);
+  printf("\n    reference E|l_N - l_1024| at t=0.3: N=64 %.2e, N=128 %.2e (order %.2f)", err[0],
+         err[1], order);
+  CU_ASSERT_TRUE(order > 3.3);
+  CU_ASSERT_TRUE(err[1] < 1e-5);
+  for (int k = 0; k < 3; k++) cnf_pde_dw_free(r[k]);
+  cnf_pde_dw_config c;
+  cnf_pde_dw_config_default(&c, 2, 1.0);
+  c.cells = 1002;
+  CU_ASSERT_EQUAL(cnf_pde_dw_create(&dw, ctx, &c), CNF_EINVAL);
+  CU_ASSERT_PTR_NULL(dw);
+  cnf_ctx_free(ctx);
+}
+
+/* The field's jvp and f_div against central differences, with and
+ * without a rotation, at times inside the levels' first (fast) stretch and
+ * later, and at points beyond the grid (the stationary tail). */
+static void test_ops_dw(void) {
+  cnf_ctx *ctx = new_ctx();
+  const size_t dims[] = {1, 3, 6};
+  const double times[] = {0.0, 0.013, 0.77};
+  for (size_t n = 0; n < 3; n++) {
+    double *Q = dalloc(dims[n] * dims[n]);
+    CU_ASSERT_EQUAL(cnf_pde_random_orthogonal(ctx, dims[n], 5 + n, Q), 0);
+    double orth = 0.0; /* |Q^T Q - I| */
+    for (size_t i = 0; i < dims[n]; i++)
+      for (size_t j = 0; j < dims[n]; j++) {
+        double q = 0.0;
+        for (size_t k = 0; k < dims[n]; k++) q += Q[k * dims[n] + i] * Q[k * dims[n] + j];
+        orth = fmax(orth, fabs(q - (i == j)));
+      }
+    CU_ASSERT_TRUE(orth < 1e-14);
+    for (int rot = 0; rot < 2; rot++) {
+      cnf_pde_dw *dw = dw_new(ctx, dims[n], 1.0, 128, rot ? Q : NULL);
+      cnf_dyn *dyn = NULL;
+      CU_ASSERT_EQUAL_FATAL(cnf_pde_dw_dyn(&dyn, ctx, dw), 0);
+      cnf_pde_dw_free(dw); /* the field shares the table */
+      CU_ASSERT_STRING_EQUAL(cnf_dyn_name(dyn), "pde-double-well");
+      for (size_t k = 0; k < 3; k++) {
+        char name[64];
+        snprintf(name, sizeof name, "P4 d=%zu%s t=%g", dims[n], rot ? " rotated" : "", times[k]);
+        check_ops(dyn, NULL, times[k], 2.8, 400 + 10 * n + k, name);
+        snprintf(name, sizeof name, "P4 d=%zu%s t=%g beyond the grid", dims[n],
+                 rot ? " rotated" : "", times[k]);
+        check_ops(dyn, NULL, times[k], 6.5, 450 + 10 * n + k, name);
+      }
+      cnf_dyn_free(dyn);
+    }
+    free(Q);
+  }
+  cnf_ctx_free(ctx);
+}
+
+/* The interpolant's Fokker-Planck residual R = l_t - V'' - V' l_y
+ * - D (l_yy + l_y^2) (l_t by central differences in t), integrated
+ * against p1 over y and over [0, T] (midpoint rule, 40 times): the
+ * reference's contribution to the mean LPE of one coordinate. */
+static double dw_residual(cnf_pde_dw *dw, double T) {
+  double tot = 0.0;
+  const double ht = 1e-6, dy = 0.005;
+  for (int k = 0; k < 40; k++) {
+    const double t = (k + 0.5) * T / 40;
+    double e = 0.0;
+    for (double y = -4.0; y <= 4.0; y += dy) {
+      double l, l1, l2, lp, lm;
+      cnf_pde_dw_eval1(dw, t + ht, 1, &y, &lp, NULL, NULL);
+      cnf_pde_dw_eval1(dw, t - ht, 1, &y, &lm, NULL, NULL);
+      cnf_pde_dw_eval1(dw, t, 1, &y, &l, &l1, &l2);
+      const double R = (lp - lm) / (2 * ht) - (3 * y * y - 4) - (y * y * y - 4 * y) * l1 -
+                       (l2 + l1 * l1);
+      e += fabs(R) * exp(l) * dy;
+    }
+    tot += e * T / 40;
+  }
+  return tot;
+}
+
+/* Training-free LPE at d = 2 and 10 (rotated), T = 1, exact trace, tol
+ * 1e-8, on a 500-cell reference.  Along the flow d/dt log p differs from
+ * -div v by the interpolant's residual R in each coordinate, so the mean
+ * LPE is bounded by d int E|R| dt (measured: about 1e-6 per coordinate)
+ * plus the solver's share (about 1e-7): the bar is 3 d int E|R| dt +
+ * 1e-6, and also mean <= 1e-6 d (measured 2e-7 at d = 2, 6e-7 at d = 10). */
+static void test_lpe_dw(void) {
+  cnf_ctx *ctx = new_ctx();
+  const size_t dims[] = {2, 10}, Bs[] = {200, 100};
+  const double T = 1.0;
+  double rbar = -1.0;
+  for (size_t n = 0; n < 2; n++) {
+    const size_t D = dims[n], B = Bs[n];
+    double *Q = dalloc(D * D);
+    random_orthogonal(Q, D, 800 + D);
+    cnf_pde_dw *dw = dw_new(ctx, D, T, 500, n ? Q : NULL);
+    if (rbar < 0) rbar = dw_residual(dw, T);
+    cnf_dyn *dyn = NULL;
+    CU_ASSERT_EQUAL_FATAL(cnf_pde_dw_dyn(&dyn, ctx, dw), 0);
+    double *z = dalloc(B * D), *lp0 = dalloc(B), *delta = dalloc(B), *lp = dalloc(B);
+    CU_ASSERT_EQUAL(cnf_pde_dw_sample0(dw, 810 + D, B, z), 0);
+    CU_ASSERT_EQUAL(cnf_pde_dw_logp0(dw, B, z, lp0), 0);
+    cnf_options o = options(TOL);
+    cnf_stats st;
+    cnf_stats_clear(&st);
+    double t0 = wall();
+    CU_ASSERT_EQUAL(cnf_dyn_solve(dyn, NULL, &o, 0.0, T, B, 0, NULL, z, delta, &st), 0);
+    double secs = wall() - t0;
+    CU_ASSERT_EQUAL(cnf_pde_dw_logp(dw, T, B, z, lp), 0);
+    for (size_t b = 0; b < B; b++) lp0[b] += delta[b];
+    const double bar = fmin(3.0 * (double)D * rbar + 1e-6, 1e-6 * (double)D);
+    printf("\n    reference residual int E|R| dt = %.2e per coordinate; bar %.2e", rbar, bar);
+    report_lpe(n ? "P4 rotated" : "P4", D, B, TOL, lp0, lp, bar, secs, &st);
+    cnf_dyn_free(dyn);
+    cnf_pde_dw_free(dw);
+    free(Q), free(z), free(lp0), free(delta), free(lp);
+  }
+  cnf_ctx_free(ctx);
+}
+
+/* Euler-Maruyama paths (dt = 1e-3, 4000 paths of d = 2) against the
+ * reference: the fraction of coordinates left of 0 at t = 1 within 4
+ * standard errors (plus the scheme's O(dt) bias, ~1e-3) of the reference's
+ * mass; the marginal W2 of the paths is small against the W2 of p0. */
+static void test_dw_em(void) {
+  cnf_ctx *ctx = new_ctx();
+  enum { B = 4000, D = 2 };
+  cnf_pde_dw *dw = dw_new(ctx, D, 1.0, 256, NULL);
+  double *x = dalloc(B * D), w2em, w20;
+  CU_ASSERT_EQUAL(cnf_pde_dw_sample0(dw, 91, B, x), 0);
+  CU_ASSERT_EQUAL(cnf_pde_dw_w2_marginals(ctx, dw, 1.0, B, x, &w20), 0);
+  CU_ASSERT_EQUAL(cnf_pde_dw_em(dw, 92, 0.0, 1.0, 1e-3, B, x), 0);
+  CU_ASSERT_EQUAL(cnf_pde_dw_w2_marginals(ctx, dw, 1.0, B, x, &w2em), 0);
+  double left = 0.0;
+  for (size_t i = 0; i < (size_t)B * D; i++) left += x[i] < 0;
+  left /= (double)B * D;
+  const double ml = cnf_pde_dw_mass_left(dw, 1.0), se = sqrt(ml * (1 - ml) / (B * D));
+  printf("\n    EM: left fraction %.4f, reference %.4f (se %.4f); W2 of the marginals %.3f "
+         "(p0's %.3f)", left, ml, se, w2em, w20);
+  CU_ASSERT_TRUE(fabs(left - ml) <= 4 * se + 2e-3);
+  CU_ASSERT_TRUE(w2em < 0.1 && w20 > 1.0);
+  free(x);
+  cnf_pde_dw_free(dw);
+  cnf_ctx_free(ctx);
+}
+
 static const test_entry ops_tests[] = {
     {"P1a linear: jvp and f_div against differences", test_ops_p1a},
     {"P2 heat: jvp and f_div against differences", test_ops_heat},
     {"P3 OU: jvp and f_div against differences", test_ops_ou},
+    {"P4 double-well: jvp and f_div against differences", test_ops_dw},
     {NULL, NULL},
 };
 
@@ -740,6 +1040,10 @@ static const test_entry closed_tests[] = {
     {"P2 density integrates to 1, sampler mean", test_heat_closed_form},
     {"metrics: LPE, Gaussian W2, Hutchinson variances", test_metrics},
     {"bad arguments", test_bad_args},
+    {"P4 1-D solver: mass, positivity, stationary exp(-V/D)/Z", test_fp1d_mass_stationary},
+    {"P4 1-D solver: observed orders in space and time", test_fp1d_orders},
+    {"P4 reference: p0, mass, KL at t = 0; order under refinement", test_dw_reference},
+    {"P4 Euler-Maruyama against the reference", test_dw_em},
     {NULL, NULL},
 };
 
@@ -752,6 +1056,7 @@ static const test_entry bar_tests[] = {
     {"Rademacher K=1 on diag+skew A is exact", test_rademacher_rotation},
     {"Hutchinson variance on dense A within 10%", test_hutchinson_variance},
     {"log p_t at arbitrary points by a backward solve", test_logp_at},
+    {"P4 LPE (d = 2, 10 rotated) within the reference's residual", test_lpe_dw},
     {NULL, NULL},
 };
 
