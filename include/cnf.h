@@ -393,6 +393,19 @@ int cnf_plot_pairs(cnf_flow *flow, const cnf_options *opt, size_t n_samples,
                    size_t max_dims, const double *data, size_t n,
                    const char *path);
 
+/* The G x G grid of cnf_plot_density over [-L, L]^2 into x (G * G, 2):
+ * row r, column c at x1 = -L + 2L (c + 1/2) / G, x2 = L - 2L (r + 1/2) / G. */
+void cnf_plot_grid(double L, size_t G, double *x);
+/* n heat maps side by side (4 white pixels apart), panel k from logp
+ * (n, G * G) on the points of cnf_plot_grid, each scaled to its own
+ * maximum, data (nd, 2; may be NULL) overlaid in white on each: any model's
+ * densities, e.g. those of cnf_layers.h or several models compared. */
+int cnf_plot_heatmaps(cnf_ctx *ctx, size_t n, size_t G, const double *logp, double L,
+                      const double *data, size_t nd, const char *path);
+/* cnf_plot_pairs from given samples xs (n_samples, D) of any model. */
+int cnf_plot_pairs_of(cnf_ctx *ctx, const double *xs, size_t n_samples, size_t D,
+                      size_t max_dims, const double *data, size_t n, const char *path);
+
 /* ---- toy data ---------------------------------------------------------- */
 
 /* The names of FFJORD's ten 2-D toy sets, NULL-terminated: swissroll,

@@ -20,11 +20,14 @@
 
 #include "cli.h"
 #include "cnf.h"
+#include "dflow.h"
 
 /* ---- init --------------------------------------------------------------- */
 
 int cnf__cli_init(int argc, char **argv, size_t threads) {
   const char *cmd = "init";
+  int flow_status = cnf__cli_flow_dispatch(cmd, &argc, argv, threads);
+  if (flow_status >= 0) return flow_status;
   run_args a;
   cnf__cli_args_default(&a);
   const cnf_cli_opt opts[] = {
@@ -88,6 +91,7 @@ int cnf__cli_init(int argc, char **argv, size_t threads) {
 
 int cnf__cli_logp(int argc, char **argv, size_t threads) {
   const char *cmd = "logp";
+  if (cnf__cli_model_is_stack(argc, argv)) return cnf__cli_dflow_run(cmd, argc, argv, threads);
   run_args a;
   cnf__cli_args_default(&a);
   const cnf_cli_opt opts[] = {
@@ -143,6 +147,7 @@ cleanup:
 
 int cnf__cli_sample(int argc, char **argv, size_t threads) {
   const char *cmd = "sample";
+  if (cnf__cli_model_is_stack(argc, argv)) return cnf__cli_dflow_run(cmd, argc, argv, threads);
   run_args a;
   cnf__cli_args_default(&a);
   const cnf_cli_opt opts[] = {

@@ -1,7 +1,7 @@
 /* main.c: the `cnf` command-line tool: global options and dispatch.
  *
  *   cnf [--threads N] <command> [options]
- *     commands: init logp sample grid train eval gradcheck plot toy pde integrate
+ *     commands: init logp sample grid train eval gradcheck plot toy pde integrate compare
  *   cnf --help | --version
  *
  * The commands live in commands.c, the option parser in args.c; only this
@@ -11,6 +11,7 @@
 
 #include "cli.h"
 #include "cnf.h"
+#include "dflow.h"
 
 typedef struct command {
   const char *name;
@@ -30,6 +31,7 @@ static const command commands[] = {
     {"toy", cnf__cli_toy, "samples of one of FFJORD's ten 2-D toy sets"},
     {"pde", cnf__cli_pde, "a PDE benchmark against its closed form (training-free)"},
     {"integrate", cnf__cli_integrate, "integral over [0, 1]^n by importance sampling with a flow"},
+    {"compare", cnf__cli_compare, "train several flow types on the same data and compare them"},
 };
 
 static void print_help(FILE *fp) {

@@ -19,6 +19,7 @@
 
 #include "cli.h"
 #include "cnf.h"
+#include "dflow.h"
 
 /* Failed steps in a row after which train gives up. */
 #define MAX_FAILED_IN_A_ROW 10
@@ -158,6 +159,8 @@ static void moments(const double *x, size_t N, size_t D, double *mean, double *s
 
 int cnf__cli_train(int argc, char **argv, size_t threads) {
   const char *cmd = "train";
+  int flow_status = cnf__cli_flow_dispatch(cmd, &argc, argv, threads);
+  if (flow_status >= 0) return flow_status;
   run_args a;
   cnf__cli_args_default(&a);
   a.opt.trace = (cnf_trace)-1; /* not given: exact for D <= 2, else gauss */
@@ -558,6 +561,7 @@ cleanup:
 
 int cnf__cli_eval(int argc, char **argv, size_t threads) {
   const char *cmd = "eval";
+  if (cnf__cli_model_is_stack(argc, argv)) return cnf__cli_dflow_run(cmd, argc, argv, threads);
   run_args a;
   cnf__cli_args_default(&a);
   a.opt.batch = 1000;
@@ -751,6 +755,7 @@ cleanup:
 
 int cnf__cli_plot(int argc, char **argv, size_t threads) {
   const char *cmd = "plot";
+  if (cnf__cli_model_is_stack(argc, argv)) return cnf__cli_dflow_run(cmd, argc, argv, threads);
   run_args a;
   cnf__cli_args_default(&a);
   a.size = 200;

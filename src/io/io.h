@@ -11,6 +11,11 @@
  * (start with 0). */
 uint32_t cnf__crc32(uint32_t crc, const void *buf, size_t n);
 
+/* Swap the bytes of n doubles in place on a big-endian host (model files
+ * store little-endian float64); a no-op on little-endian hosts.  Its own
+ * inverse. */
+void cnf__to_le(double *x, size_t n);
+
 /* Atomic output: open a temporary file beside `path`; commit flushes,
  * syncs, closes and renames it over `path`; abort closes and removes it.
  * Both clear *tmp. */

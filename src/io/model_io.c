@@ -34,8 +34,7 @@ static int little_endian(void) {
   return *(const unsigned char *)&one == 1;
 }
 
-/* Swap the bytes of n doubles in place if the host is big-endian. */
-static void to_le(double *x, size_t n) {
+void cnf__to_le(double *x, size_t n) {
   if (little_endian()) return;
   for (size_t i = 0; i < n; i++) {
     unsigned char *b = (unsigned char *)&x[i];
@@ -85,7 +84,7 @@ int cnf_flow_save(cnf_flow *f, const char *path) {
       return CNF_ERROR(ctx, CNF_ENONFINITE, "%s: not saved: stored value %zu is %g", path, i,
                        payload[i]);
     }
-  to_le(payload, total);
+  cnf__to_le(payload, total);
   uint32_t crc = cnf__crc32(0, head, (size_t)n);
   crc = cnf__crc32(crc, payload, total * sizeof(double));
 
@@ -176,6 +175,9 @@ static int parse_header(cnf_ctx *ctx, const char *path, char *line, header *h,
       h->crc = bad ? 0 : strtoul(v, NULL, 16);
       h->have |= 64;
       *crc_pos = (size_t)(tok - line) - 1; /* the space before "crc32=" */
+    } else if (strcmp(k, "flow") == 0) {
+      return CNF_ERROR(ctx, CNF_EFORMAT, "%s: holds a discrete flow (flow=%s, cnf_layers.h), "
+                       "not a continuous one", path, v);
     } else {
       return CNF_ERROR(ctx, CNF_ECORRUPT, "%s: unknown header field '%s'", path, k);
     }
@@ -260,7 +262,7 @@ int cnf_flow_load(cnf_flow **out, cnf_ctx *ctx, const char *path) {
                    (unsigned)crc, h.crc);
     goto cleanup;
   }
-  to_le(payload, n);
+  cnf__to_le(payload, n);
   for (size_t i = 0; i < n; i++)
     if (!isfinite(payload[i]) || (i < h.blocks && !(payload[i] > 0))) {
       rc = CNF_ERROR(ctx, CNF_ECORRUPT, "%s: %s value %zu is %g", path,

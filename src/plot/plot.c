@@ -81,6 +81,47 @@ static int write_png(cnf_ctx *ctx, const image *im, const char *path) {
   return cnf__atomic_commit(ctx, &a);
 }
 
+void cnf_plot_grid(double L, size_t G, double *x) {
+  /* row 0 of the image is the top: x2 = +L */
+  for (size_t r = 0; r < G; r++)
+    for (size_t c = 0; c < G; c++) {
+      x[2 * (r * G + c)] = -L + 2 * L * ((double)c + 0.5) / (double)G;
+      x[2 * (r * G + c) + 1] = L - 2 * L * ((double)r + 0.5) / (double)G;
+    }
+}
+
+/* panel k of an image of n G x G panels side by side, 4 white pixels apart */
+static void draw_panel(image *im, size_t k, size_t G, const double *lp, double L,
+                       const double *data, size_t n) {
+  const size_t x0 = k * (G + 4);
+  double mx = -INFINITY;
+  for (size_t i = 0; i < G * G; i++) mx = fmax(mx, lp[i]);
+  for (size_t i = 0; i < G * G; i++) {
+    unsigned char c[3];
+    viridis(exp(lp[i] - mx), c);
+    memcpy(im->rgb + 3 * ((i / G) * im->w + x0 + i % G), c, 3);
+  }
+  const unsigned char white[3] = {255, 255, 255};
+  for (size_t i = 0; data != NULL && i < n; i++) {
+    long px = lround((data[2 * i] + L) / (2 * L) * (double)G - 0.5);
+    long py = lround((L - data[2 * i + 1]) / (2 * L) * (double)G - 0.5);
+    if (px >= 0 && px < (long)G) put(im, (long)x0 + px, py, white, 0.6);
+  }
+}
+
+int cnf_plot_heatmaps(cnf_ctx *ctx, size_t n, size_t G, const double *logp, double L,
+                      const double *data, size_t nd, const char *path) {
+  if (n == 0 || logp == NULL || path == NULL || G < 2 || G > 4096 || !(L > 0))
+    return CNF_ERROR(ctx, CNF_EINVAL, "plot: need panels, 2 <= grid <= 4096 and L > 0");
+  image im = {0, 0, NULL};
+  int rc = image_new(ctx, &im, n * G + (n - 1) * 4, G);
+  if (rc != 0) return rc;
+  for (size_t k = 0; k < n; k++) draw_panel(&im, k, G, logp + k * G * G, L, data, nd);
+  rc = write_png(ctx, &im, path);
+  cnf__free(im.rgb);
+  return rc;
+}
+
 int cnf_plot_density(cnf_flow *f, const cnf_options *opt, double L, size_t G,
                      const double *data, size_t n, const char *path) {
   if (f == NULL || opt == NULL || path == NULL) return CNF_EINVAL;
@@ -94,29 +135,12 @@ int cnf_plot_density(cnf_flow *f, const cnf_options *opt, double L, size_t G,
   image im = {0, 0, NULL};
   int rc = 0;
   if (x == NULL || lp == NULL) CNF_TRY(CNF_ENOMEM);
-  /* row 0 of the image is the top: x2 = +L */
-  for (size_t r = 0; r < G; r++)
-    for (size_t c = 0; c < G; c++) {
-      x[2 * (r * G + c)] = -L + 2 * L * ((double)c + 0.5) / (double)G;
-      x[2 * (r * G + c) + 1] = L - 2 * L * ((double)r + 0.5) / (double)G;
-    }
+  cnf_plot_grid(L, G, x);
   cnf_options o = *opt;
   if (o.batch == 0 || o.batch > 4096) o.batch = 4096;
   CNF_TRY(cnf_flow_logp(f, &o, G * G, x, lp, NULL));
-  double mx = -INFINITY;
-  for (size_t i = 0; i < G * G; i++) mx = fmax(mx, lp[i]);
   CNF_TRY(image_new(ctx, &im, G, G));
-  for (size_t i = 0; i < G * G; i++) {
-    unsigned char c[3];
-    viridis(exp(lp[i] - mx), c);
-    memcpy(im.rgb + 3 * i, c, 3);
-  }
-  const unsigned char white[3] = {255, 255, 255};
-  for (size_t i = 0; data != NULL && i < n; i++) {
-    long px = lround((data[2 * i] + L) / (2 * L) * (double)G - 0.5);
-    long py = lround((L - data[2 * i + 1]) / (2 * L) * (double)G - 0.5);
-    put(&im, px, py, white, 0.6);
-  }
+  draw_panel(&im, 0, G, lp, L, data, n);
   rc = write_png(ctx, &im, path);
 cleanup:
   cnf__free(x);
@@ -145,16 +169,29 @@ int cnf_plot_pairs(cnf_flow *f, const cnf_options *opt, size_t n_samples,
                    const char *path) {
   if (f == NULL || opt == NULL || path == NULL) return CNF_EINVAL;
   cnf_ctx *ctx = f->ctx;
-  const size_t D = f->cfg.dim, k = max_dims < D ? max_dims : D, tile = 160;
+  const size_t D = f->cfg.dim, k = max_dims < D ? max_dims : D;
   if (k == 0 || n_samples == 0)
     return CNF_ERROR(ctx, CNF_EINVAL, "plot: need at least one coordinate and one sample");
   double *xs = cnf__dalloc(ctx, n_samples * D), *lp = cnf__dalloc(ctx, n_samples);
-  image im = {0, 0, NULL};
   int rc = 0;
   if (xs == NULL || lp == NULL) CNF_TRY(CNF_ENOMEM);
   cnf_options o = *opt;
   if (o.batch == 0 || o.batch > 4096) o.batch = 4096;
   CNF_TRY(cnf_flow_sample(f, &o, n_samples, xs, lp, NULL));
+  rc = cnf_plot_pairs_of(ctx, xs, n_samples, D, max_dims, data, n, path);
+cleanup:
+  cnf__free(xs);
+  cnf__free(lp);
+  return rc;
+}
+
+int cnf_plot_pairs_of(cnf_ctx *ctx, const double *xs, size_t n_samples, size_t D,
+                      size_t max_dims, const double *data, size_t n, const char *path) {
+  const size_t k = max_dims < D ? max_dims : D, tile = 160;
+  if (xs == NULL || path == NULL || k == 0 || n_samples == 0)
+    return CNF_ERROR(ctx, CNF_EINVAL, "plot: need at least one coordinate and one sample");
+  image im = {0, 0, NULL};
+  int rc = 0;
   CNF_TRY(image_new(ctx, &im, k * tile, k * tile));
   const unsigned char grey[3] = {120, 120, 120}, orange[3] = {230, 110, 20}, line[3] = {200, 200, 200};
   for (size_t i = 0; i < k; i++)
@@ -202,8 +239,6 @@ int cnf_plot_pairs(cnf_flow *f, const cnf_options *opt, size_t n_samples,
     }
   rc = write_png(ctx, &im, path);
 cleanup:
-  cnf__free(xs);
-  cnf__free(lp);
   cnf__free(im.rgb);
   return rc;
 }

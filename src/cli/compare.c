@@ -1,0 +1,350 @@
+/* compare.c: `cnf compare`: several flow types trained on the same data with
+ * the same seed, minibatches and iteration budget, then measured alike:
+ *
+ *   test NLL (nats), parameters, training seconds per iteration, sampling
+ *   and density-evaluation seconds per 1000 points, and for the CNF the
+ *   right-hand side evaluations per solve (NFE) of the density evaluation.
+ *
+ * Every flow models standardized data (the training rows' means and
+ * standard deviations) and reports densities in the units of x.  The table
+ * goes to standard output and to PREFIX.csv and PREFIX.md; for 2-D data the
+ * learned densities go side by side to PREFIX.png, over [-L, L]^2 in
+ * standard deviations around the data mean.  Files are written to a
+ * temporary name, synced and renamed. */
+#define _POSIX_C_SOURCE 200809L
+#include <limits.h>
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "cli.h"
+#include "cnf.h"
+#include "cnf_layers.h"
+#include "dflow.h"
+
+#define MAX_FLOWS 16
+
+typedef struct result {
+  char name[32];
+  size_t params;
+  double nll, train_s, sample_s, density_s, nfe;
+  int ok;
+} result;
+
+/* text to path through a synced temporary file and a rename */
+static int write_atomic(const char *cmd, const char *path, const char *text) {
+  char tmp[4200];
+  snprintf(tmp, sizeof tmp, "%s.tmp.%ld", path, (long)getpid());
+  FILE *fp = fopen(tmp, "w");
+  if (fp == NULL) {
+    cnf__cli_error(cmd, "%s: cannot write", path);
+    return CNF_CLI_EFAIL;
+  }
+  int bad = fputs(text, fp) < 0 || fflush(fp) != 0 || fsync(fileno(fp)) != 0;
+  bad |= fclose(fp) != 0;
+  if (bad || rename(tmp, path) != 0) {
+    remove(tmp);
+    cnf__cli_error(cmd, "%s: write error", path);
+    return CNF_CLI_EFAIL;
+  }
+  return CNF_CLI_OK;
+}
+
+typedef struct cmp_args {
+  run_args a;
+  const char *flows, *test, *cnf_hidden, *prefix;
+  size_t ntest;
+} cmp_args;
+
+/* one flow: train, then measure; grid (G*G, 2) in x units -> glp (G*G) */
+static int run_one(const char *cmd, cmp_args *c, const char *flow, const double *data, size_t N,
+                   const double *test, size_t NT, size_t D, const double *mean, const double *sd,
+                   const double *grid, size_t G2, double *glp, result *res) {
+  run_args *a = &c->a;
+  cnf_ctx *ctx = NULL;
+  cnf_stack *s = NULL;
+  cnf_flow *f = NULL;
+  cnf_train *tr = NULL;
+  const size_t B = a->minibatch < N ? a->minibatch : N, ns = 1000;
+  double *xb = malloc(B * D * sizeof(double)), *lp = malloc((NT > ns ? NT : ns) * sizeof(double));
+  double *xs = malloc(ns * D * sizeof(double));
+  size_t *idx = malloc(B * sizeof(size_t));
+  int rc = 0, status = CNF_CLI_OK;
+  memset(res, 0, sizeof *res);
+  snprintf(res->name, sizeof res->name, "%s", flow);
+  res->nfe = NAN;
+  if (!xb || !lp || !xs || !idx || cnf_ctx_create(&ctx) != 0) {
+    cnf__cli_error(cmd, "out of memory");
+    status = CNF_CLI_EFAIL;
+    goto cleanup;
+  }
+  const int is_cnf = strcmp(flow, "cnf") == 0;
+  cnf_options opt;
+  cnf_options_default(&opt);
+  if (is_cnf) {
+    cnf_mlp_config cfg;
+    cnf_mlp_config_default(&cfg, D);
+    if (c->cnf_hidden && cnf_mlp_parse_hidden(&cfg, c->cnf_hidden) != 0) {
+      cnf__cli_error(cmd, "--cnf-hidden: expected widths such as 64-64-64, found '%s'",
+                     c->cnf_hidden);
+      status = CNF_CLI_EUSAGE;
+      goto cleanup;
+    }
+    if (D > 10) opt.trace = CNF_TRACE_GAUSS;
+    rc = cnf_flow_create(&f, ctx, &cfg, 1, 0.5, a->seed);
+    if (rc == 0 && (status = cnf__cli_use_threads(cmd, f)) != CNF_CLI_OK) goto cleanup;
+    if (rc == 0) rc = cnf_flow_set_standardization(f, mean, sd);
+    if (rc == 0) rc = cnf_train_create(&tr, f, &a->train, a->seed);
+  } else {
+    size_t nh = 2, hid[CNF_MAX_HIDDEN] = {64, 64};
+    if (a->hidden && cnf__cli_parse_widths(a->hidden, &nh, hid) != 0) {
+      cnf__cli_error(cmd, "--hidden: expected widths such as 64-64, found '%s'", a->hidden);
+      status = CNF_CLI_EUSAGE;
+      goto cleanup;
+    }
+    size_t K = a->blocks ? a->blocks : cnf__cli_default_blocks(flow);
+    rc = cnf_stack_preset(&s, ctx, flow, D, K, nh, hid, a->seed);
+    if (rc == 0) rc = cnf_stack_set_standardization(s, mean, sd);
+    if (rc == 0) rc = cnf_stack_init_data(s, N < 1000 ? N : 1000, data);
+  }
+  if (rc != 0) goto fail;
+  double t0 = cnf__cli_now();
+  for (size_t it = 1; it <= a->iters; it++) {
+    cnf_train_batch_indices(a->seed, (long)it, N, B, idx);
+    for (size_t b = 0; b < B; b++) memcpy(xb + b * D, data + idx[b] * D, D * sizeof(double));
+    if (is_cnf) {
+      cnf_train_report rep;
+      rc = cnf_train_step(tr, &opt, B, xb, &rep);
+      if (rc != 0 && cnf_is_solver_error(rc)) rc = 0; /* a failed step is skipped, as train does */
+    } else {
+      rc = cnf_stack_train_step(s, &a->train, B, xb, NULL, NULL);
+      if (rc == CNF_ENONFINITE) rc = 0;
+    }
+    if (rc != 0) goto fail;
+  }
+  res->train_s = (cnf__cli_now() - t0) / (double)a->iters;
+  res->params = is_cnf ? cnf_flow_param_count(f) : cnf_stack_param_count(s);
+  /* test NLL */
+  cnf_stats st;
+  cnf_stats_clear(&st);
+  cnf_options eo = opt;
+  eo.batch = 1000;
+  if (is_cnf) cnf_flow_seed(f, a->seed);
+  rc = is_cnf ? cnf_flow_logp(f, &eo, NT, test, lp, &st) : cnf_stack_logp(s, NT, test, lp);
+  if (rc != 0) goto fail;
+  res->nll = 0.0;
+  for (size_t i = 0; i < NT; i++) res->nll -= lp[i] / (double)NT;
+  if (is_cnf) res->nfe = st.solves ? (double)st.nfe / (double)st.solves : NAN;
+  /* density and sampling time per 1000 points */
+  const size_t nd = NT < ns ? NT : ns;
+  t0 = cnf__cli_now();
+  rc = is_cnf ? cnf_flow_logp(f, &eo, nd, test, lp, NULL) : cnf_stack_logp(s, nd, test, lp);
+  if (rc != 0) goto fail;
+  res->density_s = (cnf__cli_now() - t0) * 1000.0 / (double)nd;
+  if (is_cnf)
+    cnf_flow_seed(f, a->seed);
+  else
+    cnf_stack_seed(s, a->seed);
+  t0 = cnf__cli_now();
+  rc = is_cnf ? cnf_flow_sample(f, &eo, ns, xs, lp, NULL) : cnf_stack_sample(s, ns, xs, lp);
+  if (rc != 0) goto fail;
+  res->sample_s = cnf__cli_now() - t0;
+  if (grid != NULL) {
+    rc = is_cnf ? cnf_flow_logp(f, &eo, G2, grid, glp, NULL) : cnf_stack_logp(s, G2, grid, glp);
+    if (rc != 0) goto fail;
+  }
+  res->ok = 1;
+  goto cleanup;
+fail:
+  status = cnf__cli_lib_fail(cmd, ctx, rc, 0);
+cleanup:
+  free(xb), free(lp), free(xs), free(idx);
+  cnf_train_free(tr);
+  cnf_flow_free(f);
+  cnf_stack_free(s);
+  cnf_ctx_free(ctx);
+  return status;
+}
+
+int cnf__cli_compare(int argc, char **argv, size_t threads) {
+  const char *cmd = "compare";
+  cmp_args c;
+  memset(&c, 0, sizeof c);
+  cnf__cli_args_default(&c.a);
+  run_args *a = &c.a;
+  a->iters = 500, a->minibatch = 256, a->blocks = 0, a->size = 150, a->range = 3;
+  c.ntest = 5000;
+  c.prefix = "compare";
+  const cnf_cli_opt opts[] = {
+      ROW("data", 0, CNF_CLI_STR, &a->data, 0, 0, NULL, 1, "NAME|FILE.csv",
+          "a toy set (20000 training samples) or a CSV file of training rows"),
+      ROW("test", 0, CNF_CLI_STR, &c.test, 0, 0, NULL, 0, "FILE.csv",
+          "test rows (toy: --test-n fresh samples; CSV: its last 10% of rows, held out)"),
+      ROW("flows", 0, CNF_CLI_STR, &c.flows, 0, 0, NULL, 1, "F1,F2,...",
+          "flows to compare: cnf, realnvp, nice, maf, iaf, planar, radial, affine, elementwise"),
+      ROW("iters", 0, CNF_CLI_SIZE, &a->iters, 1, (size_t)1 << 40, NULL, 0, "N",
+          "training steps of every flow (500)"),
+      ROW("seed", 0, CNF_CLI_U64, &a->seed, 0, 0, NULL, 0, "S",
+          "seed of the parameters, minibatches and samples (0)"),
+      ROW("batch", 0, CNF_CLI_SIZE, &a->minibatch, 1, 1000000, NULL, 0, "B", "minibatch (256)"),
+      ROW("lr", 0, CNF_CLI_POS, &a->train.lr, 0, 0, NULL, 0, "LR", "Adam step size (1e-3)"),
+      ROW("blocks", 0, CNF_CLI_SIZE, &a->blocks, 1, 1000, NULL, 0, "K",
+          "blocks of the discrete flows (each flow's default)"),
+      ROW("hidden", 0, CNF_CLI_STR, &a->hidden, 0, 0, NULL, 0, "H1-H2-...",
+          "conditioner widths of the discrete flows (64-64)"),
+      ROW("cnf-hidden", 0, CNF_CLI_STR, &c.cnf_hidden, 0, 0, NULL, 0, "H1-H2-...",
+          "hidden widths of the CNF (64-64-64)"),
+      ROW("test-n", 0, CNF_CLI_SIZE, &c.ntest, 1, 10000000, NULL, 0, "N",
+          "toy sets: test samples (5000)"),
+      ROW("out", 0, CNF_CLI_STR, &c.prefix, 0, 0, NULL, 0, "PREFIX",
+          "write PREFIX.csv, PREFIX.md and (2-D) PREFIX.png (compare)"),
+      ROW("grid", 0, CNF_CLI_SIZE, &a->size, 2, 1024, NULL, 0, "G",
+          "2-D: G x G pixels a panel (150)"),
+      ROW("range", 0, CNF_CLI_POS, &a->range, 0, 0, NULL, 0, "L",
+          "2-D: panels over mean +- L standard deviations (3)"),
+      ROW("threads", 0, CNF_CLI_SIZE, &a->threads, 1, 64, NULL, 0, "N",
+          "threads splitting the CNF's batch (the cores); the discrete flows use one"),
+      END_ROW};
+  const cnf_cli_usage usage = {
+      "cnf compare --data NAME|FILE.csv --flows cnf,realnvp,maf,... [options]",
+      "Train each flow on the same standardized data with the same seed, minibatches and\n"
+      "iteration budget, then print test NLL (nats), parameters, training seconds per\n"
+      "iteration, sampling and density seconds per 1000 points and the CNF's NFE per solve.\n"
+      "The CNF uses the exact trace up to 10-D, Gaussian Hutchinson above (its NLL is then an\n"
+      "unbiased estimate)."};
+  int status = cnf__cli_begin(cmd, opts, &usage, argc, argv, &a->threads, threads);
+  if (status >= 0) return status;
+  /* the flow list */
+  char list[1024], *names[MAX_FLOWS];
+  size_t nf = 0;
+  snprintf(list, sizeof list, "%s", c.flows);
+  char *save = NULL;
+  for (char *t = strtok_r(list, ",", &save); t != NULL; t = strtok_r(NULL, ",", &save)) {
+    int known = strcmp(t, "cnf") == 0;
+    for (const char *const *p = cnf_stack_preset_names(); *p && !known; p++) known = !strcmp(*p, t);
+    if (!known || nf >= MAX_FLOWS) {
+      cnf__cli_error(cmd,
+                     "--flows: '%s' is not one of cnf, realnvp, nice, maf, iaf, planar, "
+                     "radial, affine, elementwise (at most %d)",
+                     t, MAX_FLOWS);
+      return CNF_CLI_EUSAGE;
+    }
+    names[nf++] = t;
+  }
+  if (nf == 0) {
+    cnf__cli_error(cmd, "--flows: no flow named");
+    return CNF_CLI_EUSAGE;
+  }
+  double *data = NULL, *test = NULL, *grid = NULL, *glp = NULL, *mean = NULL, *sd = NULL;
+  size_t N = 0, D = 0, NT = 0, Dt = 0;
+  int toy = 0, toy2 = 0;
+  result res[MAX_FLOWS];
+  char *text = NULL;
+  status = cnf__cli_load_data(cmd, a->data, 20000, a->seed ^ 0x5eedULL, &data, &N, &D, &toy);
+  if (status != CNF_CLI_OK) goto cleanup;
+  if (c.test != NULL) {
+    status = cnf__cli_load_data(cmd, c.test, c.ntest, a->seed ^ 0x7e57ULL, &test, &NT, &Dt, &toy2);
+    if (status != CNF_CLI_OK) goto cleanup;
+    if (Dt != D) {
+      cnf__cli_error(cmd, "--test %s has %zu columns, the training data %zu", c.test, Dt, D);
+      status = CNF_CLI_EUSAGE;
+      goto cleanup;
+    }
+  } else if (toy) {
+    NT = c.ntest;
+    test = malloc(NT * D * sizeof(double));
+    if (test) cnf_toy_sample(a->data, NT, a->seed ^ 0x7e57ULL, test);
+  } else {
+    NT = N / 10;
+    if (NT == 0 || N - NT < 2) {
+      cnf__cli_error(cmd, "%s: too few rows (%zu) to hold out a test set; give --test", a->data, N);
+      status = CNF_CLI_EUSAGE;
+      goto cleanup;
+    }
+    N -= NT;
+    test = malloc(NT * D * sizeof(double));
+    if (test) memcpy(test, data + N * D, NT * D * sizeof(double));
+  }
+  mean = malloc(D * sizeof(double)), sd = malloc(D * sizeof(double));
+  if (test == NULL || mean == NULL || sd == NULL) {
+    cnf__cli_error(cmd, "out of memory");
+    status = CNF_CLI_EFAIL;
+    goto cleanup;
+  }
+  cnf__cli_moments(data, N, D, mean, sd);
+  const size_t G = a->size, G2 = G * G;
+  if (D == 2) {
+    grid = malloc(G2 * 2 * sizeof(double)), glp = malloc(nf * G2 * sizeof(double));
+    if (grid == NULL || glp == NULL) {
+      cnf__cli_error(cmd, "out of memory");
+      status = CNF_CLI_EFAIL;
+      goto cleanup;
+    }
+    cnf_plot_grid(a->range, G, grid);
+    for (size_t i = 0; i < G2; i++)
+      for (size_t k = 0; k < 2; k++) grid[2 * i + k] = mean[k] + sd[k] * grid[2 * i + k];
+  }
+  fprintf(stderr,
+          "compare: %zu training rows, %zu test rows, D = %zu, %zu iterations of batch %zu\n", N,
+          NT, D, a->iters, a->minibatch < N ? a->minibatch : N);
+  for (size_t k = 0; k < nf; k++) {
+    status = run_one(cmd, &c, names[k], data, N, test, NT, D, mean, sd, grid, G2,
+                     glp ? glp + k * G2 : NULL, &res[k]);
+    if (status != CNF_CLI_OK) goto cleanup;
+    fprintf(stderr, "compare: %-12s test NLL %.4f (%.4g s/iter)\n", names[k], res[k].nll,
+            res[k].train_s);
+  }
+  /* the table: stdout, CSV, Markdown */
+  size_t cap = 4096 + nf * 512;
+  text = malloc(cap);
+  if (text == NULL) {
+    status = CNF_CLI_EFAIL;
+    goto cleanup;
+  }
+  printf("%-12s %12s %10s %14s %16s %17s %8s\n", "flow", "test_nll", "params", "train_s_iter",
+         "sample_s_per1k", "density_s_per1k", "nfe");
+  for (size_t k = 0; k < nf; k++)
+    printf("%-12s %12.4f %10zu %14.5f %16.5f %17.5f %8.1f\n", res[k].name, res[k].nll,
+           res[k].params, res[k].train_s, res[k].sample_s, res[k].density_s, res[k].nfe);
+  size_t n = 0;
+  n += (size_t)snprintf(text + n, cap - n,
+                        "flow,test_nll,params,train_s_per_iter,sample_s_per_1000,"
+                        "density_s_per_1000,nfe\n");
+  for (size_t k = 0; k < nf; k++) /* nfe: nan for the discrete flows */
+    n += (size_t)snprintf(text + n, cap - n, "%s,%.10g,%zu,%.6g,%.6g,%.6g,%.6g\n", res[k].name,
+                          res[k].nll, res[k].params, res[k].train_s, res[k].sample_s,
+                          res[k].density_s, res[k].nfe);
+  char path[4096];
+  snprintf(path, sizeof path, "%s.csv", c.prefix);
+  if ((status = write_atomic(cmd, path, text)) != CNF_CLI_OK) goto cleanup;
+  n = 0;
+  n += (size_t)snprintf(text + n, cap - n,
+                        "| flow | test NLL (nats) | parameters | train s/iter | sample s/1000 | "
+                        "density s/1000 | NFE |\n|---|---:|---:|---:|---:|---:|---:|\n");
+  for (size_t k = 0; k < nf; k++) {
+    char nfe[32] = "-";
+    if (!isnan(res[k].nfe)) snprintf(nfe, sizeof nfe, "%.1f", res[k].nfe);
+    n += (size_t)snprintf(text + n, cap - n, "| %s | %.4f | %zu | %.4g | %.4g | %.4g | %s |\n",
+                          res[k].name, res[k].nll, res[k].params, res[k].train_s, res[k].sample_s,
+                          res[k].density_s, nfe);
+  }
+  snprintf(path, sizeof path, "%s.md", c.prefix);
+  if ((status = write_atomic(cmd, path, text)) != CNF_CLI_OK) goto cleanup;
+  if (D == 2) {
+    cnf_ctx *ctx = NULL;
+    if (cnf_ctx_create(&ctx) != 0) {
+      status = CNF_CLI_EFAIL;
+      goto cleanup;
+    }
+    snprintf(path, sizeof path, "%s.png", c.prefix);
+    int rc = cnf_plot_heatmaps(ctx, nf, G, glp, a->range, NULL, 0, path);
+    if (rc != 0) status = cnf__cli_lib_fail(cmd, ctx, rc, 0);
+    cnf_ctx_free(ctx);
+  }
+cleanup:
+  free(data), free(grid), free(glp), free(mean), free(sd), free(text);
+  free(test);
+  return status;
+}
