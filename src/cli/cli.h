@@ -153,6 +153,12 @@ void cnf__cli_report(const run_args *a, size_t rows, const cnf_stats *st, double
 /* Create the context and load the model; prints and returns an exit status
  * on failure. */
 int cnf__cli_open_model(const char *cmd, const char *path, cnf_ctx **ctx, cnf_flow **flow);
+/* 1 if name is one of the toy sets (cnf_toy_names). */
+int cnf__cli_is_toy(const char *name);
+/* Column means and sample standard deviations (N - 1; 1 where a column is
+ * constant) of x (N, D): what --standardize uses. */
+void cnf__cli_moments(const double *x, size_t N, size_t D, double *mean, double *sd);
+
 /* The run's threads (--threads, else the cores), settled by cnf__cli_begin. */
 size_t cnf__cli_threads(void);
 /* Give the flow the run's threads (--threads, else the cores); status. */

@@ -204,3 +204,21 @@ int cnf__cli_read_points(const char *cmd, cnf_ctx *ctx, const char *path, size_t
   }
   return CNF_CLI_OK;
 }
+
+int cnf__cli_is_toy(const char *name) {
+  for (const char *const *t = cnf_toy_names(); *t != NULL; t++)
+    if (strcmp(*t, name) == 0) return 1;
+  return 0;
+}
+
+void cnf__cli_moments(const double *x, size_t N, size_t D, double *mean, double *sd) {
+  for (size_t j = 0; j < D; j++) {
+    double s = 0, s2 = 0;
+    for (size_t i = 0; i < N; i++) s += x[i * D + j];
+    double m = s / (double)N;
+    for (size_t i = 0; i < N; i++) s2 += (x[i * D + j] - m) * (x[i * D + j] - m);
+    mean[j] = m;
+    sd[j] = N > 1 ? sqrt(s2 / (double)(N - 1)) : 1.0;
+    if (!(sd[j] > 0)) sd[j] = 1.0;
+  }
+}

@@ -96,28 +96,10 @@ int cnf__cli_parse_widths(const char *s, size_t *n, size_t *w) {
   return *n > 0 ? 0 : -1;
 }
 
-void cnf__cli_moments(const double *x, size_t N, size_t D, double *mean, double *sd) {
-  for (size_t j = 0; j < D; j++) {
-    double s = 0, s2 = 0;
-    for (size_t i = 0; i < N; i++) s += x[i * D + j];
-    double m = s / (double)N;
-    for (size_t i = 0; i < N; i++) s2 += (x[i * D + j] - m) * (x[i * D + j] - m);
-    mean[j] = m;
-    sd[j] = N > 1 ? sqrt(s2 / (double)(N - 1)) : 1.0;
-    if (!(sd[j] > 0)) sd[j] = 1.0;
-  }
-}
-
-static int is_toy(const char *name) {
-  for (const char *const *t = cnf_toy_names(); *t != NULL; t++)
-    if (strcmp(*t, name) == 0) return 1;
-  return 0;
-}
-
 int cnf__cli_load_data(const char *cmd, const char *spec, size_t n, uint64_t seed, double **x,
                        size_t *N, size_t *D, int *toy) {
   *x = NULL;
-  *toy = is_toy(spec);
+  *toy = cnf__cli_is_toy(spec);
   if (*toy) {
     int status = CNF_CLI_OK;
     *x = cnf__cli_alloc(cmd, n, 2, "data", &status);

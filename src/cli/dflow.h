@@ -29,8 +29,6 @@ size_t cnf__cli_default_blocks(const char *flow);
  * or a CSV file; *x (malloc, (N, D)).  Returns an exit status. */
 int cnf__cli_load_data(const char *cmd, const char *spec, size_t n, uint64_t seed, double **x,
                        size_t *N, size_t *D, int *toy);
-/* Column means and standard deviations (divisor N - 1) of x (N, D). */
-void cnf__cli_moments(const double *x, size_t N, size_t D, double *mean, double *sd);
 /* Parse "64-64" into widths (at most 16, each 1..100000); 0 or -1. */
 int cnf__cli_parse_widths(const char *s, size_t *n, size_t *w);
 

@@ -26,12 +26,6 @@
 /* Samples of a toy set used for standardization and for the test NLL. */
 #define TOY_STD_SAMPLES 20000
 
-static int is_toy(const char *name) {
-  for (const char *const *t = cnf_toy_names(); *t != NULL; t++)
-    if (strcmp(*t, name) == 0) return 1;
-  return 0;
-}
-
 static void toy_list(char *buf, size_t n) {
   size_t used = 0;
   buf[0] = '\0';
@@ -74,7 +68,7 @@ int cnf__cli_toy(int argc, char **argv, size_t threads) {
   int status = cnf__cli_begin(cmd, opts, &usage, argc, argv, &a.threads, threads);
   if (status >= 0) return status;
   status = CNF_CLI_OK;
-  if (!is_toy(a.name)) {
+  if (!cnf__cli_is_toy(a.name)) {
     char list[256];
     toy_list(list, sizeof list);
     cnf__cli_error(cmd, "--name: unknown toy set '%s' (one of %s)", a.name, list);
@@ -145,18 +139,6 @@ static int draw_batch(const train_data *td, uint64_t seed, long iter, size_t B, 
 }
 
 /* Column means and standard deviations of x (N, D). */
-static void moments(const double *x, size_t N, size_t D, double *mean, double *sd) {
-  for (size_t j = 0; j < D; j++) {
-    double s = 0, s2 = 0;
-    for (size_t i = 0; i < N; i++) s += x[i * D + j];
-    double m = s / (double)N;
-    for (size_t i = 0; i < N; i++) s2 += (x[i * D + j] - m) * (x[i * D + j] - m);
-    mean[j] = m;
-    sd[j] = N > 1 ? sqrt(s2 / (double)(N - 1)) : 1.0;
-    if (!(sd[j] > 0)) sd[j] = 1.0;
-  }
-}
-
 int cnf__cli_train(int argc, char **argv, size_t threads) {
   const char *cmd = "train";
   int flow_status = cnf__cli_flow_dispatch(cmd, &argc, argv, threads);
@@ -259,7 +241,7 @@ int cnf__cli_train(int argc, char **argv, size_t threads) {
   }
 
   /* data */
-  if (is_toy(a.data)) {
+  if (cnf__cli_is_toy(a.data)) {
     td.toy = a.data;
     td.D = 2;
   } else {
@@ -324,10 +306,10 @@ int cnf__cli_train(int argc, char **argv, size_t threads) {
         double *s = cnf__cli_alloc(cmd, TOY_STD_SAMPLES, 2, "samples", &status);
         if (s == NULL) goto cleanup;
         cnf_toy_sample(td.toy, TOY_STD_SAMPLES, a.seed ^ 0x57dULL, s);
-        moments(s, TOY_STD_SAMPLES, 2, mean, sd);
+        cnf__cli_moments(s, TOY_STD_SAMPLES, 2, mean, sd);
         free(s);
       } else {
-        moments(td.rows, td.N, D, mean, sd);
+        cnf__cli_moments(td.rows, td.N, D, mean, sd);
       }
       cnf_flow_set_standardization(flow, mean, sd);
     }
@@ -792,7 +774,7 @@ int cnf__cli_plot(int argc, char **argv, size_t threads) {
   if (status != CNF_CLI_OK) goto cleanup;
   const size_t D = cnf_flow_dim(flow);
   if (a.data != NULL) {
-    if (is_toy(a.data)) {
+    if (cnf__cli_is_toy(a.data)) {
       if (D != 2) {
         cnf__cli_error(cmd, "--data %s is a 2-D toy set; the model is %zu-D", a.data, D);
         status = CNF_CLI_EUSAGE;

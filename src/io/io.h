@@ -31,4 +31,7 @@ int cnf__atomic_open(cnf_ctx *ctx, cnf_atomic *a, const char *path);
 int cnf__atomic_commit(cnf_ctx *ctx, cnf_atomic *a);
 void cnf__atomic_abort(cnf_atomic *a);
 
+/* Write an RGB image rgb (H, W, 3) as a PNG file, atomically (src/plot). */
+int cnf__png_write(cnf_ctx *ctx, const unsigned char *rgb, size_t W, size_t H, const char *path);
+
 #endif /* CNF_IO_H */

@@ -26,7 +26,8 @@ static void png_fail(png_structp png, png_const_charp msg) {
   png_longjmp(png, 1);
 }
 
-static int png_save(cnf_ctx *ctx, const unsigned char *rgb, size_t W, size_t H, const char *path) {
+/* The one PNG writer of the library (plot.c uses it too). */
+int cnf__png_write(cnf_ctx *ctx, const unsigned char *rgb, size_t W, size_t H, const char *path) {
   cnf_atomic a;
   int rc = cnf__atomic_open(ctx, &a, path);
   if (rc != 0) return rc;
@@ -103,7 +104,7 @@ int cnf_plot_lines(cnf_ctx *ctx, const char *path, size_t W, size_t H, size_t G,
       run += len;
     }
   }
-  int rc = png_save(ctx, img, W, H, path);
+  int rc = cnf__png_write(ctx, img, W, H, path);
   cnf__free(img);
   return rc;
 }

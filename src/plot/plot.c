@@ -12,8 +12,6 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include <png.h>
-
 #include "flow_impl.h"
 #include "io.h"
 
@@ -48,37 +46,6 @@ static void viridis(double u, unsigned char c[3]) {
   if (i >= 8) i = 7;
   double f = s - i;
   for (int k = 0; k < 3; k++) c[k] = (unsigned char)lround((1 - f) * pts[i][k] + f * pts[i + 1][k]);
-}
-
-static void png_error_fn(png_structp png, png_const_charp msg) {
-  (void)msg;
-  png_longjmp(png, 1);
-}
-
-static int write_png(cnf_ctx *ctx, const image *im, const char *path) {
-  cnf_atomic a;
-  int rc = cnf__atomic_open(ctx, &a, path);
-  if (rc != 0) return rc;
-  png_structp png = png_create_write_struct(PNG_LIBPNG_VER_STRING, NULL, png_error_fn, NULL);
-  png_infop info = png ? png_create_info_struct(png) : NULL;
-  if (png == NULL || info == NULL) {
-    png_destroy_write_struct(&png, &info);
-    cnf__atomic_abort(&a);
-    return CNF_ERROR(ctx, CNF_ENOMEM, "%s: libpng could not start", path);
-  }
-  if (setjmp(png_jmpbuf(png))) {
-    png_destroy_write_struct(&png, &info);
-    cnf__atomic_abort(&a);
-    return CNF_ERROR(ctx, CNF_EIO, "%s: libpng failed while writing", path);
-  }
-  png_init_io(png, a.fp);
-  png_set_IHDR(png, info, (png_uint_32)im->w, (png_uint_32)im->h, 8, PNG_COLOR_TYPE_RGB,
-               PNG_INTERLACE_NONE, PNG_COMPRESSION_TYPE_DEFAULT, PNG_FILTER_TYPE_DEFAULT);
-  png_write_info(png, info);
-  for (size_t y = 0; y < im->h; y++) png_write_row(png, im->rgb + y * im->w * 3);
-  png_write_end(png, NULL);
-  png_destroy_write_struct(&png, &info);
-  return cnf__atomic_commit(ctx, &a);
 }
 
 void cnf_plot_grid(double L, size_t G, double *x) {
@@ -117,7 +84,7 @@ int cnf_plot_heatmaps(cnf_ctx *ctx, size_t n, size_t G, const double *logp, doub
   int rc = image_new(ctx, &im, n * G + (n - 1) * 4, G);
   if (rc != 0) return rc;
   for (size_t k = 0; k < n; k++) draw_panel(&im, k, G, logp + k * G * G, L, data, nd);
-  rc = write_png(ctx, &im, path);
+  rc = cnf__png_write(ctx, im.rgb, im.w, im.h, path);
   cnf__free(im.rgb);
   return rc;
 }
@@ -141,7 +108,7 @@ int cnf_plot_density(cnf_flow *f, const cnf_options *opt, double L, size_t G,
   CNF_TRY(cnf_flow_logp(f, &o, G * G, x, lp, NULL));
   CNF_TRY(image_new(ctx, &im, G, G));
   draw_panel(&im, 0, G, lp, L, data, n);
-  rc = write_png(ctx, &im, path);
+  rc = cnf__png_write(ctx, im.rgb, im.w, im.h, path);
 cleanup:
   cnf__free(x);
   cnf__free(lp);
@@ -237,7 +204,7 @@ int cnf_plot_pairs_of(cnf_ctx *ctx, const double *xs, size_t n_samples, size_t D
         }
       }
     }
-  rc = write_png(ctx, &im, path);
+  rc = cnf__png_write(ctx, im.rgb, im.w, im.h, path);
 cleanup:
   cnf__free(im.rgb);
   return rc;
