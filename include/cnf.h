@@ -66,6 +66,13 @@ const char *cnf_errname(int status);
  * input or a programming error): CNF_ESOLVER .. CNF_ERHS. */
 int cnf_is_solver_error(int status);
 
+/* GSL, which cnf uses inside, aborts the process on any error by default.
+ * cnf checks the results of its GSL calls (NULL from an allocation, status
+ * codes), so a program that prefers an error code to an abort calls this
+ * once: it calls gsl_set_error_handler_off(), which is process-wide and
+ * therefore left to the program. */
+void cnf_gsl_errors_off(void);
+
 /* ---- context -------------------------------------------------------- */
 
 /* A context holds the SUNDIALS context and the last error.  One per thread
@@ -130,6 +137,10 @@ typedef struct cnf_options {
    * the exact trace), both integrated alongside (z, Delta). */
   double reg_kinetic;
   double reg_jacobian;
+  int report_var;       /* 1: add Hutchinson's empirical variance to the
+                           solves' cnf_stats (K >= 2 probes; the right-hand
+                           side then goes through jvp instead of f_div,
+                           which may cost more); default 0 */
 } cnf_options;
 
 void cnf_options_default(cnf_options *opt);
@@ -158,8 +169,8 @@ typedef struct cnf_stats {
    * evaluations and samples of the sample variance (divisor K - 1) of the
    * K probe values eps_k . J eps_k, and the number of terms; the mean
    * trace_var_sum / trace_var_n estimates one probe's variance (divide
-   * by K for the K-probe mean).  Counted for K >= 2 probes and fields
-   * with a jvp op; 0 otherwise. */
+   * by K for the K-probe mean).  Counted with opt->report_var, for K >= 2
+   * probes and fields with a jvp op; 0 otherwise. */
   double trace_var_sum;
   long trace_var_n;
 } cnf_stats;
@@ -294,6 +305,12 @@ int cnf_csv_read(cnf_ctx *ctx, const char *path, double **data, size_t *rows,
  * never left half-written. */
 int cnf_csv_write(cnf_ctx *ctx, const char *path, const char *const *names,
                   size_t rows, size_t cols, const double *data);
+
+/* Write n bytes to path as the library writes every file: a temporary
+ * file in the same directory, synced and renamed over path (written through
+ * when path is a symbolic link or a device such as /dev/stdout), so path is
+ * never half-written. */
+int cnf_file_write(cnf_ctx *ctx, const char *path, const void *data, size_t n);
 
 /* Release memory the library allocated for the caller. */
 void cnf_free(void *p);

@@ -608,10 +608,16 @@ int cnf_dyn_grad(cnf_dyn *dyn, const double *theta, const cnf_options *opt, doub
   if (delta1 != NULL) memcpy(delta1, delta, B * sizeof(double));
   memset(az, 0, BD * sizeof(double));
   memset(gd, 0, B * sizeof(double));
-  CNF_TRY(loss_fn(user, B, D, y, delta, loss, az, gd));
-  for (size_t i = 0; i < BD; i++)
-    if (!isfinite(az[i])) {
-      rc = CNF_ERROR(ctx, CNF_ENONFINITE, "grad: the loss's seed dL/dz1 is not finite");
+  rc = loss_fn(user, B, D, y, delta, loss, az, gd);
+  if (rc != 0) {
+    rc = CNF_ERROR(ctx, rc < 0 ? rc : CNF_EINVAL, "grad: the terminal loss failed (%s)",
+                   cnf_strerror(rc < 0 ? rc : CNF_EINVAL));
+    goto cleanup;
+  }
+  for (size_t i = 0; i < BD + B; i++)
+    if (!isfinite(i < BD ? az[i] : gd[i - BD])) {
+      rc = CNF_ERROR(ctx, CNF_ENONFINITE, "grad: the loss's seed %s is not finite",
+                     i < BD ? "dL/dz1" : "dL/dDelta1");
       goto cleanup;
     }
   for (size_t b = 0; b < B; b++) gd[b] *= -scale; /* trace weights w_b = -s a_Delta */

@@ -30,26 +30,17 @@ typedef struct result {
   char name[32];
   size_t params;
   double nll, train_s, sample_s, density_s, nfe;
+  size_t skipped; /* failed training steps, skipped */
   int ok;
 } result;
 
-/* text to path through a synced temporary file and a rename */
-static int write_atomic(const char *cmd, const char *path, const char *text) {
-  char tmp[4200];
-  snprintf(tmp, sizeof tmp, "%s.tmp.%ld", path, (long)getpid());
-  FILE *fp = fopen(tmp, "w");
-  if (fp == NULL) {
-    cnf__cli_error(cmd, "%s: cannot write", path);
-    return CNF_CLI_EFAIL;
-  }
-  int bad = fputs(text, fp) < 0 || fflush(fp) != 0 || fsync(fileno(fp)) != 0;
-  bad |= fclose(fp) != 0;
-  if (bad || rename(tmp, path) != 0) {
-    remove(tmp);
-    cnf__cli_error(cmd, "%s: write error", path);
-    return CNF_CLI_EFAIL;
-  }
-  return CNF_CLI_OK;
+/* Failed steps in a row after which a flow's run ends (as in train). */
+#define COMPARE_MAX_FAILED 10
+
+/* text to path, atomically (cnf_file_write) */
+static int write_atomic(const char *cmd, cnf_ctx *ctx, const char *path, const char *text) {
+  int rc = cnf_file_write(ctx, path, text, strlen(text));
+  return rc != 0 ? cnf__cli_lib_fail(cmd, ctx, rc, 0) : CNF_CLI_OK;
 }
 
 typedef struct cmp_args {
@@ -111,18 +102,27 @@ static int run_one(const char *cmd, cmp_args *c, const char *flow, const double 
   }
   if (rc != 0) goto fail;
   double t0 = cnf__cli_now();
+  size_t failed_in_a_row = 0;
   for (size_t it = 1; it <= a->iters; it++) {
     cnf_train_batch_indices(a->seed, (long)it, N, B, idx);
     for (size_t b = 0; b < B; b++) memcpy(xb + b * D, data + idx[b] * D, D * sizeof(double));
     if (is_cnf) {
       cnf_train_report rep;
       rc = cnf_train_step(tr, &opt, B, xb, &rep);
-      if (rc != 0 && cnf_is_solver_error(rc)) rc = 0; /* a failed step is skipped, as train does */
     } else {
       rc = cnf_stack_train_step(s, &a->train, B, xb, NULL, NULL);
-      if (rc == CNF_ENONFINITE) rc = 0;
+    }
+    /* a step that fails in the solver or with a non-finite loss is skipped, as train does,
+     * and counted: 10 in a row end this flow's run */
+    if (rc != 0 && (cnf_is_solver_error(rc) || rc == CNF_ENONFINITE)) {
+      res->skipped++;
+      if (++failed_in_a_row < COMPARE_MAX_FAILED) {
+        rc = 0;
+        continue;
+      }
     }
     if (rc != 0) goto fail;
+    failed_in_a_row = 0;
   }
   res->train_s = (cnf__cli_now() - t0) / (double)a->iters;
   res->params = is_cnf ? cnf_flow_param_count(f) : cnf_stack_param_count(s);
@@ -158,7 +158,11 @@ static int run_one(const char *cmd, cmp_args *c, const char *flow, const double 
   res->ok = 1;
   goto cleanup;
 fail:
-  status = cnf__cli_lib_fail(cmd, ctx, rc, 0);
+  /* this flow failed: its row says so and the comparison goes on */
+  fprintf(stderr, "cnf compare: %s failed: %s\n", flow,
+          cnf_ctx_errmsg(ctx)[0] ? cnf_ctx_errmsg(ctx) : cnf_strerror(rc));
+  res->ok = 0;
+  res->nll = res->train_s = res->sample_s = res->density_s = NAN;
 cleanup:
   free(xb), free(lp), free(xs), free(idx);
   cnf_train_free(tr);
@@ -216,6 +220,12 @@ int cnf__cli_compare(int argc, char **argv, size_t threads) {
       "unbiased estimate)."};
   int status = cnf__cli_begin(cmd, opts, &usage, argc, argv, &a->threads, threads);
   if (status >= 0) return status;
+  cnf_ctx *wctx = NULL; /* for the output files */
+  size_t failed = 0;     /* flows whose run failed */
+  if (strlen(c.prefix) > 4000) {
+    cnf__cli_error(cmd, "--out: the prefix is longer than 4000 characters");
+    return CNF_CLI_EUSAGE;
+  }
   /* the flow list */
   char list[1024], *names[MAX_FLOWS];
   size_t nf = 0;
@@ -276,7 +286,7 @@ int cnf__cli_compare(int argc, char **argv, size_t threads) {
   cnf__cli_moments(data, N, D, mean, sd);
   const size_t G = a->size, G2 = G * G;
   if (D == 2) {
-    grid = malloc(G2 * 2 * sizeof(double)), glp = malloc(nf * G2 * sizeof(double));
+    grid = malloc(G2 * 2 * sizeof(double)), glp = calloc(nf * G2, sizeof(double));
     if (grid == NULL || glp == NULL) {
       cnf__cli_error(cmd, "out of memory");
       status = CNF_CLI_EFAIL;
@@ -293,8 +303,14 @@ int cnf__cli_compare(int argc, char **argv, size_t threads) {
     status = run_one(cmd, &c, names[k], data, N, test, NT, D, mean, sd, grid, G2,
                      glp ? glp + k * G2 : NULL, &res[k]);
     if (status != CNF_CLI_OK) goto cleanup;
-    fprintf(stderr, "compare: %-12s test NLL %.4f (%.4g s/iter)\n", names[k], res[k].nll,
-            res[k].train_s);
+    failed += !res[k].ok;
+    fprintf(stderr, "compare: %-12s test NLL %.4f (%.4g s/iter, %zu failed steps skipped)\n",
+            names[k], res[k].nll, res[k].train_s, res[k].skipped);
+  }
+  if (cnf_ctx_create(&wctx) != 0) {
+    cnf__cli_error(cmd, "cannot create a library context");
+    status = CNF_CLI_EFAIL;
+    goto cleanup;
   }
   /* the table: stdout, CSV, Markdown */
   size_t cap = 4096 + nf * 512;
@@ -318,7 +334,7 @@ int cnf__cli_compare(int argc, char **argv, size_t threads) {
                           res[k].density_s, res[k].nfe);
   char path[4096];
   snprintf(path, sizeof path, "%s.csv", c.prefix);
-  if ((status = write_atomic(cmd, path, text)) != CNF_CLI_OK) goto cleanup;
+  if ((status = write_atomic(cmd, wctx, path, text)) != CNF_CLI_OK) goto cleanup;
   n = 0;
   n += (size_t)snprintf(text + n, cap - n,
                         "| flow | test NLL (nats) | parameters | train s/iter | sample s/1000 | "
@@ -331,19 +347,19 @@ int cnf__cli_compare(int argc, char **argv, size_t threads) {
                           res[k].density_s, nfe);
   }
   snprintf(path, sizeof path, "%s.md", c.prefix);
-  if ((status = write_atomic(cmd, path, text)) != CNF_CLI_OK) goto cleanup;
+  if ((status = write_atomic(cmd, wctx, path, text)) != CNF_CLI_OK) goto cleanup;
   if (D == 2) {
-    cnf_ctx *ctx = NULL;
-    if (cnf_ctx_create(&ctx) != 0) {
-      status = CNF_CLI_EFAIL;
-      goto cleanup;
-    }
     snprintf(path, sizeof path, "%s.png", c.prefix);
-    int rc = cnf_plot_heatmaps(ctx, nf, G, glp, a->range, NULL, 0, path);
-    if (rc != 0) status = cnf__cli_lib_fail(cmd, ctx, rc, 0);
-    cnf_ctx_free(ctx);
+    int rc = cnf_plot_heatmaps(wctx, nf, G, glp, a->range, NULL, 0, path);
+    if (rc != 0) status = cnf__cli_lib_fail(cmd, wctx, rc, 0);
+  }
+  if (status == CNF_CLI_OK && failed > 0) {
+    cnf__cli_error(cmd, "%zu of %zu flows failed (their rows say nan); the others are written",
+                   failed, nf);
+    status = CNF_CLI_ESOLVER;
   }
 cleanup:
+  cnf_ctx_free(wctx);
   free(data), free(grid), free(glp), free(mean), free(sd), free(text);
   free(test);
   return status;

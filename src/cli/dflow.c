@@ -11,6 +11,9 @@
 #define _POSIX_C_SOURCE 200809L
 #include "dflow.h"
 
+/* Failed steps in a row after which train stops (as for CNFs). */
+#define DFLOW_MAX_FAILED 10
+
 #include <limits.h>
 #include <math.h>
 #include <signal.h>
@@ -258,24 +261,37 @@ int cnf__cli_dflow_train(const char *flow, int argc, char **argv, size_t threads
   if (!toy && a->minibatch > N) a->minibatch = N;
   status = make_stack(cmd, &d, D, ctx, &s);
   if (status != CNF_CLI_OK) goto cleanup;
+  int rc = 0;
   if (a->standardize) {
     double *m = malloc(D * sizeof(double)), *sd = malloc(D * sizeof(double));
-    if (m && sd) cnf__cli_moments(data, N, D, m, sd), cnf_stack_set_standardization(s, m, sd);
+    rc = m && sd ? 0 : CNF_ENOMEM;
+    if (rc == 0) cnf__cli_moments(data, N, D, m, sd), rc = cnf_stack_set_standardization(s, m, sd);
     free(m), free(sd);
+    if (rc != 0) {
+      cnf__cli_error(cmd, "--standardize: %s", rc == CNF_ENOMEM ? "out of memory"
+                                                                 : cnf_ctx_errmsg(ctx));
+      status = CNF_CLI_EFAIL;
+      goto cleanup;
+    }
   }
-  int rc = cnf_stack_init_data(s, N < 1000 ? N : 1000, data);
+  rc = cnf_stack_init_data(s, N < 1000 ? N : 1000, data);
   if (rc != 0) {
     status = cnf__cli_lib_fail(cmd, ctx, rc, 0);
     goto cleanup;
   }
   xb = cnf__cli_alloc(cmd, a->minibatch, D, "minibatch", &status);
+  if (xb == NULL) goto cleanup;
   idx = malloc(a->minibatch * sizeof(size_t));
-  if (xb == NULL || idx == NULL) goto cleanup;
+  if (idx == NULL) {
+    cnf__cli_error(cmd, "out of memory for the minibatch indices");
+    status = CNF_CLI_EFAIL;
+    goto cleanup;
+  }
   stop_signal = 0;
   void (*old_int)(int) = signal(SIGINT, on_stop);
   void (*old_term)(int) = signal(SIGTERM, on_stop);
   double t0 = cnf__cli_now(), loss = NAN, avg = 0.0;
-  size_t it = 0, navg = 0;
+  size_t it = 0, navg = 0, failed_in_a_row = 0;
   for (it = 1; it <= a->iters && !stop_signal; it++) {
     if (toy) {
       cnf_toy_sample(a->data, a->minibatch, a->seed ^ ((uint64_t)it * 0x9e3779b97f4a7c15ULL), xb);
@@ -288,8 +304,15 @@ int cnf__cli_dflow_train(const char *flow, int argc, char **argv, size_t threads
     if (rc != 0) {
       fprintf(stderr, "cnf train: step %zu failed: %s (parameters kept)\n", it,
               cnf_ctx_errmsg(ctx));
+      if (++failed_in_a_row >= DFLOW_MAX_FAILED) {
+        cnf__cli_error(cmd, "%d steps in a row failed; stopping (the model is saved as it was "
+                            "before them)", DFLOW_MAX_FAILED);
+        status = CNF_CLI_ESOLVER;
+        break;
+      }
       continue;
     }
+    failed_in_a_row = 0;
     avg += loss, navg++;
     if (it % a->log_every == 0 || it == a->iters) {
       fprintf(stderr, "iter %zu loss %.6f mean %.6f elapsed %.2fs\n", it, loss,
@@ -305,6 +328,7 @@ int cnf__cli_dflow_train(const char *flow, int argc, char **argv, size_t threads
     status = cnf__cli_lib_fail(cmd, ctx, rc, 0);
     goto cleanup;
   }
+  if (status != CNF_CLI_OK) goto cleanup; /* too many failed steps: saved, reported */
   printf("flow %s\nparams %zu\niters %zu\nloss %.10g\nseconds_per_iter %.6g\n", d.flow,
          cnf_stack_param_count(s), it - 1, loss, secs / (double)(it > 1 ? it - 1 : 1));
   size_t nv = 0, cols = 0;
@@ -313,8 +337,9 @@ int cnf__cli_dflow_train(const char *flow, int argc, char **argv, size_t threads
     if (status != CNF_CLI_OK) goto cleanup;
   } else if (toy && a->test_n > 0) {
     nv = a->test_n;
-    val = malloc(nv * 2 * sizeof(double));
-    if (val) cnf_toy_sample(a->data, nv, a->seed ^ 0x7e57ULL, val);
+    val = cnf__cli_alloc(cmd, nv, 2, "test samples", &status);
+    if (val == NULL) goto cleanup;
+    cnf_toy_sample(a->data, nv, a->seed ^ 0x7e57ULL, val);
   }
   if (val != NULL && nv > 0) {
     lp = malloc(nv * sizeof(double));

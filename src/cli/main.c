@@ -53,6 +53,7 @@ static void print_help(FILE *fp) {
 }
 
 int main(int argc, char **argv) {
+  cnf_gsl_errors_off(); /* a failed GSL allocation is an error message, not an abort */
   size_t threads = 0;
   int i = 1;
   for (; i < argc && argv[i][0] == '-'; i++) {

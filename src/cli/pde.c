@@ -198,6 +198,7 @@ int cnf__cli_pde(int argc, char **argv, size_t threads) {
   status = CNF_CLI_OK;
   const size_t D = a.dim, B = a.n;
   const double T = a.time > 0 ? a.time : default_time[prob];
+  a.opt.report_var = a.opt.trace != CNF_TRACE_EXACT && a.opt.probes >= 2; /* trace_var */
   if (prob == P2 && D < 2) {
     cnf__cli_error(cmd, "--dim: the heat problem needs D >= 2");
     return CNF_CLI_EUSAGE;
@@ -209,6 +210,15 @@ int cnf__cli_pde(int argc, char **argv, size_t threads) {
   if (ov.plot != NULL && (prob != P4 || D != 1)) {
     cnf__cli_error(cmd, "--plot draws the 1-D double-well density: it needs --problem "
                         "double-well --dim 1");
+    return CNF_CLI_EUSAGE;
+  }
+  if (prob == P4 && T > 1000) {
+    cnf__cli_error(cmd, "--time: the double-well reference covers T <= 1000, not %g", T);
+    return CNF_CLI_EUSAGE;
+  }
+  if (prob == P4 && ov.rotate && D > 4096) {
+    cnf__cli_error(cmd, "--rotate: a dense rotation of dimension %zu is too large (at most 4096)",
+                   D);
     return CNF_CLI_EUSAGE;
   }
   if (prob == P4 || ov.learned) return run_over_time(cmd, &a, prob, &ov);

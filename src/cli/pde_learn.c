@@ -73,6 +73,12 @@ int cnf__cli_pde_train(const char *cmd, cnf_ctx *ctx, const pde_setup *p, cnf_dy
       rc = cnf_pde_dw_em(p->dw, seed * 1000003ULL + k, (double)k * dl, (double)(k + 1) * dl,
                          EM_DT, BANK_PATHS, next);
     }
+    if (rc != 0) {
+      cnf__cli_error(cmd, "the Euler-Maruyama paths of the double well failed: %s",
+                     cnf_strerror(rc));
+      status = CNF_CLI_EFAIL;
+      goto cleanup;
+    }
   }
   cnf_train_options to;
   cnf_train_options_default(&to);
@@ -106,13 +112,13 @@ int cnf__cli_pde_train(const char *cmd, cnf_ctx *ctx, const pde_setup *p, cnf_dy
       if (rc == 0) rc = cnf_dyn_vjp(mlp, t, S, 0, x, theta, a, NULL, NULL, NULL, gz, g);
     }
     if (rc != 0) break;
-    to.lr = lr * 0.5 * (1.0 + cos(3.14159265358979323846 * (double)it / (double)iters));
-    cnf_adam_update(&to, (long)it + 1, P, g, theta, m1, m2);
     if (!isfinite(loss)) {
       cnf__cli_error(cmd, "the regression loss is not finite at iteration %zu", it + 1);
       status = CNF_CLI_EFAIL;
       goto cleanup;
     }
+    to.lr = lr * 0.5 * (1.0 + cos(3.14159265358979323846 * (double)it / (double)iters));
+    cnf_adam_update(&to, (long)it + 1, P, g, theta, m1, m2);
   }
   if (rc != 0) status = cnf__cli_lib_fail(cmd, ctx, rc, 0);
   *final_loss = loss;

@@ -393,7 +393,8 @@ int cnf__dyn_solve_aug(cnf_dyn *d, const double *theta, const cnf_options *opt, 
   if (rc != 0) return CNF_ERROR(d->ctx, CNF_ENOMEM, "solve: out of memory for %zu samples", B);
   cnf__aug a = {.dyn = d, .theta = theta, .B = B, .K = K, .eps = eps,
                 .scale = eps != NULL ? 1.0 / (double)K : 1.0, .nreg = nreg,
-                .want_var = st != NULL && eps != NULL && K >= 2 && d->type->jvp != NULL};
+                .want_var = opt->report_var && st != NULL && eps != NULL && K >= 2 &&
+                            d->type->jvp != NULL};
   const size_t BD = B * d->D, N = cnf__aug_size(&a);
   if (d->ode != NULL && cnf__ode_size(d->ode) != N) {
     cnf__ode_free(d->ode);

@@ -4,6 +4,8 @@
 #include <stdio.h>
 #include <string.h>
 
+#include <gsl/gsl_errno.h>
+
 #include "core.h"
 
 const char *cnf_strerror(int status) {
@@ -60,3 +62,5 @@ void cnf_ctx_clear_error(cnf_ctx *ctx) {
   ctx->errfile = NULL;
   ctx->errline = 0;
 }
+
+void cnf_gsl_errors_off(void) { gsl_set_error_handler_off(); }

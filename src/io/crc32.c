@@ -90,3 +90,16 @@ void cnf__atomic_abort(cnf_atomic *a) {
   a->fp = NULL;
   if (a->tmp[0] && !a->direct) unlink(a->tmp);
 }
+
+int cnf_file_write(cnf_ctx *ctx, const char *path, const void *data, size_t n) {
+  if (path == NULL || (data == NULL && n > 0))
+    return CNF_ERROR(ctx, CNF_EINVAL, "file_write: NULL path or data");
+  cnf_atomic a;
+  int rc = cnf__atomic_open(ctx, &a, path);
+  if (rc != 0) return rc;
+  if (n > 0 && fwrite(data, 1, n, a.fp) != n) {
+    cnf__atomic_abort(&a);
+    return CNF_ERROR(ctx, CNF_EIO, "%s: write error", path);
+  }
+  return cnf__atomic_commit(ctx, &a);
+}

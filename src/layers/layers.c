@@ -319,8 +319,14 @@ static int planar_bwd(cnf_tf *tf, const double *th, size_t B, const double *x, c
   }
   double k = 0.0, nw = 0.0, gdw = 0.0;
   for (size_t i = 0; i < D; i++) k += w[i] * u[i], nw += w[i] * w[i], gdw += g[i] * w[i];
-  double m = -1.0 + softplus(k), sk = sigm(k), rr = (m - k) / nw;
+  double m = -1.0 + softplus(k), sk = sigm(k);
   for (size_t i = 0; i < D; i++) {
+    if (!(nw > 0)) { /* w = 0: uh = u (planar_uh); the correction's terms vanish */
+      gth[i] += g[i];
+      gth[D + i] += gw[i];
+      continue;
+    }
+    const double rr = (m - k) / nw;
     gth[i] += g[i] + gdw * (sk - 1.0) / nw * w[i];
     gth[D + i] +=
         gw[i] + rr * g[i] + gdw * ((sk - 1.0) * u[i] / nw - 2.0 * (m - k) * w[i] / (nw * nw));

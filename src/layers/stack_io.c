@@ -240,14 +240,9 @@ int cnf_stack_load(cnf_stack **out, cnf_ctx *ctx, const char *path) {
     rc = CNF_ERROR(ctx, CNF_ECORRUPT, "%s: bad layer list in the header", path);
     goto cleanup;
   }
-  rc = cnf__stack_alloc(&s, ctx, name, D, L, cfgs);
-  if (rc != 0) {
-    rc = CNF_ERROR(ctx, CNF_ECORRUPT, "%s: inconsistent header: %s", path, cnf_ctx_errmsg(ctx));
-    goto cleanup;
-  }
-  if (s->P != P) {
-    rc = CNF_ERROR(ctx, CNF_ECORRUPT, "%s: inconsistent header: params=%zu, the layers have %zu",
-                   path, P, s->P);
+  /* the data's size first, so a damaged header cannot ask for huge memory */
+  if (P > ((size_t)1 << 40) || D > ((size_t)1 << 24)) {
+    rc = CNF_ERROR(ctx, CNF_ECORRUPT, "%s: implausible header: params=%zu, dim=%zu", path, P, D);
     goto cleanup;
   }
   const size_t n = P + (have_std ? 2 * D : 0) + (have_train ? 2 * P : 0);
@@ -264,6 +259,16 @@ int cnf_stack_load(cnf_stack **out, cnf_ctx *ctx, const char *path) {
                        ? "truncated"
                        : "unexpected bytes after the data",
                    n * sizeof(double), size - here);
+    goto cleanup;
+  }
+  rc = cnf__stack_alloc(&s, ctx, name, D, L, cfgs);
+  if (rc != 0) {
+    rc = CNF_ERROR(ctx, CNF_ECORRUPT, "%s: inconsistent header: %s", path, cnf_ctx_errmsg(ctx));
+    goto cleanup;
+  }
+  if (s->P != P) {
+    rc = CNF_ERROR(ctx, CNF_ECORRUPT, "%s: inconsistent header: params=%zu, the layers have %zu",
+                   path, P, s->P);
     goto cleanup;
   }
   payload = cnf__dalloc(ctx, n + 1);

@@ -221,7 +221,7 @@ static size_t make_levels(double T, double h, double *tk) {
   while (t < T) {
     double s = h * fmin(0.5, 1.0 / 64.0 + t);
     if (t + s > T - 1e-3 * s) s = T - t;
-    t = (t + s >= T) ? T : t + s;
+    t = (t + s >= T || !(t + s > t)) ? T : t + s; /* never stall in rounding */
     k++;
     if (tk != NULL) tk[k] = t;
   }
@@ -346,11 +346,18 @@ int cnf_pde_dw_create(cnf_pde_dw **out, cnf_ctx *ctx, const cnf_pde_dw_config *c
     return CNF_ERROR(ctx, CNF_EINVAL, "double-well problem: bad arguments");
   *out = NULL;
   const size_t N = cfg->cells;
-  if (cfg->d == 0 || !(cfg->T > 0) || !isfinite(cfg->T) || !(cfg->diffusion >= 0.1) ||
+  if (cfg->d == 0 || !(cfg->T > 0) || !(cfg->T <= 1000) || !(cfg->diffusion >= 0.1) ||
       !(cfg->diffusion <= 100) || !(cfg->L >= 3) || N < 16 || N % 4 != 0 || N > 1000000)
     return CNF_ERROR(ctx, CNF_EINVAL,
-                     "double-well problem: need d > 0, T > 0, 0.1 <= D <= 100, L >= 3 and "
-                     "16 <= cells (a multiple of 4)");
+                     "double-well problem: need d > 0, 0 < T <= 1000, 0.1 <= D <= 100, L >= 3 "
+                     "and 16 <= cells <= 1000000 (a multiple of 4)");
+  /* the table holds (levels + 1) (N + 1) values twice: keep it below 1 GB */
+  const size_t levels = make_levels(cfg->T, 2.0 * cfg->L / (double)N, NULL);
+  if ((double)(levels + 1) * (double)(N + 1) > 6.0e7)
+    return CNF_ERROR(ctx, CNF_EINVAL,
+                     "double-well problem: T = %g on %zu cells needs a reference table of "
+                     "%zu x %zu values; use a shorter time or fewer cells",
+                     cfg->T, N, levels + 1, N + 1);
   dw_table *tb = cnf__calloc(1, sizeof *tb);
   grid_runs r0, r1;
   memset(&r0, 0, sizeof r0);

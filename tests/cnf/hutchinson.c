@@ -191,6 +191,12 @@ static void run_solve_variance(cnf_trace kind) {
   o.rtol = o.atol = 1e-8;
   cnf_stats st;
   cnf_stats_clear(&st);
+  /* only when asked for */
+  CU_ASSERT_EQUAL_FATAL(cnf_dyn_solve(dyn, theta, &o, 0.0, 0.5, B, K, eps, z, delta, &st), 0);
+  CU_ASSERT_EQUAL(st.trace_var_n, 0);
+  o.report_var = 1;
+  cnf_stats_clear(&st);
+  fill_gauss(z, B * D, 77);
   CU_ASSERT_EQUAL_FATAL(cnf_dyn_solve(dyn, theta, &o, 0.0, 0.5, B, K, eps, z, delta, &st), 0);
   const double closed = cnf_pde_hutch_var(kind, D, theta);
   const double got = st.trace_var_sum / (double)st.trace_var_n;
