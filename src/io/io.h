@@ -31,6 +31,12 @@ int cnf__atomic_open(cnf_ctx *ctx, cnf_atomic *a, const char *path);
 int cnf__atomic_commit(cnf_ctx *ctx, cnf_atomic *a);
 void cnf__atomic_abort(cnf_atomic *a);
 
+/* The model container's tail, for flow and stack files alike: payload
+ * (total doubles, made little-endian in place), the CRC-32 of head (n bytes)
+ * and payload, then "head crc32=XXXXXXXX\n" and the payload, atomically. */
+int cnf__model_write(cnf_ctx *ctx, const char *path, const char *head, size_t n,
+                     double *payload, size_t total);
+
 /* Write an RGB image rgb (H, W, 3) as a PNG file, atomically (src/plot). */
 int cnf__png_write(cnf_ctx *ctx, const unsigned char *rgb, size_t W, size_t H, const char *path);
 

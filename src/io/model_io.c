@@ -84,21 +84,7 @@ int cnf_flow_save(cnf_flow *f, const char *path) {
       return CNF_ERROR(ctx, CNF_ENONFINITE, "%s: not saved: stored value %zu is %g", path, i,
                        payload[i]);
     }
-  cnf__to_le(payload, total);
-  uint32_t crc = cnf__crc32(0, head, (size_t)n);
-  crc = cnf__crc32(crc, payload, total * sizeof(double));
-
-  cnf_atomic a;
-  int rc = cnf__atomic_open(ctx, &a, path);
-  if (rc == 0) {
-    if (fprintf(a.fp, "%s crc32=%08x\n", head, (unsigned)crc) < 0 ||
-        fwrite(payload, sizeof(double), total, a.fp) != total) {
-      cnf__atomic_abort(&a);
-      rc = CNF_ERROR(ctx, CNF_EIO, "%s: write error", path);
-    } else {
-      rc = cnf__atomic_commit(ctx, &a);
-    }
-  }
+  int rc = cnf__model_write(ctx, path, head, (size_t)n, payload, total);
   cnf__free(payload);
   return rc;
 }
@@ -297,4 +283,21 @@ cleanup:
   cnf__free(payload);
   cnf_flow_free(f);
   return rc;
+}
+
+
+int cnf__model_write(cnf_ctx *ctx, const char *path, const char *head, size_t n,
+                     double *payload, size_t total) {
+  cnf__to_le(payload, total);
+  uint32_t crc = cnf__crc32(0, head, n);
+  crc = cnf__crc32(crc, payload, total * sizeof(double));
+  cnf_atomic a;
+  int rc = cnf__atomic_open(ctx, &a, path);
+  if (rc != 0) return rc;
+  if (fprintf(a.fp, "%s crc32=%08x\n", head, (unsigned)crc) < 0 ||
+      fwrite(payload, sizeof(double), total, a.fp) != total) {
+    cnf__atomic_abort(&a);
+    return CNF_ERROR(ctx, CNF_EIO, "%s: write error", path);
+  }
+  return cnf__atomic_commit(ctx, &a);
 }

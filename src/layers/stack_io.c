@@ -80,20 +80,7 @@ int cnf_stack_save(cnf_stack *s, const char *path) {
       return CNF_ERROR(ctx, CNF_ENONFINITE, "%s: not saved: stored value %zu is not finite", path,
                        i);
     }
-  cnf__to_le(payload, total);
-  uint32_t crc = cnf__crc32(0, head, n);
-  crc = cnf__crc32(crc, payload, total * sizeof(double));
-  cnf_atomic a;
-  int rc = cnf__atomic_open(ctx, &a, path);
-  if (rc == 0) {
-    if (fprintf(a.fp, "%s crc32=%08x\n", head, (unsigned)crc) < 0 ||
-        fwrite(payload, sizeof(double), total, a.fp) != total) {
-      cnf__atomic_abort(&a);
-      rc = CNF_ERROR(ctx, CNF_EIO, "%s: write error", path);
-    } else {
-      rc = cnf__atomic_commit(ctx, &a);
-    }
-  }
+  int rc = cnf__model_write(ctx, path, head, (size_t)n, payload, total);
   cnf__free(payload);
   return rc;
 }
