@@ -2,13 +2,14 @@
 # Reproduce the tables of docs/compare.md: every flow type trained with the
 # same data, seed, minibatches and iteration budget by `cnf compare`.
 #   scripts/compare.sh [BUILD_DIR] [OUT_DIR]
-# The real data sets are read from $CNF_DATA (default ../shared/data, beside
-# the repository).  Each run takes a few minutes; --threads 1 for all, so
+# The real data sets (faithful.csv, miniboone-val.csv, miniboone-test.csv;
+# see docs/results.md for their origin) are read from the directory $CNF_DATA,
+# which must be set.  Each run takes a few minutes; --threads 1 for all, so
 # the CNF and the discrete flows run on one core alike.
 set -eu
 BUILD=${1:-build}
 OUT=${2:-compare-out}
-DATA=${CNF_DATA:-../shared/data}
+DATA=${CNF_DATA:?set CNF_DATA to the directory holding faithful.csv and miniboone-*.csv}
 FLOWS=cnf,realnvp,nice,maf,iaf,planar,radial,affine,elementwise
 mkdir -p "$OUT"
 for toy in 8gaussians checkerboard 2spirals; do
