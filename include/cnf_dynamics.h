@@ -67,7 +67,7 @@ typedef struct cnf_dyn_type {
    * i.e. the output seeds a_b + 2 ck_b f_b on the primal and
    * w_b v_kb + 2 cj_b J_b v_kb on the tangents.  ck, cj (B) may be NULL
    * (those terms dropped); cj needs w and v as the trace term does.
-   * Training with --reg-jacobian needs this op; without it the kinetic
+   * Training with opt->reg_jacobian > 0 needs this op; without it the kinetic
    * term alone falls back on f and vjp. */
   int (*vjp_reg)(void *s, double t, size_t B, size_t K, const double *z,
                  const double *theta, const double *a, const double *w,
