@@ -33,7 +33,8 @@ void cnf__atomic_abort(cnf_atomic *a);
 
 /* The model container's tail, for flow and stack files alike: payload
  * (total doubles, made little-endian in place), the CRC-32 of head (n bytes)
- * and payload, then "head crc32=XXXXXXXX\n" and the payload, atomically. */
+ * and payload, then the line "head crc32=" with that checksum as 8 lower-case
+ * hex digits, and the payload, atomically. */
 int cnf__model_write(cnf_ctx *ctx, const char *path, const char *head, size_t n,
                      double *payload, size_t total);
 

@@ -2,7 +2,7 @@
  * section 8).  One ASCII header line, then little-endian float64 values:
  *
  *   CNF-MODEL 1 flow=realnvp dim=2 layers=coupling:64-64:0,actnorm:0:0 params=P
- *       [std=1] [train=1 updates=U] crc32=xxxxxxxx\n
+ *       [std=1] [train=1 updates=U] crc32=<8 hex digits>\n
  *   theta (P), then shift (D) and scale (D) with std=1, then Adam's m (P)
  *   and v (P) with train=1.
  *

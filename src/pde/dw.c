@@ -500,45 +500,47 @@ static void to_x(const cnf_pde_dw *dw, const double *y, double *x) {
   cblas_dgemv(CblasRowMajor, CblasNoTrans, (int)d, (int)d, 1.0, dw->Q, (int)d, y, 1, 0.0, x, 1);
 }
 
-int cnf_pde_dw_logp(cnf_pde_dw *dw, double t, size_t B, const double *x, double *logp) {
+/* The three separable log-densities: sum over the coordinates y = Q^T x of
+ * a 1-D log-density l1 (the reference at the current slice, p0, p_inf). */
+typedef double (*dw_l1_fn)(const cnf_pde_dw *dw, double y);
+
+static double l1_slice(const cnf_pde_dw *dw, double y) {
+  double l, l1, l2;
+  dw_eval(dw, y, &l, &l1, &l2);
+  return l;
+}
+static double l1_p0(const cnf_pde_dw *dw, double y) {
+  (void)dw;
+  return cnf_pde_dw_p0_1d(y);
+}
+static double l1_inf(const cnf_pde_dw *dw, double y) {
+  return -dw_V(y) / dw->tb->Dc - dw->tb->logZ;
+}
+
+static int sum_l1(cnf_pde_dw *dw, size_t B, const double *x, double *logp, dw_l1_fn l1) {
   if (dw == NULL || x == NULL || logp == NULL) return CNF_EINVAL;
   const size_t d = dw->d;
-  dw_slice(dw, t);
   for (size_t b = 0; b < B; b++) {
     to_y(dw, x + b * d, dw->y);
     double s = 0.0;
-    for (size_t i = 0; i < d; i++) {
-      double l, l1, l2;
-      dw_eval(dw, dw->y[i], &l, &l1, &l2);
-      s += l;
-    }
+    for (size_t i = 0; i < d; i++) s += l1(dw, dw->y[i]);
     logp[b] = s;
   }
   return 0;
+}
+
+int cnf_pde_dw_logp(cnf_pde_dw *dw, double t, size_t B, const double *x, double *logp) {
+  if (dw == NULL) return CNF_EINVAL;
+  dw_slice(dw, t);
+  return sum_l1(dw, B, x, logp, l1_slice);
 }
 
 int cnf_pde_dw_logp0(cnf_pde_dw *dw, size_t B, const double *x, double *logp) {
-  if (dw == NULL || x == NULL || logp == NULL) return CNF_EINVAL;
-  const size_t d = dw->d;
-  for (size_t b = 0; b < B; b++) {
-    to_y(dw, x + b * d, dw->y);
-    double s = 0.0;
-    for (size_t i = 0; i < d; i++) s += cnf_pde_dw_p0_1d(dw->y[i]);
-    logp[b] = s;
-  }
-  return 0;
+  return sum_l1(dw, B, x, logp, l1_p0);
 }
 
 int cnf_pde_dw_logp_inf(cnf_pde_dw *dw, size_t B, const double *x, double *logp) {
-  if (dw == NULL || x == NULL || logp == NULL) return CNF_EINVAL;
-  const size_t d = dw->d;
-  for (size_t b = 0; b < B; b++) {
-    to_y(dw, x + b * d, dw->y);
-    double s = 0.0;
-    for (size_t i = 0; i < d; i++) s += -dw_V(dw->y[i]) / dw->tb->Dc - dw->tb->logZ;
-    logp[b] = s;
-  }
-  return 0;
+  return sum_l1(dw, B, x, logp, l1_inf);
 }
 
 int cnf_pde_dw_sample0(cnf_pde_dw *dw, uint64_t seed, size_t B, double *x) {

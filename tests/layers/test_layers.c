@@ -139,6 +139,17 @@ static double S_of(fixture *f) {
   return s;
 }
 
+/* S_of as a scalar_fn of test_util: central_diff perturbs f's own arrays */
+static double S_fn(const double *v, void *user) {
+  (void)v;
+  return S_of(user);
+}
+
+/* out (n) = central differences of S along each entry of v (f->x or f->theta) */
+static void fd_S(fixture *f, double *v, size_t n, double h, double *out) {
+  for (size_t i = 0; i < n; i++) out[i] = central_diff(S_fn, v, i, h, f);
+}
+
 static void test_gradients(void) {
   char buf[128];
   const double h = 1e-5;
@@ -150,24 +161,8 @@ static void test_gradients(void) {
     double *gth = calloc(f.P + 1, sizeof(double)), *fth = malloc((f.P + 1) * sizeof(double));
     gth[0] = 0.0;
     CU_ASSERT_EQUAL(cnf_tf_backward(f.tf, f.theta, NB, f.x, f.a, f.c, gx, gth), 0);
-    for (size_t i = 0; i < n; i++) {
-      double s = f.x[i];
-      f.x[i] = s + h;
-      double sp = S_of(&f);
-      f.x[i] = s - h;
-      double sm = S_of(&f);
-      f.x[i] = s;
-      fx[i] = (sp - sm) / (2 * h);
-    }
-    for (size_t i = 0; i < f.P; i++) {
-      double s = f.theta[i];
-      f.theta[i] = s + h;
-      double sp = S_of(&f);
-      f.theta[i] = s - h;
-      double sm = S_of(&f);
-      f.theta[i] = s;
-      fth[i] = (sp - sm) / (2 * h);
-    }
+    fd_S(&f, f.x, n, h, fx);
+    fd_S(&f, f.theta, f.P, h, fth);
     CHECK_CLOSE(gx, fx, n, 1e-7, 1e-7, label(&CASES[k], "dS/dx vs FD", buf, sizeof buf));
     if (f.P > 0)
       CHECK_CLOSE(gth, fth, f.P, 1e-7, 1e-7, label(&CASES[k], "dS/dtheta vs FD", buf, sizeof buf));
@@ -285,24 +280,8 @@ static void test_cnf_block(void) {
   double *gth = calloc(f.P, sizeof(double)), *fth = malloc(f.P * sizeof(double));
   CU_ASSERT_EQUAL(cnf_tf_backward(f.tf, f.theta, NB, f.x, f.a, f.c, gx, gth), 0);
   const double h = 1e-5;
-  for (size_t i = 0; i < NB * 2; i++) {
-    double s = f.x[i];
-    f.x[i] = s + h;
-    double sp = S_of(&f);
-    f.x[i] = s - h;
-    double sm = S_of(&f);
-    f.x[i] = s;
-    fx[i] = (sp - sm) / (2 * h);
-  }
-  for (size_t i = 0; i < f.P; i++) {
-    double s = f.theta[i];
-    f.theta[i] = s + h;
-    double sp = S_of(&f);
-    f.theta[i] = s - h;
-    double sm = S_of(&f);
-    f.theta[i] = s;
-    fth[i] = (sp - sm) / (2 * h);
-  }
+  fd_S(&f, f.x, NB * 2, h, fx);
+  fd_S(&f, f.theta, f.P, h, fth);
   CHECK_CLOSE(gx, fx, NB * 2, 1e-6, 1e-6, "cnf block: dS/dx vs FD");
   CHECK_CLOSE(gth, fth, f.P, 1e-6, 1e-6, "cnf block: dS/dtheta vs FD");
   free(gth), free(fth);
