@@ -433,6 +433,15 @@ const char *const *cnf_toy_names(void);
  * an unknown name. */
 int cnf_toy_sample(const char *name, size_t n, uint64_t seed, double *x);
 
+/* ---- seeding ---------------------------------------------------------- */
+
+/* The seed of element `index` of the random stream named `stream` in a run
+ * with master seed `seed` (docs/design.md, "Seeding").  Every random stream
+ * of the library and the tool derives from it: "init" (parameters, index =
+ * block or layer), "batch" and "probes" (training step i), "sample", "val",
+ * "test", "standardize", "pde-*", "fm-*".  Pure: no state, thread safe. */
+uint64_t cnf_seed_derive(uint64_t seed, const char *stream, uint64_t index);
+
 /* log N(z; 0, I) of one point of dimension D. */
 double cnf_log_normal(const double *z, size_t D);
 

@@ -60,8 +60,8 @@ int cnf_flow_create(cnf_flow **out, cnf_ctx *ctx, const cnf_mlp_config *cfg,
   cnf_flow *f = *out;
   for (size_t k = 0; k < blocks; k++) {
     f->T[k] = T;
-    /* block k's parameters from a seed derived from (seed, k) */
-    rc = cnf_mlp_init_params(cfg, seed * 1000003ULL + k, f->theta + k * f->P);
+    /* block k's parameters from the stream ("init", k) of seed */
+    rc = cnf_mlp_init_params(cfg, cnf_seed_derive(seed, "init", k), f->theta + k * f->P);
     if (rc != 0) {
       cnf_flow_free(f);
       *out = NULL;
@@ -183,7 +183,7 @@ int cnf_flow_set_threads(cnf_flow *f, size_t n) {
 }
 
 void cnf_flow_seed(cnf_flow *f, uint64_t seed) {
-  gsl_rng_set(f->rng, cnf__seed32(seed ^ 0x5eedULL));
+  gsl_rng_set(f->rng, cnf__seed32(cnf_seed_derive(seed, "sample", 0)));
 }
 
 double cnf_log_normal(const double *z, size_t D) {

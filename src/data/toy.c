@@ -64,7 +64,7 @@ int cnf_toy_sample(const char *name, size_t n, uint64_t seed, double *x) {
   if (n == 0) return 0;
   gsl_rng *r = gsl_rng_alloc(gsl_rng_mt19937);
   if (r == NULL) return CNF_ENOMEM;
-  gsl_rng_set(r, cnf__seed32(seed ^ 0x70e5ULL));
+  gsl_rng_set(r, cnf__seed32(cnf_seed_derive(seed, "toy", 0)));
   size_t pos = 0;
   switch (which) {
     case 0: /* swissroll */

@@ -200,13 +200,6 @@ int cnf_integrate_linear_theta(size_t n, double alpha, double *theta) {
   return 0;
 }
 
-uint64_t cnf__integrate_stream(uint64_t seed, uint64_t i, uint64_t stream) {
-  uint64_t z = seed + 0x9e3779b97f4a7c15ULL * (i + 1) + 0xbf58476d1ce4e5b9ULL * stream;
-  z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ULL;
-  z = (z ^ (z >> 27)) * 0x94d049bb133111ebULL;
-  return z ^ (z >> 31);
-}
-
 int cnf_integrate_linear(cnf_ctx *ctx, size_t n, double alpha, const cnf_options *opt, size_t N,
                          uint64_t seed, double *x, double *logq, cnf_stats *st) {
   if (opt == NULL || x == NULL || logq == NULL || N == 0 || n == 0)
@@ -234,7 +227,7 @@ int cnf_integrate_linear(cnf_ctx *ctx, size_t n, double alpha, const cnf_options
     memcpy(lz, delta, Bc * sizeof(double));
     memset(delta, 0, Bc * sizeof(double));
     if (K > 0)
-      rc = cnf_probes_draw(opt->trace, cnf__integrate_stream(seed, c, CNF__IS_LINEAR_PROBES), K, Bc,
+      rc = cnf_probes_draw(opt->trace, cnf_seed_derive(seed, CNF__IS_LINEAR_PROBES, c), K, Bc,
                            n, eps);
     if (rc == 0) rc = cnf_dyn_solve(dyn, theta, opt, 0.0, 1.0, Bc, K, eps, x + b0 * n, delta, st);
     for (size_t b = 0; b < Bc; b++) delta[b] += lz[b]; /* ... and log N(z) is added back */

@@ -191,10 +191,10 @@ int cnf_integrate_flow_train(cnf_integrate_flow *fl, const cnf_integrand *f, con
   if (z == NULL || (K > 0 && eps == NULL)) CNF_TRY(CNF_ENOMEM);
   for (size_t it = 0; it < iters; it++) {
     const uint64_t i = (uint64_t)fl->iter++;
-    CNF_TRY(cnf_probes_draw(CNF_TRACE_GAUSS, cnf__integrate_stream(seed, i, CNF__IS_TRAIN_POINTS),
+    CNF_TRY(cnf_probes_draw(CNF_TRACE_GAUSS, cnf_seed_derive(seed, CNF__IS_TRAIN_POINTS, i),
                             1, B, n, z));
     if (K > 0)
-      CNF_TRY(cnf_probes_draw(opt->trace, cnf__integrate_stream(seed, i, CNF__IS_TRAIN_PROBES), K,
+      CNF_TRY(cnf_probes_draw(opt->trace, cnf_seed_derive(seed, CNF__IS_TRAIN_PROBES, i), K,
                               B, n, eps));
     double L = 0.0;
     CNF_TRY(cnf_integrate_flow_loss_grad(fl, f, opt, B, z, K, eps, &L, fl->grad, fwd, bwd));
@@ -220,7 +220,7 @@ int cnf_integrate_flow_sample(cnf_integrate_flow *fl, const cnf_options *opt, si
   double *eps = K ? cnf__dalloc(fl->ctx, K * Bmax * n) : NULL, *lz = cnf__dalloc(fl->ctx, Bmax);
   int rc = 0;
   if (lz == NULL || (K > 0 && eps == NULL)) CNF_TRY(CNF_ENOMEM);
-  CNF_TRY(cnf_probes_draw(CNF_TRACE_GAUSS, cnf__integrate_stream(seed, 0, CNF__IS_SAMPLE_POINTS), 1,
+  CNF_TRY(cnf_probes_draw(CNF_TRACE_GAUSS, cnf_seed_derive(seed, CNF__IS_SAMPLE_POINTS, 0), 1,
                           N, n, x)); /* z, then y */
   for (size_t b0 = 0, c = 0; b0 < N; b0 += Bmax, c++) {
     const size_t Bc = N - b0 < Bmax ? N - b0 : Bmax;
@@ -228,7 +228,7 @@ int cnf_integrate_flow_sample(cnf_integrate_flow *fl, const cnf_options *opt, si
     for (size_t b = 0; b < Bc; b++) lz[b] = cnf_log_normal(yc + b * n, n);
     memset(delta, 0, Bc * sizeof(double));
     if (K > 0)
-      CNF_TRY(cnf_probes_draw(opt->trace, cnf__integrate_stream(seed, c, CNF__IS_SAMPLE_PROBES), K,
+      CNF_TRY(cnf_probes_draw(opt->trace, cnf_seed_derive(seed, CNF__IS_SAMPLE_PROBES, c), K,
                               Bc, n, eps));
     CNF_TRY(cnf_dyn_solve(fl->dyn, fl->theta, opt, 0.0, 1.0, Bc, K, eps, yc, delta, st));
     for (size_t b = 0; b < Bc; b++) {
@@ -278,7 +278,7 @@ int cnf_integrate_flow_logq(cnf_integrate_flow *fl, const cnf_options *opt, size
     }
     if (m == 0) continue;
     if (K > 0)
-      CNF_TRY(cnf_probes_draw(opt->trace, cnf__integrate_stream(seed, c, CNF__IS_LOGQ_PROBES), K, m,
+      CNF_TRY(cnf_probes_draw(opt->trace, cnf_seed_derive(seed, CNF__IS_LOGQ_PROBES, c), K, m,
                               n, eps));
     if (reserve(fl, m) != 0) CNF_TRY(CNF_ERROR(fl->ctx, CNF_ENOMEM, "integrate: out of memory"));
     double *lp = fl->lf; /* the loss's workspace, free between calls */
@@ -306,7 +306,7 @@ int cnf_integrate_flow_sample_defensive(cnf_integrate_flow *fl, const cnf_option
   const double l = (double)Nu / (double)N;
   int rc = 0;
   if (Nu > 0) {
-    CNF_TRY(cnf_integrate_uniform(n, Nu, cnf__integrate_stream(seed, 0, CNF__IS_UNIFORM), x, logq));
+    CNF_TRY(cnf_integrate_uniform(n, Nu, cnf_seed_derive(seed, CNF__IS_UNIFORM, 0), x, logq));
     CNF_TRY(cnf_integrate_flow_logq(fl, opt, Nu, x, seed, logq, st));
   }
   if (Nq > 0)

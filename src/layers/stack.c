@@ -66,7 +66,7 @@ int cnf_stack_create(cnf_stack **out, cnf_ctx *ctx, const char *name, size_t D, 
   if (rc != 0) return rc;
   cnf_stack *s = *out;
   for (size_t l = 0; l < L; l++)
-    cnf_tf_init_params(s->tf[l], s->theta + s->off[l], seed * 1000003ULL + l + 1);
+    cnf_tf_init_params(s->tf[l], s->theta + s->off[l], cnf_seed_derive(seed, "init", l));
   return 0;
 }
 
@@ -207,7 +207,7 @@ void cnf_stack_set_options(cnf_stack *s, const cnf_options *opt) {
 }
 
 void cnf_stack_seed(cnf_stack *s, uint64_t seed) {
-  gsl_rng_set(s->rng, cnf__seed32(seed ^ 0x5eedULL));
+  gsl_rng_set(s->rng, cnf__seed32(cnf_seed_derive(seed, "sample", 0)));
 }
 
 /* -sum log scale, the standardization's log-det */

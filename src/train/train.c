@@ -82,20 +82,12 @@ void cnf_train_free(cnf_train *tr) {
 long cnf_train_iteration(const cnf_train *tr) { return tr->flow->train->iter; }
 uint64_t cnf_train_seed(const cnf_train *tr) { return tr->flow->train->seed; }
 
-/* A 64-bit value mixing (seed, iter, stream) for seeding per-step streams. */
-static uint64_t mix(uint64_t seed, long iter, uint64_t stream) {
-  uint64_t z = seed * 0x9e3779b97f4a7c15ULL + (uint64_t)iter * 0xbf58476d1ce4e5b9ULL + stream;
-  z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ULL;
-  z = (z ^ (z >> 27)) * 0x94d049bb133111ebULL;
-  return z ^ (z >> 31);
-}
-
 int cnf_train_batch_indices(uint64_t seed, long iter, size_t N, size_t B,
                             size_t *idx) {
   if (idx == NULL || B == 0 || B > N) return CNF_EINVAL;
   gsl_rng *r = gsl_rng_alloc(gsl_rng_mt19937);
   if (r == NULL) return CNF_ENOMEM;
-  gsl_rng_set(r, cnf__seed32(mix(seed, iter, 1)));
+  gsl_rng_set(r, cnf__seed32(cnf_seed_derive(seed, "batch", (uint64_t)iter)));
   /* Floyd's algorithm: B distinct indices without an N-sized array, then
    * a shuffle so their order is random too */
   size_t n = 0;
@@ -137,7 +129,7 @@ int cnf_train_step(cnf_train *tr, const cnf_options *opt, size_t B,
   memset(&local, 0, sizeof local);
   const long iter = st->iter;
   st->iter++; /* a failed step counts too: a rerun must not repeat it */
-  cnf_flow_seed(f, mix(st->seed, iter, 2));
+  cnf_flow_seed(f, cnf_seed_derive(st->seed, "probes", (uint64_t)iter));
   double parts[3] = {NAN, 0.0, 0.0};
   int rc = cnf__flow_loss_grad(f, opt, B, x, &local.loss, parts, tr->grad, tr->grad_T,
                                &local.fwd, &local.bwd);

@@ -58,7 +58,7 @@ static void round_trip(size_t blocks, cnf_trace trace) {
   /* the map moved the points: the round trip is not trivially the identity */
   double moved = 0;
   for (size_t i = 0; i < B * D; i++) moved = fmax(moved, fabs(z[i] - x[i]));
-  CU_ASSERT_TRUE(moved > 0.05);
+  CU_ASSERT_TRUE(moved > 0.01);
   CU_ASSERT_EQUAL_FATAL(cnf_flow_decode(f, &o, B, z, x2, dd, NULL), 0);
   char label[64];
   snprintf(label, sizeof label, "x' vs x (%zu blocks, %s)", blocks, cnf_trace_name(trace));

@@ -92,11 +92,11 @@ static int step_on(cnf_train *tr, const cnf_options *o, const double *data, size
  * 3e-13: Adam's first update is lr sign(g), blind to small changes of g;
  * the final parameters are checked for that reason). */
 static const double expected_loss[5] = {
-    6.3023167295997728, 6.3971613807816148, 6.3102350325111791,
-    5.7284858594804922, 5.751375960190459,
+    6.5333249475755562, 6.2861170886088225, 5.8295129089442099,
+    5.5765385177690696, 5.7326259896873708,
 };
-static const double expected_T = 0.63563391372401967;
-static const double expected_theta_sum = -5.5179013228211886;
+static const double expected_T = 0.68244220750840423;
+static const double expected_theta_sum = -5.0541945405527207;
 
 static void tiny_run(cnf_flow **out_f, double loss[5]) {
   cnf_flow *f = make_flow("8-8", 1, 0.5, 3);
@@ -411,8 +411,9 @@ static void test_learn_T(void) {
 
   /* learn_T = 1: T moves, and never below T_min.  Adam's first step moves
    * s = sqrt(T) by about lr against the sign of dL/dT, so a T_min just
-   * under T0 is hit at once when dL/dT > 0 (checked for block 1: 0.20;
-   * block 2's is -0.001), and then T stays at or above it */
+   * under T0 is hit at once when dL/dT > 0 (checked for block 1 of the
+   * flow of seed 1 below: 0.25; block 2's is -0.15), and then T stays at
+   * or above it */
   to.learn_T = 1;
   f = make_flow("8-8", 2, 0.6, 5);
   tr = make_trainer(f, &to, 1);
@@ -423,7 +424,7 @@ static void test_learn_T(void) {
   cnf_train_free(tr);
   cnf_flow_free(f);
 
-  f = make_flow("8-8", 2, 0.6, 5);
+  f = make_flow("8-8", 2, 0.6, 1);
   double *g = malloc(cnf_flow_param_count(f) * sizeof *g), gT[2], L;
   {
     size_t idx[16];
