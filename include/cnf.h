@@ -226,6 +226,20 @@ typedef struct cnf_flow cnf_flow;
 int cnf_flow_create(cnf_flow **out, cnf_ctx *ctx, const cnf_mlp_config *cfg,
                     size_t blocks, double T, uint64_t seed);
 void cnf_flow_free(cnf_flow *flow);
+/* A new flow of `blocks` blocks of a user field class registered with ctx
+ * (cnf_ctx_register_field, cnf_dynamics.h) under `field`, built from the
+ * configuration string `config` ("" or NULL for none) in dimension D, each
+ * block with end time T and parameters from the class's init (stream
+ * ("init", k) of seed).  Everything a flow does works on it; the MLP's
+ * thread split does not apply (cnf_flow_set_threads is then a no-op). */
+int cnf_flow_create_field(cnf_flow **out, cnf_ctx *ctx, const char *field,
+                          const char *config, size_t D, size_t blocks, double T,
+                          uint64_t seed);
+/* The field class name of a flow of user-field blocks, or NULL for MLP
+ * blocks; its configuration string ("" if none). */
+const char *cnf_flow_field(const cnf_flow *flow);
+const char *cnf_flow_field_config(const cnf_flow *flow);
+
 
 /* Model files: a versioned, checksummed format (docs/model-format.md).
  * Save writes a temporary file, syncs it and renames it over `path`, so

@@ -118,6 +118,35 @@ int cnf_dyn_linear_create(cnf_dyn **out, cnf_ctx *ctx, size_t D);
 int cnf_dyn_cubic_create(cnf_dyn **out, cnf_ctx *ctx, size_t D,
                          const double *Q);
 
+/* ---- field classes: user fields as blocks of a flow --------------------
+ *
+ * A flow's blocks may be any field with parameters, not only the MLP: a
+ * class says how to build the field from (D, a configuration string) and
+ * how to initialise its parameters.  Register the class with the context;
+ * cnf_flow_create_field (cnf.h) then builds a flow of such blocks, which
+ * trains (cnf_train_step, cnf_fit; the field needs a vjp op), saves and
+ * loads like an MLP flow: the model file records the class name, the
+ * configuration string and the parameters, and loading looks the name up
+ * among the classes registered with the loading context (an unknown name is
+ * CNF_EUNSUPPORTED, naming the file and the class). */
+typedef struct cnf_field_class {
+  const char *name; /* 1..31 characters of [a-z0-9_-], unique per context */
+  /* A new field of dimension D from its configuration (a string of at most
+   * 255 characters of [A-Za-z0-9_.,:+-], possibly empty), with
+   * cnf_dyn_create; 0 or a negative CNF_E* code (message in ctx). */
+  int (*create)(cnf_dyn **out, cnf_ctx *ctx, size_t D, const char *config,
+                void *user);
+  /* Optional.  Initial parameters theta (P) from seed; NULL: zeros. */
+  int (*init)(const cnf_dyn *dyn, uint64_t seed, double *theta, void *user);
+  void *user;
+} cnf_field_class;
+
+/* Register cls (borrowed: it must outlive the context) with ctx, at most 64
+ * classes.  CNF_EINVAL for a bad or already registered name. */
+int cnf_ctx_register_field(cnf_ctx *ctx, const cnf_field_class *cls);
+/* The class registered under name, or NULL. */
+const cnf_field_class *cnf_ctx_find_field(const cnf_ctx *ctx, const char *name);
+
 /* ---- evaluation with fallbacks ---------------------------------------
  * These use the type's op when it has one and otherwise compose one in
  * this single place:

@@ -49,6 +49,116 @@ int cnf__flow_alloc(cnf_flow **out, cnf_ctx *ctx, const cnf_mlp_config *cfg,
   return 0;
 }
 
+static int valid_name(const char *s, size_t max, const char *chars) {
+  size_t n = s ? strlen(s) : 0;
+  return s != NULL && n <= max && strspn(s, chars) == n;
+}
+#define FIELD_NAME_CHARS "abcdefghijklmnopqrstuvwxyz0123456789_-"
+#define FIELD_CONFIG_CHARS \
+  "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789_.,:+-"
+
+int cnf_ctx_register_field(cnf_ctx *ctx, const cnf_field_class *cls) {
+  if (ctx == NULL) return CNF_EINVAL;
+  if (cls == NULL || cls->create == NULL || cls->name == NULL || cls->name[0] == '\0' ||
+      !valid_name(cls->name, 31, FIELD_NAME_CHARS))
+    return CNF_ERROR(ctx, CNF_EINVAL, "register field: need a class with a create op and a "
+                     "name of 1..31 characters of [a-z0-9_-] (got '%s')",
+                     cls && cls->name ? cls->name : "(null)");
+  if (cnf_ctx_find_field(ctx, cls->name) != NULL)
+    return CNF_ERROR(ctx, CNF_EINVAL, "register field: '%s' is already registered", cls->name);
+  if (ctx->n_fields >= CNF_MAX_FIELD_CLASSES)
+    return CNF_ERROR(ctx, CNF_EINVAL, "register field: at most %d classes per context",
+                     CNF_MAX_FIELD_CLASSES);
+  ctx->fields[ctx->n_fields++] = cls;
+  return 0;
+}
+
+const cnf_field_class *cnf_ctx_find_field(const cnf_ctx *ctx, const char *name) {
+  if (ctx == NULL || name == NULL) return NULL;
+  for (size_t i = 0; i < ctx->n_fields; i++) {
+    const cnf_field_class *c = ctx->fields[i];
+    if (strcmp(c->name, name) == 0) return c;
+  }
+  return NULL;
+}
+
+int cnf__flow_alloc_field(cnf_flow **out, cnf_ctx *ctx, const cnf_field_class *cls,
+                          const char *config, size_t D, size_t blocks) {
+  if (out == NULL) return CNF_ERROR(ctx, CNF_EINVAL, "flow: out is NULL");
+  *out = NULL;
+  if (config == NULL) config = "";
+  if (ctx == NULL || cls == NULL || D == 0 || blocks == 0 || blocks > 1000)
+    return CNF_ERROR(ctx, CNF_EINVAL, "flow: need a context, a field class, D >= 1 and "
+                     "1..1000 blocks");
+  if (!valid_name(config, 255, FIELD_CONFIG_CHARS))
+    return CNF_ERROR(ctx, CNF_EINVAL, "flow: field configuration '%s': at most 255 characters "
+                     "of [A-Za-z0-9_.,:+-]", config);
+  cnf_dyn *dyn = NULL;
+  int rc = cls->create(&dyn, ctx, D, config, cls->user);
+  if (rc != 0 || dyn == NULL)
+    return CNF_ERROR(ctx, rc != 0 ? rc : CNF_EINVAL, "field '%s' (config '%s'): %s", cls->name,
+                     config, rc != 0 ? cnf_ctx_errmsg(ctx) : "create gave no field");
+  const size_t P = cnf_dyn_param_count(dyn);
+  if (cnf_dyn_dim(dyn) != D || P == 0) {
+    cnf_dyn_free(dyn);
+    return CNF_ERROR(ctx, CNF_EINVAL, "field '%s': a flow block needs a field of dimension %zu "
+                     "with parameters (got D = %zu, P = %zu)", cls->name, D, cnf_dyn_dim(dyn), P);
+  }
+  cnf_flow *f = cnf__calloc(1, sizeof *f);
+  if (f == NULL) {
+    cnf_dyn_free(dyn);
+    return CNF_ERROR(ctx, CNF_ENOMEM, "flow: out of memory");
+  }
+  f->ctx = ctx;
+  memset(&f->cfg, 0, sizeof f->cfg);
+  f->cfg.dim = D;
+  f->field = cls;
+  snprintf(f->field_config, sizeof f->field_config, "%s", config);
+  f->dyn = dyn;
+  f->blocks = blocks;
+  f->P = P;
+  f->T = cnf__dalloc(ctx, blocks);
+  f->theta = cnf__dalloc(ctx, blocks * P);
+  f->rng = f->T && f->theta ? gsl_rng_alloc(gsl_rng_mt19937) : NULL;
+  if (f->rng == NULL) {
+    cnf_flow_free(f);
+    return CNF_ERROR(ctx, CNF_ENOMEM, "flow: out of memory");
+  }
+  for (size_t k = 0; k < blocks; k++) f->T[k] = 1.0;
+  gsl_rng_set(f->rng, cnf__seed32(0));
+  *out = f;
+  return 0;
+}
+
+int cnf_flow_create_field(cnf_flow **out, cnf_ctx *ctx, const char *field, const char *config,
+                          size_t D, size_t blocks, double T, uint64_t seed) {
+  if (out) *out = NULL;
+  const cnf_field_class *cls = cnf_ctx_find_field(ctx, field);
+  if (cls == NULL)
+    return CNF_ERROR(ctx, CNF_EUNSUPPORTED, "flow: no field class '%s' is registered with the "
+                     "context (cnf_ctx_register_field)", field ? field : "(null)");
+  if (!(T > 0.0) || !isfinite(T))
+    return CNF_ERROR(ctx, CNF_EINVAL, "flow: end time T must be positive and finite (got %g)", T);
+  int rc = cnf__flow_alloc_field(out, ctx, cls, config, D, blocks);
+  if (rc != 0) return rc;
+  cnf_flow *f = *out;
+  for (size_t k = 0; k < blocks && rc == 0; k++) {
+    f->T[k] = T;
+    if (cls->init != NULL)
+      rc = cls->init(f->dyn, cnf_seed_derive(seed, "init", k), f->theta + k * f->P, cls->user);
+  }
+  if (rc != 0) {
+    cnf_flow_free(f);
+    *out = NULL;
+    return CNF_ERROR(ctx, rc, "field '%s': parameter initialisation failed", cls->name);
+  }
+  cnf_flow_seed(f, seed);
+  return 0;
+}
+
+const char *cnf_flow_field(const cnf_flow *f) { return f->field ? f->field->name : NULL; }
+const char *cnf_flow_field_config(const cnf_flow *f) { return f->field_config; }
+
 int cnf_flow_create(cnf_flow **out, cnf_ctx *ctx, const cnf_mlp_config *cfg,
                     size_t blocks, double T, uint64_t seed) {
   if (!(T > 0.0) || !isfinite(T)) {
@@ -179,6 +289,7 @@ void cnf__flow_standardize(const cnf_flow *f, size_t B, const double *x,
 
 int cnf_flow_set_threads(cnf_flow *f, size_t n) {
   if (f == NULL) return CNF_EINVAL;
+  if (f->field != NULL) return 0; /* a user field runs as it is written */
   return cnf_dyn_mlp_set_threads(f->dyn, n);
 }
 

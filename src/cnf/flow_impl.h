@@ -15,6 +15,8 @@ struct cnf_flow {
   double *T;         /* (blocks) end times */
   double *theta;     /* (blocks, P) */
   cnf_dyn *dyn;      /* one network instance, reused by every block */
+  const cnf_field_class *field; /* user-field blocks, or NULL for the MLP */
+  char field_config[256];       /* the class's configuration string */
   gsl_rng *rng;      /* probes and base samples */
   /* standardization x_std = (x - shift) / scale, folded into every
    * reported density (NULL when absent) */
@@ -31,6 +33,10 @@ struct cnf_flow {
  * fills theta and T. */
 int cnf__flow_alloc(cnf_flow **out, cnf_ctx *ctx, const cnf_mlp_config *cfg,
                     size_t blocks);
+/* The same for blocks of a user field class (cfg.dim = D, no hidden
+ * layers); CNF_EINVAL for a bad configuration string. */
+int cnf__flow_alloc_field(cnf_flow **out, cnf_ctx *ctx, const cnf_field_class *cls,
+                          const char *config, size_t D, size_t blocks);
 
 /* Probes eps (K, B, D) for one block solve, from a seed drawn from the
  * flow's generator (the sequence cnf_flow_logp uses). */

@@ -8,6 +8,7 @@
 #include "cnf.h"
 
 #define CNF_ERRMSG_LEN 1024
+#define CNF_MAX_FIELD_CLASSES 64
 
 struct cnf_ctx {
   void *sunctx;                 /* SUNContext, created by the ode layer */
@@ -16,6 +17,10 @@ struct cnf_ctx {
   char errmsg[CNF_ERRMSG_LEN];
   const char *errfile;  /* source location that raised the error */
   int errline;
+  /* field classes registered with cnf_ctx_register_field (cnf_dynamics.h),
+   * looked up by name when a model file names one; borrowed pointers */
+  const void *fields[CNF_MAX_FIELD_CLASSES];
+  size_t n_fields;
 };
 
 /* Record an error in ctx (if not NULL) and return code.  The message is

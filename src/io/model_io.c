@@ -50,10 +50,16 @@ int cnf_flow_save(cnf_flow *f, const char *path) {
   if (f == NULL || path == NULL) return CNF_EINVAL;
   cnf_ctx *ctx = f->ctx;
   char hidden[256], head[HEADER_MAX];
-  cnf_mlp_format_hidden(&f->cfg, hidden, sizeof hidden);
-  int n = snprintf(head, sizeof head, "%s %d dim=%zu blocks=%zu hidden=%s layer=%s act=%s params=%zu",
-                   MODEL_MAGIC, MODEL_VERSION, f->cfg.dim, f->blocks, hidden,
-                   cnf_layer_name(f->cfg.layer), cnf_act_name(f->cfg.act), f->P);
+  int n;
+  if (f->field != NULL) /* blocks of a user field class (cnf_dynamics.h) */
+    n = snprintf(head, sizeof head, "%s %d dim=%zu blocks=%zu field=%s%s%s params=%zu", MODEL_MAGIC,
+                 MODEL_VERSION, f->cfg.dim, f->blocks, f->field->name,
+                 f->field_config[0] ? " config=" : "", f->field_config, f->P);
+  else
+    n = snprintf(head, sizeof head, "%s %d dim=%zu blocks=%zu hidden=%s layer=%s act=%s params=%zu",
+                 MODEL_MAGIC, MODEL_VERSION, f->cfg.dim, f->blocks,
+                 cnf_mlp_format_hidden(&f->cfg, hidden, sizeof hidden),
+                 cnf_layer_name(f->cfg.layer), cnf_act_name(f->cfg.act), f->P);
   if (n >= 0 && f->shift != NULL)
     n += snprintf(head + n, sizeof head - (size_t)n, " std=1");
   if (n >= 0 && f->train != NULL && (size_t)n < sizeof head)
@@ -94,6 +100,7 @@ typedef struct header {
   int version;
   size_t dim, blocks, params;
   char hidden[256], layer[64], act[64];
+  char field[64], config[256]; /* user-field blocks instead of the MLP */
   unsigned long crc;
   int std, train;     /* optional sections */
   long iter, updates;
@@ -139,6 +146,8 @@ static int parse_header(cnf_ctx *ctx, const char *path, char *line, header *h,
     else if (strcmp(k, "hidden") == 0) bad = snprintf(h->hidden, sizeof h->hidden, "%s", v) >= (int)sizeof h->hidden, h->have |= 8;
     else if (strcmp(k, "layer") == 0) bad = snprintf(h->layer, sizeof h->layer, "%s", v) >= (int)sizeof h->layer, h->have |= 16;
     else if (strcmp(k, "act") == 0) bad = snprintf(h->act, sizeof h->act, "%s", v) >= (int)sizeof h->act, h->have |= 32;
+    else if (strcmp(k, "field") == 0) bad = snprintf(h->field, sizeof h->field, "%s", v) >= (int)sizeof h->field || v[0] == '\0', h->have |= 4096;
+    else if (strcmp(k, "config") == 0) bad = snprintf(h->config, sizeof h->config, "%s", v) >= (int)sizeof h->config, h->have |= 8192;
     else if (strcmp(k, "std") == 0) bad = strcmp(v, "1") != 0, h->std = 1, h->have |= 128;
     else if (strcmp(k, "train") == 0) bad = strcmp(v, "1") != 0, h->train = 1, h->have |= 256;
     else if (strcmp(k, "iter") == 0) {
@@ -170,8 +179,13 @@ static int parse_header(cnf_ctx *ctx, const char *path, char *line, header *h,
     if (bad) return CNF_ERROR(ctx, CNF_ECORRUPT, "%s: bad value '%s' for header field '%s'", path, v, k);
     if (h->have == seen) return CNF_ERROR(ctx, CNF_ECORRUPT, "%s: header field '%s' repeated", path, k);
   }
-  if ((h->have & 127) != 127)
+  if (h->have & 4096) {
+    if ((h->have & (1 | 2 | 4 | 64)) != (1 | 2 | 4 | 64) || (h->have & (8 | 16 | 32)))
+      return CNF_ERROR(ctx, CNF_ECORRUPT, "%s: a field model's header needs dim, blocks, field, "
+                       "params and crc32, and no hidden, layer or act", path);
+  } else if ((h->have & 127) != 127 || (h->have & 8192)) {
     return CNF_ERROR(ctx, CNF_ECORRUPT, "%s: header lacks a field (dim, blocks, hidden, layer, act, params, crc32)", path);
+  }
   if (h->train != ((h->have & 512) != 0) || h->train != ((h->have & 1024) != 0) ||
       h->train != ((h->have & 2048) != 0) || h->updates > h->iter)
     return CNF_ERROR(ctx, CNF_ECORRUPT, "%s: header has train=1 without iter, updates and seed "
@@ -200,7 +214,20 @@ int cnf_flow_load(cnf_flow **out, cnf_ctx *ctx, const char *path) {
 
   cnf_mlp_config cfg;
   cnf_mlp_config_default(&cfg, h.dim);
-  if (cnf_mlp_parse_hidden(&cfg, h.hidden) != 0 || cnf_layer_parse(h.layer, &cfg.layer) != 0 ||
+  const cnf_field_class *cls = NULL;
+  if (h.field[0] != '\0') {
+    cls = cnf_ctx_find_field(ctx, h.field);
+    if (cls == NULL) {
+      rc = CNF_ERROR(ctx, CNF_EUNSUPPORTED, "%s: the model's blocks are of the field class '%s', "
+                     "which this program has not registered (cnf_ctx_register_field)", path, h.field);
+      goto cleanup;
+    }
+    if (h.dim == 0 || h.blocks == 0 || h.blocks > 1000 || h.params == 0 || h.params > ((size_t)1 << 40)) {
+      rc = CNF_ERROR(ctx, CNF_ECORRUPT, "%s: inconsistent header (dim=%zu blocks=%zu params=%zu)",
+                     path, h.dim, h.blocks, h.params);
+      goto cleanup;
+    }
+  } else if (cnf_mlp_parse_hidden(&cfg, h.hidden) != 0 || cnf_layer_parse(h.layer, &cfg.layer) != 0 ||
       cnf_act_parse(h.act, &cfg.act) != 0 || h.dim == 0 || h.blocks == 0 || h.blocks > 1000 ||
       cnf_mlp_param_count(&cfg) != h.params) {
     rc = CNF_ERROR(ctx, CNF_ECORRUPT,
@@ -255,7 +282,16 @@ int cnf_flow_load(cnf_flow **out, cnf_ctx *ctx, const char *path) {
                      i < h.blocks ? "end time" : "stored", i < h.blocks ? i : i - h.blocks, payload[i]);
       goto cleanup;
     }
-  CNF_TRY(cnf__flow_alloc(&f, ctx, &cfg, h.blocks));
+  if (cls != NULL) {
+    CNF_TRY(cnf__flow_alloc_field(&f, ctx, cls, h.config, h.dim, h.blocks));
+    if (f->P != h.params) {
+      rc = CNF_ERROR(ctx, CNF_ECORRUPT, "%s: the header says %zu parameters per block, the field "
+                     "'%s' (config '%s') has %zu", path, h.params, h.field, h.config, f->P);
+      goto cleanup;
+    }
+  } else {
+    CNF_TRY(cnf__flow_alloc(&f, ctx, &cfg, h.blocks));
+  }
   const double *p = payload;
   memcpy(f->T, p, h.blocks * sizeof(double)), p += h.blocks;
   memcpy(f->theta, p, h.blocks * h.params * sizeof(double)), p += h.blocks * h.params;

@@ -377,6 +377,7 @@ int cnf_stack_train_step(cnf_stack *s, const cnf_train_options *to, size_t B, co
   if (s == NULL || to == NULL) return CNF_EINVAL;
   int rc = cnf__stack_train_state(s);
   if (rc != 0) return rc;
+  s->iter++; /* a failed step counts too, as for flows */
   double L = 0.0;
   rc = cnf_stack_loss_grad(s, B, x, &L, s->grad);
   if (rc != 0) return rc;
@@ -395,4 +396,5 @@ void cnf_stack_clear_train_state(cnf_stack *s) {
   cnf__free(s->m), cnf__free(s->v);
   s->m = s->v = NULL;
   s->updates = 0;
+  s->iter = 0;
 }

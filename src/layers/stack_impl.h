@@ -16,6 +16,8 @@ struct cnf_stack {
   /* Adam (cnf_stack_train_step): moments, gradient, update count */
   double *m, *v, *grad; /* (P) each; m, v NULL until the first step */
   long updates;
+  long iter;            /* training steps taken (cnf_fit), failed ones included */
+  uint64_t seed;        /* the training run's seed */
   /* workspaces of CNF_TF_CHUNK rows */
   double *h;       /* (L + 1, CHUNK, D) activations between layers */
   double *ld, *c;  /* (CHUNK) */

@@ -2,7 +2,7 @@
  * section 8).  One ASCII header line, then little-endian float64 values:
  *
  *   CNF-MODEL 1 flow=realnvp dim=2 layers=coupling:64-64:0,actnorm:0:0 params=P
- *       [std=1] [train=1 updates=U] crc32=<8 hex digits>\n
+ *       [std=1] [train=1 updates=U [iter=N seed=S]] crc32=<8 hex digits>\n
  *   theta (P), then shift (D) and scale (D) with std=1, then Adam's m (P)
  *   and v (P) with train=1.
  *
@@ -56,7 +56,8 @@ int cnf_stack_save(cnf_stack *s, const char *path) {
   k = snprintf(head + n, sizeof head - n, " params=%zu%s", s->P, s->shift ? " std=1" : "");
   n += (size_t)k;
   if (s->m != NULL) {
-    k = snprintf(head + n, sizeof head - n, " train=1 updates=%ld", s->updates);
+    k = snprintf(head + n, sizeof head - n, " train=1 updates=%ld iter=%ld seed=%llu", s->updates,
+                 s->iter, (unsigned long long)s->seed);
     n += (size_t)k;
   }
   if (n >= sizeof head - 32) return CNF_ERROR(ctx, CNF_EINVAL, "%s: model header too long", path);
@@ -151,7 +152,7 @@ int cnf_stack_load(cnf_stack **out, cnf_ctx *ctx, const char *path) {
   if (fp == NULL) return CNF_ERROR(ctx, CNF_EIO, "%s: cannot open: %s", path, strerror(errno));
   char line[HEADER_MAX], copy[HEADER_MAX], name[64] = "", spec[HEADER_MAX] = "";
   int rc = 0, have_std = 0, have_train = 0, seen = 0;
-  size_t D = 0, P = 0, upd = 0, crc_pos = 0, L = 0;
+  size_t D = 0, P = 0, upd = 0, crc_pos = 0, L = 0, iter = 0, seed = 0;
   unsigned long crc_file = 0;
   double *payload = NULL;
   cnf_tf_config *cfgs = NULL;
@@ -201,6 +202,10 @@ int cnf_stack_load(cnf_stack **out, cnf_ctx *ctx, const char *path) {
       bad = strcmp(v, "1") != 0, have_train = 1, bit = 32;
     else if (strcmp(k, "updates") == 0)
       bad = parse_size(v, &upd) || upd > 1000000000000UL, bit = 128;
+    else if (strcmp(k, "iter") == 0) /* optional with train=1: steps taken */
+      bad = parse_size(v, &iter) || iter > 1000000000000UL, bit = 256;
+    else if (strcmp(k, "seed") == 0) /* optional with train=1: the run's seed */
+      bad = parse_size(v, &seed), bit = 512;
     else if (strcmp(k, "crc32") == 0) {
       bad = strlen(v) != 8 || strspn(v, "0123456789abcdef") != 8;
       crc_file = bad ? 0 : strtoul(v, NULL, 16);
@@ -216,7 +221,8 @@ int cnf_stack_load(cnf_stack **out, cnf_ctx *ctx, const char *path) {
     }
     seen |= bit;
   }
-  if ((seen & 79) != 79 || have_train != ((seen & 128) != 0)) {
+  if ((seen & 79) != 79 || have_train != ((seen & 128) != 0) ||
+      (!have_train && (seen & (256 | 512))) || ((seen & 256) && iter < upd)) {
     rc = CNF_ERROR(ctx, CNF_ECORRUPT,
                    "%s: header lacks a field (flow, dim, layers, params, crc32; train=1 with "
                    "updates)",
@@ -291,6 +297,8 @@ int cnf_stack_load(cnf_stack **out, cnf_ctx *ctx, const char *path) {
     memcpy(s->m, p, P * sizeof(double));
     memcpy(s->v, p + P, P * sizeof(double));
     s->updates = (long)upd;
+    s->iter = (seen & 256) ? (long)iter : (long)upd; /* older files: no failed steps known */
+    s->seed = (uint64_t)seed;
   }
   *out = s;
   s = NULL;

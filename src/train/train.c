@@ -17,13 +17,13 @@
 
 #include <gsl/gsl_rng.h>
 
-#include "flow_impl.h"
+#include "train_impl.h"
 
 struct cnf_train {
   cnf_flow *flow;
   cnf_train_options to;
-  double *grad;    /* (blocks * P) */
-  double *grad_T;  /* (blocks) */
+  double *grad;    /* (blocks * P + blocks): dL/dtheta, then dL/dT_k */
+  double *grad_T;  /* (blocks), the tail of grad */
 };
 
 void cnf_train_options_default(cnf_train_options *to) {
@@ -58,8 +58,8 @@ int cnf_train_create(cnf_train **out, cnf_flow *f, const cnf_train_options *to,
   if (tr == NULL) return CNF_ERROR(f->ctx, CNF_ENOMEM, "train: out of memory");
   tr->flow = f;
   tr->to = *to;
-  tr->grad = cnf__dalloc(f->ctx, f->blocks * f->P);
-  tr->grad_T = cnf__dalloc(f->ctx, f->blocks);
+  tr->grad = cnf__dalloc(f->ctx, f->blocks * f->P + f->blocks);
+  tr->grad_T = tr->grad ? tr->grad + f->blocks * f->P : NULL;
   if (f->train == NULL) {
     f->train = cnf__train_state_new(n);
     if (f->train != NULL) f->train->seed = seed;
@@ -75,7 +75,6 @@ int cnf_train_create(cnf_train **out, cnf_flow *f, const cnf_train_options *to,
 void cnf_train_free(cnf_train *tr) {
   if (tr == NULL) return;
   cnf__free(tr->grad);
-  cnf__free(tr->grad_T);
   cnf__free(tr);
 }
 
@@ -120,11 +119,10 @@ void cnf_adam_update(const cnf_train_options *to, long t, size_t n,
   }
 }
 
-int cnf_train_step(cnf_train *tr, const cnf_options *opt, size_t B,
-                   const double *x, cnf_train_report *rep) {
+int cnf__train_grad(cnf_train *tr, const cnf_options *opt, size_t B, const double *x,
+                    cnf_train_report *rep) {
   cnf_flow *f = tr->flow;
   cnf_train_state *st = f->train;
-  const size_t nP = f->blocks * f->P;
   cnf_train_report local;
   memset(&local, 0, sizeof local);
   const long iter = st->iter;
@@ -134,17 +132,34 @@ int cnf_train_step(cnf_train *tr, const cnf_options *opt, size_t B,
   int rc = cnf__flow_loss_grad(f, opt, B, x, &local.loss, parts, tr->grad, tr->grad_T,
                                &local.fwd, &local.bwd);
   local.nll = parts[0], local.kinetic = parts[1], local.jacobian = parts[2];
-  double gn = 0.0;
-  for (size_t i = 0; i < nP && rc == 0; i++) gn += tr->grad[i] * tr->grad[i];
-  for (size_t k = 0; k < f->blocks && rc == 0; k++)
-    if (!isfinite(tr->grad_T[k])) gn = NAN;
-  local.grad_norm = sqrt(gn);
-  if (rc == 0 && !(isfinite(gn) && isfinite(local.loss)))
-    rc = CNF_ERROR(f->ctx, CNF_ENONFINITE, "step %ld: the loss or its gradient is not finite "
-                   "(loss %g, |grad| %g); the update was skipped", iter + 1, local.loss, local.grad_norm);
   if (rep != NULL) *rep = local;
-  if (rc != 0) return rc;
+  return rc;
+}
 
+double *cnf__train_grad_buf(cnf_train *tr, size_t *n) {
+  *n = tr->flow->blocks * tr->flow->P + tr->flow->blocks;
+  return tr->grad;
+}
+
+int cnf__train_check(cnf_train *tr, cnf_train_report *rep) {
+  cnf_flow *f = tr->flow;
+  const size_t nP = f->blocks * f->P;
+  double gn = 0.0;
+  for (size_t i = 0; i < nP; i++) gn += tr->grad[i] * tr->grad[i];
+  for (size_t k = 0; k < f->blocks; k++)
+    if (!isfinite(tr->grad_T[k])) gn = NAN;
+  rep->grad_norm = sqrt(gn);
+  if (!(isfinite(gn) && isfinite(rep->loss)))
+    return CNF_ERROR(f->ctx, CNF_ENONFINITE, "step %ld: the loss or its gradient is not finite "
+                     "(loss %g, |grad| %g); the update was skipped", f->train->iter, rep->loss,
+                     rep->grad_norm);
+  return 0;
+}
+
+void cnf__train_apply(cnf_train *tr) {
+  cnf_flow *f = tr->flow;
+  cnf_train_state *st = f->train;
+  const size_t nP = f->blocks * f->P;
   const cnf_train_options *to = &tr->to;
   const long t = ++st->updates;
   const double c1 = 1.0 - pow(to->beta1, (double)t), c2 = 1.0 - pow(to->beta2, (double)t);
@@ -160,5 +175,15 @@ int cnf_train_step(cnf_train *tr, const cnf_options *opt, size_t B,
       f->T[k] = fmax(s * s, to->T_min);
     }
   }
+}
+
+int cnf_train_step(cnf_train *tr, const cnf_options *opt, size_t B,
+                   const double *x, cnf_train_report *rep) {
+  cnf_train_report local;
+  int rc = cnf__train_grad(tr, opt, B, x, &local);
+  if (rc == 0) rc = cnf__train_check(tr, &local);
+  if (rep != NULL) *rep = local;
+  if (rc != 0) return rc;
+  cnf__train_apply(tr);
   return 0;
 }

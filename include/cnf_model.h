@@ -1,0 +1,284 @@
+/* cnf_model.h: one interface over every kind of model, and the training
+ * loop.
+ *
+ * A cnf_model is a density model x -> z with a standard normal base,
+ * whatever it is made of:
+ *
+ *   CNF_MODEL_FLOW   continuous blocks (cnf.h's cnf_flow): MLP velocity
+ *                    fields, or blocks of a user field class
+ *                    (cnf_ctx_register_field, cnf_dynamics.h)
+ *   CNF_MODEL_STACK  discrete layers (cnf_layers.h's cnf_stack): RealNVP,
+ *                    NICE, MAF, ..., and mixed stacks with CNF layers
+ *
+ * One sign convention for every kind (docs/design.md, "Conventions"):
+ *
+ *     logdet = log |det dz/dx|,     log p(x) = log N(z; 0, I) + logdet.
+ *
+ * For a continuous block logdet = -Delta(T), Delta the integral of
+ * -tr(df/dz) (cnf_flow_encode's delta is its negative).  Standardization,
+ * when the model has one, is folded into logdet, so densities are in the
+ * units of x.
+ *
+ * Solver options (cnf_options) go to every call that may integrate; a
+ * discrete stack uses them for its CNF layers only (NULL: the defaults).
+ *
+ * Threads: a model and everything made from it is used from one thread at
+ * a time; different models with different contexts may run on different
+ * threads at once.
+ *
+ * Errors as in cnf.h: 0 or a negative CNF_E* code, the message in the
+ * context (cnf_model_ctx). */
+#ifndef CNF_MODEL_H
+#define CNF_MODEL_H
+
+#include <signal.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "cnf.h"
+#include "cnf_layers.h"
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+typedef struct cnf_model cnf_model;
+
+typedef enum cnf_model_kind {
+  CNF_MODEL_FLOW = 0, /* continuous blocks (cnf_flow) */
+  CNF_MODEL_STACK = 1 /* discrete or mixed layers (cnf_stack) */
+} cnf_model_kind;
+
+/* ---- making, saving, loading ----------------------------------------- */
+
+/* Wrap an existing flow or stack; the model owns it from then on (also
+ * when the call fails) and frees it with cnf_model_free. */
+int cnf_model_from_flow(cnf_model **out, cnf_flow *flow);
+int cnf_model_from_stack(cnf_model **out, cnf_stack *stack);
+
+/* A model by name, as `cnf init/train --flow NAME` makes it: "cnf" (MLP
+ * blocks: spec->hidden, layer, act, blocks, T), a preset of
+ * cnf_stack_preset_names (spec->hidden are the conditioner's widths,
+ * spec->blocks its blocks; 0 for the preset's default), or "field:CLASS"
+ * for blocks of a user field class registered with ctx (spec->config). */
+typedef struct cnf_model_spec {
+  const char *flow;     /* "cnf" (default), "realnvp", ..., "field:NAME" */
+  size_t dim;           /* D */
+  size_t blocks;        /* 0: the kind's default (cnf 1; see cnf_model_default_blocks) */
+  size_t n_hidden;      /* 0: the kind's default (cnf 64-64-64, stacks 64-64) */
+  size_t hidden[CNF_MAX_HIDDEN];
+  cnf_layer layer;      /* cnf: time conditioning (concatsquash) */
+  cnf_act act;          /* cnf: activation (tanh) */
+  double T;             /* continuous kinds: initial end time (0.5) */
+  const char *config;   /* field kinds: the class's configuration ("") */
+} cnf_model_spec;
+
+void cnf_model_spec_default(cnf_model_spec *spec, const char *flow, size_t D);
+/* The default number of blocks of a named kind (cnf 1, planar and radial
+ * 16, affine 1, elementwise 2, the other presets 4). */
+size_t cnf_model_default_blocks(const char *flow);
+int cnf_model_create(cnf_model **out, cnf_ctx *ctx, const cnf_model_spec *spec, uint64_t seed);
+
+void cnf_model_free(cnf_model *m);
+
+/* Save to a model file (docs/model-format.md), written atomically;
+ * cnf_model_load works out the kind from the file (a flow, a field flow,
+ * a stack). */
+int cnf_model_save(const cnf_model *m, const char *path);
+int cnf_model_load(cnf_model **out, cnf_ctx *ctx, const char *path);
+
+/* ---- what it is -------------------------------------------------------- */
+
+cnf_model_kind cnf_model_kind_of(const cnf_model *m);
+/* "cnf", the preset name of a stack ("realnvp", ...), or "field:NAME". */
+const char *cnf_model_name(const cnf_model *m);
+cnf_ctx *cnf_model_ctx(const cnf_model *m);
+size_t cnf_model_dim(const cnf_model *m);
+/* The flat parameter vector theta (P), the model's own array (writes
+ * change the model).  For flows the end times are not in it (see
+ * cnf_flow_end_time). */
+size_t cnf_model_param_count(const cnf_model *m);
+double *cnf_model_params(cnf_model *m);
+/* The underlying object, or NULL when the model is of the other kind. */
+cnf_flow *cnf_model_flow(cnf_model *m);
+cnf_stack *cnf_model_stack(cnf_model *m);
+
+/* Split network evaluations over n threads (flows of MLP blocks; a no-op
+ * for the others).  Results are identical for a given n. */
+int cnf_model_set_threads(cnf_model *m, size_t n);
+/* Seed the generator of base samples and Hutchinson probes. */
+void cnf_model_seed(cnf_model *m, uint64_t seed);
+/* Model x_std = (x - shift) / scale (D each), densities in x's units;
+ * NULL, NULL removes it. */
+int cnf_model_set_standardization(cnf_model *m, const double *shift, const double *scale);
+/* Data-dependent initialisation (actnorm layers of stacks) from x (B, D);
+ * a no-op for flows. */
+int cnf_model_init_data(cnf_model *m, size_t B, const double *x);
+
+/* ---- densities and samples ---------------------------------------------- */
+
+/* log p(x) of x (B, D) into logp (B).  st (may be NULL) is added to. */
+int cnf_model_logp(cnf_model *m, const cnf_options *opt, size_t B, const double *x, double *logp,
+                   cnf_stats *st);
+/* x (B, D) -> z (B, D) and logdet (B) = log|det dz/dx| (may be NULL). */
+int cnf_model_encode(cnf_model *m, const cnf_options *opt, size_t B, const double *x, double *z,
+                     double *logdet, cnf_stats *st);
+/* z (B, D) -> x (B, D) and logdet (B) = log|det dz/dx| at the x found (may
+ * be NULL), so log p(x) = log N(z) + logdet. */
+int cnf_model_decode(cnf_model *m, const cnf_options *opt, size_t B, const double *z, double *x,
+                     double *logdet, cnf_stats *st);
+/* B samples x (B, D) and their log p (B, may be NULL). */
+int cnf_model_sample(cnf_model *m, const cnf_options *opt, size_t B, double *x, double *logp,
+                     cnf_stats *st);
+/* The mean negative log-likelihood of x (N, D). */
+int cnf_model_nll(cnf_model *m, const cnf_options *opt, size_t N, const double *x, double *nll,
+                  cnf_stats *st);
+
+/* The rule for the trace when none is given: exact for D <= 2, Gaussian
+ * Hutchinson above (the exact trace costs D network passes). */
+cnf_trace cnf_trace_for_dim(size_t D);
+
+/* ---- loss and gradient ---------------------------------------------------- */
+
+/* L = -(1/B) sum_b log p(x_b) (plus the RNODE terms of opt for flows) and
+ * grad (P) = dL/dtheta; for flows grad_T (blocks, may be NULL) = dL/dT_k.
+ * Flows draw Hutchinson probes from the model's generator. */
+int cnf_model_loss_grad(cnf_model *m, const cnf_options *opt, size_t B, const double *x,
+                        double *loss, double *grad, double *grad_T, cnf_stats *fwd,
+                        cnf_stats *bwd);
+
+/* The adjoint (or reverse-sweep) gradient against central differences of
+ * the loss on x (B, D), all rows one system, the probes held fixed by
+ * reseeding with `seed` before every evaluation: n_check parameters (all
+ * if n_check >= P, else a seeded random subset) and, for flows, every end
+ * time.  The relative error of a component is |fd - adj| / max(|adj|,
+ * 0.01 max_i |adj_i|) (for T: / max(|adj|, 1e-12)).  each (may be NULL)
+ * receives every comparison (what: "param" or "T"). */
+typedef struct cnf_gradcheck_result {
+  double loss;
+  size_t checked, P;
+  double worst_param;   /* largest relative error over the parameters */
+  size_t worst_index;
+  double worst_T;       /* over the end times (0 for stacks) */
+  cnf_stats fwd, bwd;   /* of the adjoint gradient's solves */
+} cnf_gradcheck_result;
+typedef void (*cnf_gradcheck_each)(void *user, const char *what, size_t index, double adjoint,
+                                   double fd, double rel);
+int cnf_model_gradcheck(cnf_model *m, const cnf_options *opt, size_t B, const double *x,
+                        uint64_t seed, size_t n_check, double step, cnf_gradcheck_each each,
+                        void *user, cnf_gradcheck_result *res);
+
+/* ---- the training loop ---------------------------------------------------- */
+
+/* Where minibatches come from: rows in memory (drawn without replacement
+ * for each step from the stream ("batch", step) of the run's seed) or a
+ * generator called with the seed of ("batch", step) — e.g. a toy set. */
+typedef struct cnf_fit_data {
+  const double *rows; /* (N, D), or NULL for a generator */
+  size_t N, D;
+  int (*draw)(void *user, uint64_t seed, size_t B, size_t D, double *x);
+  void *user;
+} cnf_fit_data;
+
+/* A gradient reduction over workers, for data-parallel training: rank and
+ * size of this worker, and sum_all(buf, n), which replaces buf (n) by its
+ * sum over the workers (e.g. an MPI_Allreduce).  NULL: one worker.  With a
+ * reduction each worker passes its own share of the global minibatch
+ * (its rows of ("batch", step)); losses and gradients are averaged. */
+typedef struct cnf_fit_comm {
+  int rank, size;
+  int (*sum_all)(void *user, double *buf, size_t n);
+  void *user;
+} cnf_fit_comm;
+
+typedef struct cnf_fit_report {
+  long step;           /* steps taken so far, this one included (1-based) */
+  long total;          /* the run's last step */
+  int status;          /* 0, or the failed step's CNF_E* code (the step
+                          was skipped; message in the context) */
+  double loss;         /* the minibatch's loss before the update */
+  double nll, kinetic, jacobian; /* its parts (flows with RNODE terms) */
+  double grad_norm;    /* |dL/dtheta| */
+  double T;            /* flows: the first block's end time; NAN otherwise */
+  cnf_stats fwd, bwd;  /* solver statistics of the step */
+  int validated;       /* 1 if the validation NLL was computed after it */
+  double val_nll;      /* then: its value (NAN if the evaluation failed) */
+  int best;            /* 1 if it is the best so far (saved to best_path) */
+} cnf_fit_report;
+
+/* Called after every step; a non-zero return stops the run (as *stop). */
+typedef int (*cnf_fit_callback)(void *user, const cnf_fit_report *rep);
+
+typedef struct cnf_fit_options {
+  size_t size;            /* sizeof(cnf_fit_options), set by the default */
+  long iters;             /* the run's total steps, counting those a
+                             resumed model has made (1000) */
+  size_t batch;           /* minibatch rows (100; at most N for rows) */
+  uint64_t seed;          /* the run's seed; a model that carries an
+                             optimizer state continues with its own */
+  cnf_train_options train;/* Adam */
+  cnf_options opt;        /* solver options of the training steps */
+  cnf_options eval_opt;   /* of validation (exact trace, 1000 rows/solve) */
+  const double *val;      /* validation rows (n_val, D), or NULL */
+  size_t n_val;
+  long val_every;         /* steps between validations (100) */
+  const char *best_path;  /* with val: the best model so far goes here */
+  double best_init;       /* the NLL to beat (INFINITY; a resumed run
+                             passes its saved best model's) */
+  const char *state_path; /* checkpoints of the latest state, or NULL */
+  long save_every;        /* steps between checkpoints (100) */
+  long max_failed;        /* failed steps in a row that stop the run (10) */
+  volatile sig_atomic_t *stop; /* set (e.g. by a signal handler) to stop
+                                  after the current step; may be NULL */
+  cnf_fit_callback callback;   /* may be NULL */
+  void *user;
+  const cnf_fit_comm *comm;    /* NULL: one worker */
+} cnf_fit_options;
+
+void cnf_fit_options_default(cnf_fit_options *fo);
+
+/* What a run did. */
+typedef struct cnf_fit_result {
+  long steps;          /* steps taken by this call */
+  long failed;         /* of which failed (skipped) */
+  long iteration;      /* the model's step count at the end */
+  double loss_avg;     /* running mean of the loss (0.97 decay) */
+  double nfe_fwd_mean, nfe_bwd_mean;   /* per successful step */
+  double nfe_fwd_running, nfe_bwd_running;
+  double kinetic_mean, jacobian_mean;
+  double best_val;     /* best validation NLL (INFINITY if none) */
+  int stopped;         /* 1 if *stop or the callback ended the run */
+  cnf_stats fwd, bwd;  /* totals over the successful steps */
+} cnf_fit_result;
+
+/* Train m by maximum likelihood with Adam, step after step up to
+ * fo->iters: minibatch of step i from the stream ("batch", i), Hutchinson
+ * probes from ("probes", i), the gradient (reduced over fo->comm), Adam.
+ * A step whose solve fails or whose loss or gradient is not finite is
+ * skipped (its parameters kept, the step counted, so a rerun draws a new
+ * batch); fo->max_failed in a row end the run with that error.  An update
+ * that would make a parameter or Adam's moments non-finite (a diverged
+ * run) is undone and ends the run with CNF_ENONFINITE.  Validation every
+ * val_every steps (and at the end), the best model to best_path;
+ * checkpoints of the latest state to state_path every save_every steps
+ * and at the end (also after a stop); every file atomically.  The
+ * optimizer state lives in the model and is saved with it, so a run
+ * resumed from a checkpoint reproduces the uninterrupted one bit for bit.
+ * Returns 0 (also when stopped: res->stopped) or the error that ended the
+ * run (the last good state is on disk). */
+int cnf_fit(cnf_model *m, const cnf_fit_data *data, const cnf_fit_options *fo,
+            cnf_fit_result *res);
+
+/* The model's training step count (0 for a fresh model). */
+long cnf_model_iteration(const cnf_model *m);
+/* Drop the optimizer state (e.g. before handing a final model out). */
+void cnf_model_clear_train_state(cnf_model *m);
+
+/* Column means and standard deviations (divisor N, floored at 1e-12 of
+ * the mean's scale) of x (N, D) into mean, sd (D each). */
+void cnf_moments(size_t N, size_t D, const double *x, double *mean, double *sd);
+
+#ifdef __cplusplus
+}
+#endif
+#endif /* CNF_MODEL_H */
