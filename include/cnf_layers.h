@@ -116,7 +116,9 @@ size_t cnf_tf_param_count(const cnf_tf *tf);
 /* Initial parameters into theta (P) from seed: the identity map for
  * affine, the elementwise kinds, planar (u chosen so that u' = 0, plus noise
  * of 0.01) and radial (beta = 0, x0 random); for the conditioned kinds
- * PyTorch's nn.Linear initialisation with the last layer scaled by 0.1. */
+ * LeCun's uniform initialisation for tanh (bound sqrt(3 / fan-in), the
+ * fan-in counting only the inputs a unit sees) with the last layer scaled
+ * by 0.1. */
 void cnf_tf_init_params(const cnf_tf *tf, double *theta, uint64_t seed);
 
 /* x (B, D) -> z (B, D) and logdet (B) = log|det dz/dx| (may be NULL).

@@ -442,8 +442,14 @@ static size_t coupling_np(const cnf_tf_config *c) {
   for (size_t l = 0; l < c->n_hidden; l++) P += c->hidden[l] * w + c->hidden[l], w = c->hidden[l];
   return P + out * w + out;
 }
+/* LeCun's uniform initialisation for tanh units (layers_impl.h), the
+ * output layer scaled by 0.1 so the layer starts near the identity.  A
+ * coupling's net sees only the coordinates its mask passes: they are its
+ * first layer's fan-in. */
 static void net_init(const cnf_tf *tf, double *th, gsl_rng *rng) {
-  cnf__net_init_params(&tf->net, th, rng, 0.1);
+  size_t in_used = 0;
+  for (size_t i = 0; tf->mask != NULL && i < tf->cfg.dim; i++) in_used += tf->mask[i] != 0.0;
+  cnf__net_init_params(&tf->net, th, rng, in_used, 0.1);
 }
 /* net(m x); s into s (B, D) (0 where m = 1), t pointer into the output */
 static void coupling_st(cnf_tf *tf, const double *th, size_t B, const double *x, double *s,

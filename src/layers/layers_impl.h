@@ -35,8 +35,14 @@ int cnf__net_init(cnf__net *n, cnf_ctx *ctx, size_t in, size_t n_hidden, const s
 void cnf__net_free(cnf__net *n);
 /* The mask of layer l's weights (w[l+1] x w[l]). */
 double *cnf__net_mask(cnf__net *n, size_t l);
-/* PyTorch's nn.Linear initialisation, the last layer scaled by last_scale. */
-void cnf__net_init_params(const cnf__net *n, double *theta, gsl_rng *rng, double last_scale);
+/* LeCun's initialisation for tanh: each unit's weights and bias uniform in
+ * +-sqrt(3 / fan), fan the number of inputs the unit sees (variance 1 /
+ * fan, so its pre-activation has the spread of its inputs and tanh bends).
+ * fan counts a masked unit's kept weights; in_used (0: all) is the first
+ * layer's fan of an unmasked net whose inputs are partly zero.  The output
+ * layer is scaled by last_scale. */
+void cnf__net_init_params(const cnf__net *n, double *theta, gsl_rng *rng, size_t in_used,
+                          double last_scale);
 /* y = n->out (B, out) from x (B, in), B <= CNF_TF_CHUNK. */
 void cnf__net_forward(cnf__net *n, const double *theta, size_t B, const double *x);
 /* The reverse sweep of the last forward (same theta and x): gx (B, in) =

@@ -66,12 +66,32 @@ double *cnf__net_mask(cnf__net *n, size_t l) {
   return n->mask + wpos(n, l);
 }
 
-void cnf__net_init_params(const cnf__net *n, double *theta, gsl_rng *rng, double last_scale) {
+/* sqrt(3 / fan) for unit o of layer l, fan the inputs it sees: its mask's
+ * ones, in_used for the first layer of an unmasked net (when given), or
+ * the layer's width */
+static double unit_bound(const cnf__net *n, size_t l, size_t o, size_t in_used) {
+  const size_t in = n->w[l];
+  size_t fan = l == 0 && in_used > 0 && in_used < in ? in_used : in;
+  if (n->mask != NULL) {
+    const double *M = n->mask + wpos(n, l) + o * in;
+    fan = 0;
+    for (size_t i = 0; i < in; i++) fan += M[i] != 0.0;
+  }
+  return sqrt(3.0 / (double)(fan > 0 ? fan : 1));
+}
+
+void cnf__net_init_params(const cnf__net *n, double *theta, gsl_rng *rng, size_t in_used,
+                          double last_scale) {
   for (size_t l = 0; l < n->nl; l++) {
-    double bound = 1.0 / sqrt((double)n->w[l]) * (l + 1 == n->nl ? last_scale : 1.0);
-    size_t cnt = n->w[l + 1] * n->w[l] + n->w[l + 1];
-    for (size_t i = 0; i < cnt; i++)
-      theta[n->off[l] + i] = bound * (2.0 * gsl_rng_uniform(rng) - 1.0);
+    const size_t in = n->w[l], out = n->w[l + 1];
+    const double scale = l + 1 == n->nl ? last_scale : 1.0;
+    double *W = theta + n->off[l], *b = W + out * in;
+    for (size_t o = 0; o < out; o++) {
+      const double bound = scale * unit_bound(n, l, o, in_used);
+      for (size_t i = 0; i < in; i++) W[o * in + i] = bound * (2.0 * gsl_rng_uniform(rng) - 1.0);
+    }
+    for (size_t o = 0; o < out; o++)
+      b[o] = scale * unit_bound(n, l, o, in_used) * (2.0 * gsl_rng_uniform(rng) - 1.0);
   }
 }
 

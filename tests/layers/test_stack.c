@@ -8,7 +8,10 @@
  *     a CNF file told from a stack file;
  *   - normalisation: each 2-D preset, trained briefly on 8gaussians,
  *     integrates exp(log p) over a fine grid to 1 within 1e-3, and its
- *     training lowered the held-out NLL. */
+ *     training lowered the held-out NLL;
+ *   - each 2-D preset, trained on 8gaussians, against the held-out NLL of
+ *     the closed-form Gaussian fit (below it by a margin where the flow can
+ *     be more than a Gaussian, equal to it for affine). */
 #define _POSIX_C_SOURCE 200809L
 #include <math.h>
 #include <stdio.h>
@@ -65,7 +68,8 @@ static double loss_fn(const double *th, void *user) {
 static void fd_loss(cnf_stack *s, size_t B, const double *x, double *lp, double h, double *fd) {
   loss_args la = {s, B, x, lp};
   double *th = cnf_stack_params(s);
-  for (size_t i = 0; i < cnf_stack_param_count(s); i++) fd[i] = central_diff(loss_fn, th, i, h, &la);
+  for (size_t i = 0; i < cnf_stack_param_count(s); i++)
+    fd[i] = central_diff(loss_fn, th, i, h, &la);
 }
 
 static void test_loss_grad(void) {
@@ -186,6 +190,39 @@ static void test_model_file(void) {
   cnf_ctx_free(ctx);
 }
 
+/* iters Adam steps on minibatches of Bt of the N rows of data (D = 2),
+ * drawn by seed 9; 0 or the first failing step's status */
+static int train_brief(cnf_stack *s, const cnf_train_options *to, size_t N, const double *data,
+                       size_t iters, size_t Bt) {
+  size_t *idx = malloc(Bt * sizeof(size_t));
+  double *xb = malloc(Bt * 2 * sizeof(double));
+  int rc = 0;
+  for (size_t it = 0; it < iters && rc == 0; it++) {
+    cnf_train_batch_indices(9, (long)it + 1, N, Bt, idx);
+    for (size_t b = 0; b < Bt; b++) memcpy(xb + 2 * b, data + 2 * idx[b], 2 * sizeof(double));
+    rc = cnf_stack_train_step(s, to, Bt, xb, NULL, NULL);
+  }
+  free(idx), free(xb);
+  return rc;
+}
+
+/* mean (2) and sample standard deviation (2) of the N rows of x */
+static void moments(size_t N, const double *x, double *mean, double *sd) {
+  mean[0] = mean[1] = sd[0] = sd[1] = 0.0;
+  for (size_t i = 0; i < N; i++) mean[0] += x[2 * i] / N, mean[1] += x[2 * i + 1] / N;
+  for (size_t i = 0; i < N; i++)
+    for (int k = 0; k < 2; k++) sd[k] += pow(x[2 * i + k] - mean[k], 2) / (N - 1);
+  sd[0] = sqrt(sd[0]), sd[1] = sqrt(sd[1]);
+}
+
+/* -mean log p of the N rows of x; lp (N) scratch */
+static double mean_nll(cnf_stack *s, size_t N, const double *x, double *lp) {
+  double nll = 0.0;
+  CU_ASSERT_EQUAL(cnf_stack_logp(s, N, x, lp), 0);
+  for (size_t i = 0; i < N; i++) nll -= lp[i] / (double)N;
+  return nll;
+}
+
 /* Each 2-D preset trained for 150 Adam steps (batch 128, lr 5e-3) on
  * standardized 8gaussians.  The midpoint rule on a 750 x 750 grid over
  * [-15, 15]^2 (spacing 0.04, far below the learned densities' length
@@ -198,16 +235,12 @@ static void test_normalisation(void) {
   const size_t N = 2000, Bt = 128, iters = 150, G = 750;
   const double Lb = 15.0, hx = 2 * Lb / (double)G;
   double *data = malloc(N * 2 * sizeof(double)), *test = malloc(N * 2 * sizeof(double));
-  double *xb = malloc(Bt * 2 * sizeof(double)), *grid = malloc(G * G * 2 * sizeof(double));
+  double *grid = malloc(G * G * 2 * sizeof(double));
   double *lp = malloc(G * G * sizeof(double)), *lpt = malloc(N * sizeof(double));
-  size_t idx[128];
   cnf_toy_sample("8gaussians", N, 1, data);
   cnf_toy_sample("8gaussians", N, 2, test);
-  double mean[2] = {0, 0}, sd[2] = {0, 0};
-  for (size_t i = 0; i < N; i++) mean[0] += data[2 * i] / N, mean[1] += data[2 * i + 1] / N;
-  for (size_t i = 0; i < N; i++)
-    for (int k = 0; k < 2; k++) sd[k] += pow(data[2 * i + k] - mean[k], 2) / (N - 1);
-  sd[0] = sqrt(sd[0]), sd[1] = sqrt(sd[1]);
+  double mean[2], sd[2];
+  moments(N, data, mean, sd);
   for (size_t r = 0; r < G; r++)
     for (size_t c = 0; c < G; c++) {
       grid[2 * (r * G + c)] = -Lb + hx * ((double)c + 0.5);
@@ -223,33 +256,108 @@ static void test_normalisation(void) {
     CU_ASSERT_EQUAL_FATAL(cnf_stack_preset(&s, ctx, names[k], 2, 4, 2, hidden, 3), 0);
     cnf_stack_set_standardization(s, mean, sd);
     cnf_stack_init_data(s, N, data);
-    cnf_stack_logp(s, N, test, lpt);
-    double before = 0.0, after = 0.0;
-    for (size_t i = 0; i < N; i++) before -= lpt[i] / N;
-    int bad = 0;
-    for (size_t it = 0; it < iters; it++) {
-      cnf_train_batch_indices(9, (long)it + 1, N, Bt, idx);
-      for (size_t b = 0; b < Bt; b++) memcpy(xb + 2 * b, data + 2 * idx[b], 2 * sizeof(double));
-      bad |= cnf_stack_train_step(s, &to, Bt, xb, NULL, NULL) != 0;
-    }
-    CU_ASSERT_FALSE(bad);
-    cnf_stack_logp(s, N, test, lpt);
-    for (size_t i = 0; i < N; i++) after -= lpt[i] / N;
+    double before = mean_nll(s, N, test, lpt), after = 0.0;
+    CU_ASSERT_EQUAL(train_brief(s, &to, N, data, iters, Bt), 0);
+    after = mean_nll(s, N, test, lpt);
     CU_ASSERT_EQUAL(cnf_stack_logp(s, G * G, grid, lp), 0);
     double mass = 0.0;
     for (size_t i = 0; i < G * G; i++) mass += exp(lp[i]) * hx * hx;
     printf("\n  %-12s params %5zu  test NLL %.4f -> %.4f  grid mass %.6f", names[k],
            cnf_stack_param_count(s), before, after, mass);
     CU_ASSERT_TRUE(fabs(mass - 1.0) < 1e-3);
-    /* affine and nice start at the best Gaussian of standardized data (nice
-     * is volume-preserving but for its last layer): no gain required */
+    /* affine starts at the best Gaussian of standardized data, and nice
+     * leaves it only after more steps (test_gaussian_baseline): no gain
+     * required here */
     if (strcmp(names[k], "affine") != 0 && strcmp(names[k], "nice") != 0)
       CU_ASSERT_TRUE(after < before - 0.05);
     CU_ASSERT_TRUE(after < before + 0.01);
     cnf_stack_free(s);
   }
   printf("\n");
-  free(data), free(test), free(xb), free(grid), free(lp), free(lpt);
+  free(data), free(test), free(grid), free(lp), free(lpt);
+  cnf_ctx_free(ctx);
+}
+
+/* The Gaussian fit's held-out NLL in closed form: mean and covariance S of
+ * the N training rows, then the mean over the test rows of
+ * (x - m)^T S^-1 (x - m) / 2 + log det(2 pi S) / 2.  D = 2. */
+static double gaussian_fit_nll(size_t N, const double *data, size_t Nt, const double *test) {
+  double m[2] = {0, 0}, S[3] = {0, 0, 0}; /* S00, S01, S11 */
+  for (size_t i = 0; i < N; i++) m[0] += data[2 * i] / N, m[1] += data[2 * i + 1] / N;
+  for (size_t i = 0; i < N; i++) {
+    double a = data[2 * i] - m[0], b = data[2 * i + 1] - m[1];
+    S[0] += a * a / N, S[1] += a * b / N, S[2] += b * b / N;
+  }
+  const double det = S[0] * S[2] - S[1] * S[1], pi2 = 6.283185307179586;
+  double nll = 0.0;
+  for (size_t i = 0; i < Nt; i++) {
+    double a = test[2 * i] - m[0], b = test[2 * i + 1] - m[1];
+    double q = (S[2] * a * a - 2.0 * S[1] * a * b + S[0] * b * b) / det;
+    nll += 0.5 * (q + log(pi2 * pi2 * det)) / (double)Nt;
+  }
+  return nll;
+}
+
+/* Every 2-D preset against the closed-form Gaussian fit on 8gaussians
+ * (modes at radius 2.83, sd 0.35; the fit's NLL is log(2 pi e 4.125) =
+ * 4.255, the true density's 2.835), trained on the standardized data:
+ * 400 Adam steps (lr 2e-3, minibatch 256) of 4000 rows, tested on 4000
+ * others (the NLL's standard error is about 0.01).  Conditioners have two
+ * hidden layers of 32, the depth is each preset's default (4 blocks;
+ * planar and radial 16).
+ *
+ * Measured (fit 4.2553): nice 3.81, realnvp 3.25, maf 3.24, iaf 3.23,
+ * planar 3.34, radial 3.50, elementwise 3.98 (the marginals only), affine
+ * 4.2554 (it is a Gaussian).  nice stayed at 4.2562, the fit, while its
+ * conditioners started with nearly linear tanh features: the identity is a
+ * stationary point of an additive coupling on data whose conditional means
+ * are constant, and shears with linear shifts cannot beat the fit, so the
+ * gradient never reached the conditioners' inner layers (realnvp, maf and
+ * iaf were at 3.31-3.35 then).  Required: the conditioned flows at least
+ * 0.3 below the fit (30 standard errors), planar, radial and elementwise
+ * 0.05 below, affine within 0.03 of it. */
+static void test_gaussian_baseline(void) {
+  cnf_ctx *ctx = NULL;
+  cnf_ctx_create(&ctx);
+  const size_t N = 4000, Bt = 256, iters = 400;
+  double *data = malloc(N * 2 * sizeof(double)), *test = malloc(N * 2 * sizeof(double));
+  double *lp = malloc(N * sizeof(double));
+  cnf_toy_sample("8gaussians", N, 1, data);
+  cnf_toy_sample("8gaussians", N, 2, test);
+  const double gfit = gaussian_fit_nll(N, data, N, test);
+  printf("\n  Gaussian fit %.4f", gfit);
+  CHECK_NEAR(gfit, 4.255, 0.03);
+  double mean[2], sd[2];
+  moments(N, data, mean, sd);
+  const char *const *names = cnf_stack_preset_names();
+  const size_t hidden[2] = {32, 32};
+  cnf_train_options to;
+  cnf_train_options_default(&to);
+  to.lr = 2e-3;
+  for (size_t k = 0; names[k] != NULL; k++) {
+    const char *nm = names[k];
+    const int planar_radial = !strcmp(nm, "planar") || !strcmp(nm, "radial");
+    const size_t K = planar_radial                ? 16
+                     : !strcmp(nm, "affine")      ? 1
+                     : !strcmp(nm, "elementwise") ? 2
+                                                  : 4;
+    cnf_stack *s = NULL;
+    CU_ASSERT_EQUAL_FATAL(cnf_stack_preset(&s, ctx, nm, 2, K, 2, hidden, 1), 0);
+    cnf_stack_set_standardization(s, mean, sd);
+    cnf_stack_init_data(s, N < 1000 ? N : 1000, data);
+    CU_ASSERT_EQUAL(train_brief(s, &to, N, data, iters, Bt), 0);
+    const double nll = mean_nll(s, N, test, lp);
+    printf("\n  %-12s test NLL %.4f  (fit - %.4f)", nm, nll, gfit - nll);
+    if (!strcmp(nm, "affine")) {
+      CHECK_NEAR(nll, gfit, 0.03);
+    } else {
+      const int conditioned = !planar_radial && strcmp(nm, "elementwise") != 0;
+      CU_ASSERT_TRUE(nll < gfit - (conditioned ? 0.3 : 0.05));
+    }
+    cnf_stack_free(s);
+  }
+  printf("\n");
+  free(data), free(test), free(lp);
   cnf_ctx_free(ctx);
 }
 
@@ -298,9 +406,11 @@ static void test_mixed_cnf(void) {
   cnf_ctx_free(ctx);
 }
 
-const test_entry stack_tests[] = {{"a continuous block among discrete layers", test_mixed_cnf},
-                                  {"loss gradient against differences", test_loss_grad},
-                                  {"decode, sample and density agree", test_sample_decode},
-                                  {"model files", test_model_file},
-                                  {"trained 2-D flows integrate to 1", test_normalisation},
-                                  {NULL, NULL}};
+const test_entry stack_tests[] = {
+    {"a continuous block among discrete layers", test_mixed_cnf},
+    {"loss gradient against differences", test_loss_grad},
+    {"decode, sample and density agree", test_sample_decode},
+    {"model files", test_model_file},
+    {"trained 2-D flows integrate to 1", test_normalisation},
+    {"trained 2-D flows against the Gaussian fit", test_gaussian_baseline},
+    {NULL, NULL}};
