@@ -72,7 +72,7 @@ static const char *ref_src[NOPS] = {
     "FFJORD forward", "FFJORD forward + exact trace", "FFJORD forward + Hutchinson",
     "FFJORD forward + exact trace + VJP"};
 /* whole forward solve at batch 100, ms, and FFJORD's forward NFE there
- * (8gaussians, ANCHORS.md) */
+ * (8gaussians; docs/performance.md gives the source) */
 static const double ref_solve_lo = 56.0, ref_solve_hi = 72.0, ref_solve_nfe = 67.0;
 
 /* ---- options -------------------------------------------------------- */

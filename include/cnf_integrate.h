@@ -1,5 +1,5 @@
 /* cnf_integrate.h: integration on the unit cube [0, 1]^n by importance
- * sampling with flows (the i-Flow benchmark of the project's PDE notes).
+ * sampling with flows (the i-Flow benchmark, P5 of docs/design.md, section 10).
  *
  * For x ~ q on R^n and f = 0 outside the cube, the weights w = f(x) / q(x)
  * give I_hat = mean w, an unbiased estimate of I = int_{[0,1]^n} f, with

@@ -1,7 +1,8 @@
-/* cnf_pde.h: benchmark PDE problems with closed-form answers (see the
- * project's PDE notes): probability-flow velocity fields as cnf_dyn fields
- * with exact divergence and Jacobian-vector products, the closed-form
- * log p_t, seeded samplers and the error metrics.
+/* cnf_pde.h: benchmark PDE problems with closed-form answers (see
+ * docs/design.md, section 10, "The PDE benchmark problems"):
+ * probability-flow velocity fields as cnf_dyn fields with exact divergence
+ * and Jacobian-vector products, the closed-form log p_t, seeded samplers
+ * and the error metrics.
  *
  * With dx/dt = v(x, t) and dDelta/dt = -div v (cnf_dyn_solve),
  *     log p_t(x(t)) = log p_0(x(0)) + Delta(t).

@@ -1,5 +1,5 @@
 /* adjoint.c: the gradient of the maximum-likelihood loss by the adjoint
- * method (DESIGN.md section 3), in two variants.
+ * method (docs/design.md, section 4 "The adjoint equations" and section 5), in two variants.
  *
  * Loss of B points: L = -(1/B) sum_b [log N(z_b(T)) - Delta_b(T)].  For one
  * block with dz/dt = f(t, z; theta), dDelta/dt = g = -s div (s = 1/K for K

@@ -22,7 +22,7 @@
 typedef enum { P1A, P1B, P2, P3, P4 } problem;
 static const char *const problem_names[] = {"liouville-linear", "cubic", "heat", "ou",
                                             "double-well"};
-static const double default_time[] = {1.0, 0.5, 1.0, 2.0, 1.0}; /* PDE.md */
+static const double default_time[] = {1.0, 0.5, 1.0, 2.0, 1.0}; /* docs/design.md, section 10 */
 
 static int conv_problem(const char *s, void *d) {
   for (int i = 0; i < 5; i++)
@@ -153,7 +153,7 @@ int cnf__cli_pde(int argc, char **argv, size_t threads) {
   over_time ov = {1.0, 0, 0, 0, NULL, NULL};
   const cnf_cli_opt opts[] = {
       ROW("problem", 0, CNF_CLI_CHOICE, &prob, 0, 0, conv_problem, 1,
-          "liouville-linear|cubic|heat|ou|double-well", "the benchmark problem (PDE.md)"),
+          "liouville-linear|cubic|heat|ou|double-well", "the benchmark problem (docs/pde.md)"),
       ROW("dim", 0, CNF_CLI_SIZE, &a.dim, 1, 100000, NULL, 1, "D", "dimension (heat: >= 2)"),
       ROW("time", 0, CNF_CLI_POS, &a.time, 0, 0, NULL, 0, "T",
           "end time (1, 0.5, 1, 2, 1 for the five problems)"),

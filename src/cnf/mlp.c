@@ -1,6 +1,6 @@
 /* mlp.c: the MLP velocity field f(t, z; theta) of FFJORD's ODEnet, batched
  * through OpenBLAS dgemm, with forward-mode tangents and the single reverse
- * sweep of DESIGN.md section 4.
+ * sweep of docs/design.md, section 6 ("The reverse sweep").
  *
  * Network: D -> H_1 -> ... -> H_n -> D, L = n + 1 linear layers, an
  * activation sigma after every layer but the last.  Layer l maps rows x

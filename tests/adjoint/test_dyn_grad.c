@@ -12,7 +12,7 @@
  * truncation ~1e-10, rounding ~1e-11 relative) are the reference for
  * dL/dtheta; dL/dz0_b = E' (z1_b + u) / B exactly.  The adjoint at
  * rtol = atol = 1e-10 must match both to 1e-6 relative (normwise), the
- * bar of the PDE notes for "the adjoint gradient with respect to A".
+ * bar for the adjoint gradient with respect to A (docs/design.md, section 10).
  * A wrong sign or a missing trace term moves the gradient by O(1). */
 #include <math.h>
 #include <stdio.h>

@@ -175,7 +175,7 @@ static void test_rademacher_exact(void) {
  * Jacobian is constant, so the mean over B samples estimates one probe's
  * variance, 2 |S|_F^2 (Gaussian) or 2 sum_{i != j} S_ij^2 (Rademacher),
  * from B (K - 1) degrees of freedom: with B = 400, K = 8 its relative
- * standard error is about 3%, and the PDE notes ask for 10%. */
+ * standard error is about 3%, and the bar is 10% (docs/design.md, section 10). */
 static void run_solve_variance(cnf_trace kind) {
   cnf_ctx *ctx = new_ctx();
   const size_t D = 16, B = 400, K = 8;

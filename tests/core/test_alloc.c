@@ -1,4 +1,4 @@
-/* test_alloc.c: the failing-allocator loop of STYLE.md 3.7.
+/* test_alloc.c: the failing-allocator loop of docs/design.md, section 13 ("Memory").
  *
  * For each entry point that allocates: count the library allocations n of
  * a clean call, then for k = 0, 1, 2, ... make allocation k (and every

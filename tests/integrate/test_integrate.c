@@ -24,7 +24,7 @@
  * 5. Errors: bad integrands, too few samples, a width of sqrt 2, NaN log q.
  * 6. The learned sampler: the KL loss's adjoint gradient (exact trace with
  *    both adjoints, fixed Gaussian probes) against central differences of
- *    the loss written out independently (1e-6 normwise, the PDE notes' bar);
+ *    the loss written out independently (1e-6 normwise, docs/design.md, section 10);
  *    log q in closed form when f = 0 (the logit-normal) and against a
  *    backward solve for a random field; the defensive mixture's log q; a
  *    short training on Camel (n = 2) that lowers the loss and beats the
@@ -87,7 +87,7 @@ static void test_exact_values(void) {
       double q = quadrature(&f), e = cnf_integrand_exact(&f);
       CHECK_NEAR(e, q, 1e-12 * fabs(q));
     }
-  /* the table's values (PDE.md) at n = 16 and 96 */
+  /* P5's exact values (docs/design.md, section 10, "The PDE benchmark problems") at n = 16, 96 */
   cnf_integrand g = integrand(CNF_INTEGRAND_GAUSS, 16), p = integrand(CNF_INTEGRAND_POLY, 96);
   CHECK_NEAR(cnf_integrand_exact(&g), pow(erf(2.5), 16), 1e-15);
   CHECK_NEAR(cnf_integrand_exact(&p), 16.0, 1e-14);

@@ -612,7 +612,7 @@ static void test_bad_args(void) {
  *    components), and Delta(T) = (3/2) sum log(1 + 2 T y0_i^2), the
  *    integral of the divergence along the trajectory, to 1e-6 (relative to
  *    max(1, |Delta|)): the log-density change the CNF machinery computes;
- *  - the LPE of PDE.md, log p0(x0) + Delta against log p_T evaluated at the
+ *  - the LPE (docs/design.md, section 10), log p0(x0) + Delta against log p_T at the
  *    computed x(T): p_T's support ends where 2 T y_i^2 = 1, and near that
  *    edge log p_T is so steep that the state's error (1e-8 relative) is
  *    magnified into 1e-6..1e-4 (growing with d); it is reported and held
