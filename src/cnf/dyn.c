@@ -296,6 +296,67 @@ int cnf__dyn_vjp_reg(cnf_dyn *d, double t, size_t B, size_t K, const double *z,
   return check_out(d, rc, "vjp", t, gz, B * d->D);
 }
 
+/* ---- per-row times ---------------------------------------------------
+ * Without the type's op, the scalar-time op runs on each maximal run
+ * [b0, b1) of consecutive rows with t[b] == t[b0]. */
+
+static size_t run_end(const double *t, size_t b0, size_t B) {
+  size_t b1 = b0 + 1;
+  while (b1 < B && t[b1] == t[b0]) b1++;
+  return b1;
+}
+
+int cnf_dyn_f_rows(cnf_dyn *d, const double *t, size_t B, const double *z, const double *theta,
+                   double *dz) {
+  if (d == NULL || t == NULL || z == NULL || dz == NULL)
+    return CNF_ERROR(d ? d->ctx : NULL, CNF_EINVAL, "f_rows: NULL argument");
+  if (B == 0) return 0;
+  if (d->P > 0 && theta == NULL)
+    return CNF_ERROR(d->ctx, CNF_EINVAL, "f_rows: field '%s' needs parameters", cnf_dyn_name(d));
+  const size_t D = d->D;
+  int rc = 0;
+  if (d->type->f_rows != NULL) {
+    rc = d->type->f_rows(d->state, t, B, z, theta, dz);
+  } else {
+    for (size_t b0 = 0, b1; b0 < B && rc == 0; b0 = b1) {
+      b1 = run_end(t, b0, B);
+      rc = d->type->f(d->state, t[b0], b1 - b0, z + b0 * D, theta, dz + b0 * D);
+    }
+  }
+  return check_out(d, rc, "f_rows", t[0], dz, B * D);
+}
+
+int cnf_dyn_vjp_rows(cnf_dyn *d, const double *t, size_t B, const double *z, const double *theta,
+                     const double *a, double *dz, double *gz, double *gth) {
+  if (d == NULL || t == NULL || z == NULL || a == NULL)
+    return CNF_ERROR(d ? d->ctx : NULL, CNF_EINVAL, "vjp_rows: NULL argument");
+  if (B == 0) return 0;
+  if (d->P > 0 && theta == NULL)
+    return CNF_ERROR(d->ctx, CNF_EINVAL, "vjp_rows: field '%s' needs parameters", cnf_dyn_name(d));
+  const size_t D = d->D;
+  int rc = 0;
+  if (d->type->vjp_rows != NULL) {
+    rc = d->type->vjp_rows(d->state, t, B, z, theta, a, dz, gz, gth);
+  } else {
+    if (d->type->vjp == NULL)
+      return CNF_ERROR(d->ctx, CNF_EUNSUPPORTED,
+                       "field '%s' has no vector-Jacobian product (vjp op)", cnf_dyn_name(d));
+    double *g = gz;
+    if (g == NULL) { /* the scalar op always writes gz: into scratch */
+      if (cnf_dyn_reserve(d, B, 0) != 0)
+        return CNF_ERROR(d->ctx, CNF_ENOMEM, "vjp_rows: out of memory for %zu samples", B);
+      g = d->zp;
+    }
+    for (size_t b0 = 0, b1; b0 < B && rc == 0; b0 = b1) {
+      b1 = run_end(t, b0, B);
+      rc = d->type->vjp(d->state, t[b0], b1 - b0, 0, z + b0 * D, theta, a + b0 * D, NULL, NULL,
+                        dz != NULL ? dz + b0 * D : NULL, g + b0 * D, gth);
+    }
+  }
+  rc = check_out(d, rc, "vjp_rows (f)", t[0], dz, B * D);
+  return check_out(d, rc, "vjp_rows", t[0], gz, B * D);
+}
+
 /* ---- probes ---------------------------------------------------------- */
 
 int cnf_probes_draw(cnf_trace trace, uint64_t seed, size_t K, size_t B,
