@@ -36,8 +36,8 @@ extern "C" {
 /* ---- exact linear assignment ------------------------------------------ */
 
 /* Minimise sum_i cost[i, col_of_row[i]] over the permutations of n
- * columns, exactly (shortest augmenting paths with dual potentials,
- * Jonker-Volgenant's form of the Hungarian method: O(n^3) at worst).
+ * columns, exactly (shortest augmenting paths with dual potentials in
+ * the form of Jonker and Volgenant 1987: O(n^3) at worst).
  *   cost       (n, n) row-major, finite (else CNF_ENONFINITE).
  *   col_of_row (n)    receives the optimal permutation.
  *   u, v       (n)    receive dual potentials (either may be NULL) with
@@ -45,7 +45,7 @@ extern "C" {
  *                     the assignment (to rounding), so sum u + sum v is a
  *                     certificate of the total's optimality.
  *   total             receives sum_i cost[i, col_of_row[i]] (may be NULL).
- * The workspace (about 4 n numbers) is allocated for the call.  n = 0 is
+ * The workspace (5 n numbers) is allocated for the call.  n = 0 is
  * a valid empty problem.  ctx may be NULL (then errors carry no message). */
 int cnf_assign_solve(cnf_ctx *ctx, size_t n, const double *cost, size_t *col_of_row, double *u,
                      double *v, double *total);

@@ -2,37 +2,102 @@
  *
  *     min over permutations c of  sum_i cost[i, c(i)]         (n x n, dense)
  *
- * by shortest augmenting paths with dual potentials (the Hungarian method
- * in the form of Jonker and Volgenant 1987; Kuhn 1955, Munkres 1957).
- * Debian ships no C library for it, hence this file.
+ * by shortest augmenting paths with dual potentials, in the form of
+ * Jonker and Volgenant (1987, "A shortest augmenting path algorithm for
+ * dense and sparse linear assignment problems"), the Hungarian method's
+ * modern descendant.  Debian ships no C library for it, hence this file.
  *
  * The dual.  The LP relaxation's dual is  max sum_i u_i + sum_j v_j
- * subject to u_i + v_j <= c_ij.  The method keeps the reduced costs
- * c_ij - u_i - v_j >= 0 for every pair and = 0 on every matched pair.
- * Rows are added one at a time: from the new row, a Dijkstra search over
- * the reduced costs (minv_j: the shortest distance to column j found so far;
- * way_j: the column before j on that path) grows a tree of columns until it
- * reaches a free column; the potentials of the tree move by each step's
- * distance delta, which keeps every reduced cost >= 0 and makes the
- * tree's edges tight; then the matching flips along the path.  After n
- * rows the matching is perfect and complementary slackness holds, so it is
- * optimal, and sum u + sum v equals its total: the potentials are a
- * certificate anyone can check in O(n^2).  Each row costs O(n * columns in
- * its tree), O(n^3) at worst, much less on random costs.
+ * subject to u_i + v_j <= c_ij.  The solver keeps column prices v and,
+ * for every assigned row i, the invariant that its column x_i minimises
+ * c_ij - v_j over j (so u_i = c_{i x_i} - v_{x_i} makes every reduced cost
+ * c_ij - u_i - v_j >= 0, and 0 on the assignment).  When all rows are
+ * assigned, complementary slackness holds and the assignment is optimal;
+ * sum u + sum v equals its total, a certificate anyone can check in
+ * O(n^2).
  *
- * Floating point: the potentials are sums of differences of costs, so a
+ * Phases.  (1) Column reduction: v_j = min_i c_ij, and column j goes to its
+ * minimising row when that row is still free (the invariant holds since
+ * every reduced cost c_ik - v_k is >= 0 = c_ij - v_j).  (2) For each free
+ * row f, Dijkstra over the reduced costs: d_j = the shortest distance from
+ * f to column j, grown in sets of columns at the current minimum distance
+ * (`todo`), until a free column is reached; the prices of the columns
+ * settled before the last minimum move by d_j - min, which keeps the
+ * invariant for every assigned row and makes the path tight; the
+ * assignment then flips along the path (pred).  Each row costs
+ * O(n * settled columns), O(n^3) at worst, far less on random costs.
+ *
+ * Floating point: prices are sums of differences of costs, so the
  * certificate holds to a few ulps of the costs' size times the number of
- * updates; the tests bound it.  Ties are harmless (any minimiser does).
- *
- * Index 0 of the columns is a virtual column that holds the row being
- * inserted (p[0] = i), as in the classic formulation; rows and columns are
- * 1-based inside the solver. */
+ * updates; the tests bound it.  Ties are harmless (any minimiser does). */
 #include <math.h>
 #include <stdint.h>
 #include <string.h>
 
 #include "cnf_fm.h"
 #include "core.h"
+
+/* Dijkstra from the free row f, then the price update and the flip.
+ * x (n) column of each row, y (n) row of each column (SIZE_MAX: free),
+ * v (n) prices; d (n), pred (n), col (n) workspace. */
+static int augment(size_t n, const double *cost, size_t f, size_t *x, size_t *y, double *v,
+                   double *d, size_t *pred, size_t *col) {
+  const double *cf = cost + f * n;
+  for (size_t j = 0; j < n; j++) d[j] = cf[j] - v[j], pred[j] = f, col[j] = j;
+  /* col[0, low): settled; col[low, up): at distance `min`, to scan;
+   * col[up, n): not reached at the minimum yet */
+  size_t low = 0, up = 0, settled = 0, end = SIZE_MAX;
+  double min = 0.0;
+  while (end == SIZE_MAX) {
+    if (up == low) { /* the next set of columns at the minimum distance */
+      settled = low;
+      min = d[col[up++]];
+      for (size_t k = up; k < n; k++) {
+        const size_t j = col[k];
+        const double h = d[j];
+        if (h <= min) {
+          if (h < min) up = low, min = h;
+          col[k] = col[up], col[up++] = j;
+        }
+      }
+      if (!isfinite(min)) return CNF_ENONFINITE; /* only when differences overflow */
+      for (size_t k = low; k < up; k++)
+        if (y[col[k]] == SIZE_MAX) {
+          end = col[k];
+          break;
+        }
+      if (end != SIZE_MAX) break;
+    }
+    /* scan one column j1 at distance min through its row i */
+    const size_t j1 = col[low++], i = y[j1];
+    const double *ci = cost + i * n;
+    const double h = ci[j1] - v[j1] - min;
+    for (size_t k = up; k < n; k++) {
+      const size_t j = col[k];
+      const double dj = ci[j] - v[j] - h;
+      if (dj < d[j]) {
+        pred[j] = i;
+        if (dj == min) {
+          if (y[j] == SIZE_MAX) {
+            end = j;
+            break;
+          }
+          col[k] = col[up], col[up++] = j;
+        }
+        d[j] = dj;
+      }
+    }
+  }
+  for (size_t k = 0; k < settled; k++) v[col[k]] += d[col[k]] - min;
+  for (size_t i = SIZE_MAX; i != f;) { /* flip along the path */
+    i = pred[end];
+    y[end] = i;
+    const size_t j = end;
+    end = x[i];
+    x[i] = j;
+  }
+  return 0;
+}
 
 int cnf_assign_solve(cnf_ctx *ctx, size_t n, const double *cost, size_t *col_of_row, double *u,
                      double *v, double *total) {
@@ -48,72 +113,41 @@ int cnf_assign_solve(cnf_ctx *ctx, size_t n, const double *cost, size_t *col_of_
     if (total != NULL) *total = 0.0;
     return 0;
   }
-  /* potentials U (rows), V (columns), minv; p: the row matched to a column
-   * (0 = free), way: the previous column on the shortest path */
-  double *mem = cnf__malloc(3 * (n + 1) * sizeof(double));
-  size_t *idx = cnf__malloc(2 * (n + 1) * sizeof(size_t));
-  unsigned char *used = cnf__malloc(n + 1);
-  if (mem == NULL || idx == NULL || used == NULL) {
-    cnf__free(mem);
-    cnf__free(idx);
-    cnf__free(used);
+  double *dmem = cnf__malloc(2 * n * sizeof(double));
+  size_t *imem = cnf__malloc(4 * n * sizeof(size_t));
+  if (dmem == NULL || imem == NULL) {
+    cnf__free(dmem);
+    cnf__free(imem);
     return CNF_ERROR(ctx, CNF_ENOMEM, "assign: out of memory for n = %zu", n);
   }
-  double *U = mem, *V = mem + (n + 1), *minv = mem + 2 * (n + 1);
-  size_t *p = idx, *way = idx + (n + 1);
-  int rc = 0;
-  for (size_t j = 0; j <= n; j++) U[j] = V[j] = 0.0, p[j] = way[j] = 0;
-
-  for (size_t i = 1; i <= n; i++) {
-    p[0] = i;
-    size_t j0 = 0;
-    for (size_t j = 0; j <= n; j++) minv[j] = INFINITY, used[j] = 0;
-    do { /* grow the shortest-path tree from row i to a free column */
-      used[j0] = 1;
-      const size_t i0 = p[j0];
-      const double *row = cost + (i0 - 1) * n - 1; /* row[j], j = 1..n */
-      const double ui = U[i0];
-      double delta = INFINITY;
-      size_t j1 = 0;
-      for (size_t j = 1; j <= n; j++) {
-        if (used[j]) continue;
-        const double cur = row[j] - ui - V[j];
-        if (cur < minv[j]) minv[j] = cur, way[j] = j0;
-        if (minv[j] < delta) delta = minv[j], j1 = j;
-      }
-      for (size_t j = 0; j <= n; j++) {
-        if (used[j]) {
-          U[p[j]] += delta;
-          V[j] -= delta;
-        } else {
-          minv[j] -= delta;
-        }
-      }
-      if (j1 == 0) { /* only when differences of costs overflow */
-        rc = CNF_ERROR(ctx, CNF_ENONFINITE, "assign: costs too large (reduced costs overflow)");
-        goto cleanup;
-      }
-      j0 = j1;
-    } while (p[j0] != 0);
-    do { /* flip the matching along the path */
-      const size_t j1 = way[j0];
-      p[j0] = p[j1];
-      j0 = j1;
-    } while (j0 != 0);
+  double *price = dmem, *d = dmem + n;
+  size_t *x = col_of_row, *y = imem, *pred = imem + n, *col = imem + 2 * n;
+  for (size_t i = 0; i < n; i++) x[i] = y[i] = SIZE_MAX;
+  /* column reduction, last column first (as Jonker and Volgenant: it
+   * spreads the early assignments) */
+  for (size_t j = n; j-- > 0;) {
+    size_t imin = 0;
+    double m = cost[j];
+    for (size_t i = 1; i < n; i++)
+      if (cost[i * n + j] < m) m = cost[i * n + j], imin = i;
+    price[j] = m;
+    if (x[imin] == SIZE_MAX) x[imin] = j, y[j] = imin;
   }
-
-  double sum = 0.0;
-  for (size_t j = 1; j <= n; j++) col_of_row[p[j] - 1] = j - 1;
-  for (size_t i = 0; i < n; i++) sum += cost[i * n + col_of_row[i]];
-  if (u != NULL)
-    for (size_t i = 0; i < n; i++) u[i] = U[i + 1];
-  if (v != NULL)
-    for (size_t j = 0; j < n; j++) v[j] = V[j + 1];
-  if (total != NULL) *total = sum;
-cleanup:
-  cnf__free(mem);
-  cnf__free(idx);
-  cnf__free(used);
+  int rc = 0;
+  for (size_t f = 0; f < n && rc == 0; f++)
+    if (x[f] == SIZE_MAX) rc = augment(n, cost, f, x, y, price, d, pred, col);
+  if (rc != 0) {
+    rc = CNF_ERROR(ctx, rc, "assign: costs too large (reduced costs overflow)");
+  } else {
+    double sum = 0.0;
+    for (size_t i = 0; i < n; i++) sum += cost[i * n + x[i]];
+    if (u != NULL)
+      for (size_t i = 0; i < n; i++) u[i] = cost[i * n + x[i]] - price[x[i]];
+    if (v != NULL) memcpy(v, price, n * sizeof(double));
+    if (total != NULL) *total = sum;
+  }
+  cnf__free(dmem);
+  cnf__free(imem);
   return rc;
 }
 
