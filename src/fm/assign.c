@@ -103,7 +103,7 @@ int cnf_assign_solve(cnf_ctx *ctx, size_t n, const double *cost, size_t *col_of_
                      double *v, double *total) {
   if (n > 0 && (cost == NULL || col_of_row == NULL))
     return CNF_ERROR(ctx, CNF_EINVAL, "assign: cost and col_of_row must not be NULL");
-  if (n > SIZE_MAX / sizeof(double) / n)
+  if (n > 0 && n > SIZE_MAX / sizeof(double) / n)
     return CNF_ERROR(ctx, CNF_EINVAL, "assign: n = %zu is too large", n);
   for (size_t k = 0; k < n * n; k++)
     if (!isfinite(cost[k]))
