@@ -94,11 +94,11 @@ void cnf_fm_path(size_t D, double T, double sigma, double s, const double *x, co
  * T > 0 the end time, sigma >= 0.
  *   loss  receives L = (1/B) sum_b |f(s_b T, x_tau_b) - u_b|^2.
  *   grad  (P) receives dL/dtheta (overwritten; may be NULL for the loss
- *         alone), by the field's per-row vector-Jacobian product with the
- *         seeds a_b = 2 (f_b - u_b) / B (cnf_dyn_vjp_rows: the field's
- *         vjp_rows op or the fallback on vjp).
- * One forward pass for f and one forward-and-reverse pass for the
- * gradient; the (B, D) work arrays are allocated for the call. */
+ *         alone), by the field's per-row reverse sweep with the output
+ *         seeds 2 (f_b - u_b) / B (cnf_dyn_vjp_rows: the field's vjp_rows
+ *         op, or the fallback on f and vjp).
+ * One forward and one reverse pass of the field (the MLP's own ops); the
+ * (B, D) work arrays are allocated for the call. */
 int cnf_fm_loss_grad(cnf_dyn *dyn, const double *theta, double T, double sigma, size_t B,
                      const double *x, const double *z, const double *s, const double *e,
                      double *loss, double *grad);

@@ -587,7 +587,8 @@ static int ser_vjp_reg(void *sv, double t, size_t B, size_t K, const double *z,
 }
 
 /* ---- per-row times (flow matching) -----------------------------------
- * The same network with one time t_r per primal row and no tangents: the
+ * The same network with one time t_r per primal row and no tangents (the
+ * output seed a + 2 ck f as vjp_reg's primal rows): the
  * gate gamma_rc = sigmoid(wg_c t_r + bg_c) (concatsquash) and the time
  * column wt_c t_r (concat) become per row, so the reverse sweep's time
  * sums weigh each row by its own t_r:
@@ -600,9 +601,12 @@ static int ser_vjp_reg(void *sv, double t, size_t B, size_t K, const double *z,
  * a row's f agrees with f at that row's time to rounding (the dgemm's
  * blocking may differ with the chunk). */
 
-/* The gate of layer p at time t into g (out). */
-static void gate_at(const lparams *p, double t, size_t out, double *g) {
-  for (size_t c = 0; c < out; c++) g[c] = sigmoid(p->wg[c] * t + p->bg[c]);
+/* The gate of layer p at time t into g (out): once per row and layer, so
+ * vectorised (libmvec's exp, equal to the scalar one within an ulp). */
+static void gate_at(const lparams *p, double t, size_t out, double *restrict g) {
+  const double *restrict wg = p->wg, *restrict bg = p->bg;
+#pragma omp simd
+  for (size_t c = 0; c < out; c++) g[c] = 1.0 / (1.0 + exp(-(wg[c] * t + bg[c])));
 }
 
 /* Forward of the Bc loaded primal rows at times ts (Bc); keep as in
@@ -656,7 +660,7 @@ static int ser_f_rows(void *sv, const double *ts, size_t B, const double *z, con
 }
 
 static int ser_vjp_rows(void *sv, const double *ts, size_t B, const double *z, const double *theta,
-                        const double *a, double *dz, double *gz, double *gth) {
+                        const double *a, const double *ck, double *dz, double *gz, double *gth) {
   mlp_state *s = sv;
   const size_t D = s->cfg.dim, cs = chunk_samples(s, 0);
   const cnf_layer kind = s->cfg.layer;
@@ -665,8 +669,13 @@ static int ser_vjp_rows(void *sv, const double *ts, size_t B, const double *z, c
     load_input(s, b0, Bc, B, 0, z, NULL);
     forward_rows_chunk(s, ts + b0, Bc, theta, 1);
     if (dz != NULL) memcpy(dz + b0 * D, s->layer[s->L - 1].Y, Bc * D * sizeof(double));
+    /* the seed a + 2 ck f (the output rows Y hold f) */
     double *cur = s->bar0, *nxt = s->bar1;
+    const double *Yo = s->layer[s->L - 1].Y;
     memcpy(cur, a + b0 * D, Bc * D * sizeof(double));
+    if (ck != NULL)
+      for (size_t j = 0; j < Bc; j++)
+        for (size_t d = 0; d < D; d++) cur[j * D + d] += 2.0 * ck[b0 + j] * Yo[j * D + d];
     for (size_t l = s->L; l-- > 0;) {
       mlp_layer *ly = &s->layer[l];
       lparams p = layer_params(s, l, theta);
@@ -800,7 +809,8 @@ static int par_run(mlp_state *s, const par_args *pa, size_t t) {
       break;
     case PAR_VJP_ROWS:
       if (pa->gth != NULL) memset(g, 0, s->P * sizeof(double));
-      rc = ser_vjp_rows(sub, pa->ts + b0, Bt, pa->z + b0 * D, pa->theta, pa->a + b0 * D, dz,
+      rc = ser_vjp_rows(sub, pa->ts + b0, Bt, pa->z + b0 * D, pa->theta, pa->a + b0 * D,
+                        pa->ck != NULL ? pa->ck + b0 : NULL, dz,
                         pa->gz != NULL ? pa->gz + b0 * D : NULL, pa->gth != NULL ? g : NULL);
       break;
     case PAR_VJP:
@@ -966,18 +976,11 @@ static int par_f_rows(void *sv, const double *ts, size_t B, const double *z, con
 }
 
 static int par_vjp_rows(void *sv, const double *ts, size_t B, const double *z, const double *theta,
-                        const double *a, double *dz, double *gz, double *gth) {
+                        const double *a, const double *ck, double *dz, double *gz, double *gth) {
   mlp_state *s = sv;
-  if (!par_use(s, B, 0)) return ser_vjp_rows(sv, ts, B, z, theta, a, dz, gz, gth);
-  par_args pa = {.op = PAR_VJP_ROWS,
-                 .ts = ts,
-                 .B = B,
-                 .z = z,
-                 .theta = theta,
-                 .a = a,
-                 .dz = dz,
-                 .gz = gz,
-                 .gth = gth};
+  if (!par_use(s, B, 0)) return ser_vjp_rows(sv, ts, B, z, theta, a, ck, dz, gz, gth);
+  par_args pa = {.op = PAR_VJP_ROWS, .ts = ts, .B = B, .z = z, .theta = theta, .a = a, .ck = ck};
+  pa.dz = dz, pa.gz = gz, pa.gth = gth;
   return par_dispatch(s, &pa);
 }
 

@@ -52,9 +52,12 @@
  * The minibatch loss and its gradient:
  *
  *     L = (1/B) sum_b |f_b - u_b|^2,   f_b = f(s_b T, x_s_b),
- *     dL/dtheta = sum_b a_b^T df_b/dtheta,   a_b = 2 (f_b - u_b) / B,
+ *     dL/dtheta = sum_b (2 (f_b - u_b) / B)^T df_b/dtheta,
  *
- * one per-row vector-Jacobian product (cnf_dyn_vjp_rows).  The squared
+ * one per-row reverse sweep (cnf_dyn_vjp_rows) whose output seed
+ * a_b + 2 ck_b f_b, with a_b = -2 u_b / B and ck_b = 1 / B, is that
+ * 2 (f_b - u_b) / B, so f need not be known before the sweep: one forward
+ * and one reverse pass per step.  The squared
  * norm is summed over the D coordinates and not divided by D: the loss is
  * then the expected squared velocity error per sample, the quantity in the
  * bounds that tie flow matching to the flow's densities, and its value
@@ -161,32 +164,34 @@ int cnf_fm_loss_grad(cnf_dyn *dyn, const double *theta, double T, double sigma, 
   for (size_t b = 0; b < B; b++)
     if (!(s[b] >= 0.0 && s[b] <= 1.0))
       return CNF_ERROR(ctx, CNF_EINVAL, "fm: path position s[%zu] = %g is not in [0, 1]", b, s[b]);
-  /* xt (B, D), then u and f (B, D) each, tau (B) */
-  double *mem = cnf__dalloc(ctx, 3 * B * D + B);
+  /* xt, u, a, f (B, D) each, then tau, ck (B) */
+  double *mem = cnf__dalloc(ctx, 4 * B * D + 2 * B);
   if (mem == NULL) return CNF_ERROR(ctx, CNF_ENOMEM, "fm: out of memory for %zu rows", B);
-  double *xt = mem, *u = mem + B * D, *f = mem + 2 * B * D, *tau = mem + 3 * B * D;
+  double *xt = mem, *u = mem + B * D, *a = mem + 2 * B * D, *f = mem + 3 * B * D;
+  double *tau = mem + 4 * B * D, *ck = tau + B;
   for (size_t b = 0; b < B; b++) {
     tau[b] = s[b] * T;
+    ck[b] = 1.0 / (double)B;
     cnf_fm_path(D, T, sigma, s[b], x + b * D, z + b * D, e != NULL ? e + b * D : NULL, xt + b * D,
                 u + b * D);
   }
   int rc = cnf_dyn_reserve(dyn, B, 0);
   if (rc != 0) rc = CNF_ERROR(ctx, CNF_ENOMEM, "fm: out of memory for %zu rows", B);
-  if (rc == 0) rc = field_rc(ctx, dyn, cnf_dyn_f_rows(dyn, tau, B, xt, theta, f), "f");
-  double sum = 0.0;
+  if (rc == 0 && grad == NULL) {
+    rc = field_rc(ctx, dyn, cnf_dyn_f_rows(dyn, tau, B, xt, theta, f), "f");
+  } else if (rc == 0) {
+    /* L = (1/B) sum |f|^2 - (2/B) u.f + const: the seeds a = -(2/B) u and
+     * ck = 1/B give one forward and one reverse pass, and f on the way */
+    for (size_t i = 0; i < B * D; i++) a[i] = -2.0 * u[i] / (double)B;
+    memset(grad, 0, P * sizeof(double));
+    rc = field_rc(ctx, dyn, cnf_dyn_vjp_rows(dyn, tau, B, xt, theta, a, ck, f, NULL, grad), "vjp");
+  }
   if (rc == 0) {
-    for (size_t i = 0; i < B * D; i++) {
-      const double r = f[i] - u[i];
-      sum += r * r;
-      f[i] = 2.0 * r / (double)B; /* the seed a, in place of f */
-    }
+    double sum = 0.0;
+    for (size_t i = 0; i < B * D; i++) sum += (f[i] - u[i]) * (f[i] - u[i]);
     *loss = sum / (double)B;
     if (!isfinite(*loss))
       rc = CNF_ERROR(ctx, CNF_ENONFINITE, "fm: the loss is not finite (%g)", *loss);
-  }
-  if (rc == 0 && grad != NULL) {
-    memset(grad, 0, P * sizeof(double));
-    rc = field_rc(ctx, dyn, cnf_dyn_vjp_rows(dyn, tau, B, xt, theta, f, NULL, NULL, grad), "vjp");
   }
   cnf__free(mem);
   return rc;
