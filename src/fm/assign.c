@@ -18,8 +18,14 @@
  *
  * Phases.  (1) Column reduction: v_j = min_i c_ij, and column j goes to its
  * minimising row when that row is still free (the invariant holds since
- * every reduced cost c_ik - v_k is >= 0 = c_ij - v_j).  (2) For each free
- * row f, Dijkstra over the reduced costs: d_j = the shortest distance from
+ * every reduced cost c_ik - v_k is >= 0 = c_ij - v_j).  (2) Reduction
+ * transfer: a row that minimised one column only lowers that column's
+ * price by its second-smallest reduced cost.  (3) Augmenting row
+ * reduction, twice over the free rows: a free row i takes its cheapest
+ * column j1 (displacing j1's row, which becomes free) and lowers v_j1 so
+ * that j1 ties with its second-cheapest column j2; lowering a price only
+ * raises reduced costs, so every other assigned row keeps its minimum.
+ * (4) For each row still free, Dijkstra over the reduced costs: d_j = the shortest distance from
  * f to column j, grown in sets of columns at the current minimum distance
  * (`todo`), until a free column is reached; the prices of the columns
  * settled before the last minimum move by d_j - min, which keeps the
@@ -37,8 +43,10 @@
 #include "cnf_fm.h"
 #include "core.h"
 
+#define NONE SIZE_MAX /* a free row or column */
+
 /* Dijkstra from the free row f, then the price update and the flip.
- * x (n) column of each row, y (n) row of each column (SIZE_MAX: free),
+ * x (n) column of each row, y (n) row of each column (NONE: free),
  * v (n) prices; d (n), pred (n), col (n) workspace. */
 static int augment(size_t n, const double *cost, size_t f, size_t *x, size_t *y, double *v,
                    double *d, size_t *pred, size_t *col) {
@@ -62,7 +70,7 @@ static int augment(size_t n, const double *cost, size_t f, size_t *x, size_t *y,
       }
       if (!isfinite(min)) return CNF_ENONFINITE; /* only when differences overflow */
       for (size_t k = low; k < up; k++)
-        if (y[col[k]] == SIZE_MAX) {
+        if (y[col[k]] == NONE) {
           end = col[k];
           break;
         }
@@ -78,7 +86,7 @@ static int augment(size_t n, const double *cost, size_t f, size_t *x, size_t *y,
       if (dj < d[j]) {
         pred[j] = i;
         if (dj == min) {
-          if (y[j] == SIZE_MAX) {
+          if (y[j] == NONE) {
             end = j;
             break;
           }
@@ -114,7 +122,7 @@ int cnf_assign_solve(cnf_ctx *ctx, size_t n, const double *cost, size_t *col_of_
     return 0;
   }
   double *dmem = cnf__malloc(2 * n * sizeof(double));
-  size_t *imem = cnf__malloc(4 * n * sizeof(size_t));
+  size_t *imem = cnf__malloc(5 * n * sizeof(size_t));
   if (dmem == NULL || imem == NULL) {
     cnf__free(dmem);
     cnf__free(imem);
@@ -122,20 +130,77 @@ int cnf_assign_solve(cnf_ctx *ctx, size_t n, const double *cost, size_t *col_of_
   }
   double *price = dmem, *d = dmem + n;
   size_t *x = col_of_row, *y = imem, *pred = imem + n, *col = imem + 2 * n;
-  for (size_t i = 0; i < n; i++) x[i] = y[i] = SIZE_MAX;
-  /* column reduction, last column first (as Jonker and Volgenant: it
-   * spreads the early assignments) */
+  size_t *freel = imem + 3 * n, *matches = imem + 4 * n;
+  for (size_t i = 0; i < n; i++) x[i] = y[i] = NONE, matches[i] = 0;
+  /* (1) column reduction, last column first (as Jonker and Volgenant) */
   for (size_t j = n; j-- > 0;) {
     size_t imin = 0;
     double m = cost[j];
     for (size_t i = 1; i < n; i++)
       if (cost[i * n + j] < m) m = cost[i * n + j], imin = i;
     price[j] = m;
-    if (x[imin] == SIZE_MAX) x[imin] = j, y[j] = imin;
+    if (matches[imin]++ == 0) x[imin] = j, y[j] = imin;
   }
+  /* (2) reduction transfer: a row that is the minimum of one column only
+   * lowers that column's price until its next best column ties */
+  size_t nfree = 0;
+  for (size_t i = 0; i < n; i++) {
+    if (matches[i] == 0) {
+      freel[nfree++] = i;
+    } else if (matches[i] == 1 && n > 1) {
+      const size_t j1 = x[i];
+      double m = INFINITY;
+      for (size_t j = 0; j < n; j++)
+        if (j != j1 && cost[i * n + j] - price[j] < m) m = cost[i * n + j] - price[j];
+      price[j1] -= m;
+    }
+  }
+  /* (3) augmenting row reduction, two passes over the free rows */
+  for (int pass = 0; pass < 2 && n > 1; pass++) {
+    const size_t prv = nfree;
+    size_t k = 0, steps = 0;
+    nfree = 0;
+    while (k < prv) {
+      if (++steps > 4 * n) { /* rounding can make the chain creep: hand the rest to (4) */
+        while (k < prv) freel[nfree++] = freel[k++];
+        break;
+      }
+      const size_t i = freel[k++];
+      const double *ci = cost + i * n;
+      /* the smallest and second smallest reduced costs of row i */
+      double umin = ci[0] - price[0], usub = INFINITY;
+      size_t j1 = 0, j2 = 1;
+      for (size_t j = 1; j < n; j++) {
+        const double h = ci[j] - price[j];
+        if (h < usub) {
+          if (h >= umin) {
+            usub = h, j2 = j;
+          } else {
+            usub = umin, umin = h, j2 = j1, j1 = j;
+          }
+        }
+      }
+      size_t i0 = y[j1];
+      if (umin < usub) {
+        price[j1] -= usub - umin; /* j1 stays row i's minimum, now tied with j2 */
+      } else if (i0 != NONE) {
+        j1 = j2, i0 = y[j2]; /* a tie: take j2, which may be free */
+      }
+      x[i] = j1, y[j1] = i;
+      if (i0 != NONE) {
+        x[i0] = NONE;
+        if (umin < usub) {
+          freel[--k] = i0; /* go on with i0 at once */
+        } else {
+          freel[nfree++] = i0;
+        }
+      }
+    }
+  }
+  /* (4) shortest augmenting paths for the rows still free */
   int rc = 0;
-  for (size_t f = 0; f < n && rc == 0; f++)
-    if (x[f] == SIZE_MAX) rc = augment(n, cost, f, x, y, price, d, pred, col);
+  for (size_t k = 0; k < nfree && rc == 0; k++)
+    rc = augment(n, cost, freel[k], x, y, price, d, pred, col);
   if (rc != 0) {
     rc = CNF_ERROR(ctx, rc, "assign: costs too large (reduced costs overflow)");
   } else {
