@@ -47,57 +47,51 @@
 
 /* Dijkstra from the free row f, then the price update and the flip.
  * x (n) column of each row, y (n) row of each column (NONE: free),
- * v (n) prices; d (n), pred (n), col (n) workspace. */
+ * v (n) prices; d (n) distances, pen (n) 0 for a column not yet settled
+ * and +inf for a settled one, pred (n) the row before each column on its
+ * shortest path, col (n) the settled columns: workspace.
+ *
+ * Dense arrays and no branches in the relaxation, which then vectorises:
+ * one pass over all n columns per settled column relaxes the distances
+ * through its row and finds the next minimum at once (a settled column's
+ * distance + pen is +inf, so it is neither relaxed nor chosen again). */
 static int augment(size_t n, const double *cost, size_t f, size_t *x, size_t *y, double *v,
-                   double *d, size_t *pred, size_t *col) {
+                   double *restrict d, double *restrict pen, size_t *restrict pred, size_t *col) {
   const double *cf = cost + f * n;
-  for (size_t j = 0; j < n; j++) d[j] = cf[j] - v[j], pred[j] = f, col[j] = j;
-  /* col[0, low): settled; col[low, up): at distance `min`, to scan;
-   * col[up, n): not reached at the minimum yet */
-  size_t low = 0, up = 0, settled = 0, end = SIZE_MAX;
-  double min = 0.0;
-  while (end == SIZE_MAX) {
-    if (up == low) { /* the next set of columns at the minimum distance */
-      settled = low;
-      min = d[col[up++]];
-      for (size_t k = up; k < n; k++) {
-        const size_t j = col[k];
-        const double h = d[j];
-        if (h <= min) {
-          if (h < min) up = low, min = h;
-          col[k] = col[up], col[up++] = j;
-        }
-      }
-      if (!isfinite(min)) return CNF_ENONFINITE; /* only when differences overflow */
-      for (size_t k = low; k < up; k++)
-        if (y[col[k]] == NONE) {
-          end = col[k];
-          break;
-        }
-      if (end != SIZE_MAX) break;
-    }
-    /* scan one column j1 at distance min through its row i */
-    const size_t j1 = col[low++], i = y[j1];
-    const double *ci = cost + i * n;
-    const double h = ci[j1] - v[j1] - min;
-    for (size_t k = up; k < n; k++) {
-      const size_t j = col[k];
-      const double dj = ci[j] - v[j] - h;
-      if (dj < d[j]) {
-        pred[j] = i;
-        if (dj == min) {
-          if (y[j] == NONE) {
-            end = j;
-            break;
-          }
-          col[k] = col[up], col[up++] = j;
-        }
-        d[j] = dj;
-      }
-    }
+  double min = INFINITY;
+  for (size_t j = 0; j < n; j++) {
+    d[j] = cf[j] - v[j], pred[j] = f, pen[j] = 0.0;
+    min = d[j] < min ? d[j] : min;
   }
-  for (size_t k = 0; k < settled; k++) v[col[k]] += d[col[k]] - min;
-  for (size_t i = SIZE_MAX; i != f;) { /* flip along the path */
+  size_t settled = 0, end = NONE;
+  for (;;) {
+    if (!isfinite(min)) return CNF_ENONFINITE; /* only when differences overflow */
+    /* the first column at the minimum distance; a free one ends the path */
+    size_t j1 = 0;
+    while (d[j1] + pen[j1] != min) j1++;
+    if (y[j1] == NONE) {
+      end = j1;
+      break;
+    }
+    pen[j1] = INFINITY;
+    col[settled++] = j1;
+    const size_t i = y[j1];
+    const double *restrict ci = cost + i * n;
+    const double h = ci[j1] - v[j1] - min;
+    double next = INFINITY;
+#pragma omp simd reduction(min : next)
+    for (size_t j = 0; j < n; j++) {
+      const double dj = ci[j] - v[j] - h + pen[j];
+      const int better = dj < d[j];
+      d[j] = better ? dj : d[j];
+      pred[j] = better ? i : pred[j];
+      const double e = d[j] + pen[j];
+      next = e < next ? e : next;
+    }
+    min = next;
+  }
+  for (size_t k = 0; k < settled; k++) v[col[k]] += d[col[k]] - min; /* d <= min */
+  for (size_t i = SIZE_MAX; i != f;) {                               /* flip along the path */
     i = pred[end];
     y[end] = i;
     const size_t j = end;
@@ -121,14 +115,14 @@ int cnf_assign_solve(cnf_ctx *ctx, size_t n, const double *cost, size_t *col_of_
     if (total != NULL) *total = 0.0;
     return 0;
   }
-  double *dmem = cnf__malloc(2 * n * sizeof(double));
+  double *dmem = cnf__malloc(3 * n * sizeof(double));
   size_t *imem = cnf__malloc(5 * n * sizeof(size_t));
   if (dmem == NULL || imem == NULL) {
     cnf__free(dmem);
     cnf__free(imem);
     return CNF_ERROR(ctx, CNF_ENOMEM, "assign: out of memory for n = %zu", n);
   }
-  double *price = dmem, *d = dmem + n;
+  double *price = dmem, *d = dmem + n, *pen = dmem + 2 * n;
   size_t *x = col_of_row, *y = imem, *pred = imem + n, *col = imem + 2 * n;
   size_t *freel = imem + 3 * n, *matches = imem + 4 * n;
   for (size_t i = 0; i < n; i++) x[i] = y[i] = NONE, matches[i] = 0;
@@ -200,7 +194,7 @@ int cnf_assign_solve(cnf_ctx *ctx, size_t n, const double *cost, size_t *col_of_
   /* (4) shortest augmenting paths for the rows still free */
   int rc = 0;
   for (size_t k = 0; k < nfree && rc == 0; k++)
-    rc = augment(n, cost, freel[k], x, y, price, d, pred, col);
+    rc = augment(n, cost, freel[k], x, y, price, d, pen, pred, col);
   if (rc != 0) {
     rc = CNF_ERROR(ctx, rc, "assign: costs too large (reduced costs overflow)");
   } else {
