@@ -445,6 +445,61 @@ static void colsum_add(double *out, const double *M, size_t n, size_t m,
   }
 }
 
+/* The primal rows' seeds of the reverse sweep: cur (Bc, D) = a + 2 ck f
+ * for the Bc samples from b0, f the output rows Yo; ck may be NULL. */
+static void seed_primal(double *cur, const double *a, const double *ck, const double *Yo, size_t b0,
+                        size_t Bc, size_t D) {
+  memcpy(cur, a + b0 * D, Bc * D * sizeof(double));
+  if (ck != NULL)
+    for (size_t j = 0; j < Bc; j++)
+      for (size_t d = 0; d < D; d++) cur[j * D + d] += 2.0 * ck[b0 + j] * Yo[j * D + d];
+}
+
+/* A linear layer's reverse step from ubar (R, out): gW (out, in) += ubar^T x
+ * over all R rows (skipped for gW NULL), then xbar (Rx, in) = ubar W over
+ * the first Rx rows (skipped for xbar NULL). */
+static void linear_backward(const mlp_layer *ly, const double *W, const double *ubar, size_t R,
+                            size_t Rx, double *gW, double *xbar) {
+  const size_t in = ly->in, out = ly->out;
+  if (gW != NULL)
+    cblas_dgemm(CblasRowMajor, CblasTrans, CblasNoTrans, (int)out, (int)in, (int)R, 1.0, ubar,
+                (int)out, ly->X, (int)in, 1.0, gW, (int)in);
+  if (xbar != NULL)
+    cblas_dgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, (int)Rx, (int)in, (int)out, 1.0, ubar,
+                (int)out, W, (int)in, 0.0, xbar, (int)in);
+}
+
+/* Through the activation x = sigma(y) of the layer below, in place on the
+ * adjoints nxt ((1 + K) n: the primal block of n = Bc in elements, then the
+ * K tangent blocks), with Y its input and X its output rows.  In blocks of
+ * MLP_VJP_BLOCK elements, each a few vectorised passes: sigma'(y),
+ * sec = sum_k ydot_k xdotbar_k (k outermost), the primal xbar, then the K
+ * tangent ones. */
+static void act_backward(cnf_act act, size_t n, size_t K, const double *Y, const double *X,
+                         double *nxt) {
+  for (size_t i0 = 0; i0 < n; i0 += MLP_VJP_BLOCK) {
+    const size_t m = n - i0 < MLP_VJP_BLOCK ? n - i0 : MLP_VJP_BLOCK;
+    double d1[MLP_VJP_BLOCK], sec[MLP_VJP_BLOCK];
+    act_deriv(act, m, Y + i0, X + i0, d1);
+#pragma omp simd
+    for (size_t i = 0; i < m; i++) sec[i] = 0.0;
+    for (size_t k = 0; k < K; k++) {
+      const double *yk = Y + (1 + k) * n + i0, *bk = nxt + (1 + k) * n + i0;
+#pragma omp simd
+      for (size_t i = 0; i < m; i++) sec[i] += yk[i] * bk[i];
+    }
+    const double *x = X + i0;
+    double *xb = nxt + i0;
+#pragma omp simd
+    for (size_t i = 0; i < m; i++) xb[i] = d1[i] * xb[i] + act_d2(act, x[i], d1[i]) * sec[i];
+    for (size_t k = 0; k < K; k++) {
+      double *xk = nxt + (1 + k) * n + i0;
+#pragma omp simd
+      for (size_t i = 0; i < m; i++) xk[i] *= d1[i];
+    }
+  }
+}
+
 static int ser_vjp_reg(void *sv, double t, size_t B, size_t K, const double *z,
                        const double *theta, const double *a, const double *w,
                        const double *ck, const double *cj, const double *v, double *dz,
@@ -466,10 +521,7 @@ static int ser_vjp_reg(void *sv, double t, size_t B, size_t K, const double *z,
      * on tangent rows (the output rows Y hold f, then the J v_kb) */
     double *cur = s->bar0, *nxt = s->bar1;
     const double *Yo = s->layer[s->L - 1].Y;
-    memcpy(cur, a + b0 * D, Bc * D * sizeof(double));
-    if (ck != NULL)
-      for (size_t j = 0; j < Bc; j++)
-        for (size_t d = 0; d < D; d++) cur[j * D + d] += 2.0 * ck[b0 + j] * Yo[j * D + d];
+    seed_primal(cur, a, ck, Yo, b0, Bc, D);
     for (size_t k = 0; k < K; k++) {
       double *tk = cur + (1 + k) * Bc * D;
       const double *jk = Yo + (1 + k) * Bc * D;
@@ -535,49 +587,14 @@ static int ser_vjp_reg(void *sv, double t, size_t B, size_t K, const double *z,
         colsum_add(gb, cur, Bc, out, 1.0);
         if (s->cfg.layer == CNF_LAYER_CONCAT) colsum_add(gb + out, cur, Bc, out, t);
       }
-      /* cur now holds ubar (R, out) */
-      if (gth != NULL)
-        cblas_dgemm(CblasRowMajor, CblasTrans, CblasNoTrans, (int)out, (int)in,
-                    (int)R, 1.0, cur, (int)out, ly->X, (int)in, 1.0, gW,
-                    (int)in);
-      /* xbar = ubar W; at the input only the primal rows are wanted */
-      const size_t Rx = l == 0 ? Bc : R;
-      cblas_dgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, (int)Rx, (int)in,
-                  (int)out, 1.0, cur, (int)out, p.W, (int)in, 0.0, nxt,
-                  (int)in);
+      /* cur now holds ubar (R, out); at the input only the primal rows'
+       * xbar are wanted */
+      linear_backward(ly, p.W, cur, R, l == 0 ? Bc : R, gW, nxt);
       if (l == 0) {
         memcpy(gz + b0 * D, nxt, Bc * D * sizeof(double));
         break;
       }
-      /* through the activation x = sigma(y) of the layer below */
-      const mlp_layer *lo = &s->layer[l - 1];
-      const double *Y = lo->Y, *X = ly->X;
-      const size_t n = Bc * in;
-      /* in blocks of MLP_VJP_BLOCK elements, each a few vectorised
-       * passes: sigma'(y), sec = sum_k ydot_k xdotbar_k (k outermost),
-       * the primal xbar, then the K tangent ones */
-      for (size_t i0 = 0; i0 < n; i0 += MLP_VJP_BLOCK) {
-        const size_t m = n - i0 < MLP_VJP_BLOCK ? n - i0 : MLP_VJP_BLOCK;
-        double d1[MLP_VJP_BLOCK], sec[MLP_VJP_BLOCK];
-        act_deriv(act, m, Y + i0, X + i0, d1);
-#pragma omp simd
-        for (size_t i = 0; i < m; i++) sec[i] = 0.0;
-        for (size_t k = 0; k < K; k++) {
-          const double *yk = Y + (1 + k) * n + i0, *bk = nxt + (1 + k) * n + i0;
-#pragma omp simd
-          for (size_t i = 0; i < m; i++) sec[i] += yk[i] * bk[i];
-        }
-        const double *x = X + i0;
-        double *xb = nxt + i0;
-#pragma omp simd
-        for (size_t i = 0; i < m; i++)
-          xb[i] = d1[i] * xb[i] + act_d2(act, x[i], d1[i]) * sec[i];
-        for (size_t k = 0; k < K; k++) {
-          double *xk = nxt + (1 + k) * n + i0;
-#pragma omp simd
-          for (size_t i = 0; i < m; i++) xk[i] *= d1[i];
-        }
-      }
+      act_backward(act, Bc * in, K, s->layer[l - 1].Y, ly->X, nxt);
       double *tmp = cur;
       cur = nxt;
       nxt = tmp;
@@ -671,11 +688,7 @@ static int ser_vjp_rows(void *sv, const double *ts, size_t B, const double *z, c
     if (dz != NULL) memcpy(dz + b0 * D, s->layer[s->L - 1].Y, Bc * D * sizeof(double));
     /* the seed a + 2 ck f (the output rows Y hold f) */
     double *cur = s->bar0, *nxt = s->bar1;
-    const double *Yo = s->layer[s->L - 1].Y;
-    memcpy(cur, a + b0 * D, Bc * D * sizeof(double));
-    if (ck != NULL)
-      for (size_t j = 0; j < Bc; j++)
-        for (size_t d = 0; d < D; d++) cur[j * D + d] += 2.0 * ck[b0 + j] * Yo[j * D + d];
+    seed_primal(cur, a, ck, s->layer[s->L - 1].Y, b0, Bc, D);
     for (size_t l = s->L; l-- > 0;) {
       mlp_layer *ly = &s->layer[l];
       lparams p = layer_params(s, l, theta);
@@ -714,27 +727,12 @@ static int ser_vjp_rows(void *sv, const double *ts, size_t B, const double *z, c
             for (size_t c = 0; c < out; c++) gwt[c] += t * yb[c];
         }
       }
-      if (gth != NULL)
-        cblas_dgemm(CblasRowMajor, CblasTrans, CblasNoTrans, (int)out, (int)in, (int)Bc, 1.0, cur,
-                    (int)out, ly->X, (int)in, 1.0, gW, (int)in);
-      if (l == 0 && gz == NULL) break;
-      cblas_dgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, (int)Bc, (int)in, (int)out, 1.0, cur,
-                  (int)out, p.W, (int)in, 0.0, nxt, (int)in);
+      linear_backward(ly, p.W, cur, Bc, Bc, gW, l == 0 && gz == NULL ? NULL : nxt);
       if (l == 0) {
-        memcpy(gz + b0 * D, nxt, Bc * D * sizeof(double));
+        if (gz != NULL) memcpy(gz + b0 * D, nxt, Bc * D * sizeof(double));
         break;
       }
-      /* xbar -> ybar of the layer below: times sigma'(y) */
-      const double *Y = s->layer[l - 1].Y, *X = ly->X;
-      const size_t n = Bc * in;
-      for (size_t i0 = 0; i0 < n; i0 += MLP_VJP_BLOCK) {
-        const size_t m = n - i0 < MLP_VJP_BLOCK ? n - i0 : MLP_VJP_BLOCK;
-        double d1[MLP_VJP_BLOCK];
-        act_deriv(s->cfg.act, m, Y + i0, X + i0, d1);
-        double *xb = nxt + i0;
-#pragma omp simd
-        for (size_t i = 0; i < m; i++) xb[i] *= d1[i];
-      }
+      act_backward(s->cfg.act, Bc * in, 0, s->layer[l - 1].Y, ly->X, nxt);
       double *tmp = cur;
       cur = nxt;
       nxt = tmp;
