@@ -20,18 +20,20 @@
  * minimising row when that row is still free (the invariant holds since
  * every reduced cost c_ik - v_k is >= 0 = c_ij - v_j).  (2) Reduction
  * transfer: a row that minimised one column only lowers that column's
- * price by its second-smallest reduced cost.  (3) Augmenting row
+ * price by the row's smallest reduced cost over the other columns (they
+ * then tie).  (3) Augmenting row
  * reduction, twice over the free rows: a free row i takes its cheapest
  * column j1 (displacing j1's row, which becomes free) and lowers v_j1 so
  * that j1 ties with its second-cheapest column j2; lowering a price only
  * raises reduced costs, so every other assigned row keeps its minimum.
- * (4) For each row still free, Dijkstra over the reduced costs: d_j = the shortest distance from
- * f to column j, grown in sets of columns at the current minimum distance
- * (`todo`), until a free column is reached; the prices of the columns
- * settled before the last minimum move by d_j - min, which keeps the
- * invariant for every assigned row and makes the path tight; the
- * assignment then flips along the path (pred).  Each row costs
- * O(n * settled columns), O(n^3) at worst, far less on random costs.
+ * (4) For each row f still free, Dijkstra over the reduced costs: d_j,
+ * the shortest distance from f to column j, settles one column at a time
+ * (the nearest unsettled one) until the nearest is a free column; the
+ * prices of the settled columns move by d_j - min (min: the free
+ * column's distance), which keeps the invariant for every assigned row
+ * and makes the path tight; the assignment then flips along the path
+ * (pred).  Each row costs O(n * settled columns), O(n^3) at worst, far
+ * less on random costs.
  *
  * Floating point: prices are sums of differences of costs, so the
  * certificate holds to a few ulps of the costs' size times the number of
@@ -91,7 +93,8 @@ static int augment(size_t n, const double *cost, size_t f, size_t *x, size_t *y,
     min = next;
   }
   for (size_t k = 0; k < settled; k++) v[col[k]] += d[col[k]] - min; /* d <= min */
-  for (size_t i = SIZE_MAX; i != f;) {                               /* flip along the path */
+  /* flip the assignment along the path */
+  for (size_t i = NONE; i != f;) {
     i = pred[end];
     y[end] = i;
     const size_t j = end;
