@@ -146,6 +146,12 @@ static void test_loss_linear(void) {
   CU_ASSERT_PTR_NOT_NULL(strstr(cnf_ctx_errmsg(ctx), "s[3]"));
   s[3] = NAN;
   CU_ASSERT_EQUAL(cnf_fm_loss_grad(dyn, theta, T, sigma, B, x, z, s, e, &L, g), CNF_EINVAL);
+  s[3] = 0.5;
+  /* a non-finite data value: a non-finite loss, and no OT pairing */
+  x[4] = NAN;
+  CU_ASSERT_EQUAL(cnf_fm_loss_grad(dyn, theta, T, sigma, B, x, z, s, e, &L, g), CNF_ENONFINITE);
+  CU_ASSERT_EQUAL(cnf_fm_pair_ot(ctx, B, D, x, z, NULL, NULL), CNF_ENONFINITE);
+  CU_ASSERT_PTR_NOT_NULL(strstr(cnf_ctx_errmsg(ctx), "not finite"));
   cnf_dyn_free(dyn);
   cnf_ctx_free(ctx);
 }
