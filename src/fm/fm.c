@@ -57,14 +57,17 @@
  * one per-row reverse sweep (cnf_dyn_vjp_rows) whose output seed
  * a_b + 2 ck_b f_b, with a_b = -2 u_b / B and ck_b = 1 / B, is that
  * 2 (f_b - u_b) / B, so f need not be known before the sweep: one forward
- * and one reverse pass per step.  The squared
- * norm is summed over the D coordinates and not divided by D: the loss is
- * then the expected squared velocity error per sample, the quantity in the
- * bounds that tie flow matching to the flow's densities, and its value
- * does not depend on how the coordinates are counted per sample; Adam's
- * steps do not change with a constant scale of the loss anyway.  tau is
- * uniform on [0, T), so the regression weighs all times of the flow
- * equally.  T is a constant here: flow matching does not train it.
+ * and one reverse pass per step.
+ *
+ * Why not divide by D.  The squared norm is summed over the D coordinates,
+ * as in Lipman et al.: the loss is the expected squared velocity error per
+ * sample, the quantity in which the known bounds on the distance between
+ * the flow's distribution and the data's are stated, and a per-sample
+ * number like the maximum-likelihood loss (nats per sample).  A 1/D
+ * factor would only rescale the loss and its gradient, which Adam's steps
+ * do not see.  tau is uniform on [0, T), so the regression weighs all
+ * times of the flow equally.  T is a constant here: flow matching does not
+ * train it.
  *
  * OT pairing.  With B data and B noise rows of weight 1/B each, every
  * vertex of the transport polytope is a permutation (Birkhoff-von
