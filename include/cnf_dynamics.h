@@ -73,6 +73,25 @@ typedef struct cnf_dyn_type {
                  const double *theta, const double *a, const double *w,
                  const double *ck, const double *cj, const double *v,
                  double *dz, double *gz, double *gth);
+
+  /* Optional.  Per-row times: dz (B, D), row b = f(t[b], z_b), with t (B)
+   * one time per row (flow matching draws one per sample).  Without the
+   * op, cnf_dyn_f_rows calls f on each run of equal times. */
+  int (*f_rows)(void *s, const double *t, size_t B, const double *z,
+                const double *theta, double *dz);
+
+  /* Optional.  The reverse sweep with per-row times t (B), no tangents,
+   * for the scalar
+   *     S = sum_b a_b . f_b + ck_b |f_b|^2,   f_b = f(t[b], z_b),
+   * i.e. the output seed a_b + 2 ck_b f_b (ck (B) may be NULL: a plain
+   * vector-Jacobian product).  gz (B, D) = dS/dz (may be NULL: not
+   * wanted), dS/dtheta added to gth (P) (may be NULL), dz (B, D) receives
+   * f (may be NULL).  With ck, a quadratic loss of f such as flow
+   * matching's takes one forward and one reverse pass.  Without the op,
+   * cnf_dyn_vjp_rows calls f and vjp on each run of equal times. */
+  int (*vjp_rows)(void *s, const double *t, size_t B, const double *z,
+                  const double *theta, const double *a, const double *ck,
+                  double *dz, double *gz, double *gth);
 } cnf_dyn_type;
 
 /* A field instance: a type, its state, the dimension D and the number of
@@ -167,6 +186,21 @@ int cnf_dyn_jvp(cnf_dyn *dyn, double t, size_t B, size_t K, const double *z,
 int cnf_dyn_vjp(cnf_dyn *dyn, double t, size_t B, size_t K, const double *z,
                 const double *theta, const double *a, const double *w,
                 const double *v, double *dz, double *gz, double *gth);
+
+/* Per-row times t (B): dz_b = f(t[b], z_b), and the reverse sweep of
+ * S = sum_b a_b . f_b + ck_b |f_b|^2 (ck (B) may be NULL; gz (B, D) =
+ * dS/dz, may be NULL; dS/dtheta added to gth (P), may be NULL; dz (B, D)
+ * receives f, may be NULL), as the ops f_rows and vjp_rows above.  The
+ * type's op when it has one, otherwise the scalar-time ops on each maximal
+ * run of consecutive rows with equal times (one call per row when all
+ * times differ); the fallback of vjp_rows needs the vjp op (else
+ * CNF_EUNSUPPORTED) and, with ck or without gz, scratch that
+ * cnf_dyn_reserve sizes (allocated on first use). */
+int cnf_dyn_f_rows(cnf_dyn *dyn, const double *t, size_t B, const double *z,
+                   const double *theta, double *dz);
+int cnf_dyn_vjp_rows(cnf_dyn *dyn, const double *t, size_t B,
+                     const double *z, const double *theta, const double *a,
+                     const double *ck, double *dz, double *gz, double *gth);
 
 /* Draw Hutchinson probes eps (K, B, D) from a seeded stream: Gaussian
  * N(0, 1) or Rademacher +-1 entries.  `trace` must not be exact. */

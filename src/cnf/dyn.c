@@ -296,6 +296,75 @@ int cnf__dyn_vjp_reg(cnf_dyn *d, double t, size_t B, size_t K, const double *z,
   return check_out(d, rc, "vjp", t, gz, B * d->D);
 }
 
+/* ---- per-row times ---------------------------------------------------
+ * Without the type's op, the scalar-time op runs on each maximal run
+ * [b0, b1) of consecutive rows with t[b] == t[b0]. */
+
+static size_t run_end(const double *t, size_t b0, size_t B) {
+  size_t b1 = b0 + 1;
+  while (b1 < B && t[b1] == t[b0]) b1++;
+  return b1;
+}
+
+int cnf_dyn_f_rows(cnf_dyn *d, const double *t, size_t B, const double *z, const double *theta,
+                   double *dz) {
+  if (d == NULL || t == NULL || z == NULL || dz == NULL)
+    return CNF_ERROR(d ? d->ctx : NULL, CNF_EINVAL, "f_rows: NULL argument");
+  if (B == 0) return 0;
+  if (d->P > 0 && theta == NULL)
+    return CNF_ERROR(d->ctx, CNF_EINVAL, "f_rows: field '%s' needs parameters", cnf_dyn_name(d));
+  const size_t D = d->D;
+  int rc = 0;
+  if (d->type->f_rows != NULL) {
+    rc = d->type->f_rows(d->state, t, B, z, theta, dz);
+  } else {
+    for (size_t b0 = 0, b1; b0 < B && rc == 0; b0 = b1) {
+      b1 = run_end(t, b0, B);
+      rc = d->type->f(d->state, t[b0], b1 - b0, z + b0 * D, theta, dz + b0 * D);
+    }
+  }
+  return check_out(d, rc, "f_rows", t[0], dz, B * D);
+}
+
+int cnf_dyn_vjp_rows(cnf_dyn *d, const double *t, size_t B, const double *z, const double *theta,
+                     const double *a, const double *ck, double *dz, double *gz, double *gth) {
+  if (d == NULL || t == NULL || z == NULL || a == NULL)
+    return CNF_ERROR(d ? d->ctx : NULL, CNF_EINVAL, "vjp_rows: NULL argument");
+  if (B == 0) return 0;
+  if (d->P > 0 && theta == NULL)
+    return CNF_ERROR(d->ctx, CNF_EINVAL, "vjp_rows: field '%s' needs parameters", cnf_dyn_name(d));
+  const size_t D = d->D;
+  int rc = 0;
+  if (d->type->vjp_rows != NULL) {
+    rc = d->type->vjp_rows(d->state, t, B, z, theta, a, ck, dz, gz, gth);
+  } else {
+    if (d->type->vjp == NULL)
+      return CNF_ERROR(d->ctx, CNF_EUNSUPPORTED,
+                       "field '%s' has no vector-Jacobian product (vjp op)", cnf_dyn_name(d));
+    /* scratch: zp for gz when not wanted (the scalar op always writes it),
+     * fp for f and fm for the seeds a + 2 ck f */
+    if ((gz == NULL || ck != NULL) && cnf_dyn_reserve(d, B, 0) != 0)
+      return CNF_ERROR(d->ctx, CNF_ENOMEM, "vjp_rows: out of memory for %zu samples", B);
+    double *g = gz != NULL ? gz : d->zp;
+    for (size_t b0 = 0, b1; b0 < B && rc == 0; b0 = b1) {
+      b1 = run_end(t, b0, B);
+      const size_t n = b1 - b0, o = b0 * D;
+      const double *seed = a + o;
+      if (ck != NULL) {
+        rc = d->type->f(d->state, t[b0], n, z + o, theta, d->fp + o);
+        for (size_t i = 0; i < n * D && rc == 0; i++)
+          d->fm[o + i] = a[o + i] + 2.0 * ck[b0 + i / D] * d->fp[o + i];
+        seed = d->fm + o;
+      }
+      if (rc == 0)
+        rc = d->type->vjp(d->state, t[b0], n, 0, z + o, theta, seed, NULL, NULL,
+                          dz != NULL ? dz + o : NULL, g + o, gth);
+    }
+  }
+  rc = check_out(d, rc, "vjp_rows (f)", t[0], dz, B * D);
+  return check_out(d, rc, "vjp_rows", t[0], gz, B * D);
+}
+
 /* ---- probes ---------------------------------------------------------- */
 
 int cnf_probes_draw(cnf_trace trace, uint64_t seed, size_t K, size_t B,

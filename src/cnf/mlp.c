@@ -445,6 +445,61 @@ static void colsum_add(double *out, const double *M, size_t n, size_t m,
   }
 }
 
+/* The primal rows' seeds of the reverse sweep: cur (Bc, D) = a + 2 ck f
+ * for the Bc samples from b0, f the output rows Yo; ck may be NULL. */
+static void seed_primal(double *cur, const double *a, const double *ck, const double *Yo, size_t b0,
+                        size_t Bc, size_t D) {
+  memcpy(cur, a + b0 * D, Bc * D * sizeof(double));
+  if (ck != NULL)
+    for (size_t j = 0; j < Bc; j++)
+      for (size_t d = 0; d < D; d++) cur[j * D + d] += 2.0 * ck[b0 + j] * Yo[j * D + d];
+}
+
+/* A linear layer's reverse step from ubar (R, out): gW (out, in) += ubar^T x
+ * over all R rows (skipped for gW NULL), then xbar (Rx, in) = ubar W over
+ * the first Rx rows (skipped for xbar NULL). */
+static void linear_backward(const mlp_layer *ly, const double *W, const double *ubar, size_t R,
+                            size_t Rx, double *gW, double *xbar) {
+  const size_t in = ly->in, out = ly->out;
+  if (gW != NULL)
+    cblas_dgemm(CblasRowMajor, CblasTrans, CblasNoTrans, (int)out, (int)in, (int)R, 1.0, ubar,
+                (int)out, ly->X, (int)in, 1.0, gW, (int)in);
+  if (xbar != NULL)
+    cblas_dgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, (int)Rx, (int)in, (int)out, 1.0, ubar,
+                (int)out, W, (int)in, 0.0, xbar, (int)in);
+}
+
+/* Through the activation x = sigma(y) of the layer below, in place on the
+ * adjoints nxt ((1 + K) n: the primal block of n = Bc in elements, then the
+ * K tangent blocks), with Y its input and X its output rows.  In blocks of
+ * MLP_VJP_BLOCK elements, each a few vectorised passes: sigma'(y),
+ * sec = sum_k ydot_k xdotbar_k (k outermost), the primal xbar, then the K
+ * tangent ones. */
+static void act_backward(cnf_act act, size_t n, size_t K, const double *Y, const double *X,
+                         double *nxt) {
+  for (size_t i0 = 0; i0 < n; i0 += MLP_VJP_BLOCK) {
+    const size_t m = n - i0 < MLP_VJP_BLOCK ? n - i0 : MLP_VJP_BLOCK;
+    double d1[MLP_VJP_BLOCK], sec[MLP_VJP_BLOCK];
+    act_deriv(act, m, Y + i0, X + i0, d1);
+#pragma omp simd
+    for (size_t i = 0; i < m; i++) sec[i] = 0.0;
+    for (size_t k = 0; k < K; k++) {
+      const double *yk = Y + (1 + k) * n + i0, *bk = nxt + (1 + k) * n + i0;
+#pragma omp simd
+      for (size_t i = 0; i < m; i++) sec[i] += yk[i] * bk[i];
+    }
+    const double *x = X + i0;
+    double *xb = nxt + i0;
+#pragma omp simd
+    for (size_t i = 0; i < m; i++) xb[i] = d1[i] * xb[i] + act_d2(act, x[i], d1[i]) * sec[i];
+    for (size_t k = 0; k < K; k++) {
+      double *xk = nxt + (1 + k) * n + i0;
+#pragma omp simd
+      for (size_t i = 0; i < m; i++) xk[i] *= d1[i];
+    }
+  }
+}
+
 static int ser_vjp_reg(void *sv, double t, size_t B, size_t K, const double *z,
                        const double *theta, const double *a, const double *w,
                        const double *ck, const double *cj, const double *v, double *dz,
@@ -466,10 +521,7 @@ static int ser_vjp_reg(void *sv, double t, size_t B, size_t K, const double *z,
      * on tangent rows (the output rows Y hold f, then the J v_kb) */
     double *cur = s->bar0, *nxt = s->bar1;
     const double *Yo = s->layer[s->L - 1].Y;
-    memcpy(cur, a + b0 * D, Bc * D * sizeof(double));
-    if (ck != NULL)
-      for (size_t j = 0; j < Bc; j++)
-        for (size_t d = 0; d < D; d++) cur[j * D + d] += 2.0 * ck[b0 + j] * Yo[j * D + d];
+    seed_primal(cur, a, ck, Yo, b0, Bc, D);
     for (size_t k = 0; k < K; k++) {
       double *tk = cur + (1 + k) * Bc * D;
       const double *jk = Yo + (1 + k) * Bc * D;
@@ -535,49 +587,152 @@ static int ser_vjp_reg(void *sv, double t, size_t B, size_t K, const double *z,
         colsum_add(gb, cur, Bc, out, 1.0);
         if (s->cfg.layer == CNF_LAYER_CONCAT) colsum_add(gb + out, cur, Bc, out, t);
       }
-      /* cur now holds ubar (R, out) */
-      if (gth != NULL)
-        cblas_dgemm(CblasRowMajor, CblasTrans, CblasNoTrans, (int)out, (int)in,
-                    (int)R, 1.0, cur, (int)out, ly->X, (int)in, 1.0, gW,
-                    (int)in);
-      /* xbar = ubar W; at the input only the primal rows are wanted */
-      const size_t Rx = l == 0 ? Bc : R;
-      cblas_dgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, (int)Rx, (int)in,
-                  (int)out, 1.0, cur, (int)out, p.W, (int)in, 0.0, nxt,
-                  (int)in);
+      /* cur now holds ubar (R, out); at the input only the primal rows'
+       * xbar are wanted */
+      linear_backward(ly, p.W, cur, R, l == 0 ? Bc : R, gW, nxt);
       if (l == 0) {
         memcpy(gz + b0 * D, nxt, Bc * D * sizeof(double));
         break;
       }
-      /* through the activation x = sigma(y) of the layer below */
-      const mlp_layer *lo = &s->layer[l - 1];
-      const double *Y = lo->Y, *X = ly->X;
-      const size_t n = Bc * in;
-      /* in blocks of MLP_VJP_BLOCK elements, each a few vectorised
-       * passes: sigma'(y), sec = sum_k ydot_k xdotbar_k (k outermost),
-       * the primal xbar, then the K tangent ones */
-      for (size_t i0 = 0; i0 < n; i0 += MLP_VJP_BLOCK) {
-        const size_t m = n - i0 < MLP_VJP_BLOCK ? n - i0 : MLP_VJP_BLOCK;
-        double d1[MLP_VJP_BLOCK], sec[MLP_VJP_BLOCK];
-        act_deriv(act, m, Y + i0, X + i0, d1);
+      act_backward(act, Bc * in, K, s->layer[l - 1].Y, ly->X, nxt);
+      double *tmp = cur;
+      cur = nxt;
+      nxt = tmp;
+    }
+  }
+  return 0;
+}
+
+/* ---- per-row times (flow matching) -----------------------------------
+ * The same network with one time t_r per primal row and no tangents (the
+ * output seed a + 2 ck f as vjp_reg's primal rows): the
+ * gate gamma_rc = sigmoid(wg_c t_r + bg_c) (concatsquash) and the time
+ * column wt_c t_r (concat) become per row, so the reverse sweep's time
+ * sums weigh each row by its own t_r:
+ *
+ *   wg += sum_r gammabar_rc gamma_rc (1 - gamma_rc) t_r,
+ *   bg += sum_r gammabar_rc gamma_rc (1 - gamma_rc),
+ *   wb += sum_r t_r ybar_rc,   wt += sum_r t_r ubar_rc.
+ *
+ * Each element is computed by the expressions of the scalar-time path, so
+ * a row's f agrees with f at that row's time to rounding (the dgemm's
+ * blocking may differ with the chunk). */
+
+/* The gate of layer p at time t into g (out): once per row and layer, so
+ * vectorised (libmvec's exp, equal to the scalar one within an ulp). */
+static void gate_at(const lparams *p, double t, size_t out, double *restrict g) {
+  const double *restrict wg = p->wg, *restrict bg = p->bg;
 #pragma omp simd
-        for (size_t i = 0; i < m; i++) sec[i] = 0.0;
-        for (size_t k = 0; k < K; k++) {
-          const double *yk = Y + (1 + k) * n + i0, *bk = nxt + (1 + k) * n + i0;
+  for (size_t c = 0; c < out; c++) g[c] = 1.0 / (1.0 + exp(-(wg[c] * t + bg[c])));
+}
+
+/* Forward of the Bc loaded primal rows at times ts (Bc); keep as in
+ * forward_chunk. */
+static void forward_rows_chunk(mlp_state *s, const double *ts, size_t Bc, const double *theta,
+                               int keep) {
+  const int sq = s->cfg.layer == CNF_LAYER_CONCATSQUASH;
+  for (size_t l = 0; l < s->L; l++) {
+    mlp_layer *ly = &s->layer[l];
+    lparams p = layer_params(s, l, theta);
+    const size_t in = ly->in, out = ly->out;
+    double *Y = ly->Y;
+    double *U = sq && keep ? ly->U : Y;
+    cblas_dgemm(CblasRowMajor, CblasNoTrans, CblasTrans, (int)Bc, (int)out, (int)in, 1.0, ly->X,
+                (int)in, p.W, (int)in, 0.0, U, (int)out);
+    double *g = s->gate;
+    for (size_t r = 0; r < Bc; r++) {
+      const double t = ts[r];
+      double *u = U + r * out, *y = Y + r * out;
+      if (sq && U != Y) {
+        gate_at(&p, t, out, g);
 #pragma omp simd
-          for (size_t i = 0; i < m; i++) sec[i] += yk[i] * bk[i];
+        for (size_t c = 0; c < out; c++) {
+          u[c] += p.b[c];
+          y[c] = u[c] * g[c] + p.wb[c] * t;
         }
-        const double *x = X + i0;
-        double *xb = nxt + i0;
+      } else if (sq) {
+        gate_at(&p, t, out, g);
 #pragma omp simd
-        for (size_t i = 0; i < m; i++)
-          xb[i] = d1[i] * xb[i] + act_d2(act, x[i], d1[i]) * sec[i];
-        for (size_t k = 0; k < K; k++) {
-          double *xk = nxt + (1 + k) * n + i0;
+        for (size_t c = 0; c < out; c++) y[c] = (y[c] + p.b[c]) * g[c] + p.wb[c] * t;
+      } else {
 #pragma omp simd
-          for (size_t i = 0; i < m; i++) xk[i] *= d1[i];
+        for (size_t c = 0; c < out; c++) y[c] += p.b[c] + (p.wt != NULL ? p.wt[c] * t : 0.0);
+      }
+    }
+    if (l + 1 < s->L) act_forward(s->cfg.act, Bc * out, Y, s->layer[l + 1].X);
+  }
+}
+
+static int ser_f_rows(void *sv, const double *ts, size_t B, const double *z, const double *theta,
+                      double *dz) {
+  mlp_state *s = sv;
+  const size_t D = s->cfg.dim, cs = chunk_samples(s, 0);
+  for (size_t b0 = 0; b0 < B; b0 += cs) {
+    const size_t Bc = B - b0 < cs ? B - b0 : cs;
+    load_input(s, b0, Bc, B, 0, z, NULL);
+    forward_rows_chunk(s, ts + b0, Bc, theta, 0);
+    memcpy(dz + b0 * D, s->layer[s->L - 1].Y, Bc * D * sizeof(double));
+  }
+  return 0;
+}
+
+static int ser_vjp_rows(void *sv, const double *ts, size_t B, const double *z, const double *theta,
+                        const double *a, const double *ck, double *dz, double *gz, double *gth) {
+  mlp_state *s = sv;
+  const size_t D = s->cfg.dim, cs = chunk_samples(s, 0);
+  const cnf_layer kind = s->cfg.layer;
+  for (size_t b0 = 0; b0 < B; b0 += cs) {
+    const size_t Bc = B - b0 < cs ? B - b0 : cs;
+    load_input(s, b0, Bc, B, 0, z, NULL);
+    forward_rows_chunk(s, ts + b0, Bc, theta, 1);
+    if (dz != NULL) memcpy(dz + b0 * D, s->layer[s->L - 1].Y, Bc * D * sizeof(double));
+    /* the seed a + 2 ck f (the output rows Y hold f) */
+    double *cur = s->bar0, *nxt = s->bar1;
+    seed_primal(cur, a, ck, s->layer[s->L - 1].Y, b0, Bc, D);
+    for (size_t l = s->L; l-- > 0;) {
+      mlp_layer *ly = &s->layer[l];
+      lparams p = layer_params(s, l, theta);
+      const size_t in = ly->in, out = ly->out;
+      double *gW = gth != NULL ? gth + ly->off : NULL;
+      double *gb = gW != NULL ? gW + out * in : NULL;
+      /* ybar -> ubar in place, with the bias and time sums */
+      for (size_t r = 0; r < Bc; r++) {
+        const double t = ts[b0 + r];
+        double *yb = cur + r * out;
+        if (kind == CNF_LAYER_CONCATSQUASH) {
+          double *g = s->gate;
+          gate_at(&p, t, out, g);
+          if (gth != NULL) {
+            double *gwb = gb + out, *gwg = gwb + out, *gbg = gwg + out;
+            const double *u = ly->U + r * out;
+#pragma omp simd
+            for (size_t c = 0; c < out; c++) {
+              double dg = yb[c] * u[c] * g[c] * (1.0 - g[c]);
+              gwg[c] += dg * t;
+              gbg[c] += dg;
+              gwb[c] += t * yb[c];
+              yb[c] *= g[c];
+              gb[c] += yb[c];
+            }
+          } else {
+#pragma omp simd
+            for (size_t c = 0; c < out; c++) yb[c] *= g[c];
+          }
+        } else if (gth != NULL) {
+          double *gwt = kind == CNF_LAYER_CONCAT ? gb + out : NULL;
+#pragma omp simd
+          for (size_t c = 0; c < out; c++) gb[c] += yb[c];
+          if (gwt != NULL)
+#pragma omp simd
+            for (size_t c = 0; c < out; c++) gwt[c] += t * yb[c];
         }
       }
+      linear_backward(ly, p.W, cur, Bc, Bc, gW, l == 0 && gz == NULL ? NULL : nxt);
+      if (l == 0) {
+        if (gz != NULL) memcpy(gz + b0 * D, nxt, Bc * D * sizeof(double));
+        break;
+      }
+      act_backward(s->cfg.act, Bc * in, 0, s->layer[l - 1].Y, ly->X, nxt);
       double *tmp = cur;
       cur = nxt;
       nxt = tmp;
@@ -598,13 +753,14 @@ static int ser_vjp_reg(void *sv, double t, size_t B, size_t K, const double *z,
  * The threads are a pool of its own (below); OpenBLAS should then run
  * single-threaded. */
 
-typedef enum par_op { PAR_F, PAR_JVP, PAR_F_DIV, PAR_VJP } par_op;
+typedef enum par_op { PAR_F, PAR_JVP, PAR_F_DIV, PAR_VJP, PAR_F_ROWS, PAR_VJP_ROWS } par_op;
 
 typedef struct par_args {
   par_op op;
   double t;
   size_t B, K;
   const double *z, *theta, *v, *a, *w, *ck, *cj;
+  const double *ts; /* (B) per-row times of the _ROWS ops */
   double *dz, *jv, *div, *gz, *gth;
 } par_args;
 
@@ -645,6 +801,15 @@ static int par_run(mlp_state *s, const par_args *pa, size_t t) {
       break;
     case PAR_F_DIV:
       rc = ser_f_div(sub, pa->t, Bt, K, pa->z + b0 * D, pa->theta, vt, dz, pa->div + b0);
+      break;
+    case PAR_F_ROWS:
+      rc = ser_f_rows(sub, pa->ts + b0, Bt, pa->z + b0 * D, pa->theta, dz);
+      break;
+    case PAR_VJP_ROWS:
+      if (pa->gth != NULL) memset(g, 0, s->P * sizeof(double));
+      rc = ser_vjp_rows(sub, pa->ts + b0, Bt, pa->z + b0 * D, pa->theta, pa->a + b0 * D,
+                        pa->ck != NULL ? pa->ck + b0 : NULL, dz,
+                        pa->gz != NULL ? pa->gz + b0 * D : NULL, pa->gth != NULL ? g : NULL);
       break;
     case PAR_VJP:
       if (pa->gth != NULL) memset(g, 0, s->P * sizeof(double));
@@ -752,7 +917,7 @@ static int par_dispatch(mlp_state *s, const par_args *pa) {
   pthread_mutex_unlock(&p->mu);
   for (size_t t = 0; t < n; t++)
     if (p->rcs[t] != 0) return p->rcs[t];
-  if (pa->op == PAR_VJP && pa->gth != NULL)
+  if ((pa->op == PAR_VJP || pa->op == PAR_VJP_ROWS) && pa->gth != NULL)
     for (size_t t = 0; t < n; t++) {
       const size_t b0 = t * pa->B / n, Bt = (t + 1) * pa->B / n - b0;
       const double *g = s->par_mem + t * par_stride(s) + 2 * s->par_K * Bt * s->cfg.dim;
@@ -797,6 +962,23 @@ static int par_vjp_reg(void *sv, double t, size_t B, size_t K, const double *z,
   par_args pa = {.op = PAR_VJP, .t = t, .B = B, .K = Kt, .z = z, .theta = theta,
                  .v = Kt > 0 ? v : NULL, .a = a, .w = w, .ck = ck, .cj = cj, .dz = dz, .gz = gz,
                  .gth = gth};
+  return par_dispatch(s, &pa);
+}
+
+static int par_f_rows(void *sv, const double *ts, size_t B, const double *z, const double *theta,
+                      double *dz) {
+  mlp_state *s = sv;
+  if (!par_use(s, B, 0)) return ser_f_rows(sv, ts, B, z, theta, dz);
+  par_args pa = {.op = PAR_F_ROWS, .ts = ts, .B = B, .z = z, .theta = theta, .dz = dz};
+  return par_dispatch(s, &pa);
+}
+
+static int par_vjp_rows(void *sv, const double *ts, size_t B, const double *z, const double *theta,
+                        const double *a, const double *ck, double *dz, double *gz, double *gth) {
+  mlp_state *s = sv;
+  if (!par_use(s, B, 0)) return ser_vjp_rows(sv, ts, B, z, theta, a, ck, dz, gz, gth);
+  par_args pa = {.op = PAR_VJP_ROWS, .ts = ts, .B = B, .z = z, .theta = theta, .a = a, .ck = ck};
+  pa.dz = dz, pa.gz = gz, pa.gth = gth;
   return par_dispatch(s, &pa);
 }
 
@@ -901,6 +1083,8 @@ static const cnf_dyn_type mlp_type = {
     .reserve = mlp_reserve,
     .free = mlp_free,
     .vjp_reg = par_vjp_reg,
+    .f_rows = par_f_rows,
+    .vjp_rows = par_vjp_rows,
 };
 
 int cnf_dyn_mlp_create(cnf_dyn **out, cnf_ctx *ctx, const cnf_mlp_config *cfg) {

@@ -11,7 +11,7 @@ file(REMOVE_RECURSE ${WORK})
 set(prefix ${WORK}/prefix)
 run(${CMAKE_COMMAND} --install ${BUILD_DIR} --prefix ${prefix})
 
-foreach(f include/cnf.h include/cnf_dynamics.h include/cnf_pde.h bin/cnf
+foreach(f include/cnf.h include/cnf_dynamics.h include/cnf_pde.h include/cnf_fm.h bin/cnf
           ${LIBDIR}/cmake/cnf/cnfConfig.cmake ${LIBDIR}/pkgconfig/cnf.pc)
   if(NOT EXISTS ${prefix}/${f})
     message(FATAL_ERROR "not installed: ${f}")
