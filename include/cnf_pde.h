@@ -292,9 +292,9 @@ typedef struct cnf_pde_metrics { /* the metrics at one time; NaN where n/a */
 } cnf_pde_metrics;
 
 typedef struct cnf_pde_report {
-  double kl_inf_ref;  /* P4: KL(p_t || p_inf) of the reference at the last time */
-  double kl_inf_flow; /* P4: mean over samples of log p_hat - log p_inf there */
-  cnf_stats stats;    /* the solve's statistics */
+  double kl_inf_ref;    /* P4: KL(p_t || p_inf) of the reference at the last time */
+  double kl_inf_flow;   /* P4: mean over samples of log p_hat - log p_inf there */
+  cnf_stats stats;      /* the solve's statistics */
   double solve_seconds; /* wall-clock time of the solve alone */
 } cnf_pde_report;
 
