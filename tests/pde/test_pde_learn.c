@@ -1,5 +1,6 @@
 /* test_pde_learn.c: the PDE problems as one object, the metrics over time
- * and the learner of cnf_pde.h (src/pde/problem.c, metrics.c, learn.c).
+ * and the learner of cnf_pde.h (src/pde/problem.c, metrics.c, learn.c);
+ * three suites run by test_pde's main (pde_tests.h).
  *
  * 1. The problem object: names and default times, P1a's Gaussian moments
  *    against the closed form e^{-2 gamma t} I of the rotation field, exact
@@ -26,21 +27,8 @@
 
 #include "cnf_dynamics.h"
 #include "cnf_pde.h"
+#include "pde_tests.h"
 #include "test_util.h"
-
-static cnf_ctx *new_ctx(void) {
-  cnf_ctx *ctx = NULL;
-  CU_ASSERT_FATAL(cnf_ctx_create(&ctx) == 0 && ctx != NULL);
-  return ctx;
-}
-
-static cnf_options options(double tol) {
-  cnf_options o;
-  cnf_options_default(&o);
-  o.rtol = o.atol = tol;
-  o.max_steps = 100000;
-  return o;
-}
 
 static cnf_pde_problem *make(cnf_ctx *ctx, cnf_pde_kind kind, size_t d, size_t cells) {
   cnf_pde_problem_config c;
@@ -374,23 +362,18 @@ static void test_learn_double_well(void) {
   cnf_ctx_free(ctx);
 }
 
-int main(void) {
-  static const test_entry problem_tests[] = {
-      {"names, P1a moments, samples, log p0, errors", test_problem_object},
-      {NULL, NULL},
-  };
-  static const test_entry report_tests[] = {
-      {"a wrong P1a field: LPE and W2 against closed forms", test_report_closed_form},
-      {"exact P3 and P4 fields: LPE ~ 0 at 21 times, mass, KL", test_report_exact_fields},
-      {"1-D density curves of the exact P3 field", test_density_curves},
-      {NULL, NULL},
-  };
-  static const test_entry learn_tests[] = {
-      {"ou: held-out loss down 100x, reproducible, callback", test_learn_ou},
-      {"double well: the path bank learns", test_learn_double_well},
-      {NULL, NULL},
-  };
-  static const char *const names[] = {"problem object", "report over time", "learner"};
-  static const test_entry *const tests[] = {problem_tests, report_tests, learn_tests};
-  return run_suites(names, tests, 3);
-}
+const test_entry pde_problem_tests[] = {
+    {"names, P1a moments, samples, log p0, errors", test_problem_object},
+    {NULL, NULL},
+};
+const test_entry pde_report_tests[] = {
+    {"a wrong P1a field: LPE and W2 against closed forms", test_report_closed_form},
+    {"exact P3 and P4 fields: LPE ~ 0 at 21 times, mass, KL", test_report_exact_fields},
+    {"1-D density curves of the exact P3 field", test_density_curves},
+    {NULL, NULL},
+};
+const test_entry pde_learn_tests[] = {
+    {"ou: held-out loss down 100x, reproducible, callback", test_learn_ou},
+    {"double well: the path bank learns", test_learn_double_well},
+    {NULL, NULL},
+};
