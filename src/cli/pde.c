@@ -126,9 +126,13 @@ static int plot(const char *cmd, cnf_ctx *ctx, const run_args *a, cnf_pde_proble
   enum { G = 400, NT = 4 };
   const double T = cnf_pde_problem_time(pb);
   const double times[NT] = {0.1 * T, 0.25 * T, 0.5 * T, T};
-  static const unsigned char rgb[2 * NT * 3] = {31,  119, 180, 31, 119, 180, 255, 127,
-                                                14,  255, 127, 14, 44,  160, 44,  44,
-                                                160, 44,  214, 39, 40,  214, 39,  40};
+  // clang-format off
+  static const unsigned char rgb[2 * NT * 3] = { /* per time: solid, then dashed */
+      31, 119, 180,   31, 119, 180,   /* blue */
+      255, 127, 14,   255, 127, 14,   /* orange */
+      44, 160, 44,    44, 160, 44,    /* green */
+      214, 39, 40,    214, 39, 40};   /* red */
+  // clang-format on
   static const int dashed[2 * NT] = {0, 1, 0, 1, 0, 1, 0, 1};
   double x[G], y[2 * NT * G];
   int rc = cnf_pde_density_curves(ctx, pb, dyn, theta, &a->opt, -3.5, 3.5, G, NT, times, x, y);
