@@ -166,6 +166,9 @@ int cnf_pde_dw_em(cnf_pde_dw *dw, uint64_t seed, double t0, double t1, double dt
 /* Mass of one coordinate in the left well, int_{-inf}^0 p1(y, t) dy
  * (Simpson on the grid); the right well holds the rest. */
 double cnf_pde_dw_mass_left(cnf_pde_dw *dw, double t);
+/* The samples' counterpart: the fraction of the B d coordinates y_i of
+ * y = Q^T x (x: (B, d)) below 0; NaN for bad arguments. */
+double cnf_pde_dw_left_fraction(cnf_pde_dw *dw, size_t B, const double *x);
 /* KL(p_t || p_inf) = d int p1 log(p1 / p1_inf) dy. */
 double cnf_pde_dw_kl_inf(cnf_pde_dw *dw, double t);
 /* The 1-D W2 distance of each marginal y_i of the samples x (B, d),
@@ -197,6 +200,171 @@ typedef struct cnf_pde_gauss_err {
 int cnf_pde_gauss_errors(cnf_ctx *ctx, size_t d, const double *m_hat,
                          const double *S_hat, const double *m, const double *S,
                          cnf_pde_gauss_err *out);
+
+/* ---- the problems as one object ----------------------------------------------
+ * A cnf_pde_problem holds one of P1a..P4 with everything a run needs: its
+ * probability-flow field, samples of p0 (and of p_t), the closed-form or
+ * reference log p_t, and the Gaussian moments where p_t is Gaussian.  The
+ * metrics over time (cnf_pde_report_times) and the learner (cnf_pde_learn)
+ * take it.  Random streams derive from the config's seed through
+ * cnf_seed_derive: "pde-problem" (P1a's dense A, P3's A and b),
+ * "pde-rotation" (P4's Q).  Not thread-safe (it owns workspaces). */
+
+typedef enum cnf_pde_kind {
+  CNF_PDE_P1A = 0, /* "liouville-linear": v = A x */
+  CNF_PDE_P1B = 1, /* "cubic": v = -x^3 (Q = I) */
+  CNF_PDE_P2 = 2,  /* "heat": from a Gaussian mixture, d >= 2 */
+  CNF_PDE_P3 = 3,  /* "ou": Ornstein-Uhlenbeck */
+  CNF_PDE_P4 = 4   /* "double-well" */
+} cnf_pde_kind;
+
+#define CNF_PDE_KINDS 5
+
+/* The kind's command-line name (above), or NULL for a bad kind. */
+const char *cnf_pde_kind_name(cnf_pde_kind kind);
+/* *kind from its name; CNF_EINVAL for an unknown name. */
+int cnf_pde_kind_parse(const char *name, cnf_pde_kind *kind);
+/* The kind's default end time T: 1, 0.5, 1, 2, 1 (the PDE notes). */
+double cnf_pde_default_time(cnf_pde_kind kind);
+
+typedef struct cnf_pde_problem_config {
+  cnf_pde_kind kind;
+  size_t d;            /* dimension (P2: >= 2) */
+  double T;            /* end time; <= 0: cnf_pde_default_time(kind) */
+  cnf_pde_amat matrix; /* P1a: CNF_PDE_A_ROTATION (gamma 1/2, omega 2) or DENSE */
+  double diffusion;    /* P4: Dc, 1 */
+  size_t cells;        /* P4: reference cells, 0: the default of cnf_pde_dw_config */
+  int rotate;          /* P4: x = Q y with a random orthogonal Q (stream "pde-rotation") */
+  uint64_t seed;       /* the problem's random parameters (stream "pde-problem") */
+} cnf_pde_problem_config;
+
+void cnf_pde_problem_config_default(cnf_pde_problem_config *c, cnf_pde_kind kind, size_t d);
+
+typedef struct cnf_pde_problem cnf_pde_problem;
+
+/* Build the problem (P4: solves the 1-D reference, see cnf_pde_dw_create).
+ * CNF_EINVAL, with the reason in ctx, for a bad config. */
+int cnf_pde_problem_create(cnf_pde_problem **out, cnf_ctx *ctx, const cnf_pde_problem_config *c);
+void cnf_pde_problem_free(cnf_pde_problem *pb);
+size_t cnf_pde_problem_dim(const cnf_pde_problem *pb);
+double cnf_pde_problem_time(const cnf_pde_problem *pb); /* the resolved T */
+cnf_pde_kind cnf_pde_problem_kind(const cnf_pde_problem *pb);
+/* The probability-flow field (borrowed, owned by pb) and its parameters:
+ * P1a's theta = [A, 0] (d d + d), NULL for the others. */
+cnf_dyn *cnf_pde_problem_field(const cnf_pde_problem *pb);
+const double *cnf_pde_problem_theta(const cnf_pde_problem *pb);
+/* The underlying objects (borrowed), NULL when pb is of another kind. */
+cnf_pde_ou *cnf_pde_problem_ou(const cnf_pde_problem *pb);
+cnf_pde_dw *cnf_pde_problem_dw(const cnf_pde_problem *pb);
+/* 1 when p_t is Gaussian (P1a, P3), so that cnf_pde_problem_moments applies. */
+int cnf_pde_problem_is_gaussian(const cnf_pde_problem *pb);
+
+/* x (B, d): B samples of p_t from a seeded stream.  t = 0: p0 (for the
+ * Gaussian p0 of P1a, P1b, P3, cnf_probes_draw's Gaussian stream).  Exact
+ * for P1a..P3 (P1a, P1b by the closed-form flow map); P4 at t > 0 by
+ * Euler-Maruyama with steps of 1e-3 from samples of p0. */
+int cnf_pde_problem_sample(cnf_pde_problem *pb, double t, uint64_t seed, size_t B, double *x);
+/* log p0(x) (B) in closed form. */
+int cnf_pde_problem_logp0(cnf_pde_problem *pb, size_t B, const double *x, double *logp);
+/* The reference log p_t(x) (B): closed form (P1a..P3), or the 1-D reference
+ * of P4 (also at t = 0). */
+int cnf_pde_problem_logp(cnf_pde_problem *pb, double t, size_t B, const double *x,
+                         double *logp);
+/* m (d), S (d, d): mean and covariance of the Gaussian p_t (P1a: 0 and
+ * expm(tA) expm(tA)^T; P3: m_t, Sigma_t).  CNF_EINVAL for the others. */
+int cnf_pde_problem_moments(cnf_pde_problem *pb, double t, double *m, double *S);
+
+/* ---- metrics over time ------------------------------------------------------
+ * cnf_pde_report_times draws B samples x0 of p0 (stream "pde-x0") and, for
+ * Hutchinson's trace, K = opt->probes probes per sample (stream
+ * "pde-probes", held fixed along the solve), carries them through a field
+ * (the problem's own, or a learned one) in one solve with output at m
+ * times, and at each time t compares the computed log p_hat_t(x(t)) =
+ * log p0(x0) + Delta(t) with the reference log p_t(x(t)). */
+
+typedef struct cnf_pde_metrics { /* the metrics at one time; NaN where n/a */
+  double t;
+  double lpe_mean, lpe_max; /* mean and max over samples of |log p_hat - log p| */
+  double mean_rel, cov_rel; /* Gaussian p_t: the samples' moment errors */
+  double w2sq;              /* Gaussian p_t: Gaussian W2^2 of the samples' moments */
+  double w2;                /* Gaussian: sqrt(w2sq); P4: the marginals' mean 1-D W2 */
+  double mass_left;         /* P4: the fraction of coordinates y = Q^T x below 0 */
+  double mass_left_ref;     /* P4: the reference's left-well mass of one coordinate */
+} cnf_pde_metrics;
+
+typedef struct cnf_pde_report {
+  double kl_inf_ref;    /* P4: KL(p_t || p_inf) of the reference at the last time */
+  double kl_inf_flow;   /* P4: mean over samples of log p_hat - log p_inf there */
+  cnf_stats stats;      /* the solve's statistics */
+  double solve_seconds; /* wall-clock time of the solve alone */
+} cnf_pde_report;
+
+/* dyn (theta: its parameters, may be NULL for P = 0) with opt (the trace,
+ * probes, tolerances; opt->report_var for the probes' variance) carries B
+ * samples of p0 from 0 to the m times (m >= 1, increasing, >= 0; NULL:
+ * m equally spaced times in [0, T] for m >= 2, {T} for m = 1), and rows
+ * (m) receives the metrics at each; rep (may be NULL) the rest.  m = 1
+ * solves to the time directly (cnf_dyn_solve), m > 1 with dense output
+ * (cnf_dyn_solve_times).  Samples and probes come from `seed`. */
+int cnf_pde_report_times(cnf_ctx *ctx, cnf_pde_problem *pb, cnf_dyn *dyn, const double *theta,
+                         const cnf_options *opt, size_t B, uint64_t seed, size_t m,
+                         const double *times, cnf_pde_metrics *rows, cnf_pde_report *rep);
+
+/* For a 1-D problem (d = 1): the reference density and dyn's (theta) at G
+ * equally spaced points x (G) of [x_lo, x_hi] and nt times (nt):
+ * curves (2 nt, G), row 2k the reference p_{t_k}, row 2k + 1 dyn's, the
+ * latter by one backward solve per point set to p0 (cnf_dyn_logp_at, exact
+ * trace, opt's tolerances).  The data of a line plot (cnf_plot_lines). */
+int cnf_pde_density_curves(cnf_ctx *ctx, cnf_pde_problem *pb, cnf_dyn *dyn,
+                           const double *theta, const cnf_options *opt, double x_lo,
+                           double x_hi, size_t G, size_t nt, const double *times, double *x,
+                           double *curves);
+
+/* ---- learned fields ---------------------------------------------------------
+ * cnf_pde_learn regresses a parametric field v_theta (e.g. the MLP of
+ * cnf_dyn_mlp_create) on the problem's velocity v:
+ *     L(theta) = E_{t ~ U[0,T], x ~ p_t} |v_theta(x, t) - v(x, t)|^2,
+ * estimated per iteration on G stratified times t_g = (g + u_g) T / G with
+ * S = max(1, minibatch / G) samples each (N = G S): for P1a..P3 exact
+ * samples of p_t (cnf_pde_problem_sample); for P4 samples from a bank of
+ * seeded Euler-Maruyama paths stored at `bank_levels` levels, each advanced
+ * by EM from the level below t to t.  The gradient, sum_g a_g^T
+ * dv_theta/dtheta with a_g = 2 (v_theta - v) / N, is one vector-Jacobian
+ * product per time (cnf_dyn_vjp); Adam (cnf_adam_update, no weight decay)
+ * takes the step at the rate lr (1 + cos(pi i / iters)) / 2 for
+ * iteration i = 0, 1, ...
+ *
+ * Streams of `seed` (cnf_seed_derive): "pde-time" (index = iteration: the
+ * G times, then for P4 the bank paths picked), "pde-paths" (index 0: the
+ * bank's samples of p0; 1..levels: the bank's EM noise per level;
+ * levels + 1 + i G + g: the samples, or their EM noise, of time g of
+ * iteration i). */
+
+typedef struct cnf_pde_learn_options {
+  size_t iters;       /* Adam iterations, 2000 */
+  size_t minibatch;   /* samples per iteration, 256 */
+  size_t groups;      /* stratified times per iteration G, 16 */
+  double lr;          /* Adam's initial rate, 3e-3 */
+  size_t bank_paths;  /* P4: paths in the bank, 2048 */
+  size_t bank_levels; /* P4: stored levels in [0, T], 50 */
+  double em_dt;       /* P4: Euler-Maruyama step, 1e-3 */
+  uint64_t seed;      /* 0 */
+  /* Called after every iteration i (0-based) with its minibatch loss
+   * (before the update); a non-zero return stops the loop early (not an
+   * error).  May be NULL. */
+  int (*report)(void *user, size_t iter, double loss);
+  void *user;
+} cnf_pde_learn_options;
+
+void cnf_pde_learn_options_default(cnf_pde_learn_options *o);
+
+/* Train theta (P = cnf_dyn_param_count(dyn)) in place, from its current
+ * values; *final_loss (may be NULL) receives the last iteration's
+ * minibatch loss.  dyn must have d = cnf_pde_problem_dim(pb) (else
+ * CNF_EDIM).  CNF_EINVAL for bad options, CNF_ENONFINITE when the loss is
+ * not finite (the iteration is in ctx's message). */
+int cnf_pde_learn(cnf_ctx *ctx, cnf_pde_problem *pb, cnf_dyn *dyn, double *theta,
+                  const cnf_pde_learn_options *o, double *final_loss);
 
 /* A line plot as a PNG of W x H pixels, written atomically: S curves
  * y (S, G) over the common abscissae x (G, increasing), in colours rgb

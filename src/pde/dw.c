@@ -596,6 +596,19 @@ double cnf_pde_dw_mass_left(cnf_pde_dw *dw, double t) {
   return m;
 }
 
+double cnf_pde_dw_left_fraction(cnf_pde_dw *dw, size_t B, const double *x) {
+  if (dw == NULL || x == NULL || B == 0) return NAN;
+  const size_t d = dw->d;
+  double left = 0.0;
+  for (size_t b = 0; b < B; b++) {
+    to_y(dw, x + b * d, dw->y);
+    double acc = 0.0;
+    for (size_t i = 0; i < d; i++) acc += dw->y[i] < 0;
+    left += acc / (double)(B * d);
+  }
+  return left;
+}
+
 double cnf_pde_dw_kl_inf(cnf_pde_dw *dw, double t) {
   dw_slice(dw, t);
   const dw_table *tb = dw->tb;

@@ -113,9 +113,9 @@ static void test_double_well(void) {
 
 /* Learned mode with a small budget (300 Adam steps, a 32-32 network): the
  * OU velocity field in d = 2 is learned well enough that the LPE at T
- * stays below 0.15 (measured 0.074; after one step it is 2.3) and the
- * Gaussian W2 below 0.15 (measured 0.07; sampling noise of 400 samples is
- * about 0.05). */
+ * stays below 0.15 (measured 0.061; after one step it is 1.1) and the
+ * Gaussian W2 below 0.15 (measured 0.118; the exact field carries the
+ * same 400 samples to 0.126, the sampling floor; after one step 1.5). */
 static void test_learned(void) {
   int rc = CNF("pde", "--problem", "ou", "--dim", "2", "-n", "400", "--learned", "--iters", "300",
                "--hidden", "32-32");
@@ -129,8 +129,10 @@ static void test_learned(void) {
   rc = CNF("pde", "--problem", "ou", "--dim", "2", "-n", "400", "--learned", "--iters", "1",
            "--hidden", "32-32");
   CU_ASSERT_EQUAL(rc, 0);
-  printf("(1 step: lpe_mean %.3g) ", value_of(last_out, "lpe_mean"));
+  printf("(1 step: lpe_mean %.3g, w2 %.3g) ", value_of(last_out, "lpe_mean"),
+         value_of(last_out, "w2"));
   CU_ASSERT_TRUE(value_of(last_out, "lpe_mean") > 0.5);
+  CU_ASSERT_TRUE(value_of(last_out, "w2") > 0.5);
   /* the plot of the double well in 1-D */
   rc = CNF("pde", "--problem", "double-well", "--dim", "1", "-n", "100", "--cells", "200",
            "--plot", P("dw.png"));

@@ -21,7 +21,9 @@
  *    state, observed orders), the extrapolated reference (closed forms at
  *    t = 0, order under refinement), the field's ops, Euler-Maruyama
  *    against the reference, and the training-free LPE within the
- *    reference's own Fokker-Planck residual. */
+ *    reference's own Fokker-Planck residual.
+ * 7. The problem object, the metrics over time and the learner: the suites
+ *    of test_pde_learn.c, run from here. */
 #define _POSIX_C_SOURCE 200809L
 #include <math.h>
 #include <stdio.h>
@@ -34,19 +36,20 @@
 
 #include "cnf_dynamics.h"
 #include "cnf_pde.h"
+#include "pde_tests.h"
 #include "test_util.h"
 
 #define TOL 1e-8
 #define LPE_BAR 1e-6
 #define LOG2PI 1.8378770664093454836
 
-static cnf_ctx *new_ctx(void) {
+cnf_ctx *new_ctx(void) {
   cnf_ctx *ctx = NULL;
   CU_ASSERT_FATAL(cnf_ctx_create(&ctx) == 0 && ctx != NULL);
   return ctx;
 }
 
-static cnf_options options(double tol) {
+cnf_options options(double tol) {
   cnf_options o;
   cnf_options_default(&o);
   o.method = CNF_METHOD_ADAMS;
@@ -1061,7 +1064,9 @@ static const test_entry bar_tests[] = {
 };
 
 int main(void) {
-  static const char *const names[] = {"field ops", "closed forms", "accuracy bars"};
-  static const test_entry *const tests[] = {ops_tests, closed_tests, bar_tests};
-  return run_suites(names, tests, 3);
+  static const char *const names[] = {"field ops",      "closed forms",      "accuracy bars",
+                                      "problem object", "report over time", "learner"};
+  static const test_entry *const tests[] = {ops_tests,         closed_tests,     bar_tests,
+                                            pde_problem_tests, pde_report_tests, pde_learn_tests};
+  return run_suites(names, tests, 6);
 }
