@@ -229,7 +229,7 @@ int cnf__cli_pde(int argc, char **argv, size_t threads) {
   a.train.lr = 3e-3;
   const cnf_cli_opt opts[] = {
       ROW("problem", 0, CNF_CLI_CHOICE, &po.pc.kind, 0, 0, conv_problem, 1,
-          "liouville-linear|cubic|heat|ou|double-well", "the benchmark problem (PDE.md)"),
+          "liouville-linear|cubic|heat|ou|double-well", "the benchmark problem (docs/pde.md)"),
       ROW("dim", 0, CNF_CLI_SIZE, &a.dim, 1, 100000, NULL, 1, "D", "dimension (heat: >= 2)"),
       ROW("time", 0, CNF_CLI_POS, &a.time, 0, 0, NULL, 0, "T",
           "end time (1, 0.5, 1, 2, 1 for the five problems)"),
