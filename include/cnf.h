@@ -231,7 +231,7 @@ void cnf_flow_free(cnf_flow *flow);
  * Save writes a temporary file, syncs it and renames it over `path`, so
  * `path` is never half-written.  Load rejects damaged and truncated files
  * with CNF_ECORRUPT and newer versions with CNF_EVERSION. */
-int cnf_flow_save(cnf_flow *flow, const char *path);
+int cnf_flow_save(const cnf_flow *flow, const char *path);
 int cnf_flow_load(cnf_flow **out, cnf_ctx *ctx, const char *path);
 
 size_t cnf_flow_dim(const cnf_flow *flow);

@@ -222,7 +222,7 @@ void cnf_stack_clear_train_state(cnf_stack *s);
 /* Model files (docs/model-format.md, "Discrete flows"): the CNF-MODEL
  * container with a `flow=` key and the layer list; written atomically,
  * CRC-32 checked on load. */
-int cnf_stack_save(cnf_stack *s, const char *path);
+int cnf_stack_save(const cnf_stack *s, const char *path);
 int cnf_stack_load(cnf_stack **out, cnf_ctx *ctx, const char *path);
 /* 1 if the model file at path holds a stack, 0 if it holds a CNF (or is no
  * model file at all: cnf_flow_load then says why), negative on an I/O error. */
