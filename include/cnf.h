@@ -111,7 +111,18 @@ typedef enum cnf_adjoint {
                                  evaluations (no f to integrate) */
 } cnf_adjoint;
 
+/* Options of the solves behind a call.  The struct grows between releases
+ * (new fields are only ever appended), so a program initialises it with
+ * cnf_options_default, which also sets `size`, and then sets the fields it
+ * wants; it never fills one in by hand or with memset.  The library reads
+ * the first `size` bytes and takes defaults for any field past them, so a
+ * program built against an older, smaller cnf_options keeps working.  A
+ * struct whose size is 0 (zeroed, never initialised) is refused with
+ * CNF_EINVAL and a message.  The library only reads the struct: one
+ * cnf_options may be shared by calls on several threads. */
 typedef struct cnf_options {
+  size_t size;          /* sizeof(cnf_options) when cnf_options_default
+                           filled it in; leave it alone */
   double rtol;          /* relative tolerance, default 1e-5 */
   double atol;          /* absolute tolerance on z, default 1e-5 */
   double atol_logp;     /* absolute tolerance on Delta; <= 0: same as atol */
@@ -143,6 +154,8 @@ typedef struct cnf_options {
                            which may cost more); default 0 */
 } cnf_options;
 
+/* Every field to its default (the values above) and size to
+ * sizeof(cnf_options). */
 void cnf_options_default(cnf_options *opt);
 const char *cnf_trace_name(cnf_trace t);
 const char *cnf_method_name(cnf_method m);

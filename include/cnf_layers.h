@@ -136,8 +136,10 @@ int cnf_tf_backward(cnf_tf *tf, const double *theta, size_t B, const double *x, 
 
 /* Solver options of a cnf layer (copied; the default is
  * cnf_options_default's, with opt->trace ignored: the trace is exact).
- * No effect on other kinds. */
-void cnf_tf_set_options(cnf_tf *tf, const cnf_options *opt);
+ * No effect on other kinds.  Returns 0, or CNF_EINVAL (with a message)
+ * for options not initialised by cnf_options_default; tf NULL gives
+ * CNF_EINVAL without one. */
+int cnf_tf_set_options(cnf_tf *tf, const cnf_options *opt);
 
 /* MADE (maf, iaf): the degree-respecting masks of the conditioner.  For a
  * maf or iaf layer, writes mu and s at x (B, D each) so tests can check
@@ -186,8 +188,8 @@ double *cnf_stack_params(cnf_stack *s);
 int cnf_stack_set_standardization(cnf_stack *s, const double *shift, const double *scale);
 int cnf_stack_standardization(const cnf_stack *s, double *shift, double *scale);
 
-/* cnf_tf_set_options on every layer. */
-void cnf_stack_set_options(cnf_stack *s, const cnf_options *opt);
+/* cnf_tf_set_options on every layer; returns as it does. */
+int cnf_stack_set_options(cnf_stack *s, const cnf_options *opt);
 
 /* Seed the stack's generator (base samples of cnf_stack_sample). */
 void cnf_stack_seed(cnf_stack *s, uint64_t seed);

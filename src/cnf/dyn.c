@@ -381,9 +381,11 @@ int cnf__dyn_solve_aug(cnf_dyn *d, const double *theta, const cnf_options *opt, 
                        size_t m, const double *tout, size_t B, size_t K, const double *eps,
                        int nreg, double *z, double *delta, double *ereg, double *z_out,
                        double *delta_out, cnf_stats *st) {
-  if (d == NULL || opt == NULL || z == NULL || delta == NULL || B == 0 || tout == NULL ||
-      m == 0 || (nreg != 0 && (nreg != 2 || ereg == NULL)))
-    return CNF_ERROR(d ? d->ctx : NULL, CNF_EINVAL, "solve: bad arguments");
+  if (d == NULL) return CNF_EINVAL;
+  if (B == 0) return CNF_ERROR(d->ctx, CNF_EINVAL, "solve: empty batch (B = 0)");
+  if (opt == NULL || z == NULL || delta == NULL || tout == NULL || m == 0 ||
+      (nreg != 0 && (nreg != 2 || ereg == NULL)))
+    return CNF_ERROR(d->ctx, CNF_EINVAL, "solve: NULL argument or no output time");
   if (d->P > 0 && theta == NULL)
     return CNF_ERROR(d->ctx, CNF_EINVAL, "solve: field '%s' needs parameters",
                      cnf_dyn_name(d));
@@ -447,7 +449,11 @@ int cnf_dyn_solve_times(cnf_dyn *d, const double *theta, const cnf_options *opt,
                         size_t m, const double *tout, size_t B, size_t K, const double *eps,
                         double *z, double *delta, double *z_out, double *delta_out,
                         cnf_stats *st) {
-  return cnf__dyn_solve_aug(d, theta, opt, t0, m, tout, B, K, eps, 0, z, delta, NULL, z_out,
+  if (d == NULL) return CNF_EINVAL;
+  cnf_options o;
+  int rc = cnf__options_read(d->ctx, opt, &o);
+  if (rc != 0) return rc;
+  return cnf__dyn_solve_aug(d, theta, &o, t0, m, tout, B, K, eps, 0, z, delta, NULL, z_out,
                             delta_out, st);
 }
 
@@ -462,14 +468,21 @@ int cnf_dyn_solve(cnf_dyn *d, const double *theta, const cnf_options *opt, doubl
 int cnf_dyn_logp_at(cnf_dyn *d, const double *theta, const cnf_options *opt,
                     const cnf_density *p0, double t0, double t, size_t B, size_t K,
                     const double *eps, const double *x, double *logp, cnf_stats *st) {
-  if (d == NULL || p0 == NULL || p0->logp == NULL || x == NULL || logp == NULL || B == 0)
-    return CNF_ERROR(d ? d->ctx : NULL, CNF_EINVAL, "logp_at: bad arguments");
+  if (d == NULL) return CNF_EINVAL;
+  cnf_options o;
+  int rc = cnf__options_read(d->ctx, opt, &o);
+  if (rc != 0) return rc;
+  if (p0 == NULL || p0->logp == NULL)
+    return CNF_ERROR(d->ctx, CNF_EINVAL, "logp_at: no density p0 (or its logp is NULL)");
+  if (B == 0) return CNF_ERROR(d->ctx, CNF_EINVAL, "logp_at: empty batch (B = 0)");
+  if (x == NULL || logp == NULL)
+    return CNF_ERROR(d->ctx, CNF_EINVAL, "logp_at: x or logp is NULL");
   const size_t BD = B * d->D;
   double *z = cnf__dalloc(d->ctx, BD), *delta = cnf__dalloc(d->ctx, B);
-  int rc = z != NULL && delta != NULL ? 0 : CNF_ENOMEM;
+  rc = z != NULL && delta != NULL ? 0 : CNF_ENOMEM;
   if (rc == 0) {
     memcpy(z, x, BD * sizeof(double));
-    rc = cnf_dyn_solve(d, theta, opt, t, t0, B, K, eps, z, delta, st);
+    rc = cnf_dyn_solve(d, theta, &o, t, t0, B, K, eps, z, delta, st);
   }
   if (rc == 0) {
     rc = p0->logp(p0->user, B, d->D, z, logp);

@@ -202,8 +202,12 @@ int cnf_stack_standardization(const cnf_stack *s, double *shift, double *scale) 
   return 1;
 }
 
-void cnf_stack_set_options(cnf_stack *s, const cnf_options *opt) {
-  for (size_t l = 0; s != NULL && l < s->L; l++) cnf_tf_set_options(s->tf[l], opt);
+int cnf_stack_set_options(cnf_stack *s, const cnf_options *opt) {
+  if (s == NULL) return CNF_EINVAL;
+  cnf_options o;
+  int rc = cnf__options_read(s->ctx, opt, &o);
+  for (size_t l = 0; rc == 0 && l < s->L; l++) rc = cnf_tf_set_options(s->tf[l], &o);
+  return rc;
 }
 
 void cnf_stack_seed(cnf_stack *s, uint64_t seed) {
