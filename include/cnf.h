@@ -160,7 +160,8 @@ void cnf_options_default(cnf_options *opt);
 const char *cnf_trace_name(cnf_trace t);
 const char *cnf_method_name(cnf_method m);
 /* Parse "exact" / "gauss" / "rademacher" (and "adams" / "bdf").
- * Return 0, or CNF_EINVAL for an unknown name. */
+ * Return 0, or CNF_EINVAL for an unknown name (no context: no message;
+ * the same for every cnf_*_parse). */
 int cnf_trace_parse(const char *s, cnf_trace *out);
 int cnf_method_parse(const char *s, cnf_method *out);
 const char *cnf_adjoint_name(cnf_adjoint a);
@@ -218,7 +219,8 @@ typedef struct cnf_mlp_config {
 
 /* D-64-64-64-D, concatsquash, tanh (FFJORD's toy defaults). */
 void cnf_mlp_config_default(cnf_mlp_config *cfg, size_t dim);
-/* Parse "64-64-64" into cfg->hidden; "" or "0" gives no hidden layer. */
+/* Parse "64-64-64" into cfg->hidden; "" or "0" gives no hidden layer.
+ * CNF_EINVAL for anything else (no context: no message). */
 int cnf_mlp_parse_hidden(cnf_mlp_config *cfg, const char *s);
 /* Write "64-64-64" into buf (always terminated).  Returns buf. */
 char *cnf_mlp_format_hidden(const cnf_mlp_config *cfg, char *buf, size_t n);
@@ -391,7 +393,8 @@ int cnf_train_step(cnf_train *tr, const cnf_options *opt, size_t B,
 
 /* B row indices into a data set of N rows for step `iter` of a run with
  * `seed`, drawn without replacement (B <= N): the same (seed, iter) gives
- * the same batch. */
+ * the same batch.  CNF_EINVAL for B = 0, B > N or idx NULL, CNF_ENOMEM
+ * (no context: no message). */
 int cnf_train_batch_indices(uint64_t seed, long iter, size_t N, size_t B,
                             size_t *idx);
 
@@ -443,7 +446,7 @@ int cnf_plot_pairs_of(cnf_ctx *ctx, const double *xs, size_t n_samples, size_t D
  * line, cos. */
 const char *const *cnf_toy_names(void);
 /* n samples (n, 2) of the named set from a seeded stream.  CNF_EINVAL for
- * an unknown name. */
+ * an unknown name (no context: no message). */
 int cnf_toy_sample(const char *name, size_t n, uint64_t seed, double *x);
 
 /* log N(z; 0, I) of one point of dimension D. */

@@ -103,7 +103,9 @@ int cnf_dyn_mlp_create(cnf_dyn **out, cnf_ctx *ctx, const cnf_mlp_config *cfg);
 int cnf_dyn_mlp_set_threads(cnf_dyn *dyn, size_t n);
 size_t cnf_dyn_mlp_threads(const cnf_dyn *dyn);
 
-/* Fill theta (P) with the seeded nn.Linear-style initialisation. */
+/* Fill theta (P) with the seeded nn.Linear-style initialisation.
+ * CNF_EINVAL for an invalid cfg or theta NULL, CNF_ENOMEM (no context: no
+ * message). */
 int cnf_mlp_init_params(const cnf_mlp_config *cfg, uint64_t seed,
                         double *theta);
 
@@ -140,7 +142,8 @@ int cnf_dyn_vjp(cnf_dyn *dyn, double t, size_t B, size_t K, const double *z,
                 const double *v, double *dz, double *gz, double *gth);
 
 /* Draw Hutchinson probes eps (K, B, D) from a seeded stream: Gaussian
- * N(0, 1) or Rademacher +-1 entries.  `trace` must not be exact. */
+ * N(0, 1) or Rademacher +-1 entries.  `trace` must not be exact:
+ * CNF_EINVAL then, or for eps NULL (no context: no message). */
 int cnf_probes_draw(cnf_trace trace, uint64_t seed, size_t K, size_t B,
                     size_t D, double *eps);
 

@@ -98,7 +98,8 @@ typedef struct cnf_tf_config {
                                     cnf: T in thousandths (0: 500) */
 } cnf_tf_config;
 
-/* "affine", "elementwise", ..., "permute", "cnf"; NULL for an unknown kind. */
+/* "affine", "elementwise", ..., "permute", "cnf"; NULL for an unknown kind.
+ * Parse returns 0 or CNF_EINVAL (no context: no message). */
 const char *cnf_tf_kind_name(cnf_tf_kind k);
 int cnf_tf_kind_parse(const char *s, cnf_tf_kind *out);
 

@@ -143,11 +143,47 @@ static void test_empty_batch(void) {
   cnf_ctx_free(ctx);
 }
 
+/* Calls that fail with a context at hand leave a message naming the
+ * problem, not only a code. */
+static void test_messages_with_context(void) {
+  cnf_ctx *ctx = NULL;
+  CU_ASSERT_EQUAL_FATAL(cnf_ctx_create(&ctx), 0);
+  cnf_dyn *dyn = NULL;
+  CU_ASSERT_EQUAL_FATAL(cnf_dyn_linear_create(&dyn, ctx, 2), 0);
+  const double theta[6] = {0}, z[2] = {0};
+  double dz[2], div[1], jv[6];
+  /* the exact directions are the D = 2 unit vectors: K = 3 is refused */
+  cnf_ctx_clear_error(ctx);
+  CU_ASSERT_EQUAL(cnf_dyn_f_div(dyn, 0.0, 1, 3, z, theta, NULL, dz, div), CNF_EINVAL);
+  CU_ASSERT_PTR_NOT_NULL(strstr(cnf_ctx_errmsg(ctx), "K = D = 2, not K = 3"));
+  cnf_ctx_clear_error(ctx);
+  CU_ASSERT_EQUAL(cnf_dyn_jvp(dyn, 0.0, 1, 3, z, theta, NULL, dz, jv), CNF_EINVAL);
+  CU_ASSERT_PTR_NOT_NULL(strstr(cnf_ctx_errmsg(ctx), "K = D = 2, not K = 3"));
+  cnf_ctx_clear_error(ctx);
+  CU_ASSERT_EQUAL(cnf_dyn_reserve(dyn, 0, 1), CNF_EINVAL);
+  CU_ASSERT_PTR_NOT_NULL(strstr(cnf_ctx_errmsg(ctx), "B = 0"));
+  cnf_dyn_free(dyn);
+
+  cnf_mlp_config cfg;
+  cnf_mlp_config_default(&cfg, 2);
+  CU_ASSERT_EQUAL_FATAL(cnf_mlp_parse_hidden(&cfg, "4"), 0);
+  cnf_flow *f = NULL;
+  CU_ASSERT_EQUAL_FATAL(cnf_flow_create(&f, ctx, &cfg, 1, 0.5, 7), 0);
+  cnf_train *tr = NULL;
+  cnf_ctx_clear_error(ctx);
+  CU_ASSERT_EQUAL(cnf_train_create(&tr, f, NULL, 1), CNF_EINVAL);
+  CU_ASSERT_PTR_NOT_NULL(strstr(cnf_ctx_errmsg(ctx), "options is NULL"));
+  CU_ASSERT_PTR_NULL(tr);
+  cnf_flow_free(f);
+  cnf_ctx_free(ctx);
+}
+
 const test_entry errors_tests[] = {
     {"table: distinct names and messages, round trip", test_table_round_trip},
     {"unknown codes", test_unknown_codes},
     {"cnf_is_solver_error is ESOLVER..ERHS", test_solver_errors},
     {"context records and clears the last error", test_context_error},
     {"B = 0 is CNF_EINVAL with a message for the field solves", test_empty_batch},
+    {"failures with a context carry a message", test_messages_with_context},
     {NULL, NULL},
 };
