@@ -12,8 +12,34 @@
  * Conventions: arrays are row-major with one sample per row; shapes are
  * given as (B, D) for B samples of dimension D.  Functions return 0 on
  * success and a negative CNF_E* code on error; the context then holds a
- * message (cnf_ctx_errmsg).  Objects come in _create/_free pairs; every
- * _free accepts NULL.  Nothing here prints or exits.
+ * message (cnf_ctx_errmsg).  Where no context is reachable the code comes
+ * alone: a NULL object argument (the object carries the context), and the
+ * functions that take neither a context nor an object (the parsers, the
+ * seeded samplers such as cnf_toy_sample; each says so).  Objects come in
+ * _create/_free pairs; every _free accepts NULL.  Nothing here prints or
+ * exits.
+ *
+ * Thread safety.  A context and the objects created with it (flows,
+ * trainers, fields, layers, stacks, the integrators and PDE problems of
+ * the other headers) form one unit, used from one thread at a time: every
+ * call on an object writes the context's last error, and the object's
+ * workspaces, generator and SUNDIALS solver memory.  Two units (each with
+ * its own context) may be used from two threads at the same time; nothing
+ * is shared between them (tests/core/test_threads.c checks it under
+ * ThreadSanitizer, scripts/test.sh --tsan).  No call is reentrant on its
+ * own unit: a user field's ops must not call back into the flow or context
+ * that is solving with it.  Inputs the library only reads (cnf_options,
+ * cnf_mlp_config, cnf_train_options, data arrays) may be shared by calls
+ * on several threads.  Functions without a context or object (names,
+ * parsers, cnf_strerror, cnf_toy_sample, cnf_train_batch_indices,
+ * cnf_probes_draw, cnf_adam_update on arrays of their own) may be called
+ * from any thread.  Process-wide state: GSL's error handler (see
+ * cnf_gsl_errors_off: call it once, before starting threads) and
+ * OpenBLAS's own thread pool.  cnf calls OpenBLAS from several threads at
+ * once when a flow splits its batch (cnf_flow_set_threads) or several
+ * units run; OpenBLAS's threaded builds allow that, but its threads then
+ * oversubscribe the cores, so run with OPENBLAS_NUM_THREADS=1 (or
+ * openblas_set_num_threads(1)).
  *
  * The dynamics interface for user fields is in cnf_dynamics.h. */
 #ifndef CNF_H
@@ -70,14 +96,15 @@ int cnf_is_solver_error(int status);
  * cnf checks the results of its GSL calls (NULL from an allocation, status
  * codes), so a program that prefers an error code to an abort calls this
  * once: it calls gsl_set_error_handler_off(), which is process-wide and
- * therefore left to the program. */
+ * therefore left to the program.  Call it before other threads use cnf:
+ * it writes GSL's handler, which every GSL call reads. */
 void cnf_gsl_errors_off(void);
 
 /* ---- context -------------------------------------------------------- */
 
 /* A context holds the SUNDIALS context and the last error.  One per thread
- * of use; objects created with a context keep a pointer to it and must be
- * freed before it. */
+ * of use (see "Thread safety" above); objects created with a context keep
+ * a pointer to it and must be freed before it. */
 typedef struct cnf_ctx cnf_ctx;
 
 int cnf_ctx_create(cnf_ctx **out);
@@ -233,6 +260,10 @@ size_t cnf_mlp_param_count(const cnf_mlp_config *cfg);
 
 /* ---- flows ---------------------------------------------------------- */
 
+/* A flow is used from one thread at a time (its context's; see "Thread
+ * safety"): even cnf_flow_logp draws probes from the flow's generator and
+ * writes its workspaces.  To evaluate one model on several threads, load
+ * or create one flow per thread, each with its own context. */
 typedef struct cnf_flow cnf_flow;
 
 /* A new flow of `blocks` MLP blocks, each with end time T > 0, parameters
@@ -373,7 +404,8 @@ typedef struct cnf_train_report {
  * a flow loaded from such a file continues where it stopped: create then
  * continues from the stored state and ignores `seed`.  Steps are
  * reproducible bit for bit: the Hutchinson probes of step i depend on
- * (seed, i) only. */
+ * (seed, i) only.  A trainer and its flow are one unit: one thread at a
+ * time. */
 typedef struct cnf_train cnf_train;
 
 int cnf_train_create(cnf_train **out, cnf_flow *flow,

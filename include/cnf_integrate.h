@@ -17,7 +17,11 @@
  *   adjoint gradients (cnf_dyn_grad).
  *
  * Functions return 0 or a negative CNF_E* code, recorded in ctx when one
- * is given.  Arrays are row-major, one sample per row. */
+ * is given.  Arrays are row-major, one sample per row.  A learned sampler
+ * (cnf_integrate_flow) and its context are used from one thread at a time
+ * (cnf.h, "Thread safety"); the functions that take only a context
+ * (cnf_integrate_linear) may run on several threads with one context
+ * each; integrands are only read. */
 #ifndef CNF_INTEGRATE_H
 #define CNF_INTEGRATE_H
 

@@ -16,6 +16,9 @@
  * for any seeds a (B, D) and c (B).  The maximum-likelihood gradient is that
  * sweep run backward through the stack.  Layers allocate their workspaces
  * when they are created (in chunks of CNF_TF_CHUNK rows), never in the ops.
+ * Those workspaces, the stack's generator and its context make a layer or
+ * a stack an object used from one thread at a time (cnf.h, "Thread
+ * safety"); stacks with contexts of their own may run on threads at once.
  *
  * Kinds (P: parameters, D: dimension, MLP: the conditioner network with
  * tanh hidden layers and a linear output):
