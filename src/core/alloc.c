@@ -31,9 +31,7 @@ void *cnf__calloc(size_t n, size_t size) {
   return calloc(n ? n : 1, size ? size : 1);
 }
 
-void cnf__free(void *p) {
-  free(p);
-}
+void cnf__free(void *p) { free(p); }
 
 long cnf__alloc_fail_after(long k) {
   long made = atomic_exchange_explicit(&n_allocs, 0, memory_order_relaxed);
@@ -43,6 +41,7 @@ long cnf__alloc_fail_after(long k) {
 
 double *cnf__dalloc(cnf_ctx *ctx, size_t n) {
   double *p = cnf__calloc(n, sizeof(double));
-  if (p == NULL) CNF_ERROR(ctx, CNF_ENOMEM, "out of memory allocating %zu doubles", n);
+  if (p == NULL)
+    CNF_ERROR(ctx, CNF_ENOMEM, "out of memory allocating %zu doubles", n);
   return p;
 }

@@ -1,4 +1,4 @@
-/* test_threads.c: two contexts on two threads at once.
+/* test_threads.c: contexts on threads at the same time.
  *
  * include/cnf.h promises that objects made from different contexts may be
  * used from different threads at the same time.  Each job here creates a
@@ -8,7 +8,8 @@
  * the other on the main thread, which gives their reference numbers, then
  * both at once on two pthreads; the concurrent results must equal the
  * references bit for bit, since nothing a job computes depends on the
- * other.  Built with -fsanitize=thread (scripts/test.sh --tsan) the
+ * other.  A third job does the same with a discrete stack (RealNVP,
+ * cnf_layers.h) beside them.  Built with -fsanitize=thread (scripts/test.sh --tsan) the
  * concurrent run is also a race detector: every allocation of both jobs
  * passes through the allocator hook's counter (src/core/alloc.c), which
  * ThreadSanitizer reported while it was a plain `long`.
@@ -21,12 +22,14 @@
 #include <string.h>
 
 #include "cnf.h"
+#include "cnf_layers.h"
 #include "test_util.h"
 
 enum { B = 24, STEPS = 2 };
 
 typedef struct job {
-  uint64_t seed;      /* the flow's, the data's and the trainer's */
+  int stack;          /* 0: a CNF flow, 1: a RealNVP stack */
+  uint64_t seed;      /* the model's, the data's and the trainer's */
   int rc;             /* first failing status, 0 if none */
   char msg[256];      /* its message */
   double logp[B];     /* log p of the data before training */
@@ -41,8 +44,41 @@ static void job_fail(job *j, cnf_ctx *ctx, int rc) {
   }
 }
 
+/* The stack's version of the job: the same steps through cnf_layers.h. */
+static void stack_run(job *j) {
+  cnf_ctx *ctx = NULL;
+  cnf_stack *s = NULL;
+  double x[B * 2];
+  const size_t hidden[1] = {8};
+  int rc = cnf_ctx_create(&ctx);
+  if (rc != 0) {
+    job_fail(j, NULL, rc);
+    return;
+  }
+  if ((rc = cnf_stack_preset(&s, ctx, "realnvp", 2, 2, 1, hidden, j->seed)) != 0) goto fail;
+  if ((rc = cnf_toy_sample("8gaussians", B, j->seed + 1, x)) != 0) goto fail;
+  if ((rc = cnf_stack_logp(s, B, x, j->logp)) != 0) goto fail;
+  cnf_train_options to;
+  cnf_train_options_default(&to);
+  to.lr = 0.05;
+  for (int i = 0; i < STEPS; i++)
+    if ((rc = cnf_stack_train_step(s, &to, B, x, &j->loss[i], NULL)) != 0) goto fail;
+  j->theta_sum = 0.0;
+  for (size_t i = 0; i < cnf_stack_param_count(s); i++) j->theta_sum += cnf_stack_params(s)[i];
+  goto done;
+fail:
+  job_fail(j, ctx, rc);
+done:
+  cnf_stack_free(s);
+  cnf_ctx_free(ctx);
+}
+
 static void *job_run(void *arg) {
   job *j = arg;
+  if (j->stack) {
+    stack_run(j);
+    return NULL;
+  }
   cnf_ctx *ctx = NULL;
   cnf_flow *f = NULL;
   cnf_train *tr = NULL;
@@ -109,27 +145,33 @@ static void check_job(const job *got, const job *ref) {
   CU_ASSERT_TRUE(isfinite(ref->loss[0]) && ref->loss[0] > 0.0);
 }
 
-static void test_two_contexts_two_threads(void) {
-  job ref[2], run[2];
+enum { NJOBS = 3 };
+
+static void test_contexts_on_threads(void) {
+  job ref[NJOBS], run[NJOBS];
   memset(ref, 0, sizeof ref);
   ref[0].seed = 11;
   ref[1].seed = 29;
+  ref[2].seed = 5, ref[2].stack = 1;
   memcpy(run, ref, sizeof run);
-  for (int k = 0; k < 2; k++) job_run(&ref[k]);
-  /* the two jobs differ, so a mix-up between them would show */
+  for (int k = 0; k < NJOBS; k++) job_run(&ref[k]);
+  /* the jobs differ, so a mix-up between them would show */
   CU_ASSERT_NOT_EQUAL(ref[0].logp[0], ref[1].logp[0]);
+  CU_ASSERT_NOT_EQUAL(ref[0].logp[0], ref[2].logp[0]);
 
-  pthread_t tid[2];
-  int started[2] = {0, 0};
-  for (int k = 0; k < 2; k++) started[k] = pthread_create(&tid[k], NULL, job_run, &run[k]) == 0;
-  for (int k = 0; k < 2; k++)
+  pthread_t tid[NJOBS];
+  int started[NJOBS] = {0};
+  for (int k = 0; k < NJOBS; k++) started[k] = pthread_create(&tid[k], NULL, job_run, &run[k]) == 0;
+  for (int k = 0; k < NJOBS; k++)
     if (started[k]) pthread_join(tid[k], NULL);
-  CU_ASSERT_TRUE_FATAL(started[0] && started[1]);
-  for (int k = 0; k < 2; k++) check_job(&run[k], &ref[k]);
+  for (int k = 0; k < NJOBS; k++) CU_ASSERT_TRUE_FATAL(started[k]);
+  for (int k = 0; k < NJOBS; k++) check_job(&run[k], &ref[k]);
 }
 
 static const test_entry threads_tests[] = {
-    {"two contexts on two threads at once: the serial results", test_two_contexts_two_threads},
+    {"two flows and a stack, each with its own context, on three threads at once: the "
+     "serial results",
+     test_contexts_on_threads},
     {NULL, NULL},
 };
 
