@@ -143,9 +143,10 @@ typedef enum cnf_adjoint {
  * cnf_options_default, which also sets `size`, and then sets the fields it
  * wants; it never fills one in by hand or with memset.  The library reads
  * the first `size` bytes and takes defaults for any field past them, so a
- * program built against an older, smaller cnf_options keeps working.  A
- * struct whose size is 0 (zeroed, never initialised) is refused with
- * CNF_EINVAL and a message.  The library only reads the struct: one
+ * program built against an older, smaller cnf_options keeps working (and
+ * one built against a newer, larger one has the fields this library does
+ * not know ignored).  A struct whose size is 0 (zeroed, never initialised)
+ * is refused with CNF_EINVAL and a message.  The library only reads the struct: one
  * cnf_options may be shared by calls on several threads. */
 typedef struct cnf_options {
   size_t size;          /* sizeof(cnf_options) when cnf_options_default
