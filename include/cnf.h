@@ -12,8 +12,34 @@
  * Conventions: arrays are row-major with one sample per row; shapes are
  * given as (B, D) for B samples of dimension D.  Functions return 0 on
  * success and a negative CNF_E* code on error; the context then holds a
- * message (cnf_ctx_errmsg).  Objects come in _create/_free pairs; every
- * _free accepts NULL.  Nothing here prints or exits.
+ * message (cnf_ctx_errmsg).  Where no context is reachable the code comes
+ * alone: a NULL object argument (the object carries the context), and the
+ * functions that take neither a context nor an object (the parsers, the
+ * seeded samplers such as cnf_toy_sample; each says so).  Objects come in
+ * _create/_free pairs; every _free accepts NULL.  Nothing here prints or
+ * exits.
+ *
+ * Thread safety.  A context and the objects created with it (flows,
+ * trainers, fields, layers, stacks, the integrators and PDE problems of
+ * the other headers) form one unit, used from one thread at a time: every
+ * call on an object writes the context's last error, and the object's
+ * workspaces, generator and SUNDIALS solver memory.  Two units (each with
+ * its own context) may be used from two threads at the same time; nothing
+ * is shared between them (tests/core/test_threads.c checks it under
+ * ThreadSanitizer, scripts/test.sh --tsan).  No call is reentrant on its
+ * own unit: a user field's ops must not call back into the flow or context
+ * that is solving with it.  Inputs the library only reads (cnf_options,
+ * cnf_mlp_config, cnf_train_options, data arrays) may be shared by calls
+ * on several threads.  Functions without a context or object (names,
+ * parsers, cnf_strerror, cnf_toy_sample, cnf_train_batch_indices,
+ * cnf_probes_draw, cnf_adam_update on arrays of their own) may be called
+ * from any thread.  Process-wide state: GSL's error handler (see
+ * cnf_gsl_errors_off: call it once, before starting threads) and
+ * OpenBLAS's own thread pool.  cnf calls OpenBLAS from several threads at
+ * once when a flow splits its batch (cnf_flow_set_threads) or several
+ * units run; OpenBLAS's threaded builds allow that, but its threads then
+ * oversubscribe the cores, so run with OPENBLAS_NUM_THREADS=1 (or
+ * openblas_set_num_threads(1)).
  *
  * The dynamics interface for user fields is in cnf_dynamics.h. */
 #ifndef CNF_H
@@ -70,14 +96,15 @@ int cnf_is_solver_error(int status);
  * cnf checks the results of its GSL calls (NULL from an allocation, status
  * codes), so a program that prefers an error code to an abort calls this
  * once: it calls gsl_set_error_handler_off(), which is process-wide and
- * therefore left to the program. */
+ * therefore left to the program.  Call it before other threads use cnf:
+ * it writes GSL's handler, which every GSL call reads. */
 void cnf_gsl_errors_off(void);
 
 /* ---- context -------------------------------------------------------- */
 
 /* A context holds the SUNDIALS context and the last error.  One per thread
- * of use; objects created with a context keep a pointer to it and must be
- * freed before it. */
+ * of use (see "Thread safety" above); objects created with a context keep
+ * a pointer to it and must be freed before it. */
 typedef struct cnf_ctx cnf_ctx;
 
 int cnf_ctx_create(cnf_ctx **out);
@@ -111,7 +138,19 @@ typedef enum cnf_adjoint {
                                  evaluations (no f to integrate) */
 } cnf_adjoint;
 
+/* Options of the solves behind a call.  The struct grows between releases
+ * (new fields are only ever appended), so a program initialises it with
+ * cnf_options_default, which also sets `size`, and then sets the fields it
+ * wants; it never fills one in by hand or with memset.  The library reads
+ * the first `size` bytes and takes defaults for any field past them, so a
+ * program built against an older, smaller cnf_options keeps working (and
+ * one built against a newer, larger one has the fields this library does
+ * not know ignored).  A struct whose size is 0 (zeroed, never initialised)
+ * is refused with CNF_EINVAL and a message.  The library only reads the struct: one
+ * cnf_options may be shared by calls on several threads. */
 typedef struct cnf_options {
+  size_t size;          /* sizeof(cnf_options) when cnf_options_default
+                           filled it in; leave it alone */
   double rtol;          /* relative tolerance, default 1e-5 */
   double atol;          /* absolute tolerance on z, default 1e-5 */
   double atol_logp;     /* absolute tolerance on Delta; <= 0: same as atol */
@@ -143,11 +182,14 @@ typedef struct cnf_options {
                            which may cost more); default 0 */
 } cnf_options;
 
+/* Every field to its default (the values above) and size to
+ * sizeof(cnf_options). */
 void cnf_options_default(cnf_options *opt);
 const char *cnf_trace_name(cnf_trace t);
 const char *cnf_method_name(cnf_method m);
 /* Parse "exact" / "gauss" / "rademacher" (and "adams" / "bdf").
- * Return 0, or CNF_EINVAL for an unknown name. */
+ * Return 0, or CNF_EINVAL for an unknown name (no context: no message;
+ * the same for every cnf_*_parse). */
 int cnf_trace_parse(const char *s, cnf_trace *out);
 int cnf_method_parse(const char *s, cnf_method *out);
 const char *cnf_adjoint_name(cnf_adjoint a);
@@ -205,7 +247,8 @@ typedef struct cnf_mlp_config {
 
 /* D-64-64-64-D, concatsquash, tanh (FFJORD's toy defaults). */
 void cnf_mlp_config_default(cnf_mlp_config *cfg, size_t dim);
-/* Parse "64-64-64" into cfg->hidden; "" or "0" gives no hidden layer. */
+/* Parse "64-64-64" into cfg->hidden; "" or "0" gives no hidden layer.
+ * CNF_EINVAL for anything else (no context: no message). */
 int cnf_mlp_parse_hidden(cnf_mlp_config *cfg, const char *s);
 /* Write "64-64-64" into buf (always terminated).  Returns buf. */
 char *cnf_mlp_format_hidden(const cnf_mlp_config *cfg, char *buf, size_t n);
@@ -218,6 +261,10 @@ size_t cnf_mlp_param_count(const cnf_mlp_config *cfg);
 
 /* ---- flows ---------------------------------------------------------- */
 
+/* A flow is used from one thread at a time (its context's; see "Thread
+ * safety"): even cnf_flow_logp draws probes from the flow's generator and
+ * writes its workspaces.  To evaluate one model on several threads, load
+ * or create one flow per thread, each with its own context. */
 typedef struct cnf_flow cnf_flow;
 
 /* A new flow of `blocks` MLP blocks, each with end time T > 0, parameters
@@ -245,7 +292,7 @@ const char *cnf_flow_field_config(const cnf_flow *flow);
  * Save writes a temporary file, syncs it and renames it over `path`, so
  * `path` is never half-written.  Load rejects damaged and truncated files
  * with CNF_ECORRUPT and newer versions with CNF_EVERSION. */
-int cnf_flow_save(cnf_flow *flow, const char *path);
+int cnf_flow_save(const cnf_flow *flow, const char *path);
 int cnf_flow_load(cnf_flow **out, cnf_ctx *ctx, const char *path);
 
 size_t cnf_flow_dim(const cnf_flow *flow);
@@ -372,7 +419,8 @@ typedef struct cnf_train_report {
  * a flow loaded from such a file continues where it stopped: create then
  * continues from the stored state and ignores `seed`.  Steps are
  * reproducible bit for bit: the Hutchinson probes of step i depend on
- * (seed, i) only. */
+ * (seed, i) only.  A trainer and its flow are one unit: one thread at a
+ * time. */
 typedef struct cnf_train cnf_train;
 
 int cnf_train_create(cnf_train **out, cnf_flow *flow,
@@ -392,7 +440,8 @@ int cnf_train_step(cnf_train *tr, const cnf_options *opt, size_t B,
 
 /* B row indices into a data set of N rows for step `iter` of a run with
  * `seed`, drawn without replacement (B <= N): the same (seed, iter) gives
- * the same batch. */
+ * the same batch.  CNF_EINVAL for B = 0, B > N or idx NULL, CNF_ENOMEM
+ * (no context: no message). */
 int cnf_train_batch_indices(uint64_t seed, long iter, size_t N, size_t B,
                             size_t *idx);
 
@@ -444,7 +493,7 @@ int cnf_plot_pairs_of(cnf_ctx *ctx, const double *xs, size_t n_samples, size_t D
  * line, cos. */
 const char *const *cnf_toy_names(void);
 /* n samples (n, 2) of the named set from a seeded stream.  CNF_EINVAL for
- * an unknown name. */
+ * an unknown name (no context: no message). */
 int cnf_toy_sample(const char *name, size_t n, uint64_t seed, double *x);
 
 /* ---- seeding ---------------------------------------------------------- */

@@ -12,7 +12,15 @@
  * positive value for a recoverable failure (the solver retries with a
  * smaller step, e.g. after a non-finite value), a negative one for a fatal
  * failure.  Ops must not allocate: CVODE calls them thousands of times per
- * solve; size workspaces when the state is created. */
+ * solve; size workspaces when the state is created.
+ *
+ * Thread safety: a field (cnf_dyn) is used from one thread at a time, that
+ * of its context (cnf.h, "Thread safety"); its ops write the state's
+ * workspaces.  An MLP split over threads (cnf_dyn_mlp_set_threads) runs its
+ * own workers inside each call and is still called from one thread.  A
+ * user field's ops are called only from the thread that called the solve
+ * (or from the MLP's workers, for the MLP alone); they need no locking but
+ * must not call back into the same field or context. */
 #ifndef CNF_DYNAMICS_H
 #define CNF_DYNAMICS_H
 
@@ -122,7 +130,9 @@ int cnf_dyn_mlp_create(cnf_dyn **out, cnf_ctx *ctx, const cnf_mlp_config *cfg);
 int cnf_dyn_mlp_set_threads(cnf_dyn *dyn, size_t n);
 size_t cnf_dyn_mlp_threads(const cnf_dyn *dyn);
 
-/* Fill theta (P) with the seeded nn.Linear-style initialisation. */
+/* Fill theta (P) with the seeded nn.Linear-style initialisation.
+ * CNF_EINVAL for an invalid cfg or theta NULL, CNF_ENOMEM (no context: no
+ * message). */
 int cnf_mlp_init_params(const cnf_mlp_config *cfg, uint64_t seed,
                         double *theta);
 
@@ -203,7 +213,8 @@ int cnf_dyn_vjp_rows(cnf_dyn *dyn, const double *t, size_t B,
                      const double *ck, double *dz, double *gz, double *gth);
 
 /* Draw Hutchinson probes eps (K, B, D) from a seeded stream: Gaussian
- * N(0, 1) or Rademacher +-1 entries.  `trace` must not be exact. */
+ * N(0, 1) or Rademacher +-1 entries.  `trace` must not be exact:
+ * CNF_EINVAL then, or for eps NULL (no context: no message). */
 int cnf_probes_draw(cnf_trace trace, uint64_t seed, size_t K, size_t B,
                     size_t D, double *eps);
 
@@ -214,7 +225,26 @@ int cnf_probes_draw(cnf_trace trace, uint64_t seed, size_t K, size_t B,
  * place.  st may be NULL; when given it is added to.  Solver failures
  * return CNF_ETOOMUCHWORK, CNF_EERRTEST, CNF_ECONV, CNF_ERHS or
  * CNF_ESOLVER, with CVODE's flag name and the statistics in the context's
- * message. */
+ * message.
+ *
+ * What the field-level calls (cnf_dyn_solve, cnf_dyn_solve_times,
+ * cnf_dyn_grad, cnf_dyn_logp_at) take from where, for any field, the
+ * MLP's and a user's alike:
+ *   - The trace is chosen by eps, not by the options: eps NULL is the
+ *     exact trace (K is then ignored and D unit directions are used), a
+ *     non-NULL eps is Hutchinson with the caller's K probes (K >= 1, else
+ *     CNF_EINVAL); the caller draws them, e.g. with cnf_probes_draw.
+ *     opt->trace and opt->probes are ignored here (they serve the flow
+ *     calls of cnf.h, which draw their own probes).
+ *   - opt->batch is ignored: all B rows form one ODE system with one step
+ *     size; split the rows yourself for independent step control.
+ *   - Read: rtol, atol, atol_logp, max_steps, max_order, h_init,
+ *     max_nonlin_iters, method, report_var (the solves), and for
+ *     cnf_dyn_grad also adjoint, rtol_adj, atol_adj, seminorm and
+ *     checkpoint_steps.  reg_kinetic and reg_jacobian are not used.
+ *   - B = 0 is an error (CNF_EINVAL, "empty batch (B = 0)" in the
+ *     message), as for the flow calls: an empty batch is a caller's bug
+ *     more often than a request; arrays are left untouched. */
 int cnf_dyn_solve(cnf_dyn *dyn, const double *theta, const cnf_options *opt,
                   double t0, double t1, size_t B, size_t K,
                   const double *eps, double *z, double *delta,

@@ -17,7 +17,11 @@
  *   adjoint gradients (cnf_dyn_grad).
  *
  * Functions return 0 or a negative CNF_E* code, recorded in ctx when one
- * is given.  Arrays are row-major, one sample per row. */
+ * is given.  Arrays are row-major, one sample per row.  A learned sampler
+ * (cnf_integrate_flow) and its context are used from one thread at a time
+ * (cnf.h, "Thread safety"); the functions that take only a context
+ * (cnf_integrate_linear) may run on several threads with one context
+ * each; integrands are only read. */
 #ifndef CNF_INTEGRATE_H
 #define CNF_INTEGRATE_H
 
@@ -50,7 +54,8 @@ typedef struct cnf_integrand {
   double alpha; /* peak width (> 0) of gauss and camel; unused by poly */
 } cnf_integrand;
 
-/* "gauss", "camel", "poly"; parse returns 0 or CNF_EINVAL. */
+/* "gauss", "camel", "poly"; parse returns 0 or CNF_EINVAL (no context: no
+ * message). */
 const char *cnf_integrand_name(cnf_integrand_kind k);
 int cnf_integrand_parse(const char *s, cnf_integrand_kind *out);
 
@@ -59,7 +64,8 @@ double cnf_integrand_exact(const cnf_integrand *f);
 
 /* log f (B) at B points x (B, n), -inf outside the cube (and where f = 0),
  * and, when grad (B, n) is not NULL, grad_x log f (0 where log f = -inf).
- * CNF_EINVAL for an invalid integrand or NULL arrays. */
+ * CNF_EINVAL for an invalid integrand or NULL arrays (no context: no
+ * message). */
 int cnf_integrand_logf(const cnf_integrand *f, size_t B, const double *x, double *logf,
                        double *grad);
 
@@ -85,12 +91,15 @@ int cnf_integrate_weights(cnf_ctx *ctx, const cnf_integrand *f, size_t N, const 
 
 /* ---- samplers ------------------------------------------------------------- */
 
-/* x (N, n) uniform on the cube from a seeded stream, logq (N) = 0. */
+/* x (N, n) uniform on the cube from a seeded stream, logq (N) = 0.
+ * CNF_EINVAL for n = 0 or NULL arrays, CNF_ENOMEM (no context: no
+ * message). */
 int cnf_integrate_uniform(size_t n, size_t N, uint64_t seed, double *x, double *logq);
 
 /* theta (n n + n) = [kappa I, beta 1] of cnf_dyn_linear_create for the
  * training-free sampler q = N(1/2, alpha^2/2 I): kappa = log(alpha / sqrt 2),
- * beta = kappa / (2 (e^kappa - 1)).  alpha > 0, alpha != sqrt 2. */
+ * beta = kappa / (2 (e^kappa - 1)).  alpha > 0, alpha != sqrt 2; other
+ * values give CNF_EINVAL (no context: no message). */
 int cnf_integrate_linear_theta(size_t n, double alpha, double *theta);
 
 /* N draws of the training-free sampler by the solver: z ~ N(0, I) (from

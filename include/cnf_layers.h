@@ -16,6 +16,9 @@
  * for any seeds a (B, D) and c (B).  The maximum-likelihood gradient is that
  * sweep run backward through the stack.  Layers allocate their workspaces
  * when they are created (in chunks of CNF_TF_CHUNK rows), never in the ops.
+ * Those workspaces, the stack's generator and its context make a layer or
+ * a stack an object used from one thread at a time (cnf.h, "Thread
+ * safety"); stacks with contexts of their own may run on threads at once.
  *
  * Kinds (P: parameters, D: dimension, MLP: the conditioner network with
  * tanh hidden layers and a linear output):
@@ -98,7 +101,8 @@ typedef struct cnf_tf_config {
                                     cnf: T in thousandths (0: 500) */
 } cnf_tf_config;
 
-/* "affine", "elementwise", ..., "permute", "cnf"; NULL for an unknown kind. */
+/* "affine", "elementwise", ..., "permute", "cnf"; NULL for an unknown kind.
+ * Parse returns 0 or CNF_EINVAL (no context: no message). */
 const char *cnf_tf_kind_name(cnf_tf_kind k);
 int cnf_tf_kind_parse(const char *s, cnf_tf_kind *out);
 
@@ -138,8 +142,10 @@ int cnf_tf_backward(cnf_tf *tf, const double *theta, size_t B, const double *x, 
 
 /* Solver options of a cnf layer (copied; the default is
  * cnf_options_default's, with opt->trace ignored: the trace is exact).
- * No effect on other kinds. */
-void cnf_tf_set_options(cnf_tf *tf, const cnf_options *opt);
+ * No effect on other kinds.  Returns 0, or CNF_EINVAL (with a message)
+ * for options not initialised by cnf_options_default; tf NULL gives
+ * CNF_EINVAL without one. */
+int cnf_tf_set_options(cnf_tf *tf, const cnf_options *opt);
 
 /* MADE (maf, iaf): the degree-respecting masks of the conditioner.  For a
  * maf or iaf layer, writes mu and s at x (B, D each) so tests can check
@@ -188,8 +194,8 @@ double *cnf_stack_params(cnf_stack *s);
 int cnf_stack_set_standardization(cnf_stack *s, const double *shift, const double *scale);
 int cnf_stack_standardization(const cnf_stack *s, double *shift, double *scale);
 
-/* cnf_tf_set_options on every layer. */
-void cnf_stack_set_options(cnf_stack *s, const cnf_options *opt);
+/* cnf_tf_set_options on every layer; returns as it does. */
+int cnf_stack_set_options(cnf_stack *s, const cnf_options *opt);
 
 /* Seed the stack's generator (base samples of cnf_stack_sample). */
 void cnf_stack_seed(cnf_stack *s, uint64_t seed);
@@ -224,7 +230,7 @@ void cnf_stack_clear_train_state(cnf_stack *s);
 /* Model files (docs/model-format.md, "Discrete flows"): the CNF-MODEL
  * container with a `flow=` key and the layer list; written atomically,
  * CRC-32 checked on load. */
-int cnf_stack_save(cnf_stack *s, const char *path);
+int cnf_stack_save(const cnf_stack *s, const char *path);
 int cnf_stack_load(cnf_stack **out, cnf_ctx *ctx, const char *path);
 /* 1 if the model file at path holds a stack, 0 if it holds a CNF (or is no
  * model file at all: cnf_flow_load then says why), negative on an I/O error. */

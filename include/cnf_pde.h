@@ -12,8 +12,13 @@
  * P3   Ornstein-Uhlenbeck Fokker-Planck, drift -A (x - b), diffusion I.
  * P4   double-well Langevin, separable, against a 1-D finite-volume solve.
  *
- * Functions return 0 or a negative CNF_E* code (recorded in ctx when one is
- * given).  Objects are not thread-safe (they own workspaces). */
+ * Functions return 0 or a negative CNF_E* code, recorded with a message in
+ * ctx when one is given.  The problem objects (cnf_pde_heat, cnf_pde_ou,
+ * cnf_pde_dw) keep no context once created, so their logp, sample, eval1
+ * and em functions, like cnf_pde_sample_moments, return the code without a
+ * message.  Thread safety: a problem object owns workspaces, so one object
+ * is used from one thread at a time; distinct objects may be used from
+ * distinct threads at once. */
 #ifndef CNF_PDE_H
 #define CNF_PDE_H
 

@@ -425,6 +425,10 @@ int cnf__flow_loss_grad(cnf_flow *f, const cnf_options *opt, size_t B, const dou
   cnf_ctx *ctx = f->ctx;
   if (opt == NULL || x == NULL || loss == NULL || grad == NULL || B == 0)
     return CNF_ERROR(ctx, CNF_EINVAL, "loss_grad: NULL argument or empty batch");
+  cnf_options o;
+  int rc0 = cnf__options_read(ctx, opt, &o);
+  if (rc0 != 0) return rc0;
+  opt = &o;
   if (opt->trace != CNF_TRACE_EXACT && opt->probes == 0)
     return CNF_ERROR(ctx, CNF_EINVAL, "loss_grad: Hutchinson needs at least one probe");
   if ((unsigned)opt->adjoint > CNF_ADJOINT_CHECKPOINT)
@@ -565,8 +569,13 @@ int cnf_dyn_grad(cnf_dyn *dyn, const double *theta, const cnf_options *opt, doub
                  double *delta1, double *gz0, double *gth, cnf_stats *fwd, cnf_stats *bwd) {
   if (dyn == NULL) return CNF_EINVAL;
   cnf_ctx *ctx = dyn->ctx;
-  if (opt == NULL || z0 == NULL || loss_fn == NULL || loss == NULL || B == 0 || !(t1 != t0))
-    return CNF_ERROR(ctx, CNF_EINVAL, "grad: NULL argument, empty batch or t1 = t0");
+  if (B == 0) return CNF_ERROR(ctx, CNF_EINVAL, "grad: empty batch (B = 0)");
+  if (opt == NULL || z0 == NULL || loss_fn == NULL || loss == NULL || !(t1 != t0))
+    return CNF_ERROR(ctx, CNF_EINVAL, "grad: NULL argument or t1 = t0");
+  cnf_options o;
+  int rc0 = cnf__options_read(ctx, opt, &o);
+  if (rc0 != 0) return rc0;
+  opt = &o;
   if (dyn->P > 0 && theta == NULL)
     return CNF_ERROR(ctx, CNF_EINVAL, "grad: field '%s' needs parameters", cnf_dyn_name(dyn));
   if ((unsigned)opt->adjoint > CNF_ADJOINT_CHECKPOINT)

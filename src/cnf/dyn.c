@@ -66,7 +66,10 @@ const char *cnf_dyn_name(const cnf_dyn *d) {
 }
 
 int cnf_dyn_reserve(cnf_dyn *d, size_t B, size_t K) {
-  if (d == NULL || B == 0) return CNF_EINVAL;
+  if (d == NULL) return CNF_EINVAL;
+  if (B == 0)
+    return CNF_ERROR(d->ctx, CNF_EINVAL, "field '%s': workspace for an empty batch (B = 0)",
+                     cnf_dyn_name(d));
   if (d->type->reserve != NULL) {
     int rc = d->type->reserve(d->state, B, K);
     if (rc != 0)
@@ -150,6 +153,13 @@ static int fd_jvp(cnf_dyn *d, double t, size_t B, size_t K, const double *z,
   return 0;
 }
 
+/* Exact directions (v NULL) are the D unit vectors, so K must be D. */
+static int bad_exact_K(cnf_dyn *d, size_t K) {
+  return CNF_ERROR(d->ctx, CNF_EINVAL,
+                   "field '%s': the exact directions (v NULL) need K = D = %zu, not K = %zu",
+                   cnf_dyn_name(d), d->D, K);
+}
+
 static int op_f_impl(cnf_dyn *d, double t, size_t B, const double *z,
               const double *theta, double *dz) {
   return d->type->f(d->state, t, B, z, theta, dz);
@@ -158,12 +168,13 @@ static int op_f_impl(cnf_dyn *d, double t, size_t B, const double *z,
 static int op_jvp_impl(cnf_dyn *d, double t, size_t B, size_t K, const double *z,
                 const double *theta, const double *v, double *dz,
                 double *jv) {
-  if (v == NULL && K != d->D) return CNF_EINVAL;
+  if (v == NULL && K != d->D) return bad_exact_K(d, K);
   if (d->type->jvp != NULL)
     return d->type->jvp(d->state, t, B, K, z, theta, v, dz, jv);
-  if (cnf_dyn_reserve(d, B, 0) != 0) return CNF_ENOMEM;
+  int rc = cnf_dyn_reserve(d, B, 0);
+  if (rc != 0) return rc;
   if (dz != NULL) {
-    int rc = d->type->f(d->state, t, B, z, theta, dz);
+    rc = d->type->f(d->state, t, B, z, theta, dz);
     if (rc != 0) return rc;
   }
   return fd_jvp(d, t, B, K, z, theta, v, jv);
@@ -173,11 +184,11 @@ static int op_f_div_impl(cnf_dyn *d, double t, size_t B, size_t K, const double 
                   const double *theta, const double *v, double *dz,
                   double *div) {
   const size_t D = d->D;
-  if (v == NULL && K != D) return CNF_EINVAL;
+  if (v == NULL && K != D) return bad_exact_K(d, K);
   if (d->type->f_div != NULL)
     return d->type->f_div(d->state, t, B, K, z, theta, v, dz, div);
-  if (cnf_dyn_reserve(d, B, K) != 0) return CNF_ENOMEM;
-  int rc;
+  int rc = cnf_dyn_reserve(d, B, K);
+  if (rc != 0) return rc;
   for (size_t b = 0; b < B; b++) div[b] = 0.0;
   if (d->type->jvp != NULL || d->type->vjp == NULL) {
     /* J v by the field's tangent, or by differences of f */
@@ -215,7 +226,7 @@ static int op_vjp_impl(cnf_dyn *d, double t, size_t B, size_t K, const double *z
     return CNF_ERROR(d->ctx, CNF_EUNSUPPORTED,
                      "field '%s' has no vector-Jacobian product (vjp op)",
                      cnf_dyn_name(d));
-  if (w != NULL && v == NULL && K != d->D) return CNF_EINVAL;
+  if (w != NULL && v == NULL && K != d->D) return bad_exact_K(d, K);
   return d->type->vjp(d->state, t, B, K, z, theta, a, w, v, dz, gz, gth);
 }
 
@@ -226,16 +237,17 @@ static int op_vjp_reg_impl(cnf_dyn *d, double t, size_t B, size_t K, const doubl
                            const double *ck, const double *cj, const double *v, double *dz,
                            double *gz, double *gth) {
   if (ck == NULL && cj == NULL) return op_vjp_impl(d, t, B, K, z, theta, a, w, v, dz, gz, gth);
-  if (w != NULL && v == NULL && K != d->D) return CNF_EINVAL;
+  if (w != NULL && v == NULL && K != d->D) return bad_exact_K(d, K);
   if (d->type->vjp_reg != NULL)
     return d->type->vjp_reg(d->state, t, B, K, z, theta, a, w, ck, cj, v, dz, gz, gth);
   if (cj != NULL)
     return CNF_ERROR(d->ctx, CNF_EUNSUPPORTED,
                      "field '%s' has no regularised vector-Jacobian product (vjp_reg op), "
                      "which the Jacobian-norm regulariser needs", cnf_dyn_name(d));
-  if (cnf_dyn_reserve(d, B, 0) != 0) return CNF_ENOMEM;
+  int rc = cnf_dyn_reserve(d, B, 0);
+  if (rc != 0) return rc;
   const size_t D = d->D;
-  int rc = d->type->f(d->state, t, B, z, theta, d->fp);
+  rc = d->type->f(d->state, t, B, z, theta, d->fp);
   if (rc != 0) return rc;
   for (size_t b = 0; b < B; b++)
     for (size_t i = 0; i < D; i++)
@@ -450,9 +462,11 @@ int cnf__dyn_solve_aug(cnf_dyn *d, const double *theta, const cnf_options *opt, 
                        size_t m, const double *tout, size_t B, size_t K, const double *eps,
                        int nreg, double *z, double *delta, double *ereg, double *z_out,
                        double *delta_out, cnf_stats *st) {
-  if (d == NULL || opt == NULL || z == NULL || delta == NULL || B == 0 || tout == NULL ||
-      m == 0 || (nreg != 0 && (nreg != 2 || ereg == NULL)))
-    return CNF_ERROR(d ? d->ctx : NULL, CNF_EINVAL, "solve: bad arguments");
+  if (d == NULL) return CNF_EINVAL;
+  if (B == 0) return CNF_ERROR(d->ctx, CNF_EINVAL, "solve: empty batch (B = 0)");
+  if (opt == NULL || z == NULL || delta == NULL || tout == NULL || m == 0 ||
+      (nreg != 0 && (nreg != 2 || ereg == NULL)))
+    return CNF_ERROR(d->ctx, CNF_EINVAL, "solve: NULL argument or no output time");
   if (d->P > 0 && theta == NULL)
     return CNF_ERROR(d->ctx, CNF_EINVAL, "solve: field '%s' needs parameters",
                      cnf_dyn_name(d));
@@ -516,7 +530,11 @@ int cnf_dyn_solve_times(cnf_dyn *d, const double *theta, const cnf_options *opt,
                         size_t m, const double *tout, size_t B, size_t K, const double *eps,
                         double *z, double *delta, double *z_out, double *delta_out,
                         cnf_stats *st) {
-  return cnf__dyn_solve_aug(d, theta, opt, t0, m, tout, B, K, eps, 0, z, delta, NULL, z_out,
+  if (d == NULL) return CNF_EINVAL;
+  cnf_options o;
+  int rc = cnf__options_read(d->ctx, opt, &o);
+  if (rc != 0) return rc;
+  return cnf__dyn_solve_aug(d, theta, &o, t0, m, tout, B, K, eps, 0, z, delta, NULL, z_out,
                             delta_out, st);
 }
 
@@ -531,14 +549,21 @@ int cnf_dyn_solve(cnf_dyn *d, const double *theta, const cnf_options *opt, doubl
 int cnf_dyn_logp_at(cnf_dyn *d, const double *theta, const cnf_options *opt,
                     const cnf_density *p0, double t0, double t, size_t B, size_t K,
                     const double *eps, const double *x, double *logp, cnf_stats *st) {
-  if (d == NULL || p0 == NULL || p0->logp == NULL || x == NULL || logp == NULL || B == 0)
-    return CNF_ERROR(d ? d->ctx : NULL, CNF_EINVAL, "logp_at: bad arguments");
+  if (d == NULL) return CNF_EINVAL;
+  cnf_options o;
+  int rc = cnf__options_read(d->ctx, opt, &o);
+  if (rc != 0) return rc;
+  if (p0 == NULL || p0->logp == NULL)
+    return CNF_ERROR(d->ctx, CNF_EINVAL, "logp_at: no density p0 (or its logp is NULL)");
+  if (B == 0) return CNF_ERROR(d->ctx, CNF_EINVAL, "logp_at: empty batch (B = 0)");
+  if (x == NULL || logp == NULL)
+    return CNF_ERROR(d->ctx, CNF_EINVAL, "logp_at: x or logp is NULL");
   const size_t BD = B * d->D;
   double *z = cnf__dalloc(d->ctx, BD), *delta = cnf__dalloc(d->ctx, B);
-  int rc = z != NULL && delta != NULL ? 0 : CNF_ENOMEM;
+  rc = z != NULL && delta != NULL ? 0 : CNF_ENOMEM;
   if (rc == 0) {
     memcpy(z, x, BD * sizeof(double));
-    rc = cnf_dyn_solve(d, theta, opt, t, t0, B, K, eps, z, delta, st);
+    rc = cnf_dyn_solve(d, theta, &o, t, t0, B, K, eps, z, delta, st);
   }
   if (rc == 0) {
     rc = p0->logp(p0->user, B, d->D, z, logp);

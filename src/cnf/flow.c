@@ -303,11 +303,16 @@ double cnf_log_normal(const double *z, size_t D) {
   return -0.5 * s - 0.5 * (double)D * 1.8378770664093454835606594728112; /* log 2 pi */
 }
 
-static int check_args(cnf_flow *f, const cnf_options *opt, size_t B,
+/* Check the arguments of a public call and read the caller's options into
+ * o (cnf__options_read), which the call then uses instead of opt. */
+static int check_args(cnf_flow *f, const cnf_options *opt, cnf_options *o, size_t B,
                       const void *in, const void *out) {
   if (f == NULL) return CNF_EINVAL;
   if (opt == NULL || in == NULL || out == NULL || B == 0)
     return CNF_ERROR(f->ctx, CNF_EINVAL, "flow: NULL argument or empty batch");
+  int rc = cnf__options_read(f->ctx, opt, o);
+  if (rc != 0) return rc;
+  opt = o;
   if (opt->trace != CNF_TRACE_EXACT && opt->probes == 0)
     return CNF_ERROR(f->ctx, CNF_EINVAL, "flow: Hutchinson needs at least one probe");
   if ((unsigned)opt->trace > CNF_TRACE_RADEMACHER || (unsigned)opt->method > CNF_METHOD_BDF)
@@ -384,8 +389,10 @@ static int copy_in(cnf_flow *f, const double *in, double *out, size_t n) {
 
 int cnf_flow_encode(cnf_flow *f, const cnf_options *opt, size_t B,
                     const double *x, double *z, double *delta, cnf_stats *st) {
-  int rc = check_args(f, opt, B, x, z);
+  cnf_options o;
+  int rc = check_args(f, opt, &o, B, x, z);
   if (rc != 0) return rc;
+  opt = &o;
   if (delta == NULL) return CNF_ERROR(f->ctx, CNF_EINVAL, "flow: delta is NULL");
   rc = copy_in(f, x, z, B * f->cfg.dim);
   if (rc != 0) return rc;
@@ -399,8 +406,10 @@ int cnf_flow_encode(cnf_flow *f, const cnf_options *opt, size_t B,
 
 int cnf_flow_decode(cnf_flow *f, const cnf_options *opt, size_t B,
                     const double *z, double *x, double *delta, cnf_stats *st) {
-  int rc = check_args(f, opt, B, z, x);
+  cnf_options o;
+  int rc = check_args(f, opt, &o, B, z, x);
   if (rc != 0) return rc;
+  opt = &o;
   if (delta == NULL) return CNF_ERROR(f->ctx, CNF_EINVAL, "flow: delta is NULL");
   rc = copy_in(f, z, x, B * f->cfg.dim);
   if (rc != 0) return rc;
@@ -419,8 +428,10 @@ int cnf_flow_decode(cnf_flow *f, const cnf_options *opt, size_t B,
 
 int cnf_flow_logp(cnf_flow *f, const cnf_options *opt, size_t B,
                   const double *x, double *logp, cnf_stats *st) {
-  int rc = check_args(f, opt, B, x, logp);
+  cnf_options o;
+  int rc = check_args(f, opt, &o, B, x, logp);
   if (rc != 0) return rc;
+  opt = &o;
   const size_t D = f->cfg.dim;
   double *z = cnf__dalloc(f->ctx, B * D);
   if (z == NULL) return CNF_ENOMEM;
@@ -433,8 +444,10 @@ int cnf_flow_logp(cnf_flow *f, const cnf_options *opt, size_t B,
 
 int cnf_flow_sample(cnf_flow *f, const cnf_options *opt, size_t B, double *x,
                     double *logp, cnf_stats *st) {
-  int rc = check_args(f, opt, B, x, logp);
+  cnf_options o;
+  int rc = check_args(f, opt, &o, B, x, logp);
   if (rc != 0) return rc;
+  opt = &o;
   const size_t D = f->cfg.dim;
   for (size_t i = 0; i < B * D; i++) x[i] = gsl_ran_gaussian_ziggurat(f->rng, 1.0);
   double *lz = cnf__dalloc(f->ctx, B);

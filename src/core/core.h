@@ -54,6 +54,15 @@ void cnf__free(void *p);
  * allocations made since the previous call. */
 long cnf__alloc_fail_after(long k);
 
+/* Read the caller's options into out: the defaults, overwritten by the
+ * first in->size bytes of *in (so a struct from an older, smaller
+ * cnf_options gets defaults for the fields it lacks, and a newer, larger
+ * one has its unknown tail ignored); out->size becomes sizeof *out.  in
+ * NULL or in->size 0 (not initialised by cnf_options_default) is
+ * CNF_EINVAL with a message in ctx.  Every public function that takes a
+ * cnf_options reads it through here and then uses only the copy. */
+int cnf__options_read(cnf_ctx *ctx, const cnf_options *in, cnf_options *out);
+
 /* Allocate n doubles, or NULL (raising CNF_ENOMEM in ctx) on failure. */
 double *cnf__dalloc(cnf_ctx *ctx, size_t n);
 

@@ -5,6 +5,7 @@
 
 void cnf_options_default(cnf_options *opt) {
   memset(opt, 0, sizeof *opt);
+  opt->size = sizeof *opt;
   opt->rtol = 1e-5;
   opt->atol = 1e-5;
   opt->atol_logp = 0.0;
@@ -21,6 +22,21 @@ void cnf_options_default(cnf_options *opt) {
   opt->atol_adj = 0.0;
   opt->seminorm = 1;
   opt->checkpoint_steps = 100;
+}
+
+int cnf__options_read(cnf_ctx *ctx, const cnf_options *in, cnf_options *out) {
+  cnf_options_default(out);
+  if (in == NULL) return CNF_ERROR(ctx, CNF_EINVAL, "options: NULL pointer");
+  if (in->size == 0)
+    return CNF_ERROR(ctx, CNF_EINVAL,
+                     "options: size is 0, so the struct was not initialised: call "
+                     "cnf_options_default on it first, then set fields");
+  if (in->size < sizeof in->size)
+    return CNF_ERROR(ctx, CNF_EINVAL, "options: size %zu is too small for any cnf_options",
+                     in->size);
+  memcpy(out, in, in->size < sizeof *out ? in->size : sizeof *out);
+  out->size = sizeof *out;
+  return 0;
 }
 
 static const char *const trace_names[] = {"exact", "gauss", "rademacher"};

@@ -204,11 +204,14 @@ int cnf_integrate_linear(cnf_ctx *ctx, size_t n, double alpha, const cnf_options
                          uint64_t seed, double *x, double *logq, cnf_stats *st) {
   if (opt == NULL || x == NULL || logq == NULL || N == 0 || n == 0)
     return CNF_ERROR(ctx, CNF_EINVAL, "integrate: bad arguments to the linear sampler");
+  cnf_options o;
+  int rc = cnf__options_read(ctx, opt, &o);
+  if (rc != 0) return rc;
+  opt = &o;
   const size_t Bmax = opt->batch > 0 && opt->batch < N ? opt->batch : N;
   const size_t K = opt->trace == CNF_TRACE_EXACT ? 0 : (opt->probes > 0 ? opt->probes : 1);
   cnf_dyn *dyn = NULL;
   double *theta = NULL, *eps = NULL, *lz = NULL;
-  int rc = 0;
   CNF_TRY(cnf_dyn_linear_create(&dyn, ctx, n));
   theta = cnf__dalloc(ctx, n * n + n);
   lz = cnf__dalloc(ctx, Bmax);

@@ -184,10 +184,13 @@ int cnf_integrate_flow_train(cnf_integrate_flow *fl, const cnf_integrand *f, con
                              double *losses, cnf_stats *fwd, cnf_stats *bwd) {
   if (fl == NULL || to == NULL || opt == NULL || B == 0 || !(to->lr > 0))
     return CNF_ERROR(fl ? fl->ctx : NULL, CNF_EINVAL, "integrate: bad arguments to train");
+  cnf_options o;
+  int rc = cnf__options_read(fl->ctx, opt, &o);
+  if (rc != 0) return rc;
+  opt = &o;
   const size_t n = fl->n;
   const size_t K = opt->trace == CNF_TRACE_EXACT ? 0 : (opt->probes > 0 ? opt->probes : 1);
   double *z = cnf__dalloc(fl->ctx, B * n), *eps = K ? cnf__dalloc(fl->ctx, K * B * n) : NULL;
-  int rc = 0;
   if (z == NULL || (K > 0 && eps == NULL)) CNF_TRY(CNF_ENOMEM);
   for (size_t it = 0; it < iters; it++) {
     const uint64_t i = (uint64_t)fl->iter++;
@@ -215,10 +218,13 @@ int cnf_integrate_flow_sample(cnf_integrate_flow *fl, const cnf_options *opt, si
                               uint64_t seed, double *x, double *logq, double *y, cnf_stats *st) {
   if (fl == NULL || opt == NULL || x == NULL || logq == NULL || N == 0)
     return CNF_ERROR(fl ? fl->ctx : NULL, CNF_EINVAL, "integrate: bad arguments to sample");
+  cnf_options o;
+  int rc = cnf__options_read(fl->ctx, opt, &o);
+  if (rc != 0) return rc;
+  opt = &o;
   const size_t n = fl->n, Bmax = opt->batch > 0 && opt->batch < N ? opt->batch : N;
   const size_t K = opt->trace == CNF_TRACE_EXACT ? 0 : (opt->probes > 0 ? opt->probes : 1);
   double *eps = K ? cnf__dalloc(fl->ctx, K * Bmax * n) : NULL, *lz = cnf__dalloc(fl->ctx, Bmax);
-  int rc = 0;
   if (lz == NULL || (K > 0 && eps == NULL)) CNF_TRY(CNF_ENOMEM);
   CNF_TRY(cnf_probes_draw(CNF_TRACE_GAUSS, cnf_seed_derive(seed, CNF__IS_SAMPLE_POINTS, 0), 1,
                           N, n, x)); /* z, then y */
@@ -256,12 +262,15 @@ int cnf_integrate_flow_logq(cnf_integrate_flow *fl, const cnf_options *opt, size
                             const double *x, uint64_t seed, double *logq, cnf_stats *st) {
   if (fl == NULL || opt == NULL || x == NULL || logq == NULL || N == 0)
     return CNF_ERROR(fl ? fl->ctx : NULL, CNF_EINVAL, "integrate: bad arguments to logq");
+  cnf_options o;
+  int rc = cnf__options_read(fl->ctx, opt, &o);
+  if (rc != 0) return rc;
+  opt = &o;
   const size_t n = fl->n, Bmax = opt->batch > 0 && opt->batch < N ? opt->batch : N;
   const size_t K = opt->trace == CNF_TRACE_EXACT ? 0 : (opt->probes > 0 ? opt->probes : 1);
   double *y = cnf__dalloc(fl->ctx, Bmax * n), *eps = K ? cnf__dalloc(fl->ctx, K * Bmax * n) : NULL;
   size_t *idx = cnf__calloc(Bmax, sizeof *idx);
   const cnf_density p0 = {base_logp, NULL, NULL};
-  int rc = 0;
   if (y == NULL || idx == NULL || (K > 0 && eps == NULL)) CNF_TRY(CNF_ENOMEM);
   for (size_t b0 = 0, c = 0; b0 < N; b0 += Bmax, c++) {
     const size_t Bc = N - b0 < Bmax ? N - b0 : Bmax;

@@ -46,7 +46,7 @@ void cnf__to_le(double *x, size_t n) {
   }
 }
 
-int cnf_flow_save(cnf_flow *f, const char *path) {
+int cnf_flow_save(const cnf_flow *f, const char *path) {
   if (f == NULL || path == NULL) return CNF_EINVAL;
   cnf_ctx *ctx = f->ctx;
   char hidden[256], head[HEADER_MAX];

@@ -913,10 +913,14 @@ void cnf_tf_free(cnf_tf *tf) {
   cnf__free(tf);
 }
 
-void cnf_tf_set_options(cnf_tf *tf, const cnf_options *opt) {
-  if (tf == NULL || opt == NULL || tf->cfg.kind != CNF_TF_CNF) return;
-  tf->opt = *opt;
+int cnf_tf_set_options(cnf_tf *tf, const cnf_options *opt) {
+  if (tf == NULL) return CNF_EINVAL;
+  cnf_options o;
+  int rc = cnf__options_read(tf->ctx, opt, &o);
+  if (rc != 0 || tf->cfg.kind != CNF_TF_CNF) return rc;
+  tf->opt = o;
   tf->opt.trace = CNF_TRACE_EXACT;
+  return 0;
 }
 
 const cnf_tf_config *cnf_tf_get_config(const cnf_tf *tf) {

@@ -202,8 +202,12 @@ int cnf_stack_standardization(const cnf_stack *s, double *shift, double *scale) 
   return 1;
 }
 
-void cnf_stack_set_options(cnf_stack *s, const cnf_options *opt) {
-  for (size_t l = 0; s != NULL && l < s->L; l++) cnf_tf_set_options(s->tf[l], opt);
+int cnf_stack_set_options(cnf_stack *s, const cnf_options *opt) {
+  if (s == NULL) return CNF_EINVAL;
+  cnf_options o;
+  int rc = cnf__options_read(s->ctx, opt, &o);
+  for (size_t l = 0; rc == 0 && l < s->L; l++) rc = cnf_tf_set_options(s->tf[l], &o);
+  return rc;
 }
 
 void cnf_stack_seed(cnf_stack *s, uint64_t seed) {
@@ -236,7 +240,9 @@ static int chunk_forward(cnf_stack *s, size_t nb, const double *x, double *ld) {
 }
 
 int cnf_stack_encode(cnf_stack *s, size_t B, const double *x, double *z, double *logdet) {
-  if (s == NULL || (B > 0 && (x == NULL || z == NULL || logdet == NULL))) return CNF_EINVAL;
+  if (s == NULL) return CNF_EINVAL;
+  if (B > 0 && (x == NULL || z == NULL || logdet == NULL))
+    return CNF_ERROR(s->ctx, CNF_EINVAL, "stack encode: x, z or logdet is NULL for %zu rows", B);
   const size_t D = s->D;
   for (size_t r = 0; r < B; r += CNF_TF_CHUNK) {
     size_t nb = B - r < CNF_TF_CHUNK ? B - r : CNF_TF_CHUNK;
@@ -248,7 +254,9 @@ int cnf_stack_encode(cnf_stack *s, size_t B, const double *x, double *z, double 
 }
 
 int cnf_stack_decode(cnf_stack *s, size_t B, const double *z, double *x, double *logdet) {
-  if (s == NULL || (B > 0 && (x == NULL || z == NULL))) return CNF_EINVAL;
+  if (s == NULL) return CNF_EINVAL;
+  if (B > 0 && (x == NULL || z == NULL))
+    return CNF_ERROR(s->ctx, CNF_EINVAL, "stack decode: z or x is NULL for %zu rows", B);
   const size_t D = s->D, stride = CNF_TF_CHUNK * D;
   const double base = std_logdet(s);
   for (size_t r = 0; r < B; r += CNF_TF_CHUNK) {
@@ -272,7 +280,9 @@ int cnf_stack_decode(cnf_stack *s, size_t B, const double *z, double *x, double 
 }
 
 int cnf_stack_logp(cnf_stack *s, size_t B, const double *x, double *logp) {
-  if (s == NULL || (B > 0 && (x == NULL || logp == NULL))) return CNF_EINVAL;
+  if (s == NULL) return CNF_EINVAL;
+  if (B > 0 && (x == NULL || logp == NULL))
+    return CNF_ERROR(s->ctx, CNF_EINVAL, "stack logp: x or logp is NULL for %zu rows", B);
   const size_t D = s->D;
   for (size_t r = 0; r < B; r += CNF_TF_CHUNK) {
     size_t nb = B - r < CNF_TF_CHUNK ? B - r : CNF_TF_CHUNK;
@@ -285,7 +295,9 @@ int cnf_stack_logp(cnf_stack *s, size_t B, const double *x, double *logp) {
 }
 
 int cnf_stack_sample(cnf_stack *s, size_t B, double *x, double *logp) {
-  if (s == NULL || (B > 0 && x == NULL)) return CNF_EINVAL;
+  if (s == NULL) return CNF_EINVAL;
+  if (B > 0 && x == NULL)
+    return CNF_ERROR(s->ctx, CNF_EINVAL, "stack sample: x is NULL for %zu rows", B);
   const size_t D = s->D;
   for (size_t r = 0; r < B; r += CNF_TF_CHUNK) {
     size_t nb = B - r < CNF_TF_CHUNK ? B - r : CNF_TF_CHUNK;
@@ -374,7 +386,8 @@ int cnf__stack_train_state(cnf_stack *s) {
 
 int cnf_stack_train_step(cnf_stack *s, const cnf_train_options *to, size_t B, const double *x,
                          double *loss, double *grad_norm) {
-  if (s == NULL || to == NULL) return CNF_EINVAL;
+  if (s == NULL) return CNF_EINVAL;
+  if (to == NULL) return CNF_ERROR(s->ctx, CNF_EINVAL, "stack train step: no training options");
   int rc = cnf__stack_train_state(s);
   if (rc != 0) return rc;
   s->iter++; /* a failed step counts too, as for flows */

@@ -42,7 +42,7 @@ static int put_layer(char *buf, size_t cap, size_t *n, const cnf_tf_config *c, i
   return 0;
 }
 
-int cnf_stack_save(cnf_stack *s, const char *path) {
+int cnf_stack_save(const cnf_stack *s, const char *path) {
   if (s == NULL || path == NULL) return CNF_EINVAL;
   cnf_ctx *ctx = s->ctx;
   char head[HEADER_MAX];

@@ -91,8 +91,12 @@ int cnf_plot_heatmaps(cnf_ctx *ctx, size_t n, size_t G, const double *logp, doub
 
 int cnf_plot_density(cnf_flow *f, const cnf_options *opt, double L, size_t G,
                      const double *data, size_t n, const char *path) {
-  if (f == NULL || opt == NULL || path == NULL) return CNF_EINVAL;
+  if (f == NULL) return CNF_EINVAL;
   cnf_ctx *ctx = f->ctx;
+  if (path == NULL) return CNF_ERROR(ctx, CNF_EINVAL, "plot: no output path");
+  cnf_options o;
+  int rc = cnf__options_read(ctx, opt, &o);
+  if (rc != 0) return rc;
   if (f->cfg.dim != 2)
     return CNF_ERROR(ctx, CNF_EDIM, "plot: a density heat map needs a 2-D flow (this one is %zu-D)",
                      f->cfg.dim);
@@ -100,10 +104,8 @@ int cnf_plot_density(cnf_flow *f, const cnf_options *opt, double L, size_t G,
     return CNF_ERROR(ctx, CNF_EINVAL, "plot: need range L > 0 and 2 <= grid <= 4096");
   double *x = cnf__dalloc(ctx, 2 * G * G), *lp = cnf__dalloc(ctx, G * G);
   image im = {0, 0, NULL};
-  int rc = 0;
   if (x == NULL || lp == NULL) CNF_TRY(CNF_ENOMEM);
   cnf_plot_grid(L, G, x);
-  cnf_options o = *opt;
   if (o.batch == 0 || o.batch > 4096) o.batch = 4096;
   CNF_TRY(cnf_flow_logp(f, &o, G * G, x, lp, NULL));
   CNF_TRY(image_new(ctx, &im, G, G));
@@ -134,15 +136,17 @@ static void coord_range(const double *a, size_t n, size_t D, size_t i, double *l
 int cnf_plot_pairs(cnf_flow *f, const cnf_options *opt, size_t n_samples,
                    size_t max_dims, const double *data, size_t n,
                    const char *path) {
-  if (f == NULL || opt == NULL || path == NULL) return CNF_EINVAL;
+  if (f == NULL) return CNF_EINVAL;
   cnf_ctx *ctx = f->ctx;
+  if (path == NULL) return CNF_ERROR(ctx, CNF_EINVAL, "plot: no output path");
+  cnf_options o;
+  int rc = cnf__options_read(ctx, opt, &o);
+  if (rc != 0) return rc;
   const size_t D = f->cfg.dim, k = max_dims < D ? max_dims : D;
   if (k == 0 || n_samples == 0)
     return CNF_ERROR(ctx, CNF_EINVAL, "plot: need at least one coordinate and one sample");
   double *xs = cnf__dalloc(ctx, n_samples * D), *lp = cnf__dalloc(ctx, n_samples);
-  int rc = 0;
   if (xs == NULL || lp == NULL) CNF_TRY(CNF_ENOMEM);
-  cnf_options o = *opt;
   if (o.batch == 0 || o.batch > 4096) o.batch = 4096;
   CNF_TRY(cnf_flow_sample(f, &o, n_samples, xs, lp, NULL));
   rc = cnf_plot_pairs_of(ctx, xs, n_samples, D, max_dims, data, n, path);

@@ -44,7 +44,9 @@ void cnf_flow_clear_train_state(cnf_flow *f) {
 
 int cnf_train_create(cnf_train **out, cnf_flow *f, const cnf_train_options *to,
                      uint64_t seed) {
-  if (out == NULL || f == NULL || to == NULL) return CNF_EINVAL;
+  if (f == NULL) return CNF_EINVAL;
+  if (out == NULL || to == NULL)
+    return CNF_ERROR(f->ctx, CNF_EINVAL, "train: %s is NULL", out == NULL ? "out" : "options");
   *out = NULL;
   if (!(to->lr > 0) || !(to->weight_decay >= 0) || !(to->beta1 >= 0 && to->beta1 < 1) ||
       !(to->beta2 >= 0 && to->beta2 < 1) || !(to->eps > 0) || !(to->T_min > 0))

@@ -7,6 +7,7 @@
 #include <string.h>
 
 #include "cnf.h"
+#include "cnf_dynamics.h"
 #include "core.h"
 #include "suites.h"
 
@@ -92,10 +93,97 @@ static void test_context_error(void) {
   CU_ASSERT_EQUAL(cnf_ctx_create(NULL), CNF_EINVAL);
 }
 
+static int sum_loss(void *user, size_t B, size_t D, const double *z1, const double *delta1,
+                    double *loss, double *gz1, double *gdelta1) {
+  (void)user, (void)z1, (void)delta1;
+  *loss = 0.0;
+  for (size_t i = 0; i < B * D; i++) gz1[i] = 0.0;
+  for (size_t b = 0; b < B; b++) gdelta1[b] = 1.0;
+  return 0;
+}
+
+static int normal_logp(void *user, size_t B, size_t D, const double *x, double *logp) {
+  (void)user;
+  for (size_t b = 0; b < B; b++) logp[b] = cnf_log_normal(x + b * D, D);
+  return 0;
+}
+
+/* An empty batch (B = 0) is an error, not a no-op, for the field-level
+ * solves of cnf_dynamics.h: CNF_EINVAL, a message that names it, and the
+ * arrays left alone.  The same call with B = 1 succeeds, so the refusal
+ * is about B alone. */
+static void test_empty_batch(void) {
+  cnf_ctx *ctx = NULL;
+  CU_ASSERT_EQUAL_FATAL(cnf_ctx_create(&ctx), 0);
+  cnf_dyn *dyn = NULL;
+  CU_ASSERT_EQUAL_FATAL(cnf_dyn_linear_create(&dyn, ctx, 2), 0);
+  const double theta[6] = {-0.5, 0.25, 0.0, -1.0, 0.1, 0.0}, tout[2] = {0.5, 1.0};
+  double z[2] = {1.0, 2.0}, delta = 0.5, loss = 7.0, lp = 3.0;
+  cnf_options o;
+  cnf_options_default(&o);
+  const cnf_density p0 = {normal_logp, NULL, NULL};
+#define EMPTY(call)                                                             \
+  do {                                                                          \
+    cnf_ctx_clear_error(ctx);                                                   \
+    CU_ASSERT_EQUAL(call, CNF_EINVAL);                                          \
+    CU_ASSERT_PTR_NOT_NULL(strstr(cnf_ctx_errmsg(ctx), "empty batch (B = 0)")); \
+  } while (0)
+  EMPTY(cnf_dyn_solve(dyn, theta, &o, 0.0, 1.0, 0, 0, NULL, z, &delta, NULL));
+  EMPTY(cnf_dyn_solve_times(dyn, theta, &o, 0.0, 2, tout, 0, 0, NULL, z, &delta, NULL, NULL, NULL));
+  EMPTY(cnf_dyn_grad(dyn, theta, &o, 0.0, 1.0, 0, 0, NULL, z, sum_loss, NULL, &loss, NULL, NULL,
+                     NULL, NULL, NULL, NULL));
+  EMPTY(cnf_dyn_logp_at(dyn, theta, &o, &p0, 0.0, 1.0, 0, 0, NULL, z, &lp, NULL));
+#undef EMPTY
+  CU_ASSERT_TRUE(z[0] == 1.0 && z[1] == 2.0 && delta == 0.5 && loss == 7.0 && lp == 3.0);
+  /* B = 1: z' = A z + b, A = [[-0.5, 0.25], [0, -1]], tr A = -1.5, so
+   * Delta(1) = 0.5 + 1.5 */
+  CU_ASSERT_EQUAL(cnf_dyn_solve(dyn, theta, &o, 0.0, 1.0, 1, 0, NULL, z, &delta, NULL), 0);
+  CU_ASSERT_TRUE(fabs(delta - 2.0) < 1e-4);
+  cnf_dyn_free(dyn);
+  cnf_ctx_free(ctx);
+}
+
+/* Calls that fail with a context at hand leave a message naming the
+ * problem, not only a code. */
+static void test_messages_with_context(void) {
+  cnf_ctx *ctx = NULL;
+  CU_ASSERT_EQUAL_FATAL(cnf_ctx_create(&ctx), 0);
+  cnf_dyn *dyn = NULL;
+  CU_ASSERT_EQUAL_FATAL(cnf_dyn_linear_create(&dyn, ctx, 2), 0);
+  const double theta[6] = {0}, z[2] = {0};
+  double dz[2], div[1], jv[6];
+  /* the exact directions are the D = 2 unit vectors: K = 3 is refused */
+  cnf_ctx_clear_error(ctx);
+  CU_ASSERT_EQUAL(cnf_dyn_f_div(dyn, 0.0, 1, 3, z, theta, NULL, dz, div), CNF_EINVAL);
+  CU_ASSERT_PTR_NOT_NULL(strstr(cnf_ctx_errmsg(ctx), "K = D = 2, not K = 3"));
+  cnf_ctx_clear_error(ctx);
+  CU_ASSERT_EQUAL(cnf_dyn_jvp(dyn, 0.0, 1, 3, z, theta, NULL, dz, jv), CNF_EINVAL);
+  CU_ASSERT_PTR_NOT_NULL(strstr(cnf_ctx_errmsg(ctx), "K = D = 2, not K = 3"));
+  cnf_ctx_clear_error(ctx);
+  CU_ASSERT_EQUAL(cnf_dyn_reserve(dyn, 0, 1), CNF_EINVAL);
+  CU_ASSERT_PTR_NOT_NULL(strstr(cnf_ctx_errmsg(ctx), "B = 0"));
+  cnf_dyn_free(dyn);
+
+  cnf_mlp_config cfg;
+  cnf_mlp_config_default(&cfg, 2);
+  CU_ASSERT_EQUAL_FATAL(cnf_mlp_parse_hidden(&cfg, "4"), 0);
+  cnf_flow *f = NULL;
+  CU_ASSERT_EQUAL_FATAL(cnf_flow_create(&f, ctx, &cfg, 1, 0.5, 7), 0);
+  cnf_train *tr = NULL;
+  cnf_ctx_clear_error(ctx);
+  CU_ASSERT_EQUAL(cnf_train_create(&tr, f, NULL, 1), CNF_EINVAL);
+  CU_ASSERT_PTR_NOT_NULL(strstr(cnf_ctx_errmsg(ctx), "options is NULL"));
+  CU_ASSERT_PTR_NULL(tr);
+  cnf_flow_free(f);
+  cnf_ctx_free(ctx);
+}
+
 const test_entry errors_tests[] = {
     {"table: distinct names and messages, round trip", test_table_round_trip},
     {"unknown codes", test_unknown_codes},
     {"cnf_is_solver_error is ESOLVER..ERHS", test_solver_errors},
     {"context records and clears the last error", test_context_error},
+    {"B = 0 is CNF_EINVAL with a message for the field solves", test_empty_batch},
+    {"failures with a context carry a message", test_messages_with_context},
     {NULL, NULL},
 };

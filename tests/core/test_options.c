@@ -1,4 +1,6 @@
-/* test_options.c: cnf_options_default, the names of traces, methods,
+/* test_options.c: cnf_options_default, reading a caller's cnf_options
+ * (size 0 refused, an older and smaller struct completed with defaults, a
+ * newer and larger one cut to ours), the names of traces, methods,
  * layers and activations, the "64-64-64" hidden-layer notation, parameter
  * counts, and the statistics counters. */
 #include <math.h>
@@ -6,6 +8,7 @@
 #include <string.h>
 
 #include "cnf.h"
+#include "core.h" /* white box: cnf__options_read */
 #include "suites.h"
 
 #define LOG_2PI 1.8378770664093454836 /* log(2 pi) */
@@ -24,6 +27,7 @@ static void test_defaults(void) {
   CU_ASSERT_EQUAL(o.method, CNF_METHOD_ADAMS);
   CU_ASSERT_EQUAL(o.trace, CNF_TRACE_EXACT);
   CU_ASSERT_EQUAL(o.probes, 1);
+  CU_ASSERT_EQUAL(o.size, sizeof o);
   CU_ASSERT_EQUAL(o.batch, 0);
   CU_ASSERT_EQUAL(o.adjoint, CNF_ADJOINT_CHECKPOINT);
   CU_ASSERT_EQUAL(o.rtol_adj, 0.0);
@@ -238,8 +242,98 @@ static void test_log_normal(void) {
   CHECK_NEAR(cnf_log_normal(z, 1), -0.125 - 0.5 * LOG_2PI, 1e-15);
 }
 
+/* A struct the caller never initialised (zeroed) is refused with a message
+ * that says what to do, by the internal reader and by a public call. */
+static void test_options_size_zero(void) {
+  cnf_ctx *ctx = NULL;
+  CU_ASSERT_EQUAL_FATAL(cnf_ctx_create(&ctx), 0);
+  cnf_options in, out;
+  memset(&in, 0, sizeof in);
+  in.rtol = in.atol = 1e-6;
+  CU_ASSERT_EQUAL(cnf__options_read(ctx, &in, &out), CNF_EINVAL);
+  CU_ASSERT_PTR_NOT_NULL(strstr(cnf_ctx_errmsg(ctx), "cnf_options_default"));
+  CU_ASSERT_EQUAL(cnf__options_read(ctx, NULL, &out), CNF_EINVAL);
+
+  cnf_mlp_config cfg;
+  cnf_mlp_config_default(&cfg, 2);
+  CU_ASSERT_EQUAL_FATAL(cnf_mlp_parse_hidden(&cfg, "4"), 0);
+  cnf_flow *f = NULL;
+  CU_ASSERT_EQUAL_FATAL(cnf_flow_create(&f, ctx, &cfg, 1, 0.5, 7), 0);
+  const double x[2] = {0.3, -0.2};
+  double lp = 0.0;
+  cnf_ctx_clear_error(ctx);
+  CU_ASSERT_EQUAL(cnf_flow_logp(f, &in, 1, x, &lp, NULL), CNF_EINVAL);
+  CU_ASSERT_PTR_NOT_NULL(strstr(cnf_ctx_errmsg(ctx), "cnf_options_default"));
+  cnf_flow_free(f);
+  cnf_ctx_free(ctx);
+}
+
+/* An older program's struct ends before reg_kinetic: the reader takes its
+ * fields up to there and the defaults after, whatever the memory past its
+ * end holds.  A newer program's larger struct is cut to ours. */
+static void test_options_older_and_newer(void) {
+  cnf_ctx *ctx = NULL;
+  CU_ASSERT_EQUAL_FATAL(cnf_ctx_create(&ctx), 0);
+  cnf_options in, out, def;
+  cnf_options_default(&def);
+  cnf_options_default(&in);
+  in.size = offsetof(cnf_options, reg_kinetic);
+  in.rtol = 2.5e-7;
+  in.checkpoint_steps = 37;
+  in.reg_kinetic = NAN; /* past the end of the old struct: not read */
+  in.reg_jacobian = -3.0;
+  in.report_var = 99;
+  CU_ASSERT_EQUAL(cnf__options_read(ctx, &in, &out), 0);
+  CU_ASSERT_EQUAL(out.size, sizeof(cnf_options));
+  CU_ASSERT_EQUAL(out.rtol, 2.5e-7);
+  CU_ASSERT_EQUAL(out.checkpoint_steps, 37);
+  CU_ASSERT_EQUAL(out.atol, def.atol);
+  CU_ASSERT_EQUAL(out.reg_kinetic, 0.0);
+  CU_ASSERT_EQUAL(out.reg_jacobian, 0.0);
+  CU_ASSERT_EQUAL(out.report_var, 0);
+
+  /* through a public call: the loss rejects a NaN regulariser weight in a
+   * full-size struct, and never sees it in the older one */
+  cnf_mlp_config cfg;
+  cnf_mlp_config_default(&cfg, 2);
+  CU_ASSERT_EQUAL_FATAL(cnf_mlp_parse_hidden(&cfg, "4"), 0);
+  cnf_flow *f = NULL;
+  CU_ASSERT_EQUAL_FATAL(cnf_flow_create(&f, ctx, &cfg, 1, 0.5, 7), 0);
+  const double x[4] = {0.3, -0.2, 1.1, 0.4};
+  double grad_old[64], grad_def[64], L_old = 0.0, L_def = 1.0;
+  CU_ASSERT_FATAL(cnf_flow_param_count(f) <= 64);
+  cnf_options full = in;
+  full.size = sizeof full;
+  CU_ASSERT_EQUAL(cnf_flow_loss_grad(f, &full, 2, x, &L_old, grad_old, NULL, NULL, NULL),
+                  CNF_EINVAL);
+  CU_ASSERT_EQUAL(cnf_flow_loss_grad(f, &in, 2, x, &L_old, grad_old, NULL, NULL, NULL), 0);
+  def.rtol = 2.5e-7;
+  def.checkpoint_steps = 37;
+  CU_ASSERT_EQUAL(cnf_flow_loss_grad(f, &def, 2, x, &L_def, grad_def, NULL, NULL, NULL), 0);
+  CU_ASSERT_EQUAL(L_old, L_def);
+  CU_ASSERT_TRUE(isfinite(L_old) && L_old > 0.0);
+  cnf_flow_free(f);
+
+  /* a newer, larger struct: our fields are read, the unknown tail ignored */
+  struct {
+    cnf_options o;
+    double later[4];
+  } big;
+  cnf_options_default(&big.o);
+  big.o.size = sizeof big;
+  big.o.probes = 5;
+  for (int i = 0; i < 4; i++) big.later[i] = 1e300;
+  CU_ASSERT_EQUAL(cnf__options_read(ctx, &big.o, &out), 0);
+  CU_ASSERT_EQUAL(out.size, sizeof(cnf_options));
+  CU_ASSERT_EQUAL(out.probes, 5);
+  cnf_ctx_free(ctx);
+}
+
 const test_entry options_tests[] = {
     {"defaults", test_defaults},
+    {"options: size 0 is refused with a message", test_options_size_zero},
+    {"options: an older, smaller struct gets defaults for its missing tail",
+     test_options_older_and_newer},
     {"names round trip", test_names_round_trip},
     {"unknown names are EINVAL", test_unknown_names},
     {"hidden notation: parse and reject", test_hidden_parse},
