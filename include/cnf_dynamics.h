@@ -114,6 +114,8 @@ void cnf_dyn_free(cnf_dyn *dyn);
 size_t cnf_dyn_dim(const cnf_dyn *dyn);
 size_t cnf_dyn_param_count(const cnf_dyn *dyn);
 const char *cnf_dyn_name(const cnf_dyn *dyn);
+/* The state given to cnf_dyn_create (e.g. for a field class's init). */
+void *cnf_dyn_state(const cnf_dyn *dyn);
 
 /* The MLP of cnf.h.  theta layout: for each layer W (out, in), b (out),
  * then wb, wg, bg (out each) for concatsquash or wt (out) for concat. */

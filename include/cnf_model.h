@@ -182,9 +182,13 @@ typedef struct cnf_fit_data {
 
 /* A gradient reduction over workers, for data-parallel training: rank and
  * size of this worker, and sum_all(buf, n), which replaces buf (n) by its
- * sum over the workers (e.g. an MPI_Allreduce).  NULL: one worker.  With a
- * reduction each worker passes its own share of the global minibatch
- * (its rows of ("batch", step)); losses and gradients are averaged. */
+ * sum over the workers (e.g. an MPI_Allreduce) and returns 0.  NULL: one
+ * worker.  Every worker passes the same data and options; worker r takes
+ * rows [r B / R, (r + 1) B / R) of each global minibatch, and the loss and
+ * gradient are the global batch means (one sum_all per step).  A CNF
+ * worker integrates its rows as its own ODE system, so its steps match a
+ * single process to the solver's tolerance, not bit for bit.  Only rank 0
+ * writes files. */
 typedef struct cnf_fit_comm {
   int rank, size;
   int (*sum_all)(void *user, double *buf, size_t n);
@@ -264,8 +268,11 @@ typedef struct cnf_fit_result {
  * and at the end (also after a stop); every file atomically.  The
  * optimizer state lives in the model and is saved with it, so a run
  * resumed from a checkpoint reproduces the uninterrupted one bit for bit.
- * Returns 0 (also when stopped: res->stopped) or the error that ended the
- * run (the last good state is on disk). */
+ * A fresh stack (step 0) first gets its data-dependent initialisation
+ * (cnf_model_init_data) from the first 1000 rows, or 1000 rows of the
+ * generator's stream ("init", 0).  Returns 0 (also when stopped:
+ * res->stopped) or the error that ended the run (the last good state is
+ * on disk). */
 int cnf_fit(cnf_model *m, const cnf_fit_data *data, const cnf_fit_options *fo,
             cnf_fit_result *res);
 
@@ -274,8 +281,9 @@ long cnf_model_iteration(const cnf_model *m);
 /* Drop the optimizer state (e.g. before handing a final model out). */
 void cnf_model_clear_train_state(cnf_model *m);
 
-/* Column means and standard deviations (divisor N, floored at 1e-12 of
- * the mean's scale) of x (N, D) into mean, sd (D each). */
+/* Column means and sample standard deviations (divisor N - 1; 1 for a
+ * constant column or N = 1) of x (N, D) into mean, sd (D each): what
+ * `cnf train --standardize` uses. */
 void cnf_moments(size_t N, size_t D, const double *x, double *mean, double *sd);
 
 #ifdef __cplusplus

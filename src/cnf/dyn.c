@@ -61,6 +61,7 @@ void cnf_dyn_free(cnf_dyn *d) {
 
 size_t cnf_dyn_dim(const cnf_dyn *d) { return d ? d->D : 0; }
 size_t cnf_dyn_param_count(const cnf_dyn *d) { return d ? d->P : 0; }
+void *cnf_dyn_state(const cnf_dyn *d) { return d ? d->state : NULL; }
 const char *cnf_dyn_name(const cnf_dyn *d) {
   return d && d->type->name ? d->type->name : "?";
 }
