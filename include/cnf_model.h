@@ -57,26 +57,33 @@ int cnf_model_from_flow(cnf_model **out, cnf_flow *flow);
 int cnf_model_from_stack(cnf_model **out, cnf_stack *stack);
 
 /* A model by name, as `cnf init/train --flow NAME` makes it: "cnf" (MLP
- * blocks: spec->hidden, layer, act, blocks, T), a preset of
- * cnf_stack_preset_names (spec->hidden are the conditioner's widths,
- * spec->blocks its blocks; 0 for the preset's default), or "field:CLASS"
- * for blocks of a user field class registered with ctx (spec->config). */
+ * blocks: hidden, layer, act, blocks, T), a preset of
+ * cnf_stack_preset_names (hidden are the conditioner's widths, blocks its
+ * blocks), or "field:CLASS" for blocks of a user field class registered
+ * with ctx (config; blocks, T). */
 typedef struct cnf_model_spec {
   const char *flow;     /* "cnf" (default), "realnvp", ..., "field:NAME" */
   size_t dim;           /* D */
-  size_t blocks;        /* 0: the kind's default (cnf 1; see cnf_model_default_blocks) */
-  size_t n_hidden;      /* 0: the kind's default (cnf 64-64-64, stacks 64-64) */
-  size_t hidden[CNF_MAX_HIDDEN];
+  size_t blocks;        /* 0: the kind's default (cnf_model_default_blocks) */
+  const char *hidden;   /* widths "64-64-64"; NULL: the kind's default (cnf
+                           64-64-64, stacks 64-64); cnf only: "0" for none */
   cnf_layer layer;      /* cnf: time conditioning (concatsquash) */
   cnf_act act;          /* cnf: activation (tanh) */
   double T;             /* continuous kinds: initial end time (0.5) */
   const char *config;   /* field kinds: the class's configuration ("") */
 } cnf_model_spec;
 
+/* The largest model cnf_model_create makes (parameters over all blocks);
+ * above it CNF_EINVAL, not an allocation of gigabytes. */
+#define CNF_MODEL_MAX_PARAMS ((size_t)1 << 28)
+
 void cnf_model_spec_default(cnf_model_spec *spec, const char *flow, size_t D);
 /* The default number of blocks of a named kind (cnf 1, planar and radial
  * 16, affine 1, elementwise 2, the other presets 4). */
 size_t cnf_model_default_blocks(const char *flow);
+/* 1 if flow names a kind cnf_model_create makes without user classes:
+ * "cnf" or a preset. */
+int cnf_model_known_flow(const char *flow);
 int cnf_model_create(cnf_model **out, cnf_ctx *ctx, const cnf_model_spec *spec, uint64_t seed);
 
 void cnf_model_free(cnf_model *m);
@@ -201,6 +208,8 @@ typedef struct cnf_fit_report {
   int status;          /* 0, or the failed step's CNF_E* code (the step
                           was skipped; message in the context) */
   double loss;         /* the minibatch's loss before the update */
+  double loss_avg;     /* running mean of the successful steps' losses
+                          (0.97 decay) in this call, this one included */
   double nll, kinetic, jacobian; /* its parts (flows with RNODE terms) */
   double grad_norm;    /* |dL/dtheta| */
   double T;            /* flows: the first block's end time; NAN otherwise */
@@ -260,12 +269,14 @@ typedef struct cnf_fit_result {
  * probes from ("probes", i), the gradient (reduced over fo->comm), Adam.
  * A step whose solve fails or whose loss or gradient is not finite is
  * skipped (its parameters kept, the step counted, so a rerun draws a new
- * batch); fo->max_failed in a row end the run with that error.  An update
- * that would make a parameter or Adam's moments non-finite (a diverged
- * run) is undone and ends the run with CNF_ENONFINITE.  Validation every
- * val_every steps (and at the end), the best model to best_path;
- * checkpoints of the latest state to state_path every save_every steps
- * and at the end (also after a stop); every file atomically.  The
+ * batch; no validation or checkpoint after it); fo->max_failed in a row
+ * end the run with that error.  An update that would make a parameter or
+ * Adam's moments non-finite (a diverged run) is undone and ends the run
+ * with CNF_ENONFINITE.  Validation every val_every steps (and at the end),
+ * the best model to best_path; checkpoints of the latest state to
+ * state_path every save_every steps and at the end (also after a stop);
+ * every file atomically.  A run that ends in an error writes nothing more:
+ * the files are those of its last good checkpoint.  The
  * optimizer state lives in the model and is saved with it, so a run
  * resumed from a checkpoint reproduces the uninterrupted one bit for bit.
  * A fresh stack (step 0) first gets its data-dependent initialisation

@@ -1,9 +1,10 @@
 /* cli.h: internals of the `cnf` command-line tool: exit statuses, the
  * table-driven option parser (args.c) and the commands (commands.c).
  *
- * The tool is a thin client of include/cnf.h: it parses options, reads and
- * writes files through the library, and maps library status codes to exit
- * statuses.  It holds no numerics of its own. */
+ * The tool is a thin client of the public headers (cnf_model.h above
+ * all): it parses options, reads and writes files through the library,
+ * prints, and maps library status codes to exit statuses.  It holds no
+ * numerics and no loops over samples, parameters or steps of its own. */
 #ifndef CNF_CLI_H
 #define CNF_CLI_H
 
@@ -11,6 +12,7 @@
 #include <stdint.h>
 
 #include "cnf.h"
+#include "cnf_model.h"
 
 /* Exit statuses: a contract with scripts (docs/cli.md). */
 enum {
@@ -74,13 +76,11 @@ void cnf__cli_error(const char *cmd, const char *fmt, ...)
 /* Largest output we try to allocate (bytes): keeps absurd -n or --size
  * values a clear usage error instead of an allocation failure. */
 #define CNF_CLI_MAX_BYTES ((size_t)1 << 38)
-/* Largest network (parameters over all blocks) init will create. */
-#define CNF_CLI_MAX_PARAMS ((size_t)1 << 28)
 
 /* Everything any command can be given; each command's table points into
  * one of these. */
 typedef struct run_args {
-  const char *model, *in, *out, *hidden;
+  const char *model, *in, *out, *hidden, *flow;
   cnf_options opt;
   cnf_layer layer;
   cnf_act act;
@@ -150,19 +150,30 @@ double *cnf__cli_alloc(const char *cmd, size_t rows, size_t cols, const char *wh
 double cnf__cli_now(void);
 /* The --verbose report of a solve, "name value" per line, to stderr. */
 void cnf__cli_report(const run_args *a, size_t rows, const cnf_stats *st, double wall);
-/* Create the context and load the model; prints and returns an exit status
- * on failure. */
-int cnf__cli_open_model(const char *cmd, const char *path, cnf_ctx **ctx, cnf_flow **flow);
+/* Create the context and load the model (any kind: the file says which),
+ * with the run's threads; prints and returns an exit status on failure. */
+int cnf__cli_open_model(const char *cmd, const char *path, cnf_ctx **ctx, cnf_model **m);
 /* 1 if name is one of the toy sets (cnf_toy_names). */
 int cnf__cli_is_toy(const char *name);
-/* Column means and sample standard deviations (N - 1; 1 where a column is
- * constant) of x (N, D): what --standardize uses. */
-void cnf__cli_moments(const double *x, size_t N, size_t D, double *mean, double *sd);
+/* "swissroll, circles, ..." into buf (n bytes). */
+void cnf__cli_toy_list(char *buf, size_t n);
+/* Data from a toy name (n samples of the stream ("data", 0) of seed) or
+ * a CSV file (D columns, 0: any): *x (malloc), rows and columns.  Returns
+ * an exit status. */
+int cnf__cli_load_data(const char *cmd, cnf_ctx *ctx, const char *spec, size_t n, uint64_t seed,
+                       size_t D, double **x, size_t *N, size_t *cols);
+/* The --flow value: "cnf" or a preset (exit status 2 with the list
+ * otherwise); -1 to go on. */
+int cnf__cli_check_flow(const char *cmd, const char *flow);
+/* The model a spec describes, from run_args (--flow, --dim or D, --hidden,
+ * --blocks, --layer, --act, --time) and seed; an exit status. */
+int cnf__cli_create_model(const char *cmd, cnf_ctx *ctx, const run_args *a, size_t D,
+                          cnf_model **m);
 
 /* The run's threads (--threads, else the cores), settled by cnf__cli_begin. */
 size_t cnf__cli_threads(void);
-/* Give the flow the run's threads (--threads, else the cores); status. */
-int cnf__cli_use_threads(const char *cmd, cnf_flow *flow);
+/* Give the model the run's threads (--threads, else the cores); status. */
+int cnf__cli_use_threads(const char *cmd, cnf_model *m);
 int cnf__cli_write_table(const char *cmd, cnf_ctx *ctx, const char *path, const char *const *names,
                          size_t rows, size_t cols, const double *data);
 /* The start of every command: parse argv against opts, print the usage on
@@ -195,6 +206,22 @@ int cnf__cli_gradcheck(int argc, char **argv, size_t threads);
 int cnf__cli_plot(int argc, char **argv, size_t threads);
 int cnf__cli_pde(int argc, char **argv, size_t threads);
 int cnf__cli_integrate(int argc, char **argv, size_t threads);
+
+int cnf__cli_compare(int argc, char **argv, size_t threads);
+
+/* The options that describe a new model (init, train). */
+#define MODEL_ROWS(a)                                                                              \
+  ROW("flow", 0, CNF_CLI_STR, &(a).flow, 0, 0, NULL, 0, "FLOW",                                    \
+      "cnf (continuous), realnvp, nice, maf, iaf, planar, radial, affine, elementwise (cnf)"),     \
+  ROW("hidden", 0, CNF_CLI_STR, &(a).hidden, 0, 0, NULL, 0, "H1-H2-...",                           \
+      "hidden widths: cnf 64-64-64 ('0' for none); the discrete flows' conditioners 64-64"),       \
+  ROW("blocks", 0, CNF_CLI_SIZE, &(a).blocks, 1, 1000, NULL, 0, "K",                               \
+      "blocks (cnf 1; realnvp, nice, maf, iaf 4; planar, radial 16; affine 1; elementwise 2)"),    \
+  ROW("layer", 0, CNF_CLI_CHOICE, &(a).layer, 0, 0, cnf__cli_conv_layer, 0,                        \
+      "concatsquash|concat|ignore", "cnf: time conditioning of each layer (concatsquash)"),        \
+  ROW("act", 0, CNF_CLI_CHOICE, &(a).act, 0, 0, cnf__cli_conv_act, 0, "tanh|softplus",             \
+      "cnf: activation between layers (tanh)"),                                                    \
+  ROW("time", 0, CNF_CLI_POS, &(a).time, 0, 0, NULL, 0, "T", "cnf: end time of every block (0.5)")
 
 /* Parse a thread count for the global --threads: 1..1024. */
 int cnf__cli_parse_threads(const char *s, size_t *out);

@@ -17,10 +17,9 @@
 void cnf__cli_args_default(run_args *a) {
   memset(a, 0, sizeof *a);
   cnf_options_default(&a->opt);
-  a->hidden = "64-64-64";
+  a->flow = "cnf";
   a->layer = CNF_LAYER_CONCATSQUASH;
   a->act = CNF_ACT_TANH;
-  a->blocks = 1;
   a->time = 0.5;
   a->range = 4.0;
   a->size = 100;
@@ -70,6 +69,7 @@ int cnf__cli_lib_fail(const char *cmd, cnf_ctx *ctx, int rc, int reading) {
     case CNF_ENONFINITE:
       return CNF_CLI_EUSAGE;
     case CNF_EIO:
+    case CNF_EUNSUPPORTED: /* e.g. a model file of an unregistered field class */
       return reading ? CNF_CLI_EUSAGE : CNF_CLI_EFAIL;
     default:
       return CNF_CLI_EFAIL;
@@ -116,8 +116,8 @@ static void apply_threads(size_t global, size_t local) {
 
 size_t cnf__cli_threads(void) { return cli_threads; }
 
-int cnf__cli_use_threads(const char *cmd, cnf_flow *flow) {
-  int rc = cnf_flow_set_threads(flow, cli_threads);
+int cnf__cli_use_threads(const char *cmd, cnf_model *m) {
+  int rc = cnf_model_set_threads(m, cli_threads);
   if (rc != 0) return cnf__cli_lib_fail(cmd, NULL, rc, 0);
   return CNF_CLI_OK;
 }
@@ -141,16 +141,38 @@ void cnf__cli_report(const run_args *a, size_t rows, const cnf_stats *st, double
 
 /* Create the context and load the model; prints and returns an exit
  * status on failure. */
-int cnf__cli_open_model(const char *cmd, const char *path, cnf_ctx **ctx, cnf_flow **flow) {
-  *flow = NULL;
+int cnf__cli_open_model(const char *cmd, const char *path, cnf_ctx **ctx, cnf_model **m) {
+  *m = NULL;
   int rc = cnf_ctx_create(ctx);
   if (rc != 0) {
     cnf__cli_error(cmd, "cannot create a library context: %s", cnf_strerror(rc));
     return CNF_CLI_EFAIL;
   }
-  rc = cnf_flow_load(flow, *ctx, path);
+  rc = cnf_model_load(m, *ctx, path);
   if (rc != 0) return cnf__cli_lib_fail(cmd, *ctx, rc, 1);
-  return cnf__cli_use_threads(cmd, *flow);
+  return cnf__cli_use_threads(cmd, *m);
+}
+
+int cnf__cli_check_flow(const char *cmd, const char *flow) {
+  if (cnf_model_known_flow(flow)) return -1;
+  cnf__cli_error(cmd, "--flow: expected cnf, realnvp, nice, maf, iaf, planar, radial, affine or "
+                      "elementwise, found '%s'", flow);
+  return CNF_CLI_EUSAGE;
+}
+
+int cnf__cli_create_model(const char *cmd, cnf_ctx *ctx, const run_args *a, size_t D,
+                          cnf_model **m) {
+  int status = cnf__cli_check_flow(cmd, a->flow);
+  if (status >= 0) return status;
+  cnf_model_spec spec;
+  cnf_model_spec_default(&spec, a->flow, D);
+  spec.hidden = a->hidden;
+  spec.blocks = a->blocks;
+  spec.layer = a->layer;
+  spec.act = a->act;
+  spec.T = a->time;
+  int rc = cnf_model_create(m, ctx, &spec, a->seed);
+  return rc != 0 ? cnf__cli_lib_fail(cmd, ctx, rc, 0) : CNF_CLI_OK;
 }
 
 /* Write a (rows, cols) table under the given column names. */
@@ -211,14 +233,34 @@ int cnf__cli_is_toy(const char *name) {
   return 0;
 }
 
-void cnf__cli_moments(const double *x, size_t N, size_t D, double *mean, double *sd) {
-  for (size_t j = 0; j < D; j++) {
-    double s = 0, s2 = 0;
-    for (size_t i = 0; i < N; i++) s += x[i * D + j];
-    double m = s / (double)N;
-    for (size_t i = 0; i < N; i++) s2 += (x[i * D + j] - m) * (x[i * D + j] - m);
-    mean[j] = m;
-    sd[j] = N > 1 ? sqrt(s2 / (double)(N - 1)) : 1.0;
-    if (!(sd[j] > 0)) sd[j] = 1.0;
+void cnf__cli_toy_list(char *buf, size_t n) {
+  size_t used = 0;
+  buf[0] = '\0';
+  for (const char *const *t = cnf_toy_names(); *t != NULL && used < n; t++) {
+    int w = snprintf(buf + used, n - used, "%s%s", used ? ", " : "", *t);
+    if (w < 0) break;
+    used += (size_t)w;
   }
+}
+
+int cnf__cli_load_data(const char *cmd, cnf_ctx *ctx, const char *spec, size_t n, uint64_t seed,
+                       size_t D, double **x, size_t *N, size_t *cols) {
+  *x = NULL;
+  int status = CNF_CLI_OK;
+  if (cnf__cli_is_toy(spec)) {
+    if (D != 0 && D != 2) {
+      cnf__cli_error(cmd, "%s is a 2-D toy set; the model is %zu-D", spec, D);
+      return CNF_CLI_EUSAGE;
+    }
+    if ((*x = cnf__cli_alloc(cmd, n, 2, "data", &status)) == NULL) return status;
+    cnf_toy_sample(spec, n, cnf_seed_derive(seed, "data", 0), *x);
+    *N = n, *cols = 2;
+    return CNF_CLI_OK;
+  }
+  double *rows = NULL;
+  status = cnf__cli_read_points(cmd, ctx, spec, D, "the model's dimension", &rows, N, cols);
+  if (status == CNF_CLI_OK && (*x = cnf__cli_alloc(cmd, *N, *cols, "data", &status)) != NULL)
+    memcpy(*x, rows, *N * *cols * sizeof(double));
+  cnf_free(rows);
+  return status;
 }

@@ -20,9 +20,6 @@
 #include <unistd.h>
 
 #include "cli.h"
-#include "cnf.h"
-#include "cnf_layers.h"
-#include "dflow.h"
 
 #define MAX_FLOWS 16
 
@@ -33,9 +30,6 @@ typedef struct result {
   size_t skipped; /* failed training steps, skipped */
   int ok;
 } result;
-
-/* Failed steps in a row after which a flow's run ends (as in train). */
-#define COMPARE_MAX_FAILED 10
 
 /* text to path, atomically (cnf_file_write) */
 static int write_atomic(const char *cmd, cnf_ctx *ctx, const char *path, const char *text) {
@@ -49,112 +43,62 @@ typedef struct cmp_args {
   size_t ntest;
 } cmp_args;
 
-/* one flow: train, then measure; grid (G*G, 2) in x units -> glp (G*G) */
+/* one flow: train on the rows, then measure; grid (G*G, 2) in x units ->
+ * glp (G*G) */
 static int run_one(const char *cmd, cmp_args *c, const char *flow, const double *data, size_t N,
                    const double *test, size_t NT, size_t D, const double *mean, const double *sd,
                    const double *grid, size_t G2, double *glp, result *res) {
-  run_args *a = &c->a;
+  run_args a = c->a;
   cnf_ctx *ctx = NULL;
-  cnf_stack *s = NULL;
-  cnf_flow *f = NULL;
-  cnf_train *tr = NULL;
-  const size_t B = a->minibatch < N ? a->minibatch : N, ns = 1000;
-  double *xb = malloc(B * D * sizeof(double)), *lp = malloc((NT > ns ? NT : ns) * sizeof(double));
-  double *xs = malloc(ns * D * sizeof(double));
-  size_t *idx = malloc(B * sizeof(size_t));
+  cnf_model *m = NULL;
+  const size_t ns = 1000;
+  double *lp = malloc((NT > ns ? NT : ns) * sizeof(double)), *xs = malloc(ns * D * sizeof(double));
   int rc = 0, status = CNF_CLI_OK;
   memset(res, 0, sizeof *res);
   snprintf(res->name, sizeof res->name, "%s", flow);
   res->nfe = NAN;
-  if (!xb || !lp || !xs || !idx || cnf_ctx_create(&ctx) != 0) {
+  if (!lp || !xs || cnf_ctx_create(&ctx) != 0) {
     cnf__cli_error(cmd, "out of memory");
     status = CNF_CLI_EFAIL;
     goto cleanup;
   }
   const int is_cnf = strcmp(flow, "cnf") == 0;
-  cnf_options opt;
-  cnf_options_default(&opt);
-  if (is_cnf) {
-    cnf_mlp_config cfg;
-    cnf_mlp_config_default(&cfg, D);
-    if (c->cnf_hidden && cnf_mlp_parse_hidden(&cfg, c->cnf_hidden) != 0) {
-      cnf__cli_error(cmd, "--cnf-hidden: expected widths such as 64-64-64, found '%s'",
-                     c->cnf_hidden);
-      status = CNF_CLI_EUSAGE;
-      goto cleanup;
-    }
-    if (D > 10) opt.trace = CNF_TRACE_GAUSS;
-    rc = cnf_flow_create(&f, ctx, &cfg, 1, 0.5, a->seed);
-    if (rc == 0 && (status = cnf__cli_use_threads(cmd, f)) != CNF_CLI_OK) goto cleanup;
-    if (rc == 0) rc = cnf_flow_set_standardization(f, mean, sd);
-    if (rc == 0) rc = cnf_train_create(&tr, f, &a->train, a->seed);
-  } else {
-    size_t nh = 2, hid[CNF_MAX_HIDDEN] = {64, 64};
-    if (a->hidden && cnf__cli_parse_widths(a->hidden, &nh, hid) != 0) {
-      cnf__cli_error(cmd, "--hidden: expected widths such as 64-64, found '%s'", a->hidden);
-      status = CNF_CLI_EUSAGE;
-      goto cleanup;
-    }
-    size_t K = a->blocks ? a->blocks : cnf__cli_default_blocks(flow);
-    rc = cnf_stack_preset(&s, ctx, flow, D, K, nh, hid, a->seed);
-    if (rc == 0) rc = cnf_stack_set_standardization(s, mean, sd);
-    if (rc == 0) rc = cnf_stack_init_data(s, N < 1000 ? N : 1000, data);
-  }
-  if (rc != 0) goto fail;
+  a.flow = flow;
+  if (is_cnf) a.hidden = c->cnf_hidden, a.blocks = 0;
+  if ((status = cnf__cli_create_model(cmd, ctx, &a, D, &m)) != CNF_CLI_OK) goto cleanup;
+  if (is_cnf && (status = cnf__cli_use_threads(cmd, m)) != CNF_CLI_OK) goto cleanup;
+  if ((rc = cnf_model_set_standardization(m, mean, sd)) != 0) goto fail;
+  cnf_fit_options fo;
+  cnf_fit_options_default(&fo);
+  fo.iters = (long)a.iters, fo.batch = a.minibatch, fo.seed = a.seed, fo.train = a.train;
+  fo.opt.trace = cnf_trace_for_dim(D);
+  cnf_fit_data fd = {data, N, D, NULL, NULL};
+  cnf_fit_result fr;
   double t0 = cnf__cli_now();
-  size_t failed_in_a_row = 0;
-  for (size_t it = 1; it <= a->iters; it++) {
-    cnf_train_batch_indices(a->seed, (long)it, N, B, idx);
-    for (size_t b = 0; b < B; b++) memcpy(xb + b * D, data + idx[b] * D, D * sizeof(double));
-    if (is_cnf) {
-      cnf_train_report rep;
-      rc = cnf_train_step(tr, &opt, B, xb, &rep);
-    } else {
-      rc = cnf_stack_train_step(s, &a->train, B, xb, NULL, NULL);
-    }
-    /* a step that fails in the solver or with a non-finite loss is skipped, as train does,
-     * and counted: 10 in a row end this flow's run */
-    if (rc != 0 && (cnf_is_solver_error(rc) || rc == CNF_ENONFINITE)) {
-      res->skipped++;
-      if (++failed_in_a_row < COMPARE_MAX_FAILED) {
-        rc = 0;
-        continue;
-      }
-    }
-    if (rc != 0) goto fail;
-    failed_in_a_row = 0;
-  }
-  res->train_s = (cnf__cli_now() - t0) / (double)a->iters;
-  res->params = is_cnf ? cnf_flow_param_count(f) : cnf_stack_param_count(s);
-  /* test NLL */
+  rc = cnf_fit(m, &fd, &fo, &fr);
+  res->skipped = (size_t)fr.failed;
+  if (rc != 0) goto fail;
+  res->train_s = (cnf__cli_now() - t0) / (double)a.iters;
+  res->params = cnf_model_param_count(m);
+  /* test NLL, with the training trace (exact up to 2-D, an unbiased
+   * estimate above) */
+  cnf_options eo = fo.opt;
+  eo.batch = 1000;
   cnf_stats st;
   cnf_stats_clear(&st);
-  cnf_options eo = opt;
-  eo.batch = 1000;
-  if (is_cnf) cnf_flow_seed(f, a->seed);
-  rc = is_cnf ? cnf_flow_logp(f, &eo, NT, test, lp, &st) : cnf_stack_logp(s, NT, test, lp);
-  if (rc != 0) goto fail;
-  res->nll = 0.0;
-  for (size_t i = 0; i < NT; i++) res->nll -= lp[i] / (double)NT;
-  if (is_cnf) res->nfe = st.solves ? (double)st.nfe / (double)st.solves : NAN;
+  cnf_model_seed(m, a.seed);
+  if ((rc = cnf_model_nll(m, &eo, NT, test, &res->nll, &st)) != 0) goto fail;
+  if (st.solves > 0) res->nfe = (double)st.nfe / (double)st.solves;
   /* density and sampling time per 1000 points */
   const size_t nd = NT < ns ? NT : ns;
   t0 = cnf__cli_now();
-  rc = is_cnf ? cnf_flow_logp(f, &eo, nd, test, lp, NULL) : cnf_stack_logp(s, nd, test, lp);
-  if (rc != 0) goto fail;
+  if ((rc = cnf_model_logp(m, &eo, nd, test, lp, NULL)) != 0) goto fail;
   res->density_s = (cnf__cli_now() - t0) * 1000.0 / (double)nd;
-  if (is_cnf)
-    cnf_flow_seed(f, a->seed);
-  else
-    cnf_stack_seed(s, a->seed);
+  cnf_model_seed(m, a.seed);
   t0 = cnf__cli_now();
-  rc = is_cnf ? cnf_flow_sample(f, &eo, ns, xs, lp, NULL) : cnf_stack_sample(s, ns, xs, lp);
-  if (rc != 0) goto fail;
+  if ((rc = cnf_model_sample(m, &eo, ns, xs, lp, NULL)) != 0) goto fail;
   res->sample_s = cnf__cli_now() - t0;
-  if (grid != NULL) {
-    rc = is_cnf ? cnf_flow_logp(f, &eo, G2, grid, glp, NULL) : cnf_stack_logp(s, G2, grid, glp);
-    if (rc != 0) goto fail;
-  }
+  if (grid != NULL && (rc = cnf_model_logp(m, &eo, G2, grid, glp, NULL)) != 0) goto fail;
   res->ok = 1;
   goto cleanup;
 fail:
@@ -164,10 +108,8 @@ fail:
   res->ok = 0;
   res->nll = res->train_s = res->sample_s = res->density_s = NAN;
 cleanup:
-  free(xb), free(lp), free(xs), free(idx);
-  cnf_train_free(tr);
-  cnf_flow_free(f);
-  cnf_stack_free(s);
+  free(lp), free(xs);
+  cnf_model_free(m);
   cnf_ctx_free(ctx);
   return status;
 }
@@ -216,7 +158,7 @@ int cnf__cli_compare(int argc, char **argv, size_t threads) {
       "Train each flow on the same standardized data with the same seed, minibatches and\n"
       "iteration budget, then print test NLL (nats), parameters, training seconds per\n"
       "iteration, sampling and density seconds per 1000 points and the CNF's NFE per solve.\n"
-      "The CNF uses the exact trace up to 10-D, Gaussian Hutchinson above (its NLL is then an\n"
+      "The CNF uses the exact trace up to 2-D, Gaussian Hutchinson above (its NLL is then an\n"
       "unbiased estimate)."};
   int status = cnf__cli_begin(cmd, opts, &usage, argc, argv, &a->threads, threads);
   if (status >= 0) return status;
@@ -232,9 +174,7 @@ int cnf__cli_compare(int argc, char **argv, size_t threads) {
   snprintf(list, sizeof list, "%s", c.flows);
   char *save = NULL;
   for (char *t = strtok_r(list, ",", &save); t != NULL; t = strtok_r(NULL, ",", &save)) {
-    int known = strcmp(t, "cnf") == 0;
-    for (const char *const *p = cnf_stack_preset_names(); *p && !known; p++) known = !strcmp(*p, t);
-    if (!known || nf >= MAX_FLOWS) {
+    if (!cnf_model_known_flow(t) || nf >= MAX_FLOWS) {
       cnf__cli_error(cmd,
                      "--flows: '%s' is not one of cnf, realnvp, nice, maf, iaf, planar, "
                      "radial, affine, elementwise (at most %d)",
@@ -249,23 +189,22 @@ int cnf__cli_compare(int argc, char **argv, size_t threads) {
   }
   double *data = NULL, *test = NULL, *grid = NULL, *glp = NULL, *mean = NULL, *sd = NULL;
   size_t N = 0, D = 0, NT = 0, Dt = 0;
-  int toy = 0, toy2 = 0;
   result res[MAX_FLOWS];
   char *text = NULL;
-  status = cnf__cli_load_data(cmd, a->data, 20000, a->seed ^ 0x5eedULL, &data, &N, &D, &toy);
+  if (cnf_ctx_create(&wctx) != 0) {
+    cnf__cli_error(cmd, "cannot create a library context");
+    return CNF_CLI_EFAIL;
+  }
+  status = cnf__cli_load_data(cmd, wctx, a->data, 20000, a->seed, 0, &data, &N, &D);
   if (status != CNF_CLI_OK) goto cleanup;
+  const uint64_t test_seed = cnf_seed_derive(a->seed, "test", 0);
   if (c.test != NULL) {
-    status = cnf__cli_load_data(cmd, c.test, c.ntest, a->seed ^ 0x7e57ULL, &test, &NT, &Dt, &toy2);
+    status = cnf__cli_load_data(cmd, wctx, c.test, c.ntest, test_seed, D, &test, &NT, &Dt);
     if (status != CNF_CLI_OK) goto cleanup;
-    if (Dt != D) {
-      cnf__cli_error(cmd, "--test %s has %zu columns, the training data %zu", c.test, Dt, D);
-      status = CNF_CLI_EUSAGE;
-      goto cleanup;
-    }
-  } else if (toy) {
+  } else if (cnf__cli_is_toy(a->data)) {
     NT = c.ntest;
     test = malloc(NT * D * sizeof(double));
-    if (test) cnf_toy_sample(a->data, NT, a->seed ^ 0x7e57ULL, test);
+    if (test) cnf_toy_sample(a->data, NT, test_seed, test);
   } else {
     NT = N / 10;
     if (NT == 0 || N - NT < 2) {
@@ -283,7 +222,7 @@ int cnf__cli_compare(int argc, char **argv, size_t threads) {
     status = CNF_CLI_EFAIL;
     goto cleanup;
   }
-  cnf__cli_moments(data, N, D, mean, sd);
+  cnf_moments(N, D, data, mean, sd);
   const size_t G = a->size, G2 = G * G;
   if (D == 2) {
     grid = malloc(G2 * 2 * sizeof(double)), glp = calloc(nf * G2, sizeof(double));
@@ -306,11 +245,6 @@ int cnf__cli_compare(int argc, char **argv, size_t threads) {
     failed += !res[k].ok;
     fprintf(stderr, "compare: %-12s test NLL %.4f (%.4g s/iter, %zu failed steps skipped)\n",
             names[k], res[k].nll, res[k].train_s, res[k].skipped);
-  }
-  if (cnf_ctx_create(&wctx) != 0) {
-    cnf__cli_error(cmd, "cannot create a library context");
-    status = CNF_CLI_EFAIL;
-    goto cleanup;
   }
   /* the table: stdout, CSV, Markdown */
   size_t cap = 4096 + nf * 512;

@@ -11,7 +11,6 @@
 
 #include "cli.h"
 #include "cnf.h"
-#include "dflow.h"
 
 typedef struct command {
   const char *name;

@@ -1,11 +1,12 @@
-/* train.c: the commands that train and check flows: toy, train, eval,
- * gradcheck, plot.
+/* train.c: the commands that make data, train and check models: toy,
+ * train, gradcheck.
  *
- * train owns the loop (the library gives single steps): minibatches, the
- * progress line or log lines, validation and best-model keeping, periodic
- * checkpoints, Ctrl-C, and recovery from a failed step.  Every model file
- * is written by the library atomically (temporary name, fsync, rename), so
- * an interrupted or crashed run leaves the last good model on disk. */
+ * train is cnf_fit (cnf_model.h) with a progress printer: the library owns
+ * the loop (minibatches, validation and best-model keeping, checkpoints,
+ * failed steps, resume); this file parses, reads the data, installs the
+ * Ctrl-C handler that sets the loop's stop flag, and prints.  Every model
+ * file is written by the library atomically, so an interrupted or crashed
+ * run leaves the last good model on disk. */
 #define _POSIX_C_SOURCE 200809L
 #include <libgen.h>
 #include <limits.h>
@@ -18,36 +19,9 @@
 #include <unistd.h>
 
 #include "cli.h"
-#include "cnf.h"
-#include "dflow.h"
 
-/* Failed steps in a row after which train gives up. */
-#define MAX_FAILED_IN_A_ROW 10
-/* Samples of a toy set used for standardization and for the test NLL. */
+/* Samples of a toy set used for standardization. */
 #define TOY_STD_SAMPLES 20000
-
-static void toy_list(char *buf, size_t n) {
-  size_t used = 0;
-  buf[0] = '\0';
-  for (const char *const *t = cnf_toy_names(); *t != NULL && used < n; t++) {
-    int w = snprintf(buf + used, n - used, "%s%s", used ? ", " : "", *t);
-    if (w < 0) break;
-    used += (size_t)w;
-  }
-}
-
-/* Mean negative log-likelihood of rows x (N, D) under opt (trace, batch). */
-static int mean_nll(cnf_flow *flow, const cnf_options *opt, size_t N, const double *x, double *nll,
-                    cnf_stats *st) {
-  double *lp = malloc((N ? N : 1) * sizeof(double));
-  if (lp == NULL) return CNF_ENOMEM;
-  int rc = cnf_flow_logp(flow, opt, N, x, lp, st);
-  double s = 0.0;
-  for (size_t i = 0; i < N && rc == 0; i++) s -= lp[i];
-  free(lp);
-  *nll = s / (double)N;
-  return rc;
-}
 
 /* ---- toy ----------------------------------------------------------------- */
 
@@ -67,13 +41,13 @@ int cnf__cli_toy(int argc, char **argv, size_t threads) {
                                "Write N samples of one of FFJORD's ten 2-D toy densities."};
   int status = cnf__cli_begin(cmd, opts, &usage, argc, argv, &a.threads, threads);
   if (status >= 0) return status;
-  status = CNF_CLI_OK;
   if (!cnf__cli_is_toy(a.name)) {
     char list[256];
-    toy_list(list, sizeof list);
+    cnf__cli_toy_list(list, sizeof list);
     cnf__cli_error(cmd, "--name: unknown toy set '%s' (one of %s)", a.name, list);
     return CNF_CLI_EUSAGE;
   }
+  status = CNF_CLI_OK;
   double *x = cnf__cli_alloc(cmd, a.n, 2, "samples", &status);
   if (x == NULL) return status;
   cnf_ctx *ctx = NULL;
@@ -120,33 +94,112 @@ static void fmt_time(double s, char *buf, size_t n) {
     snprintf(buf, n, "%ld:%02ld", m, sec);
 }
 
-/* The training data: a toy generator or the rows of a file. */
-typedef struct train_data {
-  const char *toy; /* NULL for a file */
-  double *rows;    /* (N, D) file rows */
-  size_t N, D;
-  size_t *idx; /* (B) minibatch indices */
-} train_data;
-
-/* Minibatch of step `iter` into x (B, D): a function of (seed, iter). */
-static int draw_batch(const train_data *td, uint64_t seed, long iter, size_t B, double *x) {
-  if (td->toy != NULL)
-    return cnf_toy_sample(td->toy, B, seed ^ ((uint64_t)iter * 0x9e3779b97f4a7c15ULL), x);
-  int rc = cnf_train_batch_indices(seed, iter, td->N, B, td->idx);
-  for (size_t b = 0; b < B && rc == 0; b++)
-    memcpy(x + b * td->D, td->rows + td->idx[b] * td->D, td->D * sizeof(double));
-  return rc;
+/* The toy generator of cnf_fit_data: fresh samples for every step. */
+static int draw_toy(void *user, uint64_t seed, size_t B, size_t D, double *x) {
+  (void)D;
+  return cnf_toy_sample((const char *)user, B, seed, x);
 }
 
-/* Column means and standard deviations of x (N, D). */
+/* The progress printer: a line rewritten in place on a terminal, log lines
+ * every --log-every steps otherwise, and the messages of skipped steps and
+ * failed validations. */
+typedef struct progress {
+  cnf_ctx *ctx;
+  int tty, reg_on;
+  long log_every, steps;
+  double t0;
+} progress;
+
+static int print_step(void *user, const cnf_fit_report *r) {
+  progress *p = user;
+  const char *nl = p->tty ? "\n" : "";
+  p->steps++;
+  if (r->status != 0) {
+    fprintf(stderr, "%scnf train: step %ld skipped: %s\n", nl, r->step, cnf_ctx_errmsg(p->ctx));
+    return 0;
+  }
+  char el[32], rem[32], regs[96] = "", T[32] = "";
+  const double el_s = cnf__cli_now() - p->t0;
+  fmt_time(el_s, el, sizeof el);
+  fmt_time(el_s / (double)p->steps * (double)(r->total - r->step), rem, sizeof rem);
+  if (p->reg_on)
+    snprintf(regs, sizeof regs, p->tty ? "  nll %.4f kin %.4g jac %.4g" : " nll %.6f kinetic %.6g "
+             "jacobian %.6g", r->nll, r->kinetic, r->jacobian);
+  if (!isnan(r->T)) snprintf(T, sizeof T, p->tty ? "  T %.4f" : " T %.6f", r->T);
+  const long nb = r->bwd.nfe + r->bwd.nquad;
+  if (p->tty)
+    fprintf(stderr, "\r\033[Kiter %ld/%ld  loss %.4f (avg %.4f)%s  nfe %ld/%ld%s  %s elapsed, %s "
+            "left", r->step, r->total, r->loss, r->loss_avg, regs, r->fwd.nfe, nb, T, el, rem);
+  else if (r->step % p->log_every == 0 || r->step == r->total)
+    fprintf(stderr, "iter %ld/%ld loss %.6f avg %.6f%s nfe_fwd %ld nfe_bwd %ld%s elapsed %s left "
+            "%s\n", r->step, r->total, r->loss, r->loss_avg, regs, r->fwd.nfe, nb, T, el, rem);
+  if (r->validated && isnan(r->val_nll))
+    fprintf(stderr, "%scnf train: validation at step %ld failed: %s\n", nl, r->step,
+            cnf_ctx_errmsg(p->ctx));
+  else if (r->validated && !p->tty)
+    fprintf(stderr, "iter %ld val_nll %.6f%s\n", r->step, r->val_nll, r->best ? " (best)" : "");
+  return 0;
+}
+
+/* Standardize a new model by the data's moments (a toy set: 20000 samples
+ * of the stream ("standardize", 0)). */
+static int standardize(const char *cmd, cnf_ctx *ctx, cnf_model *m, const char *toy,
+                       const double *rows, size_t N, size_t D, uint64_t seed) {
+  int status = CNF_CLI_OK;
+  double *mean = cnf__cli_alloc(cmd, 2, D, "moments", &status), *s = NULL;
+  if (mean == NULL) return status;
+  if (toy != NULL) {
+    N = TOY_STD_SAMPLES;
+    if ((s = cnf__cli_alloc(cmd, N, 2, "samples", &status)) == NULL) goto done;
+    cnf_toy_sample(toy, N, cnf_seed_derive(seed, "standardize", 0), s);
+    rows = s;
+  }
+  cnf_moments(N, D, rows, mean, mean + D);
+  int rc = cnf_model_set_standardization(m, mean, mean + D);
+  if (rc != 0) status = cnf__cli_lib_fail(cmd, ctx, rc, 0);
+done:
+  free(s), free(mean);
+  return status;
+}
+
+/* What train prints at the end, one "name value" per line. */
+static void print_summary(const cnf_model *m, const cnf_fit_result *res, const run_args *a,
+                          double wall, double cpu) {
+  const long n = res->steps;
+  printf("flow %s\nparams %zu\n", cnf_model_name(m), cnf_model_param_count(m));
+  printf("iterations %ld\nsteps_this_run %ld\nfailed_steps %ld\n", res->iteration, n, res->failed);
+  printf("loss_avg %.6f\n", res->loss_avg);
+  printf("seconds_per_iter %.6f\n", n ? wall / (double)n : 0.0);
+  printf("cpu_seconds_per_iter %.6f\n", n ? cpu / (double)n : 0.0);
+  printf("nfe_forward_mean %.2f\nnfe_backward_mean %.2f\n", res->nfe_fwd_mean, res->nfe_bwd_mean);
+  printf("nfe_forward_running %.2f\nnfe_backward_running %.2f\n", res->nfe_fwd_running,
+         res->nfe_bwd_running);
+  if (a->opt.reg_kinetic > 0 || a->opt.reg_jacobian > 0)
+    printf("kinetic_mean %.6g\njacobian_mean %.6g\n", res->kinetic_mean, res->jacobian_mean);
+  cnf_flow *f = cnf_model_flow((cnf_model *)m);
+  for (size_t k = 0; f != NULL && k < cnf_flow_blocks(f); k++)
+    printf("T%zu %.6f\n", k + 1, cnf_flow_end_time(f, k));
+  if (a->val != NULL) printf("val_nll_best %.10g\n", res->best_val);
+  if (!a->verbose) return;
+  const cnf_stats *tot[2] = {&res->fwd, &res->bwd};
+  const char *dir[2] = {"forward", "backward"};
+  for (int k = 0; k < 2; k++)
+    fprintf(stderr,
+            "%s_solves %ld\n%s_nfe %ld\n%s_nsteps %ld\n%s_netf %ld\n%s_nni %ld\n%s_nncf %ld\n"
+            "%s_njtv %ld\n%s_nli %ld\n%s_nquad %ld\n",
+            dir[k], tot[k]->solves, dir[k], tot[k]->nfe, dir[k], tot[k]->nsteps, dir[k],
+            tot[k]->netf, dir[k], tot[k]->nni, dir[k], tot[k]->nncf, dir[k], tot[k]->njtv, dir[k],
+            tot[k]->nli, dir[k], tot[k]->nquad);
+  fprintf(stderr, "wall_seconds %.6f\ncpu_seconds %.6f\n", wall, cpu);
+}
+
 int cnf__cli_train(int argc, char **argv, size_t threads) {
   const char *cmd = "train";
-  int flow_status = cnf__cli_flow_dispatch(cmd, &argc, argv, threads);
-  if (flow_status >= 0) return flow_status;
   run_args a;
   cnf__cli_args_default(&a);
-  a.opt.trace = (cnf_trace)-1; /* not given: exact for D <= 2, else gauss */
+  a.opt.trace = (cnf_trace)-1; /* not given: cnf_trace_for_dim */
   a.opt.batch = 0;
+  a.minibatch = 0; /* not given: the kind's default */
   const cnf_cli_opt opts[] = {
       ROW("data", 0, CNF_CLI_STR, &a.data, 0, 0, NULL, 1, "NAME|FILE.csv",
           "a toy set name (fresh samples every step) or a CSV file of training rows"),
@@ -155,7 +208,8 @@ int cnf__cli_train(int argc, char **argv, size_t threads) {
       ROW("val", 0, CNF_CLI_STR, &a.val, 0, 0, NULL, 0, "FILE.csv", "validation rows"),
       ROW("iters", 0, CNF_CLI_SIZE, &a.iters, 1, (size_t)1 << 40, NULL, 0, "N",
           "total training steps, counting those of a resumed run (1000)"),
-      ROW("batch", 0, CNF_CLI_SIZE, &a.minibatch, 1, 1000000, NULL, 0, "B", "minibatch size (100)"),
+      ROW("batch", 0, CNF_CLI_SIZE, &a.minibatch, 1, 1000000, NULL, 0, "B",
+          "minibatch size (cnf 100, discrete flows 256)"),
       ROW("lr", 0, CNF_CLI_POS, &a.train.lr, 0, 0, NULL, 0, "LR", "Adam step size (1e-3)"),
       ROW("weight-decay", 0, CNF_CLI_NONNEG, &a.train.weight_decay, 0, 0, NULL, 0, "W",
           "L2 weight decay, added to the gradient (1e-5)"),
@@ -180,41 +234,33 @@ int cnf__cli_train(int argc, char **argv, size_t threads) {
       ROW("resume", 0, CNF_CLI_STR, &a.resume, 0, 0, NULL, 0, "MODEL",
           "continue a run from a model saved by train (with its optimizer state)"),
       ROW("standardize", 0, CNF_CLI_FLAG, &a.standardize, 0, 0, NULL, 0, "",
-          "model (x - mean) / sd; densities stay in the units of x"),
+          "model (x - mean) / sd of the data; densities stay in the units of x"),
       ROW("save-every", 0, CNF_CLI_SIZE, &a.save_every, 1, (size_t)1 << 40, NULL, 0, "K",
-          "checkpoint every K steps (100)"),
+          "checkpoint the latest state every K steps (100)"),
       ROW("val-every", 0, CNF_CLI_SIZE, &a.val_every, 1, (size_t)1 << 40, NULL, 0, "K",
           "validate every K steps (100)"),
       ROW("log-every", 0, CNF_CLI_SIZE, &a.log_every, 1, (size_t)1 << 40, NULL, 0, "K",
           "log line every K steps when stderr is not a terminal (100)"),
       ROW("test-n", 0, CNF_CLI_SIZE, &a.test_n, 0, 10000000, NULL, 0, "N",
           "toy sets: report the NLL of N fresh samples at the end (0: none)"),
-      ROW("hidden", 0, CNF_CLI_STR, &a.hidden, 0, 0, NULL, 0, "H1-H2-...",
-          "hidden layer widths (64-64-64)"),
-      ROW("layer", 0, CNF_CLI_CHOICE, &a.layer, 0, 0, cnf__cli_conv_layer, 0,
-          "concatsquash|concat|ignore", "time conditioning (concatsquash)"),
-      ROW("act", 0, CNF_CLI_CHOICE, &a.act, 0, 0, cnf__cli_conv_act, 0, "tanh|softplus",
-          "activation (tanh)"),
-      ROW("blocks", 0, CNF_CLI_SIZE, &a.blocks, 1, 1000, NULL, 0, "K", "stacked blocks (1)"),
-      ROW("time", 0, CNF_CLI_POS, &a.time, 0, 0, NULL, 0, "T", "initial end time (0.5)"),
+      MODEL_ROWS(a),
       TRACE_ROW(a, "exact for D <= 2, gauss above"),
       TOL_ROWS(a, "1e-5", "1e-5", "20000"),
       RUN_ROWS(a),
       END_ROW};
   const cnf_cli_usage usage = {
-      "cnf train --data NAME|FILE.csv --out MODEL [options]",
-      "Train a continuous normalizing flow by maximum likelihood: the adjoint method gives\n"
-      "the gradient, Adam (with weight decay) the update; T is learned unless --fixed-time.\n"
-      "Defaults are FFJORD's toy settings.  The trace is exact for D <= 2, Gaussian Hutchinson\n"
-      "above (--trace to choose); validation and the test NLL use the exact trace.\n"
-      "With --val the best model goes to MODEL and the latest state to MODEL.last.\n"
-      "Ctrl-C saves and stops (exit 130; 143 for SIGTERM); a failed step is reported and skipped, "
-      "and after\n"
-      "10 in a row train stops with exit 3, the last good model on disk.  --resume with the\n"
-      "same options reproduces the uninterrupted run bit for bit."};
+      "cnf train --data NAME|FILE.csv --out MODEL [--flow FLOW] [options]",
+      "Train a flow by maximum likelihood with Adam (with weight decay): a CNF through the\n"
+      "adjoint method, T learned unless --fixed-time (defaults are FFJORD's toy settings);\n"
+      "a discrete flow by one reverse sweep through its layers.  The trace is exact for\n"
+      "D <= 2, Gaussian Hutchinson above (--trace to choose); validation and the test NLL\n"
+      "use the exact trace.  With --val the best model goes to MODEL and the latest state\n"
+      "to MODEL.last.  Ctrl-C saves and stops (exit 130; 143 for SIGTERM); a failed step\n"
+      "is reported and skipped, and after 10 in a row train stops with exit 3, the last\n"
+      "good model on disk; so does a diverged update (a non-finite parameter).  --resume\n"
+      "with the same options reproduces the uninterrupted run bit for bit."};
   int status = cnf__cli_begin(cmd, opts, &usage, argc, argv, &a.threads, threads);
   if (status >= 0) return status;
-  status = CNF_CLI_OK;
   a.opt.seminorm = !a.no_seminorm;
   a.train.learn_T = !a.fixed_time;
   {
@@ -227,134 +273,92 @@ int cnf__cli_train(int argc, char **argv, size_t threads) {
       return CNF_CLI_EFAIL;
     }
   }
-
   cnf_ctx *ctx = NULL;
-  cnf_flow *flow = NULL;
-  cnf_train *tr = NULL;
-  train_data td = {NULL, NULL, 0, 0, NULL};
-  double *val = NULL, *x = NULL;
-  size_t nval = 0, vcols = 0;
+  cnf_model *m = NULL;
+  double *rows = NULL, *val = NULL;
+  size_t N = 0, D = 2, nval = 0, cols = 0;
   char *last_path = NULL;
+  const char *toy = cnf__cli_is_toy(a.data) ? a.data : NULL;
+  int rc = 0;
   if (cnf_ctx_create(&ctx) != 0) {
     cnf__cli_error(cmd, "cannot create a library context");
     return CNF_CLI_EFAIL;
   }
-
-  /* data */
-  if (cnf__cli_is_toy(a.data)) {
-    td.toy = a.data;
-    td.D = 2;
-  } else {
+  if (toy == NULL) {
     if (access(a.data, F_OK) != 0 && strchr(a.data, '.') == NULL && strchr(a.data, '/') == NULL) {
       char list[256];
-      toy_list(list, sizeof list);
+      cnf__cli_toy_list(list, sizeof list);
       cnf__cli_error(cmd, "--data: '%s' is neither a toy set (%s) nor a file", a.data, list);
       status = CNF_CLI_EUSAGE;
       goto cleanup;
     }
-    size_t cols = 0;
-    status =
-        cnf__cli_read_points(cmd, ctx, a.data, 0, "the model's dimension", &td.rows, &td.N, &cols);
+    status = cnf__cli_read_points(cmd, ctx, a.data, 0, "", &rows, &N, &D);
     if (status != CNF_CLI_OK) goto cleanup;
-    td.D = cols;
-    if (a.minibatch > td.N) a.minibatch = td.N;
   }
-  const size_t D = td.D, B = a.minibatch;
   if (a.val != NULL) {
     status = cnf__cli_read_points(cmd, ctx, a.val, D, "the training data's columns", &val, &nval,
-                                  &vcols);
+                                  &cols);
     if (status != CNF_CLI_OK) goto cleanup;
   }
 
-  /* the flow: resumed, or new */
-  int rc = 0;
+  /* the model: resumed, or new */
   if (a.resume != NULL) {
-    rc = cnf_flow_load(&flow, ctx, a.resume);
-    if (rc != 0) {
+    if ((rc = cnf_model_load(&m, ctx, a.resume)) != 0) {
       status = cnf__cli_lib_fail(cmd, ctx, rc, 1);
       goto cleanup;
     }
-    if (cnf_flow_dim(flow) != D) {
+    if (cnf_model_dim(m) != D) {
       cnf__cli_error(cmd, "%s: the model has dimension %zu, the data %zu", a.resume,
-                     cnf_flow_dim(flow), D);
+                     cnf_model_dim(m), D);
       status = CNF_CLI_EUSAGE;
       goto cleanup;
     }
   } else {
-    cnf_mlp_config cfg;
-    cnf_mlp_config_default(&cfg, D);
-    cfg.layer = a.layer;
-    cfg.act = a.act;
-    if (cnf_mlp_parse_hidden(&cfg, a.hidden) != 0) {
-      cnf__cli_error(cmd, "--hidden: expected widths such as 64-64-64 or 0, found '%s'", a.hidden);
-      status = CNF_CLI_EUSAGE;
+    if ((status = cnf__cli_create_model(cmd, ctx, &a, D, &m)) != CNF_CLI_OK) goto cleanup;
+    if (a.standardize &&
+        (status = standardize(cmd, ctx, m, toy, rows, N, D, a.seed)) != CNF_CLI_OK)
       goto cleanup;
-    }
-    rc = cnf_flow_create(&flow, ctx, &cfg, a.blocks, a.time, a.seed);
-    if (rc != 0) {
-      status = cnf__cli_lib_fail(cmd, ctx, rc, 0);
-      goto cleanup;
-    }
-    if (a.standardize) {
-      double mean[4096], sd[4096];
-      if (D > 4096) {
-        cnf__cli_error(cmd, "--standardize supports up to 4096 columns");
-        status = CNF_CLI_EUSAGE;
-        goto cleanup;
-      }
-      if (td.toy != NULL) {
-        double *s = cnf__cli_alloc(cmd, TOY_STD_SAMPLES, 2, "samples", &status);
-        if (s == NULL) goto cleanup;
-        cnf_toy_sample(td.toy, TOY_STD_SAMPLES, a.seed ^ 0x57dULL, s);
-        cnf__cli_moments(s, TOY_STD_SAMPLES, 2, mean, sd);
-        free(s);
-      } else {
-        cnf__cli_moments(td.rows, td.N, D, mean, sd);
-      }
-      cnf_flow_set_standardization(flow, mean, sd);
-    }
   }
-  if ((int)a.opt.trace == -1) a.opt.trace = D <= 2 ? CNF_TRACE_EXACT : CNF_TRACE_GAUSS;
-  status = cnf__cli_use_threads(cmd, flow);
-  if (status != CNF_CLI_OK) goto cleanup;
-  rc = cnf_train_create(&tr, flow, &a.train, a.seed);
-  if (rc != 0) {
-    status = cnf__cli_lib_fail(cmd, ctx, rc, 0);
-    goto cleanup;
-  }
-  x = cnf__cli_alloc(cmd, B, D, "minibatch", &status);
-  td.idx = malloc(B * sizeof(size_t));
-  if (x == NULL || td.idx == NULL) {
-    if (td.idx == NULL) cnf__cli_error(cmd, "out of memory");
-    status = CNF_CLI_EFAIL;
-    goto cleanup;
-  }
-  const char *state_path = a.out;
+  if ((status = cnf__cli_use_threads(cmd, m)) != CNF_CLI_OK) goto cleanup;
+  const int is_flow = cnf_model_kind_of(m) == CNF_MODEL_FLOW;
+  if ((int)a.opt.trace == -1) a.opt.trace = cnf_trace_for_dim(D);
+
+  cnf_fit_options fo;
+  cnf_fit_options_default(&fo);
+  fo.iters = (long)a.iters;
+  fo.batch = a.minibatch ? a.minibatch : is_flow ? 100 : 256;
+  fo.seed = a.seed;
+  fo.train = a.train;
+  fo.opt = a.opt;
+  fo.eval_opt = a.opt;
+  fo.eval_opt.trace = CNF_TRACE_EXACT;
+  fo.eval_opt.batch = 1000;
+  fo.val = val, fo.n_val = nval, fo.val_every = (long)a.val_every;
+  fo.save_every = (long)a.save_every;
+  fo.state_path = a.out;
   if (a.val != NULL) {
     size_t n = strlen(a.out) + 6;
-    last_path = malloc(n);
-    if (last_path == NULL) {
+    if ((last_path = malloc(n)) == NULL) {
       status = CNF_CLI_EFAIL;
       goto cleanup;
     }
     snprintf(last_path, n, "%s.last", a.out);
-    state_path = last_path;
-  }
-
-  /* evaluation options: the exact trace */
-  cnf_options eopt = a.opt;
-  eopt.trace = CNF_TRACE_EXACT;
-  eopt.batch = 1000;
-  double best = INFINITY;
-  if (a.val != NULL && a.resume != NULL) {
-    /* the best model so far is the one at --out, if any */
-    cnf_flow *prev = NULL;
-    if (cnf_flow_load(&prev, ctx, a.out) == 0) {
-      if (mean_nll(prev, &eopt, nval, val, &best, NULL) != 0) best = INFINITY;
+    fo.state_path = last_path, fo.best_path = a.out;
+    if (a.resume != NULL) {
+      /* the best model so far is the one at --out, if any */
+      cnf_model *prev = NULL;
+      if (cnf_model_load(&prev, ctx, a.out) != 0 ||
+          cnf_model_nll(prev, &fo.eval_opt, nval, val, &fo.best_init, NULL) != 0)
+        fo.best_init = INFINITY;
+      cnf_model_free(prev);
+      cnf_ctx_clear_error(ctx);
     }
-    cnf_flow_free(prev);
-    cnf_ctx_clear_error(ctx);
   }
+  progress pr = {ctx, isatty(STDERR_FILENO), a.opt.reg_kinetic > 0 || a.opt.reg_jacobian > 0,
+                 (long)a.log_every, 0, cnf__cli_now()};
+  fo.callback = print_step, fo.user = &pr;
+  fo.stop = &interrupted;
+  cnf_fit_data data = {rows, N, D, toy ? draw_toy : NULL, (void *)toy};
 
   struct sigaction sa, old_int, old_term;
   memset(&sa, 0, sizeof sa);
@@ -363,248 +367,64 @@ int cnf__cli_train(int argc, char **argv, size_t threads) {
   sigaction(SIGINT, &sa, &old_int);
   sigaction(SIGTERM, &sa, &old_term);
   interrupted = 0;
-
-  const int tty = isatty(STDERR_FILENO);
-  const long start = cnf_train_iteration(tr), total = (long)a.iters;
-  double t0 = cnf__cli_now(), c0 = cpu_seconds(), loss_avg = NAN, sum_nfe_f = 0, sum_nfe_b = 0;
-  const int reg_on = a.opt.reg_kinetic > 0 || a.opt.reg_jacobian > 0;
-  double nfe_f_avg = NAN, nfe_b_avg = NAN; /* running means, as loss_avg */
-  double sum_kin = 0.0, sum_jac = 0.0;
-  long failed_in_a_row = 0, steps_done = 0, failures = 0;
-  cnf_stats fwd_total, bwd_total; /* over the successful steps */
-  cnf_stats_clear(&fwd_total);
-  cnf_stats_clear(&bwd_total);
-  char el[32], rem[32];
-  if (start >= total)
-    fprintf(stderr, "cnf train: the model has already made %ld of %ld steps\n", start, total);
-  while (cnf_train_iteration(tr) < total && !interrupted) {
-    const long it = cnf_train_iteration(tr);
-    rc = draw_batch(&td, cnf_train_seed(tr), it, B, x);
-    if (rc != 0) {
-      status = cnf__cli_lib_fail(cmd, ctx, rc, 0);
-      break;
-    }
-    cnf_train_report rep;
-    rc = cnf_train_step(tr, &a.opt, B, x, &rep);
-    steps_done++;
-    if (rc != 0) {
-      failures++;
-      failed_in_a_row++;
-      fprintf(stderr, "%scnf train: step %ld skipped: %s\n", tty ? "\n" : "", it + 1,
-              cnf_ctx_errmsg(ctx));
-      if (failed_in_a_row >= MAX_FAILED_IN_A_ROW) {
-        if (access(a.out, F_OK) == 0)
-          cnf__cli_error(cmd, "%d steps in a row failed; stopping (the last good model is in %s)",
-                         MAX_FAILED_IN_A_ROW, a.out);
-        else
-          cnf__cli_error(cmd, "%d steps in a row failed; stopping (no model was saved)",
-                         MAX_FAILED_IN_A_ROW);
-        status = CNF_CLI_ESOLVER;
-        break;
-      }
-      continue;
-    }
-    failed_in_a_row = 0;
-    cnf_stats_add(&fwd_total, &rep.fwd);
-    cnf_stats_add(&bwd_total, &rep.bwd);
-    loss_avg = isnan(loss_avg) ? rep.loss : 0.97 * loss_avg + 0.03 * rep.loss;
-    const double nf = (double)rep.fwd.nfe, nb = (double)(rep.bwd.nfe + rep.bwd.nquad);
-    nfe_f_avg = isnan(nfe_f_avg) ? nf : 0.97 * nfe_f_avg + 0.03 * nf;
-    nfe_b_avg = isnan(nfe_b_avg) ? nb : 0.97 * nfe_b_avg + 0.03 * nb;
-    sum_nfe_f += (double)rep.fwd.nfe;
-    sum_nfe_b += (double)(rep.bwd.nfe + rep.bwd.nquad);
-    const long done = it + 1;
-    const double el_s = cnf__cli_now() - t0;
-    const double per = el_s / (double)steps_done;
-    fmt_time(el_s, el, sizeof el);
-    fmt_time(per * (double)(total - done), rem, sizeof rem);
-    char regs[96] = "";
-    if (reg_on) {
-      sum_kin += rep.kinetic, sum_jac += rep.jacobian;
-      snprintf(regs, sizeof regs, tty ? "  nll %.4f kin %.4g jac %.4g" : " nll %.6f kinetic %.6g jacobian %.6g",
-               rep.nll, rep.kinetic, rep.jacobian);
-    }
-    if (tty)
-      fprintf(
-          stderr,
-          "\r\033[Kiter %ld/%ld  loss %.4f (avg %.4f)%s  nfe %ld/%ld  T %.4f  %s elapsed, %s left",
-          done, total, rep.loss, loss_avg, regs, rep.fwd.nfe, rep.bwd.nfe + rep.bwd.nquad,
-          cnf_flow_end_time(flow, 0), el, rem);
-    else if (done % (long)a.log_every == 0 || done == total)
-      fprintf(stderr,
-              "iter %ld/%ld loss %.6f avg %.6f%s nfe_fwd %ld nfe_bwd %ld T %.6f elapsed %s left %s\n",
-              done, total, rep.loss, loss_avg, regs, rep.fwd.nfe, rep.bwd.nfe + rep.bwd.nquad,
-              cnf_flow_end_time(flow, 0), el, rem);
-    if (a.val != NULL && (done % (long)a.val_every == 0 || done == total)) {
-      double v = NAN;
-      rc = mean_nll(flow, &eopt, nval, val, &v, NULL);
-      if (rc != 0) {
-        fprintf(stderr, "%scnf train: validation at step %ld failed: %s\n", tty ? "\n" : "", done,
-                cnf_ctx_errmsg(ctx));
-      } else {
-        if (!tty) fprintf(stderr, "iter %ld val_nll %.6f%s\n", done, v, v < best ? " (best)" : "");
-        if (v < best) {
-          best = v;
-          rc = cnf_flow_save(flow, a.out);
-          if (rc != 0) {
-            status = cnf__cli_lib_fail(cmd, ctx, rc, 0);
-            break;
-          }
-        }
-      }
-    }
-    if (done % (long)a.save_every == 0 || done == total) {
-      rc = cnf_flow_save(flow, state_path);
-      if (rc != 0) {
-        status = cnf__cli_lib_fail(cmd, ctx, rc, 0);
-        break;
-      }
-    }
-  }
-  if (tty && steps_done > 0) fputc('\n', stderr);
+  if (cnf_model_iteration(m) >= fo.iters)
+    fprintf(stderr, "cnf train: the model has already made %ld of %ld steps\n",
+            cnf_model_iteration(m), fo.iters);
+  const double c0 = cpu_seconds();
+  cnf_fit_result res;
+  rc = cnf_fit(m, &data, &fo, &res);
+  const double wall = cnf__cli_now() - pr.t0, cpu = cpu_seconds() - c0;
+  if (pr.tty && pr.steps > 0) fputc('\n', stderr);
   sigaction(SIGINT, &old_int, NULL);
   sigaction(SIGTERM, &old_term, NULL);
-  if (status == CNF_CLI_OK || interrupted) {
-    /* the latest state is on disk (also after Ctrl-C) */
-    rc = cnf_flow_save(flow, state_path);
-    if (rc != 0) status = cnf__cli_lib_fail(cmd, ctx, rc, 0);
-    if (a.val != NULL && !isfinite(best)) {
-      rc = cnf_flow_save(flow, a.out); /* no validation yet: keep something at --out */
-      if (rc != 0) status = cnf__cli_lib_fail(cmd, ctx, rc, 0);
-    }
+  if (rc == CNF_ENONFINITE || cnf_is_solver_error(rc)) {
+    cnf__cli_error(cmd, "%s (the last good state is in %s)", cnf_ctx_errmsg(ctx), fo.state_path);
+    status = CNF_CLI_ESOLVER;
+  } else if (rc != 0) {
+    status = cnf__cli_lib_fail(cmd, ctx, rc, 0);
   }
-  const double wall = cnf__cli_now() - t0, cpu = cpu_seconds() - c0;
-  const long ok_steps = steps_done - failures;
-  printf("iterations %ld\n", cnf_train_iteration(tr));
-  printf("steps_this_run %ld\n", steps_done);
-  printf("failed_steps %ld\n", failures);
-  printf("loss_avg %.6f\n", loss_avg);
-  printf("seconds_per_iter %.6f\n", steps_done ? wall / (double)steps_done : 0.0);
-  printf("cpu_seconds_per_iter %.6f\n", steps_done ? cpu / (double)steps_done : 0.0);
-  printf("nfe_forward_mean %.2f\n", ok_steps ? sum_nfe_f / (double)ok_steps : 0.0);
-  printf("nfe_backward_mean %.2f\n", ok_steps ? sum_nfe_b / (double)ok_steps : 0.0);
-  printf("nfe_forward_running %.2f\nnfe_backward_running %.2f\n", nfe_f_avg, nfe_b_avg);
-  if (reg_on) {
-    printf("kinetic_mean %.6g\n", ok_steps ? sum_kin / (double)ok_steps : 0.0);
-    printf("jacobian_mean %.6g\n", ok_steps ? sum_jac / (double)ok_steps : 0.0);
-  }
-  for (size_t k = 0; k < cnf_flow_blocks(flow); k++)
-    printf("T%zu %.6f\n", k + 1, cnf_flow_end_time(flow, k));
-  if (a.val != NULL) printf("val_nll_best %.10g\n", best);
-  if (a.verbose) {
-    const cnf_stats *tot[2] = {&fwd_total, &bwd_total};
-    const char *dir[2] = {"forward", "backward"};
-    for (int k = 0; k < 2; k++)
-      fprintf(stderr,
-              "%s_solves %ld\n%s_nfe %ld\n%s_nsteps %ld\n%s_netf %ld\n%s_nni %ld\n%s_nncf %ld\n"
-              "%s_njtv %ld\n%s_nli %ld\n%s_nquad %ld\n",
-              dir[k], tot[k]->solves, dir[k], tot[k]->nfe, dir[k], tot[k]->nsteps, dir[k],
-              tot[k]->netf, dir[k], tot[k]->nni, dir[k], tot[k]->nncf, dir[k], tot[k]->njtv, dir[k],
-              tot[k]->nli, dir[k], tot[k]->nquad);
-    fprintf(stderr, "wall_seconds %.6f\ncpu_seconds %.6f\n", wall, cpu);
-  }
+  print_summary(m, &res, &a, wall, cpu);
   if (interrupted) {
     fprintf(stderr, "cnf train: interrupted at step %ld; the state is saved in %s\n",
-            cnf_train_iteration(tr), state_path);
+            res.iteration, fo.state_path);
     if (status == CNF_CLI_OK) status = 128 + (int)interrupted; /* 130 for Ctrl-C */
-  } else if (status == CNF_CLI_OK && td.toy != NULL && a.test_n > 0) {
-    double *tx = cnf__cli_alloc(cmd, a.test_n, 2, "test samples", &status);
+  } else if (status == CNF_CLI_OK && toy != NULL && a.test_n > 0) {
+    /* the NLL of fresh samples, under the best model if validated */
+    double *tx = cnf__cli_alloc(cmd, a.test_n, 2, "test samples", &status), nll = NAN;
+    cnf_model *best = NULL, *tm = m;
     if (tx != NULL) {
-      cnf_toy_sample(td.toy, a.test_n, a.seed ^ 0x7e57ULL, tx);
-      cnf_flow *tf = flow;
-      cnf_flow *bestf = NULL;
-      double nll = NAN;
-      if (a.val != NULL && cnf_flow_load(&bestf, ctx, a.out) == 0) tf = bestf;
-      if (tf == bestf) cnf__cli_use_threads(cmd, bestf);
-      cnf_stats st;
-      cnf_stats_clear(&st);
-      rc = mean_nll(tf, &eopt, a.test_n, tx, &nll, &st);
+      cnf_toy_sample(toy, a.test_n, cnf_seed_derive(a.seed, "test", 0), tx);
+      if (a.val != NULL && cnf_model_load(&best, ctx, a.out) == 0 &&
+          cnf__cli_use_threads(cmd, best) == CNF_CLI_OK)
+        tm = best;
+      rc = cnf_model_nll(tm, &fo.eval_opt, a.test_n, tx, &nll, NULL);
       if (rc != 0)
         status = cnf__cli_lib_fail(cmd, ctx, rc, 0);
       else
         printf("test_nll %.10g\n", nll);
-      cnf_flow_free(bestf);
-      free(tx);
     }
+    cnf_model_free(best);
+    free(tx);
   }
 cleanup:
-  cnf_train_free(tr);
-  cnf_flow_free(flow);
-  cnf_free(td.rows);
-  free(td.idx);
+  cnf_model_free(m);
+  cnf_free(rows);
   cnf_free(val);
-  free(x);
   free(last_path);
-  cnf_ctx_free(ctx);
-  return status;
-}
-
-/* ---- eval ------------------------------------------------------------------ */
-
-int cnf__cli_eval(int argc, char **argv, size_t threads) {
-  const char *cmd = "eval";
-  if (cnf__cli_model_is_stack(argc, argv)) return cnf__cli_dflow_run(cmd, argc, argv, threads);
-  run_args a;
-  cnf__cli_args_default(&a);
-  a.opt.batch = 1000;
-  const cnf_cli_opt opts[] = {
-      ROW("model", 0, CNF_CLI_STR, &a.model, 0, 0, NULL, 1, "MODEL", "model file"),
-      ROW("in", 0, CNF_CLI_STR, &a.in, 0, 0, NULL, 1, "X.csv", "points, one per row"),
-      ROW("seed", 0, CNF_CLI_U64, &a.seed, 0, 0, NULL, 0, "S", "seed of the Hutchinson probes (0)"),
-      TRACE_ROW(a, "exact"),
-      TOL_ROWS(a, "1e-5", "1e-5", "20000"),
-      RUN_ROWS(a),
-      BATCH_ROW(a, "1000"),
-      END_ROW};
-  const cnf_cli_usage usage = {
-      "cnf eval --model MODEL --in X.csv [options]",
-      "Print 'nll <mean negative log-likelihood in nats>' of the rows of X.csv on stdout\n"
-      "(exact trace by default, 1000 rows per solve), solver statistics on stderr."};
-  int status = cnf__cli_begin(cmd, opts, &usage, argc, argv, &a.threads, threads);
-  if (status >= 0) return status;
-  status = CNF_CLI_OK;
-  cnf_ctx *ctx = NULL;
-  cnf_flow *flow = NULL;
-  double *x = NULL;
-  size_t rows = 0, cols = 0;
-  status = cnf__cli_open_model(cmd, a.model, &ctx, &flow);
-  if (status != CNF_CLI_OK) goto cleanup;
-  status = cnf__cli_read_points(cmd, ctx, a.in, cnf_flow_dim(flow), "the model's dimension", &x,
-                                &rows, &cols);
-  if (status != CNF_CLI_OK) goto cleanup;
-  cnf_flow_seed(flow, a.seed);
-  cnf_stats st;
-  cnf_stats_clear(&st);
-  double nll = NAN, t0 = cnf__cli_now();
-  int rc = mean_nll(flow, &a.opt, rows, x, &nll, &st);
-  double wall = cnf__cli_now() - t0;
-  if (rc != 0) {
-    status = cnf__cli_lib_fail(cmd, ctx, rc, 0);
-    goto cleanup;
-  }
-  printf("nll %.10g\n", nll);
-  if (a.verbose)
-    cnf__cli_report(&a, rows, &st, wall);
-  else
-    fprintf(stderr, "rows %zu\nnfe %ld\nsolves %ld\nnsteps %ld\nwall_seconds %.6f\n", rows, st.nfe,
-            st.solves, st.nsteps, wall);
-cleanup:
-  cnf_free(x);
-  cnf_flow_free(flow);
   cnf_ctx_free(ctx);
   return status;
 }
 
 /* ---- gradcheck -------------------------------------------------------------- */
 
-/* The loss with the probes fixed: the same seed before every evaluation,
- * all rows in one system as the adjoint solves them. */
-static int fixed_loss(cnf_flow *flow, const cnf_options *opt, size_t N, const double *x,
-                      uint64_t seed, double *loss) {
-  cnf_flow_seed(flow, seed);
-  cnf_options o = *opt;
-  o.batch = 0;
-  return mean_nll(flow, &o, N, x, loss, NULL);
+/* Each comparison: the end times always, the parameters with --verbose. */
+static void print_check(void *user, const char *what, size_t i, double adj, double fd,
+                        double rel) {
+  const int *verbose = user;
+  if (strcmp(what, "T") == 0)
+    printf("dL/dT%zu adjoint %.12g fd %.12g rel_error %.3g\n", i + 1, adj, fd, rel);
+  else if (*verbose)
+    fprintf(stderr, "param %zu adjoint %.12g fd %.12g rel %.3g\n", i, adj, fd, rel);
 }
 
 int cnf__cli_gradcheck(int argc, char **argv, size_t threads) {
@@ -632,175 +452,44 @@ int cnf__cli_gradcheck(int argc, char **argv, size_t threads) {
       END_ROW};
   const cnf_cli_usage usage = {
       "cnf gradcheck --model MODEL --in X.csv [options]",
-      "Compare the adjoint gradient of the loss L = -mean log p with central differences of\n"
-      "L (Hutchinson probes held fixed), over the parameters (all, or a seeded random subset)\n"
-      "and the end times.  The relative error of a component is |fd - adj| / max(|adj|,\n"
-      "0.01 max_i |adj_i|).  Prints the largest one and exits 1 above --threshold.\n"
-      "Tolerances default to rtol = atol = 1e-9."};
+      "Compare the gradient of the loss L = -mean log p (the adjoint for continuous blocks,\n"
+      "the reverse sweep for discrete layers) with central differences of L (Hutchinson\n"
+      "probes held fixed), over the parameters (all, or a seeded random subset) and the end\n"
+      "times.  The relative error of a component is |fd - adj| / max(|adj|, 0.01 max_i\n"
+      "|adj_i|).  Prints the largest one and exits 1 above --threshold.  Tolerances default\n"
+      "to rtol = atol = 1e-9."};
   int status = cnf__cli_begin(cmd, opts, &usage, argc, argv, &a.threads, threads);
   if (status >= 0) return status;
-  status = CNF_CLI_OK;
   cnf_ctx *ctx = NULL;
-  cnf_flow *flow = NULL;
-  double *x = NULL, *grad = NULL, *gT = NULL;
-  size_t *pick = NULL;
+  cnf_model *m = NULL;
+  double *x = NULL;
   size_t rows = 0, cols = 0;
-  status = cnf__cli_open_model(cmd, a.model, &ctx, &flow);
-  if (status != CNF_CLI_OK) goto cleanup;
-  status = cnf__cli_read_points(cmd, ctx, a.in, cnf_flow_dim(flow), "the model's dimension", &x,
+  if ((status = cnf__cli_open_model(cmd, a.model, &ctx, &m)) != CNF_CLI_OK) goto cleanup;
+  status = cnf__cli_read_points(cmd, ctx, a.in, cnf_model_dim(m), "the model's dimension", &x,
                                 &rows, &cols);
   if (status != CNF_CLI_OK) goto cleanup;
-  const size_t P = cnf_flow_param_count(flow), nb = cnf_flow_blocks(flow);
-  const size_t n = a.params < P ? a.params : P;
-  grad = malloc(P * sizeof(double));
-  gT = malloc(nb * sizeof(double));
-  pick = malloc(n * sizeof(size_t));
-  if (grad == NULL || gT == NULL || pick == NULL) {
-    cnf__cli_error(cmd, "out of memory");
-    status = CNF_CLI_EFAIL;
-    goto cleanup;
-  }
-  if (n == P)
-    for (size_t i = 0; i < P; i++) pick[i] = i;
-  else if (cnf_train_batch_indices(a.seed, 0, P, n, pick) != 0) {
-    cnf__cli_error(cmd, "cannot draw the parameter subset");
-    status = CNF_CLI_EFAIL;
-    goto cleanup;
-  }
-  double L = 0.0;
-  cnf_stats sf, sb;
-  cnf_stats_clear(&sf);
-  cnf_stats_clear(&sb);
-  cnf_flow_seed(flow, a.seed);
-  int rc = cnf_flow_loss_grad(flow, &a.opt, rows, x, &L, grad, gT, &sf, &sb);
+  cnf_gradcheck_result r;
+  int rc = cnf_model_gradcheck(m, &a.opt, rows, x, a.seed, a.params, a.step, print_check,
+                               &a.verbose, &r);
   if (rc != 0) {
     status = cnf__cli_lib_fail(cmd, ctx, rc, 0);
     goto cleanup;
   }
-  double gmax = 0.0;
-  for (size_t i = 0; i < P; i++) gmax = fmax(gmax, fabs(grad[i]));
-  double *th = cnf_flow_params(flow), worst = 0.0, worst_T = 0.0;
-  size_t worst_i = 0;
-  for (size_t j = 0; j < n && rc == 0; j++) {
-    size_t i = pick[j];
-    double old = th[i], lp = 0, lm = 0;
-    th[i] = old + a.step;
-    rc = fixed_loss(flow, &a.opt, rows, x, a.seed, &lp);
-    th[i] = old - a.step;
-    if (rc == 0) rc = fixed_loss(flow, &a.opt, rows, x, a.seed, &lm);
-    th[i] = old;
-    double fd = (lp - lm) / (2 * a.step);
-    double e = fabs(fd - grad[i]) / fmax(fabs(grad[i]), 0.01 * gmax);
-    if (a.verbose)
-      fprintf(stderr, "param %zu adjoint %.12g fd %.12g rel %.3g\n", i, grad[i], fd, e);
-    if (!(e <= worst)) worst = e, worst_i = i;
-  }
-  for (size_t k = 0; k < nb && rc == 0; k++) {
-    double T = cnf_flow_end_time(flow, k), lp = 0, lm = 0, h = a.step * T;
-    cnf_flow_set_end_time(flow, k, T + h);
-    rc = fixed_loss(flow, &a.opt, rows, x, a.seed, &lp);
-    cnf_flow_set_end_time(flow, k, T - h);
-    if (rc == 0) rc = fixed_loss(flow, &a.opt, rows, x, a.seed, &lm);
-    cnf_flow_set_end_time(flow, k, T);
-    double fd = (lp - lm) / (2 * h);
-    double e = fabs(fd - gT[k]) / fmax(fabs(gT[k]), 1e-12);
-    printf("dL/dT%zu adjoint %.12g fd %.12g rel_error %.3g\n", k + 1, gT[k], fd, e);
-    worst_T = fmax(worst_T, e);
-  }
-  if (rc != 0) {
-    status = cnf__cli_lib_fail(cmd, ctx, rc, 0);
-    goto cleanup;
-  }
-  printf("loss %.12g\n", L);
-  printf("params_checked %zu of %zu\n", n, P);
-  printf("max_rel_error_params %.3g (parameter %zu)\n", worst, worst_i);
-  printf("max_rel_error_T %.3g\n", worst_T);
-  worst = fmax(worst, worst_T);
+  printf("loss %.12g\n", r.loss);
+  printf("params_checked %zu of %zu\n", r.checked, r.P);
+  printf("max_rel_error_params %.3g (parameter %zu)\n", r.worst_param, r.worst_index);
+  printf("max_rel_error_T %.3g\n", r.worst_T);
+  const double worst = fmax(r.worst_param, r.worst_T);
   printf("max_rel_error %.3g\n", worst);
-  fprintf(stderr, "nfe_forward %ld\nnfe_backward %ld\n", sf.nfe, sb.nfe + sb.nquad);
+  fprintf(stderr, "nfe_forward %ld\nnfe_backward %ld\n", r.fwd.nfe, r.bwd.nfe + r.bwd.nquad);
   if (!(worst <= a.threshold)) {
     cnf__cli_error(cmd, "largest relative error %.3g is above the threshold %.3g", worst,
                    a.threshold);
     status = CNF_CLI_EFAIL;
   }
 cleanup:
-  free(grad);
-  free(gT);
-  free(pick);
   cnf_free(x);
-  cnf_flow_free(flow);
-  cnf_ctx_free(ctx);
-  return status;
-}
-
-/* ---- plot -------------------------------------------------------------------- */
-
-int cnf__cli_plot(int argc, char **argv, size_t threads) {
-  const char *cmd = "plot";
-  if (cnf__cli_model_is_stack(argc, argv)) return cnf__cli_dflow_run(cmd, argc, argv, threads);
-  run_args a;
-  cnf__cli_args_default(&a);
-  a.size = 200;
-  a.n = 2000;
-  const cnf_cli_opt opts[] = {
-      ROW("model", 0, CNF_CLI_STR, &a.model, 0, 0, NULL, 1, "MODEL", "model file"),
-      ROW("out", 0, CNF_CLI_STR, &a.out, 0, 0, NULL, 1, "FILE.png", "PNG file to write"),
-      ROW("range", 0, CNF_CLI_POS, &a.range, 0, 0, NULL, 0, "L",
-          "2-D: heat map over [-L, L]^2 (4)"),
-      ROW("grid", 0, CNF_CLI_SIZE, &a.size, 2, 4096, NULL, 0, "G", "2-D: G x G pixels (200)"),
-      ROW("data", 0, CNF_CLI_STR, &a.data, 0, 0, NULL, 0, "NAME|FILE.csv",
-          "data to overlay: a toy set name or a CSV file"),
-      ROW("samples", 'n', CNF_CLI_SIZE, &a.n, 1, 10000000, NULL, 0, "N",
-          "above 2-D: samples to scatter (2000); 2-D: toy points overlaid (2000)"),
-      ROW("dims", 0, CNF_CLI_SIZE, &a.dims, 1, 64, NULL, 0, "K",
-          "above 2-D: first K coordinates (6)"),
-      ROW("seed", 0, CNF_CLI_U64, &a.seed, 0, 0, NULL, 0, "S", "seed (0)"),
-      SOLVER_ROWS(a),
-      END_ROW};
-  const cnf_cli_usage usage = {
-      "cnf plot --model MODEL --out FILE.png [options]",
-      "2-D model: a heat map of the learned density p(x) over [-L, L]^2 (viridis, x1 to the\n"
-      "right, x2 up), with data points in white.  Above 2-D: pairwise scatter plots of\n"
-      "samples (orange) over the data (grey), histograms on the diagonal."};
-  int status = cnf__cli_begin(cmd, opts, &usage, argc, argv, &a.threads, threads);
-  if (status >= 0) return status;
-  status = CNF_CLI_OK;
-  cnf_ctx *ctx = NULL;
-  cnf_flow *flow = NULL;
-  double *data = NULL;
-  size_t nd = 0, cols = 0;
-  int toy = 0;
-  status = cnf__cli_open_model(cmd, a.model, &ctx, &flow);
-  if (status != CNF_CLI_OK) goto cleanup;
-  const size_t D = cnf_flow_dim(flow);
-  if (a.data != NULL) {
-    if (cnf__cli_is_toy(a.data)) {
-      if (D != 2) {
-        cnf__cli_error(cmd, "--data %s is a 2-D toy set; the model is %zu-D", a.data, D);
-        status = CNF_CLI_EUSAGE;
-        goto cleanup;
-      }
-      toy = 1;
-      nd = a.n;
-      data = cnf__cli_alloc(cmd, nd, 2, "data", &status);
-      if (data == NULL) goto cleanup;
-      cnf_toy_sample(a.data, nd, a.seed, data);
-    } else {
-      status =
-          cnf__cli_read_points(cmd, ctx, a.data, D, "the model's dimension", &data, &nd, &cols);
-      if (status != CNF_CLI_OK) goto cleanup;
-    }
-  }
-  cnf_flow_seed(flow, a.seed);
-  int rc = D == 2 ? cnf_plot_density(flow, &a.opt, a.range, a.size, data, nd, a.out)
-                  : cnf_plot_pairs(flow, &a.opt, a.n, a.dims, data, nd, a.out);
-  if (rc != 0) status = cnf__cli_lib_fail(cmd, ctx, rc, 0);
-cleanup:
-  if (toy)
-    free(data);
-  else
-    cnf_free(data);
-  cnf_flow_free(flow);
+  cnf_model_free(m);
   cnf_ctx_free(ctx);
   return status;
 }

@@ -11,6 +11,7 @@
  * src/adjoint and src/layers (docs/design.md, "Layering"). */
 #include <math.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include "model_impl.h"
@@ -79,6 +80,38 @@ void cnf_model_spec_default(cnf_model_spec *spec, const char *flow, size_t D) {
   spec->config = "";
 }
 
+int cnf_model_known_flow(const char *flow) {
+  if (flow == NULL) return 0;
+  if (strcmp(flow, "cnf") == 0) return 1;
+  for (const char *const *p = cnf_stack_preset_names(); *p; p++)
+    if (strcmp(*p, flow) == 0) return 1;
+  return 0;
+}
+
+/* "64-64" into widths (1 to CNF_MAX_HIDDEN of 1 to 100000); 0 or -1. */
+static int parse_widths(const char *s, size_t *n, size_t *w) {
+  *n = 0;
+  for (const char *p = s; *p;) {
+    char *end = NULL;
+    if (*p < '0' || *p > '9') return -1;
+    unsigned long v = strtoul(p, &end, 10);
+    if (v == 0 || v > 100000 || *n >= CNF_MAX_HIDDEN) return -1;
+    w[(*n)++] = v;
+    if (*end == '-' && end[1] != '\0')
+      end++;
+    else if (*end != '\0')
+      return -1;
+    p = end;
+  }
+  return *n > 0 ? 0 : -1;
+}
+
+static int too_large(cnf_ctx *ctx, size_t K, size_t P) {
+  if (P > 0 && P <= CNF_MODEL_MAX_PARAMS / K) return 0;
+  return CNF_ERROR(ctx, CNF_EINVAL, "model: network too large: %zu blocks of %zu parameters "
+                   "(at most %zu in all)", K, P, CNF_MODEL_MAX_PARAMS);
+}
+
 int cnf_model_create(cnf_model **out, cnf_ctx *ctx, const cnf_model_spec *spec, uint64_t seed) {
   if (out == NULL || spec == NULL || ctx == NULL)
     return CNF_ERROR(ctx, CNF_EINVAL, "model: NULL argument");
@@ -89,30 +122,30 @@ int cnf_model_create(cnf_model **out, cnf_ctx *ctx, const cnf_model_spec *spec, 
   if (strcmp(flow, "cnf") == 0) {
     cnf_mlp_config cfg;
     cnf_mlp_config_default(&cfg, spec->dim);
-    if (spec->n_hidden > CNF_MAX_HIDDEN)
-      return CNF_ERROR(ctx, CNF_EINVAL, "model: at most %d hidden layers", CNF_MAX_HIDDEN);
-    if (spec->n_hidden > 0) {
-      cfg.n_hidden = spec->n_hidden;
-      memcpy(cfg.hidden, spec->hidden, spec->n_hidden * sizeof(size_t));
-    }
+    if (spec->hidden != NULL && cnf_mlp_parse_hidden(&cfg, spec->hidden) != 0)
+      return CNF_ERROR(ctx, CNF_EINVAL, "hidden: expected widths such as 64-64-64 (at most %d "
+                       "layers of 1 to 1000000 units) or 0, found '%s'", CNF_MAX_HIDDEN,
+                       spec->hidden);
     cfg.layer = spec->layer;
     cfg.act = spec->act;
+    RET_IF(too_large(ctx, K, cnf_mlp_param_count(&cfg)));
     cnf_flow *f = NULL;
     rc = cnf_flow_create(&f, ctx, &cfg, K, spec->T, seed);
     return rc != 0 ? rc : cnf_model_from_flow(out, f);
   }
   if (strncmp(flow, "field:", 6) == 0) {
     cnf_flow *f = NULL;
-    rc = cnf_flow_create_field(&f, ctx, flow + 6, spec->config, spec->dim, K, spec->T, seed);
+    rc = cnf_flow_create_field(&f, ctx, flow + 6, spec->config ? spec->config : "", spec->dim, K,
+                               spec->T, seed);
     return rc != 0 ? rc : cnf_model_from_flow(out, f);
   }
-  size_t nh = spec->n_hidden, hidden[CNF_MAX_HIDDEN] = {64, 64};
-  if (nh > CNF_MAX_HIDDEN)
-    return CNF_ERROR(ctx, CNF_EINVAL, "model: at most %d hidden layers", CNF_MAX_HIDDEN);
-  if (nh == 0)
-    nh = 2;
-  else
-    memcpy(hidden, spec->hidden, nh * sizeof(size_t));
+  if (!cnf_model_known_flow(flow))
+    return CNF_ERROR(ctx, CNF_EINVAL, "model: unknown flow '%s' (cnf, field:CLASS or a preset)",
+                     flow);
+  size_t nh = 2, hidden[CNF_MAX_HIDDEN] = {64, 64};
+  if (spec->hidden != NULL && parse_widths(spec->hidden, &nh, hidden) != 0)
+    return CNF_ERROR(ctx, CNF_EINVAL, "hidden: expected widths such as 64-64 (1 to %d layers of "
+                     "1 to 100000), found '%s'", CNF_MAX_HIDDEN, spec->hidden);
   cnf_stack *s = NULL;
   rc = cnf_stack_preset(&s, ctx, flow, spec->dim, K, nh, hidden, seed);
   return rc != 0 ? rc : cnf_model_from_stack(out, s);
@@ -126,9 +159,8 @@ int cnf_model_save(const cnf_model *m, const char *path) {
 int cnf_model_load(cnf_model **out, cnf_ctx *ctx, const char *path) {
   if (out == NULL || path == NULL) return CNF_ERROR(ctx, CNF_EINVAL, "load: NULL argument");
   *out = NULL;
-  int is_stack = cnf_model_file_is_stack(path);
-  if (is_stack < 0) return CNF_ERROR(ctx, CNF_EIO, "%s: cannot read the file", path);
-  if (is_stack) {
+  /* an unreadable file goes to the flow loader, whose message says why */
+  if (cnf_model_file_is_stack(path) == 1) {
     cnf_stack *s = NULL;
     int rc = cnf_stack_load(&s, ctx, path);
     return rc != 0 ? rc : cnf_model_from_stack(out, s);

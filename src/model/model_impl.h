@@ -16,4 +16,11 @@ struct cnf_model {
   size_t cap;
 };
 
+/* Return a non-zero status at once (functions without a cleanup label). */
+#define RET_IF(expr)          \
+  do {                        \
+    int rc_ = (expr);         \
+    if (rc_ != 0) return rc_; \
+  } while (0)
+
 #endif /* CNF_MODEL_IMPL_H */

@@ -68,13 +68,6 @@ typedef struct fit {
   long updates;
 } fit;
 
-/* Return a non-zero status. */
-#define RET_IF(expr)        \
-  do {                      \
-    int rc_ = (expr);       \
-    if (rc_ != 0) return rc_; \
-  } while (0)
-
 /* The model's step count, seed, Adam update count. */
 static long *iter_of(cnf_model *m) {
   return m->flow ? &m->flow->train->iter : &m->stack->iter;
@@ -365,8 +358,22 @@ int cnf_fit(cnf_model *m, const cnf_fit_data *data, const cnf_fit_options *fo,
       out.failed++;
       in_a_row++;
     }
+    rep.loss_avg = out.loss_avg;
     rep.T = m->flow ? cnf_flow_end_time(m->flow, 0) : NAN;
     const long done = it + 1;
+    if (rep.status != 0) {
+      /* skipped: no validation, no checkpoint */
+      if (fo->callback != NULL && fo->callback(fo->user, &rep) != 0) out.stopped = 1;
+      if (in_a_row >= fo->max_failed) {
+        char last[256];
+        snprintf(last, sizeof last, "%s", cnf_ctx_errmsg(F.ctx));
+        rc = CNF_ERROR(F.ctx, rep.status, "%ld steps in a row failed (the last: %s); stopping",
+                       in_a_row, last);
+        break;
+      }
+      if (out.stopped) break;
+      continue;
+    }
     if (fo->val != NULL && (done % fo->val_every == 0 || done == fo->iters)) {
       rep.validated = 1;
       cnf_model_seed(m, cnf_seed_derive(seed_of(m), "validation", (uint64_t)done));
@@ -382,13 +389,6 @@ int cnf_fit(cnf_model *m, const cnf_fit_data *data, const cnf_fit_options *fo,
         (rc = save(&F, fo->state_path)) != 0)
       break;
     if (fo->callback != NULL && fo->callback(fo->user, &rep) != 0) out.stopped = 1;
-    if (rep.status != 0 && in_a_row >= fo->max_failed) {
-      char last[256];
-      snprintf(last, sizeof last, "%s", cnf_ctx_errmsg(F.ctx));
-      rc = CNF_ERROR(F.ctx, rep.status, "%ld steps in a row failed (the last: %s); stopping",
-                     in_a_row, last);
-      break;
-    }
     if (out.stopped) break;
   }
   const long ok = out.steps - out.failed;
@@ -397,13 +397,13 @@ int cnf_fit(cnf_model *m, const cnf_fit_data *data, const cnf_fit_options *fo,
   out.kinetic_mean = ok ? sum_kin / (double)ok : 0.0;
   out.jacobian_mean = ok ? sum_jac / (double)ok : 0.0;
   out.iteration = cnf_model_iteration(m);
-  /* the latest state on disk (after a stop and a failure too: the model
-   * holds the last good state), and something at best_path */
-  if (rc == 0 || !(rc == CNF_EIO || rc == CNF_ENOMEM)) {
-    int rs = save(&F, fo->state_path);
-    if (rs == 0 && fo->best_path != NULL && fo->val != NULL && !isfinite(out.best_val))
-      rs = save(&F, fo->best_path);
-    if (rc == 0) rc = rs;
+  /* the latest state on disk (also after a stop), and something at
+   * best_path; after an error the files stay as the last good step left
+   * them */
+  if (rc == 0) {
+    rc = save(&F, fo->state_path);
+    if (rc == 0 && fo->best_path != NULL && fo->val != NULL && !isfinite(out.best_val))
+      rc = save(&F, fo->best_path);
   }
   fit_free(&F);
   if (res) *res = out;

@@ -72,7 +72,7 @@ static void test_train(void) {
   rc = CNF("train", "--flow", "realnvp", "--data", P("d4.csv"), "--iters", "20", "--hidden", "8",
            "--standardize", "--val", P("d4.csv"), "--out", P("r4.cnf"));
   CU_ASSERT_EQUAL(rc, 0);
-  CU_ASSERT_TRUE(isfinite(value_of(last_out, "val_nll")));
+  CU_ASSERT_TRUE(isfinite(value_of(last_out, "val_nll_best")));
   CU_ASSERT_EQUAL(CNF("plot", "--model", P("r4.cnf"), "--out", P("r4.png"), "-n", "100"), 0);
   CU_ASSERT_TRUE(exists(P("r4.png")));
   /* --flow cnf is the continuous flow */
@@ -108,7 +108,7 @@ static void test_bad_input(void) {
   rc = CNF("train", "--flow", "maf", "--out", P("g.cnf"));
   expect_failure("train without data", rc, 2, "train", "--data", NULL, P("g.cnf"));
   rc = CNF("init", "--flow", "maf", "--dim", "2", "--hidden", "8-x", "--out", P("g.cnf"));
-  expect_failure("bad hidden", rc, 2, "init", "--hidden", "8-x", P("g.cnf"));
+  expect_failure("bad hidden", rc, 2, "init", "hidden", "8-x", P("g.cnf"));
   CU_ASSERT_EQUAL(CNF("init", "--flow", "maf", "--dim", "3", "--out", P("m3.cnf")), 0);
   write_text(P("two.csv"), "a,b\n1,2\n");
   rc = CNF("logp", "--model", P("m3.cnf"), "--in", P("two.csv"), "--out", P("o.csv"));

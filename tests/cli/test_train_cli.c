@@ -509,7 +509,7 @@ static void test_bad_inputs(void) {
       {{"--data", "8gaussians", "--iters", "0"}, "--iters", "'0'"},
       {{"--data", "8gaussians", "--lr", "-1"}, "--lr", "'-1'"},
       {{"--data", "8gaussians", "--adjoint", "forward"}, "--adjoint", "'forward'"},
-      {{"--data", "8gaussians", "--hidden", "16-x"}, "--hidden", "'16-x'"},
+      {{"--data", "8gaussians", "--hidden", "16-x"}, "hidden", "'16-x'"},
       {{"--data", "8gaussians", "--batch", "0"}, "--batch", "'0'"},
       {{"--out", "X"}, "missing required option --data", NULL},
   };

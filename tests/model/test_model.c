@@ -41,10 +41,10 @@ static const char *path(const char *name) {
   return scratch_path(buf[k], sizeof buf[k], dir, name);
 }
 
-static cnf_model *make(cnf_ctx *ctx, const char *flow, const char *hidden0, uint64_t seed) {
+static cnf_model *make(cnf_ctx *ctx, const char *flow, const char *hidden, uint64_t seed) {
   cnf_model_spec sp;
   cnf_model_spec_default(&sp, flow, 2);
-  if (hidden0 != NULL) sp.n_hidden = 2, sp.hidden[0] = sp.hidden[1] = (size_t)atoi(hidden0);
+  sp.hidden = hidden;
   cnf_model *m = NULL;
   CU_ASSERT_EQUAL_FATAL(cnf_model_create(&m, ctx, &sp, seed), 0);
   return m;
@@ -78,7 +78,7 @@ static void test_conventions(void) {
   cnf_options_default(&opt);
   opt.rtol = opt.atol = 1e-10;
   for (int k = 0; k < 2; k++) {
-    cnf_model *m = make(ctx, kinds[k], "16", 5);
+    cnf_model *m = make(ctx, kinds[k], "16-16", 5);
     /* move away from the identity-like initialisation */
     double *th = cnf_model_params(m);
     for (size_t i = 0; i < cnf_model_param_count(m); i++) th[i] *= 3.0;
@@ -130,7 +130,7 @@ static void test_fit_equals_steps(void) {
   double *rows = malloc(N * 2 * sizeof(double)), xb[2 * 50];
   size_t idx[50];
   cnf_toy_sample("8gaussians", N, 1, rows);
-  cnf_model *m = make(ctx, "cnf", "8", 7), *h = make(ctx, "cnf", "8", 7);
+  cnf_model *m = make(ctx, "cnf", "8-8", 7), *h = make(ctx, "cnf", "8-8", 7);
   cnf_fit_options fo;
   cnf_fit_options_default(&fo);
   fo.iters = iters, fo.batch = B, fo.seed = 9;
@@ -181,10 +181,10 @@ static void test_resume(void) {
     fo.state_path = path("state.model");
     cnf_fit_data data = {NULL, 0, 2, draw_toy, (void *)"pinwheel"};
     /* uninterrupted */
-    cnf_model *a = make(ctx, kinds[k], "8", 2);
+    cnf_model *a = make(ctx, kinds[k], "8-8", 2);
     CU_ASSERT_EQUAL_FATAL(cnf_fit(a, &data, &fo, NULL), 0);
     /* stopped after step 7 by the callback, resumed from the file */
-    cnf_model *b = make(ctx, kinds[k], "8", 2);
+    cnf_model *b = make(ctx, kinds[k], "8-8", 2);
     long at = 7;
     fo.callback = stop_at, fo.user = &at;
     cnf_fit_result res;
@@ -263,7 +263,7 @@ static void *run_worker(void *arg) {
   if (w->rc != 0) return NULL;
   cnf_model_spec sp;
   cnf_model_spec_default(&sp, w->kind, 2);
-  sp.n_hidden = 1, sp.hidden[0] = 8;
+  sp.hidden = "8";
   w->rc = cnf_model_create(&w->m, ctx, &sp, 6);
   cnf_fit_comm comm = {w->rank, 2, sum_two, w};
   cnf_fit_options fo = worker_options();
@@ -297,7 +297,7 @@ static void test_two_workers(void) {
     CU_ASSERT_EQUAL_FATAL(cnf_ctx_create(&ctx), 0);
     cnf_model_spec sp;
     cnf_model_spec_default(&sp, kinds[k], 2);
-    sp.n_hidden = 1, sp.hidden[0] = 8;
+    sp.hidden = "8";
     cnf_model *one = NULL;
     CU_ASSERT_EQUAL_FATAL(cnf_model_create(&one, ctx, &sp, 6), 0);
     cnf_fit_options fo = worker_options();
@@ -340,7 +340,7 @@ static void test_failures(void) {
   CU_ASSERT_EQUAL_FATAL(cnf_ctx_create(&ctx), 0);
   /* an update that leaves a NaN (a negative second moment, planted) is
    * undone: the parameters and moments are those before the step */
-  cnf_model *m = make(ctx, "realnvp", "8", 1);
+  cnf_model *m = make(ctx, "realnvp", "8-8", 1);
   cnf_fit_options fo;
   cnf_fit_options_default(&fo);
   fo.iters = 3, fo.batch = 32, fo.state_path = path("div.model");
@@ -368,7 +368,7 @@ static void test_failures(void) {
   free(before);
 
   /* steps that fail (NaN rows) are skipped; three in a row end the run */
-  m = make(ctx, "cnf", "8", 1);
+  m = make(ctx, "cnf", "8-8", 1);
   const size_t Pc = cnf_model_param_count(m);
   double *th0 = malloc(Pc * sizeof(double));
   memcpy(th0, cnf_model_params(m), Pc * sizeof(double));
@@ -413,7 +413,7 @@ static void test_validation(void) {
   cnf_toy_sample("8gaussians", 300, 77, val);
   const char *kinds[] = {"nice", "cnf"};
   for (int k = 0; k < 2; k++) {
-    cnf_model *m = make(ctx, kinds[k], "16", 2);
+    cnf_model *m = make(ctx, kinds[k], "16-16", 2);
     cnf_fit_options fo;
     cnf_fit_options_default(&fo);
     fo.iters = k == 0 ? 60 : 24, fo.batch = 100, fo.seed = 1;
@@ -444,7 +444,7 @@ static void test_validation(void) {
     cnf_model_free(m);
   }
   /* a stop request before the first step: nothing taken, state saved */
-  cnf_model *m = make(ctx, "cnf", "8", 2);
+  cnf_model *m = make(ctx, "cnf", "8-8", 2);
   volatile sig_atomic_t stop = 1;
   cnf_fit_options fo;
   cnf_fit_options_default(&fo);
@@ -469,7 +469,7 @@ static void test_gradcheck(void) {
   cnf_toy_sample("rings", 20, 2, x);
   const char *kinds[] = {"cnf", "maf", "planar"};
   for (int k = 0; k < 3; k++) {
-    cnf_model *m = make(ctx, kinds[k], "6", 3);
+    cnf_model *m = make(ctx, kinds[k], "6-6", 3);
     cnf_options opt;
     cnf_options_default(&opt);
     opt.rtol = opt.atol = 1e-10, opt.max_steps = 1000000;
@@ -500,7 +500,7 @@ static void test_moments_and_args(void) {
 
   cnf_ctx *ctx = NULL;
   CU_ASSERT_EQUAL_FATAL(cnf_ctx_create(&ctx), 0);
-  cnf_model *m = make(ctx, "cnf", "4", 1);
+  cnf_model *m = make(ctx, "cnf", "4-4", 1);
   double rows[6] = {0, 1, 2, 3, 4, 5};
   cnf_fit_options fo;
   cnf_fit_options_default(&fo);
