@@ -11,7 +11,8 @@ file(REMOVE_RECURSE ${WORK})
 set(prefix ${WORK}/prefix)
 run(${CMAKE_COMMAND} --install ${BUILD_DIR} --prefix ${prefix})
 
-foreach(f include/cnf.h include/cnf_dynamics.h include/cnf_pde.h include/cnf_fm.h bin/cnf
+foreach(f include/cnf.h include/cnf_dynamics.h include/cnf_pde.h include/cnf_fm.h
+          include/cnf_model.h include/cnf_layers.h bin/cnf
           ${LIBDIR}/cmake/cnf/cnfConfig.cmake ${LIBDIR}/pkgconfig/cnf.pc)
   if(NOT EXISTS ${prefix}/${f})
     message(FATAL_ERROR "not installed: ${f}")
@@ -45,4 +46,20 @@ separate_arguments(extra UNIX_COMMAND "${EXTRA_FLAGS}")
 run(${C_COMPILER} ${extra} ${SOURCE_DIR}/examples/flow_basics.c ${pc_flags} -lm
     -Wl,-rpath,${prefix}/${LIBDIR} -o ${WORK}/flow_basics_pc)
 run(${WORK}/flow_basics_pc)
+# the library's training loop from the installed headers equals `cnf train`
+# bit for bit: a CNF and a RealNVP stack on 8gaussians, one thread
+run(${C_COMPILER} ${extra} ${SOURCE_DIR}/examples/fit_toy.c ${pc_flags} -lm
+    -Wl,-rpath,${prefix}/${LIBDIR} -o ${WORK}/fit_toy)
+foreach(flow cnf realnvp)
+  run(${WORK}/fit_toy ${flow} 8gaussians 25 7 ${WORK}/lib_${flow}.model)
+  string(REGEX MATCH "loss_avg [^\n]*" lib_loss "${last_output}")
+  run(${prefix}/bin/cnf --threads 1 train --flow ${flow} --data 8gaussians --iters 25 --seed 7
+      --out ${WORK}/cli_${flow}.model)
+  string(REGEX MATCH "loss_avg [^\n]*" cli_loss "${last_output}")
+  if(NOT lib_loss STREQUAL cli_loss OR lib_loss STREQUAL "")
+    message(FATAL_ERROR "${flow}: cnf_fit printed '${lib_loss}', cnf train '${cli_loss}'")
+  endif()
+  run(${CMAKE_COMMAND} -E compare_files ${WORK}/lib_${flow}.model ${WORK}/cli_${flow}.model)
+  message(STATUS "${flow}: cnf_fit and cnf train wrote the same model file (${lib_loss})")
+endforeach()
 message(STATUS "install test passed")
