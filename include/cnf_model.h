@@ -281,7 +281,7 @@ typedef struct cnf_fit_result {
  * resumed from a checkpoint reproduces the uninterrupted one bit for bit.
  * A fresh stack (step 0) first gets its data-dependent initialisation
  * (cnf_model_init_data) from the first 1000 rows, or 1000 rows of the
- * generator's stream ("init", 0).  Returns 0 (also when stopped:
+ * generator's stream ("init-data", 0).  Returns 0 (also when stopped:
  * res->stopped) or the error that ended the run (the last good state is
  * on disk). */
 int cnf_fit(cnf_model *m, const cnf_fit_data *data, const cnf_fit_options *fo,

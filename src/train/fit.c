@@ -296,7 +296,7 @@ static int fit_setup(fit *F, cnf_model *m, const cnf_fit_data *data, const cnf_f
     if (x != NULL) {
       n = data->N < n ? data->N : n;
     } else {
-      int rc = data->draw(data->user, cnf_seed_derive(seed_of(m), "init", 0), n, D, F->x);
+      int rc = data->draw(data->user, cnf_seed_derive(seed_of(m), "init-data", 0), n, D, F->x);
       if (rc != 0) return CNF_ERROR(F->ctx, rc, "fit: the data generator failed");
       x = F->x;
     }
@@ -376,7 +376,7 @@ int cnf_fit(cnf_model *m, const cnf_fit_data *data, const cnf_fit_options *fo,
     }
     if (fo->val != NULL && (done % fo->val_every == 0 || done == fo->iters)) {
       rep.validated = 1;
-      cnf_model_seed(m, cnf_seed_derive(seed_of(m), "validation", (uint64_t)done));
+      cnf_model_seed(m, cnf_seed_derive(seed_of(m), "val", (uint64_t)done));
       if (cnf_model_nll(m, &fo->eval_opt, fo->n_val, fo->val, &rep.val_nll, NULL) != 0)
         rep.val_nll = NAN; /* reported; the message is in the context */
       if (rep.val_nll < out.best_val) {
