@@ -47,6 +47,9 @@ int cnf__cli_conv_layer(const char *s, void *d) {
 int cnf__cli_conv_adjoint(const char *s, void *d) {
   return cnf_adjoint_parse(s, (cnf_adjoint *)d);
 }
+int cnf__cli_conv_objective(const char *s, void *d) {
+  return cnf_objective_parse(s, (cnf_objective *)d);
+}
 int cnf__cli_conv_act(const char *s, void *d) {
   return cnf_act_parse(s, (cnf_act *)d);
 }
