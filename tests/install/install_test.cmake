@@ -45,4 +45,16 @@ separate_arguments(extra UNIX_COMMAND "${EXTRA_FLAGS}")
 run(${C_COMPILER} ${extra} ${SOURCE_DIR}/examples/flow_basics.c ${pc_flags} -lm
     -Wl,-rpath,${prefix}/${LIBDIR} -o ${WORK}/flow_basics_pc)
 run(${WORK}/flow_basics_pc)
+# the Python package finds the installed library through the prefix alone
+if(PYTHON AND EXISTS ${PYTHON})
+  set(ENV{PYTHONPATH} ${prefix}/${PYTHON_DIR})
+  set(ENV{PYTHONDONTWRITEBYTECODE} 1)
+  unset(ENV{CNF_LIBRARY})
+  file(WRITE ${WORK}/use_cnf.py "import cnf\nprint(cnf.library_path)\n"
+       "print(cnf.Model.cnf(2, hidden='8').log_prob([[0.5, -1.0]])[0])\n")
+  run(${PYTHON} ${WORK}/use_cnf.py)
+  if(NOT last_output MATCHES "^${prefix}/")
+    message(FATAL_ERROR "the installed Python package loaded another library: ${last_output}")
+  endif()
+endif()
 message(STATUS "install test passed")
