@@ -19,7 +19,6 @@ Where the library is looked for, first found wins:
 4. the system's search path (libcnf.so.0, then libcnf.so).
 """
 
-import glob
 import os
 
 import cffi

@@ -131,7 +131,8 @@ class Field:
             out = ffi.new("cnf_dyn **")
             raise_for(lib.cnf_dyn_create(out, self._ctx, self._type, ffi.NULL, 0, D, 0),
                       self._ctx)
-            d = self._dyns[D] = ffi.gc(out[0], lib.cnf_dyn_free)
+            # the destructor holds the context: it must outlive the field
+            d = self._dyns[D] = ffi.gc(out[0], lambda p, ctx=self._ctx: lib.cnf_dyn_free(p))
         self._D = D
         return d
 
@@ -224,7 +225,7 @@ def log_prob_at(field, x, t, t0=0.0, log_p0=None, trace="exact", probes=1, seed=
             _store(wrap(out, (n,), True), p0(wrap(xs, (n, Dd), False)), (n,), "log_p0")
             return 0
         except BaseException as e:
-            return field._fail(e) and -1
+            return field._fail(e)
 
     cb = ffi.callback(_SIG_LOGP, cb_logp)
     dens = ffi.new("cnf_density *")

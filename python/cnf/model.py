@@ -64,7 +64,8 @@ class Model:
 
     @classmethod
     def _wrap(cls, out, ctx):
-        return cls(ffi.gc(out[0], lib.cnf_model_free), ctx)
+        # the destructor holds the context: it must outlive the model
+        return cls(ffi.gc(out[0], lambda p, ctx=ctx: lib.cnf_model_free(p)), ctx)
 
     @classmethod
     def load(cls, path):
@@ -409,15 +410,16 @@ def fit(model, data, iters=1000, batch=100, lr=1e-3, weight_decay=1e-5, seed=0, 
         state["interrupted"] = True
         stop[0] = 1
 
-    old = None
-    if threading.current_thread() is threading.main_thread():
+    ours = threading.current_thread() is threading.main_thread()
+    if ours:
         old = signal.signal(signal.SIGINT, on_sigint)
     res = ffi.new("cnf_fit_result *")
     try:
         rc = lib.cnf_fit(model._m, fd, fo, res)
     finally:
-        if old is not None:
-            signal.signal(signal.SIGINT, old)
+        if ours:
+            # a handler installed from C reads as None: give back the default
+            signal.signal(signal.SIGINT, old if old is not None else signal.SIG_DFL)
     if state["exc"] is not None:
         raise state["exc"]
     raise_for(rc, model._ctx)
