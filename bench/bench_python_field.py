@@ -31,7 +31,7 @@ sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."
 import cnf  # noqa: E402
 from cnf._core import new_ctx, ptr, raise_for  # noqa: E402
 from cnf._lib import ffi, lib  # noqa: E402
-from test_field import OU, standard_normal  # noqa: E402
+from test_field import c_log_prob_at, ou_c_field  # noqa: E402
 
 
 def best_time(fn, target=0.2, repeats=5):
@@ -77,15 +77,7 @@ def main():
     ctx = new_ctx()
     rows = []
     for D in (2, 10):
-        pou = ffi.new("cnf_pde_ou **")
-        raise_for(lib.cnf_pde_ou_create(pou, ctx, D, 7), ctx)
-        ou_c = ffi.gc(pou[0], lib.cnf_pde_ou_free)
-        pdyn = ffi.new("cnf_dyn **")
-        raise_for(lib.cnf_pde_ou_dyn(pdyn, ctx, ou_c), ctx)
-        cdyn = ffi.gc(pdyn[0], lib.cnf_dyn_free)
-        A = np.frombuffer(ffi.buffer(lib.cnf_pde_ou_A(ou_c), 8 * D * D)).reshape(D, D).copy()
-        b = np.frombuffer(ffi.buffer(lib.cnf_pde_ou_b(ou_c), 8 * D)).copy()
-        ou = OU(A, b)
+        ou_c, cdyn, ou = ou_c_field(D, 7, ctx)
         pyfield = cnf.Field(ou.f, div=ou.div)
         empty = cnf.Field(lambda t, z: z, div=lambda t, z: np.zeros(z.shape[0]))
         for B in (100, 10000):
@@ -95,31 +87,10 @@ def main():
             row = [D, B, c * 1e6, py * 1e6, (py - c) * 1e6, py / c, e * 1e6]
             if not quick:
                 x = ou.sample(1.0, B, seed=3)
-                opt = ffi.new("cnf_options *")
-                lib.cnf_options_default(opt)
-                opt.rtol = opt.atol = 1e-8
-                lp = np.empty(B)
-                st = ffi.new("cnf_stats *")
-
-                @ffi.callback("int(void *, size_t, size_t, const double *, double *)")
-                def p0(user, n, d, xs, out):
-                    a = np.frombuffer(ffi.buffer(xs, 8 * n * d)).reshape(n, d)
-                    np.frombuffer(ffi.buffer(out, 8 * n))[:] = standard_normal(a)
-                    return 0
-
-                dens = ffi.new("cnf_density *")
-                dens.logp = p0
-
-                def c_solve():
-                    raise_for(lib.cnf_dyn_logp_at(cdyn, ffi.NULL, opt, dens, 0.0, 1.0, B, 0,
-                                                  ffi.NULL, ptr(x), ptr(lp), st), ctx)
-
-                st.nfe = 0
-                c_solve()
-                nfe_c = st.nfe
+                _, nfe_c = c_log_prob_at(cdyn, ctx, x, 1.0, 1e-8)
                 cnf.log_prob_at(pyfield, x, 1.0, rtol=1e-8, atol=1e-8)
                 nfe_py = pyfield.last_stats["nfe"]
-                sc = per_eval_solve(c_solve, nfe_c)
+                sc = per_eval_solve(lambda: c_log_prob_at(cdyn, ctx, x, 1.0, 1e-8), nfe_c)
                 sp = per_eval_solve(
                     lambda: cnf.log_prob_at(pyfield, x, 1.0, rtol=1e-8, atol=1e-8), nfe_py)
                 row += [sc * 1e6, sp * 1e6, nfe_c, nfe_py]

@@ -306,15 +306,27 @@ lib, path = _open()
 
 
 def _check_abi():
+    """The structs the library fills in must have the layout declared
+    above.  The buffers are oversized so that a library with larger structs
+    writes into them safely and is reported, not overrun."""
+    def mismatch(what):
+        return ImportError("cnf: %s: the Python package and the library %s come from different "
+                           "versions (update python/cnf/_lib.py's declarations)" % (what, path))
+
     for name, fill in (("cnf_options", lib.cnf_options_default),
                        ("cnf_fit_options", lib.cnf_fit_options_default)):
-        s = ffi.new(name + " *")
+        buf = ffi.new("char[]", 4096)
+        s = ffi.cast(name + " *", buf)
         fill(s)
         if s.size != ffi.sizeof(name):
-            raise ImportError(
-                "cnf: %s is %d bytes in %s but %d in the Python declarations: the package "
-                "and the library come from different versions"
-                % (name, s.size, path, ffi.sizeof(name)))
+            raise mismatch("%s is %d bytes in the library, %d here"
+                           % (name, s.size, ffi.sizeof(name)))
+    buf = ffi.new("char[]", 4096)
+    spec = ffi.cast("cnf_model_spec *", buf)
+    flow = ffi.new("char[]", b"cnf")
+    lib.cnf_model_spec_default(spec, flow, 3)
+    if spec.flow != flow or spec.dim != 3 or spec.T != 0.5 or spec.n_hidden > 16:
+        raise mismatch("cnf_model_spec's layout differs")
 
 
 _check_abi()

@@ -153,14 +153,28 @@ class Field:
 def _probes(trace, probes, seed, B, D):
     code = trace_code(trace)
     if code == 0:
-        return 0, ffi.NULL, None
+        return 0, ffi.NULL
     if int(probes) != probes or probes < 1:
         raise ValueError("probes: expected a positive integer, got %r" % (probes,))
     eps = np.empty((int(probes), B, D))
     rc = lib.cnf_probes_draw(code, int(seed), int(probes), B, D, ptr(eps))
     if rc != 0:
         raise ValueError("cannot draw %d probes" % probes)
-    return int(probes), ptr(eps), eps
+    return int(probes), ptr(eps)
+
+
+_FIELD_SOLVER_KEYS = ("rtol", "atol", "atol_logp", "max_steps", "method", "max_order", "h_init",
+                      "max_nonlin_iters")
+
+
+def _prepare(field, x, what, trace, probes, seed, solver):
+    """The Field, the options, x as (B, D) rows and the probes of a call."""
+    if not isinstance(field, Field):
+        field = Field(field)
+    opt = options(solver, allowed=_FIELD_SOLVER_KEYS)
+    x = as_rows(x, None, what)
+    K, eps_p = _probes(trace, probes, seed, x.shape[0], x.shape[1])
+    return field, opt, x, K, eps_p
 
 
 def solve(field, x0, times, trace="exact", probes=1, seed=0, **solver):
@@ -172,11 +186,7 @@ def solve(field, x0, times, trace="exact", probes=1, seed=0, **solver):
     `probes` probes drawn from `seed` (needs the field's jvp).  Solver
     keywords: rtol, atol, atol_logp, max_steps, method, max_order, h_init,
     max_nonlin_iters.  field: a Field or a callable f(t, z)."""
-    if not isinstance(field, Field):
-        field = Field(field)
-    opt = options(solver, allowed=("rtol", "atol", "atol_logp", "max_steps", "method",
-                                   "max_order", "h_init", "max_nonlin_iters"))
-    x = as_rows(x0, None, "x0")
+    field, opt, x, K, eps_p = _prepare(field, x0, "x0", trace, probes, seed, solver)
     B, D = x.shape
     ts = np.ascontiguousarray(np.asarray(times, dtype=np.float64))
     if ts.ndim != 1 or ts.size == 0:
@@ -185,7 +195,6 @@ def solve(field, x0, times, trace="exact", probes=1, seed=0, **solver):
     d = np.diff(ts)
     if not (np.all(d >= 0) or np.all(d <= 0)) or not np.all(np.isfinite(ts)):
         raise ValueError("times: expected finite times in one direction, got %s" % (ts,))
-    K, eps_p, eps = _probes(trace, probes, seed, B, D)
     m = ts.size
     z = x.copy()
     delta = np.zeros(B)
@@ -211,13 +220,8 @@ def log_prob_at(field, x, t, t0=0.0, log_p0=None, trace="exact", probes=1, seed=
     integrated back to t0 and log p_t(x) = log p_0(x(t0)) - int div f.
     log_p0(x) -> (B) is p_0's log-density (None: the standard normal).
     trace, probes, seed and solver keywords as for solve."""
-    if not isinstance(field, Field):
-        field = Field(field)
-    opt = options(solver, allowed=("rtol", "atol", "atol_logp", "max_steps", "method",
-                                   "max_order", "h_init", "max_nonlin_iters"))
-    x = as_rows(x, None, "x")
+    field, opt, x, K, eps_p = _prepare(field, x, "x", trace, probes, seed, solver)
     B, D = x.shape
-    K, eps_p, eps = _probes(trace, probes, seed, B, D)
     p0 = log_p0 or _standard_normal
 
     def cb_logp(user, n, Dd, xs, out):

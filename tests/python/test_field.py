@@ -65,16 +65,46 @@ def standard_normal(x):
     return -0.5 * np.sum(x * x, axis=1) - 0.5 * x.shape[1] * np.log(2 * np.pi)
 
 
+def ou_c_field(d, seed, ctx):
+    """The library's OU problem P3 in dimension d: its C field (cnf_dyn)
+    and the same problem as an OU object (A, b read from the library)."""
+    pou = ffi.new("cnf_pde_ou **")
+    raise_for(lib.cnf_pde_ou_create(pou, ctx, d, seed), ctx)
+    ou_c = ffi.gc(pou[0], lambda p, ctx=ctx: lib.cnf_pde_ou_free(p))
+    A = np.frombuffer(ffi.buffer(lib.cnf_pde_ou_A(ou_c), 8 * d * d)).reshape(d, d).copy()
+    b = np.frombuffer(ffi.buffer(lib.cnf_pde_ou_b(ou_c), 8 * d)).copy()
+    pdyn = ffi.new("cnf_dyn **")
+    raise_for(lib.cnf_pde_ou_dyn(pdyn, ctx, ou_c), ctx)
+    return ou_c, ffi.gc(pdyn[0], lambda p, ctx=ctx: lib.cnf_dyn_free(p)), OU(A, b)
+
+
+@ffi.callback("int(void *, size_t, size_t, const double *, double *)")
+def _c_standard_normal(user, B, D, xs, out):
+    a = np.frombuffer(ffi.buffer(xs, 8 * B * D)).reshape(B, D)
+    np.frombuffer(ffi.buffer(out, 8 * B))[:] = standard_normal(a)
+    return 0
+
+
+def c_log_prob_at(dyn, ctx, x, t, tol):
+    """log p_t(x) by cnf_dyn_logp_at called directly on a C field, p_0 the
+    standard normal, exact trace; returns (logp, RHS evaluations)."""
+    dens = ffi.new("cnf_density *")
+    dens.logp = _c_standard_normal
+    opt = ffi.new("cnf_options *")
+    lib.cnf_options_default(opt)
+    opt.rtol = opt.atol = tol
+    lp = np.empty(x.shape[0])
+    st = ffi.new("cnf_stats *")
+    raise_for(lib.cnf_dyn_logp_at(dyn, ffi.NULL, opt, dens, 0.0, t, x.shape[0], 0, ffi.NULL,
+                                  ptr(x), ptr(lp), st), ctx)
+    return lp, st.nfe
+
+
 class TestField(unittest.TestCase):
     def test_ou_matches_closed_form_and_c_field(self):
         d, t, n = 10, 1.0, 1000
         ctx = new_ctx()
-        pou = ffi.new("cnf_pde_ou **")
-        raise_for(lib.cnf_pde_ou_create(pou, ctx, d, 7), ctx)
-        ou_c = ffi.gc(pou[0], lib.cnf_pde_ou_free)
-        A = np.frombuffer(ffi.buffer(lib.cnf_pde_ou_A(ou_c), 8 * d * d)).reshape(d, d).copy()
-        b = np.frombuffer(ffi.buffer(lib.cnf_pde_ou_b(ou_c), 8 * d)).copy()
-        ou = OU(A, b)
+        ou_c, dyn, ou = ou_c_field(d, 7, ctx)
         x = ou.sample(t, n, seed=3)
         truth = ou.logp(t, x)
         # the closed form is the library's own
@@ -87,24 +117,7 @@ class TestField(unittest.TestCase):
         err_py = np.abs(lp_py - truth)
 
         # the C field of the PDE suite on the same points
-        pdyn = ffi.new("cnf_dyn **")
-        raise_for(lib.cnf_pde_ou_dyn(pdyn, ctx, ou_c), ctx)
-        dyn = ffi.gc(pdyn[0], lib.cnf_dyn_free)
-
-        @ffi.callback("int(void *, size_t, size_t, const double *, double *)")
-        def p0(user, B, D, xs, out):
-            a = np.frombuffer(ffi.buffer(xs, 8 * B * D)).reshape(B, D)
-            np.frombuffer(ffi.buffer(out, 8 * B))[:] = standard_normal(a)
-            return 0
-
-        dens = ffi.new("cnf_density *")
-        dens.logp = p0
-        opt = ffi.new("cnf_options *")
-        lib.cnf_options_default(opt)
-        opt.rtol = opt.atol = 1e-8
-        lp_c = np.empty(n)
-        raise_for(lib.cnf_dyn_logp_at(dyn, ffi.NULL, opt, dens, 0.0, t, n, 0, ffi.NULL, ptr(x),
-                                      ptr(lp_c), ffi.NULL), ctx)
+        lp_c, _ = c_log_prob_at(dyn, ctx, x, t, 1e-8)
         err_c = np.abs(lp_c - truth)
         print("\n  OU d = %d, t = %g, rtol = atol = 1e-8: Python field mean %.2g max %.2g "
               "(%d calls of f), C field mean %.2g max %.2g, |Python - C| max %.2g"
