@@ -14,6 +14,8 @@
   behind (the field solves again afterwards)."""
 
 import gc
+import os
+import signal
 import unittest
 
 import cffi
@@ -203,6 +205,18 @@ class TestField(unittest.TestCase):
             cnf.log_prob_at(cnf.Field(lambda t, z: -z, div=lambda t, z: 1 / 0), x0, 1.0)
         with self.assertRaises(KeyError):
             cnf.log_prob_at(lambda t, z: -z, x0, 1.0, log_p0=lambda x: {}["p0"])
+        # Ctrl-C during a solve arrives as KeyboardInterrupt, the same way
+        ticks = []
+
+        def interrupted(t, z):
+            ticks.append(t)
+            if len(ticks) == 12:
+                os.kill(os.getpid(), signal.SIGINT)
+            return -z
+
+        with self.assertRaises(KeyboardInterrupt):
+            cnf.solve(interrupted, x0, [0.0, 1.0])
+        self.assertEqual(len(ticks), 12)
         # wrong shapes from the callable, named
         with self.assertRaises(ValueError) as cm:
             cnf.solve(lambda t, z: z[:, :1], x0, [0, 1])
