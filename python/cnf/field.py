@@ -36,7 +36,7 @@ class Field:
     f(t, z): t a float, z (B, D) read-only; returns dz/dt (B, D).
     div(t, z) (optional): the divergence tr(df/dz) of each row (B), used
         for the exact trace; without it the library differentiates f
-        numerically (central differences, D extra calls per evaluation).
+        numerically (central differences, 2 D extra calls per evaluation).
     jvp(t, z, v) (optional): J v for tangents v (K, B, D), returning
         (K, B, D); it gives Hutchinson traces (trace='gauss' or
         'rademacher'), and the exact trace when div is absent.
