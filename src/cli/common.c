@@ -158,7 +158,7 @@ int cnf__cli_open_model(const char *cmd, const char *path, cnf_ctx **ctx, cnf_fl
 int cnf__cli_write_table(const char *cmd, cnf_ctx *ctx, const char *path, const char *const *names,
                          size_t rows, size_t cols, const double *data) {
   int rc = cnf_npy_path(path) ? cnf_npy_write(ctx, path, rows, cols, data)
-                               : cnf_csv_write(ctx, path, names, rows, cols, data);
+                              : cnf_csv_write(ctx, path, names, rows, cols, data);
   return rc != 0 ? cnf__cli_lib_fail(cmd, ctx, rc, 0) : CNF_CLI_OK;
 }
 
@@ -195,13 +195,13 @@ int cnf__cli_begin(const char *cmd, const cnf_cli_opt *opts, const cnf_cli_usage
 int cnf__cli_read_points(const char *cmd, cnf_ctx *ctx, const char *path, size_t D,
                          const char *whose, double **x, size_t *rows, size_t *cols) {
   int rc = cnf_npy_path(path) ? cnf_npy_read(ctx, path, x, rows, cols)
-                               : cnf_csv_read(ctx, path, x, rows, cols);
+                              : cnf_csv_read(ctx, path, x, rows, cols);
   if (rc != 0) return cnf__cli_lib_fail(cmd, ctx, rc, 1);
   if (D != 0 && *cols != D) {
     /* every row has the first row's field count, so line 1 shows it */
     cnf__cli_error(cmd, "%s%s: %zu column%s, expected %zu (%s)",
-                   strcmp(path, "-") == 0 ? "<stdin>" : path, cnf_npy_path(path) ? "" : ":1",
-                   *cols, *cols == 1 ? "" : "s", D, whose);
+                   strcmp(path, "-") == 0 ? "<stdin>" : path, cnf_npy_path(path) ? "" : ":1", *cols,
+                   *cols == 1 ? "" : "s", D, whose);
     cnf_free(*x);
     *x = NULL;
     return CNF_CLI_EUSAGE;
