@@ -51,9 +51,10 @@ int cnf__flow_alloc(cnf_flow **out, cnf_ctx *ctx, const cnf_mlp_config *cfg,
 
 int cnf_flow_create(cnf_flow **out, cnf_ctx *ctx, const cnf_mlp_config *cfg,
                     size_t blocks, double T, uint64_t seed) {
-  if (!(T > 0.0) || !isfinite(T)) {
+  if (!(T >= CNF__T_MIN && T <= CNF__T_MAX)) {
     if (out) *out = NULL;
-    return CNF_ERROR(ctx, CNF_EINVAL, "flow: end time T must be positive and finite (got %g)", T);
+    return CNF_ERROR(ctx, CNF_EINVAL, "flow: end time T must be in [%g, %g] (got %g)", CNF__T_MIN,
+                     CNF__T_MAX, T);
   }
   int rc = cnf__flow_alloc(out, ctx, cfg, blocks);
   if (rc != 0) return rc;
@@ -96,9 +97,11 @@ double cnf_flow_end_time(const cnf_flow *f, size_t k) {
 }
 
 int cnf_flow_set_end_time(cnf_flow *f, size_t k, double T) {
-  if (k >= f->blocks || !(T > 0.0) || !isfinite(T))
-    return CNF_ERROR(f->ctx, CNF_EINVAL, "flow: block %zu of %zu, T = %g: need "
-                     "an existing block and a positive finite T", k, f->blocks, T);
+  if (k >= f->blocks || !(T >= CNF__T_MIN && T <= CNF__T_MAX))
+    return CNF_ERROR(f->ctx, CNF_EINVAL,
+                     "flow: block %zu of %zu, T = %g: need "
+                     "an existing block and %g <= T <= %g",
+                     k, f->blocks, T, CNF__T_MIN, CNF__T_MAX);
   f->T[k] = T;
   return 0;
 }
@@ -271,8 +274,10 @@ static int copy_in(cnf_flow *f, const double *in, double *out, size_t n) {
   return 0;
 }
 
-int cnf_flow_encode(cnf_flow *f, const cnf_options *opt, size_t B,
-                    const double *x, double *z, double *delta, cnf_stats *st) {
+/* encode and decode without the check of their results (logp and sample
+ * check what they return instead) */
+static int encode(cnf_flow *f, const cnf_options *opt, size_t B, const double *x, double *z,
+                  double *delta, cnf_stats *st) {
   int rc = check_args(f, opt, B, x, z);
   if (rc != 0) return rc;
   if (delta == NULL) return CNF_ERROR(f->ctx, CNF_EINVAL, "flow: delta is NULL");
@@ -286,8 +291,8 @@ int cnf_flow_encode(cnf_flow *f, const cnf_options *opt, size_t B,
   return rc;
 }
 
-int cnf_flow_decode(cnf_flow *f, const cnf_options *opt, size_t B,
-                    const double *z, double *x, double *delta, cnf_stats *st) {
+static int decode(cnf_flow *f, const cnf_options *opt, size_t B, const double *z, double *x,
+                  double *delta, cnf_stats *st) {
   int rc = check_args(f, opt, B, z, x);
   if (rc != 0) return rc;
   if (delta == NULL) return CNF_ERROR(f->ctx, CNF_EINVAL, "flow: delta is NULL");
@@ -306,6 +311,24 @@ int cnf_flow_decode(cnf_flow *f, const cnf_options *opt, size_t B,
   return 0;
 }
 
+/* Results that are not finite are errors (cnf__check_finite): a point far
+ * outside the support is reported, not written as -inf. */
+int cnf_flow_encode(cnf_flow *f, const cnf_options *opt, size_t B, const double *x, double *z,
+                    double *delta, cnf_stats *st) {
+  int rc = encode(f, opt, B, x, z, delta, st);
+  if (rc == 0) rc = cnf__check_finite(f->ctx, "flow encode", "the latent point", z, B, f->cfg.dim);
+  if (rc == 0) rc = cnf__check_finite(f->ctx, "flow encode", "the log-det", delta, B, 1);
+  return rc;
+}
+
+int cnf_flow_decode(cnf_flow *f, const cnf_options *opt, size_t B, const double *z, double *x,
+                    double *delta, cnf_stats *st) {
+  int rc = decode(f, opt, B, z, x, delta, st);
+  if (rc == 0) rc = cnf__check_finite(f->ctx, "flow decode", "the data point", x, B, f->cfg.dim);
+  if (rc == 0) rc = cnf__check_finite(f->ctx, "flow decode", "the log-det", delta, B, 1);
+  return rc;
+}
+
 int cnf_flow_logp(cnf_flow *f, const cnf_options *opt, size_t B,
                   const double *x, double *logp, cnf_stats *st) {
   int rc = check_args(f, opt, B, x, logp);
@@ -313,9 +336,10 @@ int cnf_flow_logp(cnf_flow *f, const cnf_options *opt, size_t B,
   const size_t D = f->cfg.dim;
   double *z = cnf__dalloc(f->ctx, B * D);
   if (z == NULL) return CNF_ENOMEM;
-  rc = cnf_flow_encode(f, opt, B, x, z, logp, st);
+  rc = encode(f, opt, B, x, z, logp, st);
   if (rc == 0)
     for (size_t b = 0; b < B; b++) logp[b] = cnf_log_normal(z + b * D, D) - logp[b];
+  if (rc == 0) rc = cnf__check_finite(f->ctx, "flow logp", "the log-density", logp, B, 1);
   cnf__free(z);
   return rc;
 }
@@ -329,9 +353,11 @@ int cnf_flow_sample(cnf_flow *f, const cnf_options *opt, size_t B, double *x,
   double *lz = cnf__dalloc(f->ctx, B);
   if (lz == NULL) return CNF_ENOMEM;
   for (size_t b = 0; b < B; b++) lz[b] = cnf_log_normal(x + b * D, D);
-  rc = cnf_flow_decode(f, opt, B, x, x, logp, st);
+  rc = decode(f, opt, B, x, x, logp, st);
   if (rc == 0)
     for (size_t b = 0; b < B; b++) logp[b] += lz[b];
+  if (rc == 0) rc = cnf__check_finite(f->ctx, "flow sample", "the sample", x, B, D);
+  if (rc == 0) rc = cnf__check_finite(f->ctx, "flow sample", "the log-density", logp, B, 1);
   cnf__free(lz);
   return rc;
 }

@@ -235,7 +235,9 @@ static int chunk_forward(cnf_stack *s, size_t nb, const double *x, double *ld) {
   return 0;
 }
 
-int cnf_stack_encode(cnf_stack *s, size_t B, const double *x, double *z, double *logdet) {
+/* encode and decode without the check of their results (logp and sample
+ * check what they return instead) */
+static int encode(cnf_stack *s, size_t B, const double *x, double *z, double *logdet) {
   if (s == NULL || (B > 0 && (x == NULL || z == NULL || logdet == NULL))) return CNF_EINVAL;
   const size_t D = s->D;
   for (size_t r = 0; r < B; r += CNF_TF_CHUNK) {
@@ -247,7 +249,7 @@ int cnf_stack_encode(cnf_stack *s, size_t B, const double *x, double *z, double 
   return 0;
 }
 
-int cnf_stack_decode(cnf_stack *s, size_t B, const double *z, double *x, double *logdet) {
+static int decode(cnf_stack *s, size_t B, const double *z, double *x, double *logdet) {
   if (s == NULL || (B > 0 && (x == NULL || z == NULL))) return CNF_EINVAL;
   const size_t D = s->D, stride = CNF_TF_CHUNK * D;
   const double base = std_logdet(s);
@@ -271,6 +273,21 @@ int cnf_stack_decode(cnf_stack *s, size_t B, const double *z, double *x, double 
   return 0;
 }
 
+/* Results that are not finite are errors (cnf__check_finite), as for CNFs. */
+int cnf_stack_encode(cnf_stack *s, size_t B, const double *x, double *z, double *logdet) {
+  int rc = encode(s, B, x, z, logdet);
+  if (rc == 0) rc = cnf__check_finite(s->ctx, "stack encode", "the latent point", z, B, s->D);
+  if (rc == 0) rc = cnf__check_finite(s->ctx, "stack encode", "the log-det", logdet, B, 1);
+  return rc;
+}
+
+int cnf_stack_decode(cnf_stack *s, size_t B, const double *z, double *x, double *logdet) {
+  int rc = decode(s, B, z, x, logdet);
+  if (rc == 0) rc = cnf__check_finite(s->ctx, "stack decode", "the data point", x, B, s->D);
+  if (rc == 0) rc = cnf__check_finite(s->ctx, "stack decode", "the log-det", logdet, B, 1);
+  return rc;
+}
+
 int cnf_stack_logp(cnf_stack *s, size_t B, const double *x, double *logp) {
   if (s == NULL || (B > 0 && (x == NULL || logp == NULL))) return CNF_EINVAL;
   const size_t D = s->D;
@@ -281,7 +298,7 @@ int cnf_stack_logp(cnf_stack *s, size_t B, const double *x, double *logp) {
     const double *z = s->h + s->L * CNF_TF_CHUNK * D;
     for (size_t q = 0; q < nb; q++) logp[r + q] += cnf_log_normal(z + q * D, D);
   }
-  return 0;
+  return cnf__check_finite(s->ctx, "stack logp", "the log-density", logp, B, 1);
 }
 
 int cnf_stack_sample(cnf_stack *s, size_t B, double *x, double *logp) {
@@ -291,11 +308,13 @@ int cnf_stack_sample(cnf_stack *s, size_t B, double *x, double *logp) {
     size_t nb = B - r < CNF_TF_CHUNK ? B - r : CNF_TF_CHUNK;
     double *zz = s->ga; /* decode works in s->h, s->c and s->ld */
     for (size_t i = 0; i < nb * D; i++) zz[i] = gsl_ran_gaussian_ziggurat(s->rng, 1.0);
-    int rc = cnf_stack_decode(s, nb, zz, x + r * D, logp ? logp + r : NULL);
+    int rc = decode(s, nb, zz, x + r * D, logp ? logp + r : NULL);
     if (rc != 0) return rc;
     for (size_t q = 0; logp && q < nb; q++) logp[r + q] += cnf_log_normal(zz + q * D, D);
   }
-  return 0;
+  int rc = cnf__check_finite(s->ctx, "stack sample", "the sample", x, B, D);
+  if (rc == 0) rc = cnf__check_finite(s->ctx, "stack sample", "the log-density", logp, B, 1);
+  return rc;
 }
 
 int cnf_stack_loss_grad(cnf_stack *s, size_t B, const double *x, double *loss, double *grad) {
