@@ -81,11 +81,12 @@ int cnf_csv_read(cnf_ctx *ctx, const char *path, double **data, size_t *rows,
   }
   const unsigned char *u = (const unsigned char *)buf;
   if (len >= 2 && ((u[0] == 0xFF && u[1] == 0xFE) || (u[0] == 0xFE && u[1] == 0xFF))) {
+    const unsigned b0 = u[0], b1 = u[1];
     cnf__free(buf);
     return CNF_ERROR(ctx, CNF_EFORMAT,
                      "%s:1:1: UTF-16 text (a byte-order mark %02X %02X), "
                      "expected CSV in ASCII or UTF-8",
-                     name, u[0], u[1]);
+                     name, b0, b1);
   }
   const char *nul = memchr(buf, '\0', len);
   if (nul != NULL) {
