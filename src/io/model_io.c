@@ -244,7 +244,8 @@ int cnf_flow_load(cnf_flow **out, cnf_ctx *ctx, const char *path) {
   }
   cnf__to_le(payload, n);
   /* the end times in range, every value finite, Adam's second moments (the
-   * last ntr values) non-negative; numbered from 1, as in the messages */
+   * last ntr values) non-negative; values numbered from 1 over the whole
+   * payload, as cnf__model_write does */
   for (size_t k = 0; k < h.blocks; k++)
     if (!(payload[k] >= CNF__T_MIN && payload[k] <= CNF__T_MAX)) {
       rc = CNF_ERROR(ctx, CNF_ECORRUPT, "%s: end time %zu is %g, need %g <= T <= %g", path, k + 1,
@@ -253,8 +254,8 @@ int cnf_flow_load(cnf_flow **out, cnf_ctx *ctx, const char *path) {
     }
   for (size_t i = h.blocks; i < n; i++)
     if (!isfinite(payload[i]) || (h.train && i >= n - ntr && payload[i] < 0)) {
-      rc = CNF_ERROR(ctx, CNF_ECORRUPT, "%s: stored value %zu is %g, need a finite number%s", path,
-                     i - h.blocks + 1, payload[i],
+      rc = CNF_ERROR(ctx, CNF_ECORRUPT, "%s: stored value %zu of %zu is %g, need a finite number%s",
+                     path, i + 1, n, payload[i],
                      h.train && i >= n - ntr ? " >= 0 (Adam's second moment)" : "");
       goto cleanup;
     }

@@ -281,8 +281,8 @@ int cnf_stack_load(cnf_stack **out, cnf_ctx *ctx, const char *path) {
   cnf__to_le(payload, n);
   for (size_t i = 0; i < n; i++)
     if (!isfinite(payload[i]) || (have_train && i >= n - P && payload[i] < 0)) {
-      rc = CNF_ERROR(ctx, CNF_ECORRUPT, "%s: stored value %zu is %g, need a finite number%s", path,
-                     i + 1, payload[i],
+      rc = CNF_ERROR(ctx, CNF_ECORRUPT, "%s: stored value %zu of %zu is %g, need a finite number%s",
+                     path, i + 1, n, payload[i],
                      have_train && i >= n - P ? " >= 0 (Adam's second moment)" : "");
       goto cleanup;
     }

@@ -171,7 +171,7 @@ static void test_load_values(void) {
   cnf_flow *g = NULL;
   CU_ASSERT_EQUAL(cnf_flow_load(&g, ctx, bad), CNF_ECORRUPT);
   char start[1300];
-  snprintf(start, sizeof start, "%s: stored value %zu is -1e-12", bad, nv - 1);
+  snprintf(start, sizeof start, "%s: stored value %zu of %zu is -1e-12", bad, nv, nv);
   expect_msg(start, "second moment");
   patch_value(path, bad, nv - ntr - 1, -1e-12); /* the last m */
   CU_ASSERT_EQUAL(cnf_flow_load(&g, ctx, bad), 0);
@@ -190,7 +190,7 @@ static void test_load_values(void) {
   s = (cnf_stack *)&s;
   CU_ASSERT_EQUAL(cnf_stack_load(&s, ctx, bad), CNF_ECORRUPT);
   CU_ASSERT_PTR_NULL(s);
-  snprintf(start, sizeof start, "%s: stored value %zu is -2", bad, 3 * Ps);
+  snprintf(start, sizeof start, "%s: stored value %zu of %zu is -2", bad, 3 * Ps, 3 * Ps);
   expect_msg(start, "second moment");
   const double th[1] = {0};
   write_model(bad, "CNF-MODEL 1 flow=x dim=1 layers=cnf:4:100000000001 params=0", th, 0);
