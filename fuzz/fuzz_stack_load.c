@@ -12,14 +12,11 @@
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
   cnf_ctx *ctx = NULL;
   if (cnf_ctx_create(&ctx) != 0) abort();
-  uint8_t *b = fuzz_fix_crc(data, size);
-  const char *path = fuzz_file(b, size);
-  free(b);
+  const char *path = fuzz_model_file(data, size);
   cnf_stack *s = NULL;
   int rc = cnf_stack_load(&s, ctx, path);
   if (rc != 0) {
-    if (s != NULL) abort();
-    if (rc != CNF_ENOMEM && strncmp(cnf_ctx_errmsg(ctx), path, strlen(path)) != 0) abort();
+    fuzz_expect_named(ctx, rc, path, s);
   } else {
     (void)cnf_stack_save(s, "/dev/null");
     if (cnf_stack_dim(s) <= 4 && cnf_stack_param_count(s) <= 4096) {

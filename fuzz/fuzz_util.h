@@ -19,6 +19,7 @@
 #include <sys/mman.h>
 #include <unistd.h>
 
+#include "cnf.h"
 #include "io.h" /* cnf__crc32 */
 
 /* The input as the content of one in-memory file; its path, valid until
@@ -56,6 +57,21 @@ static uint8_t *fuzz_fix_crc(const uint8_t *data, size_t size) {
       break;
     }
   return b;
+}
+
+/* The input as a model file with its checksum fixed (above); its path. */
+static const char *fuzz_model_file(const uint8_t *data, size_t size) {
+  uint8_t *b = fuzz_fix_crc(data, size);
+  const char *path = fuzz_file(b, size);
+  free(b);
+  return path;
+}
+
+/* A failed read must leave nothing (obj NULL) and name the file in its
+ * message (out of memory aside); abort, which libFuzzer reports, if not. */
+static void fuzz_expect_named(const cnf_ctx *ctx, int rc, const char *path, const void *obj) {
+  if (obj != NULL) abort();
+  if (rc != CNF_ENOMEM && strncmp(cnf_ctx_errmsg(ctx), path, strlen(path)) != 0) abort();
 }
 
 #endif /* CNF_FUZZ_UTIL_H */

@@ -312,21 +312,24 @@ static int decode(cnf_flow *f, const cnf_options *opt, size_t B, const double *z
 }
 
 /* Results that are not finite are errors (cnf__check_finite): a point far
- * outside the support is reported, not written as -inf. */
+ * outside the support is reported, not written as -inf.  pts (B, D) and
+ * delta (B) are what encode or decode (`who`) gives back. */
+static int check_results(cnf_flow *f, const char *who, const char *what, size_t B,
+                         const double *pts, const double *delta) {
+  int rc = cnf__check_finite(f->ctx, who, what, pts, B, f->cfg.dim);
+  return rc != 0 ? rc : cnf__check_finite(f->ctx, who, "the log-det", delta, B, 1);
+}
+
 int cnf_flow_encode(cnf_flow *f, const cnf_options *opt, size_t B, const double *x, double *z,
                     double *delta, cnf_stats *st) {
   int rc = encode(f, opt, B, x, z, delta, st);
-  if (rc == 0) rc = cnf__check_finite(f->ctx, "flow encode", "the latent point", z, B, f->cfg.dim);
-  if (rc == 0) rc = cnf__check_finite(f->ctx, "flow encode", "the log-det", delta, B, 1);
-  return rc;
+  return rc != 0 ? rc : check_results(f, "flow encode", "the latent point", B, z, delta);
 }
 
 int cnf_flow_decode(cnf_flow *f, const cnf_options *opt, size_t B, const double *z, double *x,
                     double *delta, cnf_stats *st) {
   int rc = decode(f, opt, B, z, x, delta, st);
-  if (rc == 0) rc = cnf__check_finite(f->ctx, "flow decode", "the data point", x, B, f->cfg.dim);
-  if (rc == 0) rc = cnf__check_finite(f->ctx, "flow decode", "the log-det", delta, B, 1);
-  return rc;
+  return rc != 0 ? rc : check_results(f, "flow decode", "the data point", B, x, delta);
 }
 
 int cnf_flow_logp(cnf_flow *f, const cnf_options *opt, size_t B,
@@ -356,7 +359,7 @@ int cnf_flow_sample(cnf_flow *f, const cnf_options *opt, size_t B, double *x,
   rc = decode(f, opt, B, x, x, logp, st);
   if (rc == 0)
     for (size_t b = 0; b < B; b++) logp[b] += lz[b];
-  if (rc == 0) rc = cnf__check_finite(f->ctx, "flow sample", "the sample", x, B, D);
+  if (rc == 0) rc = check_results(f, "flow sample", "the sample", B, x, NULL);
   if (rc == 0) rc = cnf__check_finite(f->ctx, "flow sample", "the log-density", logp, B, 1);
   cnf__free(lz);
   return rc;

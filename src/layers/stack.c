@@ -273,19 +273,23 @@ static int decode(cnf_stack *s, size_t B, const double *z, double *x, double *lo
   return 0;
 }
 
-/* Results that are not finite are errors (cnf__check_finite), as for CNFs. */
+/* Results that are not finite are errors (cnf__check_finite), as for CNFs:
+ * pts (B, D) and logdet (B, may be NULL) as encode or decode (`who`) give
+ * them back. */
+static int check_results(cnf_stack *s, const char *who, const char *what, size_t B,
+                         const double *pts, const double *logdet) {
+  int rc = cnf__check_finite(s->ctx, who, what, pts, B, s->D);
+  return rc != 0 ? rc : cnf__check_finite(s->ctx, who, "the log-det", logdet, B, 1);
+}
+
 int cnf_stack_encode(cnf_stack *s, size_t B, const double *x, double *z, double *logdet) {
   int rc = encode(s, B, x, z, logdet);
-  if (rc == 0) rc = cnf__check_finite(s->ctx, "stack encode", "the latent point", z, B, s->D);
-  if (rc == 0) rc = cnf__check_finite(s->ctx, "stack encode", "the log-det", logdet, B, 1);
-  return rc;
+  return rc != 0 ? rc : check_results(s, "stack encode", "the latent point", B, z, logdet);
 }
 
 int cnf_stack_decode(cnf_stack *s, size_t B, const double *z, double *x, double *logdet) {
   int rc = decode(s, B, z, x, logdet);
-  if (rc == 0) rc = cnf__check_finite(s->ctx, "stack decode", "the data point", x, B, s->D);
-  if (rc == 0) rc = cnf__check_finite(s->ctx, "stack decode", "the log-det", logdet, B, 1);
-  return rc;
+  return rc != 0 ? rc : check_results(s, "stack decode", "the data point", B, x, logdet);
 }
 
 int cnf_stack_logp(cnf_stack *s, size_t B, const double *x, double *logp) {
@@ -312,7 +316,7 @@ int cnf_stack_sample(cnf_stack *s, size_t B, double *x, double *logp) {
     if (rc != 0) return rc;
     for (size_t q = 0; logp && q < nb; q++) logp[r + q] += cnf_log_normal(zz + q * D, D);
   }
-  int rc = cnf__check_finite(s->ctx, "stack sample", "the sample", x, B, D);
+  int rc = check_results(s, "stack sample", "the sample", B, x, NULL);
   if (rc == 0) rc = cnf__check_finite(s->ctx, "stack sample", "the log-density", logp, B, 1);
   return rc;
 }
