@@ -24,7 +24,7 @@
 
 /* The input as the content of one in-memory file; its path, valid until
  * the next call. */
-static const char *fuzz_file(const uint8_t *data, size_t size) {
+static inline const char *fuzz_file(const uint8_t *data, size_t size) {
   static int fd = -1;
   static char path[64];
   if (fd < 0) {
@@ -40,7 +40,7 @@ static const char *fuzz_file(const uint8_t *data, size_t size) {
  * after the '=', on the first line) holds the checksum of what it covers:
  * the header before " crc32=" and every byte after the first newline.
  * Inputs without the field are copied unchanged.  Free the result. */
-static uint8_t *fuzz_fix_crc(const uint8_t *data, size_t size) {
+static inline uint8_t *fuzz_fix_crc(const uint8_t *data, size_t size) {
   uint8_t *b = malloc(size + 1);
   if (b == NULL) abort();
   memcpy(b, data, size);
@@ -60,7 +60,7 @@ static uint8_t *fuzz_fix_crc(const uint8_t *data, size_t size) {
 }
 
 /* The input as a model file with its checksum fixed (above); its path. */
-static const char *fuzz_model_file(const uint8_t *data, size_t size) {
+static inline const char *fuzz_model_file(const uint8_t *data, size_t size) {
   uint8_t *b = fuzz_fix_crc(data, size);
   const char *path = fuzz_file(b, size);
   free(b);
@@ -69,7 +69,8 @@ static const char *fuzz_model_file(const uint8_t *data, size_t size) {
 
 /* A failed read must leave nothing (obj NULL) and name the file in its
  * message (out of memory aside); abort, which libFuzzer reports, if not. */
-static void fuzz_expect_named(const cnf_ctx *ctx, int rc, const char *path, const void *obj) {
+static inline void fuzz_expect_named(const cnf_ctx *ctx, int rc, const char *path,
+                                     const void *obj) {
   if (obj != NULL) abort();
   if (rc != CNF_ENOMEM && strncmp(cnf_ctx_errmsg(ctx), path, strlen(path)) != 0) abort();
 }
