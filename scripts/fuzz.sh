@@ -3,7 +3,7 @@
 # finding fatal) in build-fuzz/, then run each for SECONDS (default 60) on
 # its seed corpus and dictionary (docs/fuzzing.md).  Exits non-zero on the
 # first finding (a crash, a leak, undefined behaviour, a timeout of 10 s,
-# one allocation above 1 GiB or 2 GiB of memory); the input is kept in
+# one allocation above 256 MiB or 2 GiB of memory); the input is kept in
 # build-fuzz/findings/TARGET/.
 #   scripts/fuzz.sh                      60 s per target (.ci/run)
 #   scripts/fuzz.sh 3600                 an hour per target
@@ -30,7 +30,7 @@ for t in "${targets[@]}"; do
   mkdir -p "$work" "$dir/findings/$t"
   echo "fuzz.sh: $t for ${secs} s" >&2
   if ! "$dir/fuzz/$t" -max_total_time="$secs" -timeout=10 -rss_limit_mb=2048 \
-      -malloc_limit_mb=1024 -max_len=8192 -dict="$dict" -print_final_stats=1 \
+      -malloc_limit_mb=256 -max_len=8192 -dict="$dict" -print_final_stats=1 \
       -artifact_prefix="$dir/findings/$t/" "$work" "fuzz/corpus/$t" >"$dir/$t.log" 2>&1; then
     tail -n 60 "$dir/$t.log" >&2
     echo "fuzz.sh: $t found a problem; input in $dir/findings/$t/" >&2
