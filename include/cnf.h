@@ -328,6 +328,13 @@ int cnf_flow_set_threads(cnf_flow *flow, size_t n);
  * probes (once per solve, held fixed during it) and base samples. */
 void cnf_flow_seed(cnf_flow *flow, uint64_t seed);
 
+/* Results that are not finite.  logp, encode, decode and sample return
+ * CNF_ENONFINITE when any value they give back (a density, a latent or data
+ * point, a log-det) is NaN or infinite, with a message naming the first
+ * rows (1-based) and their count; the outputs then hold no meaning.  A
+ * point far outside the support is such an error, not -inf (docs/cli.md,
+ * "Non-finite results").  Non-finite input rows are refused the same way. */
+
 /* log p(x) for B points x (B, D) into logp (B).  st may be NULL; when
  * given it is added to. */
 int cnf_flow_logp(cnf_flow *flow, const cnf_options *opt, size_t B,

@@ -310,7 +310,9 @@ typedef struct cnf_pde_report {
  * m equally spaced times in [0, T] for m >= 2, {T} for m = 1), and rows
  * (m) receives the metrics at each; rep (may be NULL) the rest.  m = 1
  * solves to the time directly (cnf_dyn_solve), m > 1 with dense output
- * (cnf_dyn_solve_times).  Samples and probes come from `seed`. */
+ * (cnf_dyn_solve_times).  Samples and probes come from `seed`.  A sample
+ * or computed log-density that is not finite is CNF_ENONFINITE naming the
+ * rows (docs/cli.md, "Non-finite results"). */
 int cnf_pde_report_times(cnf_ctx *ctx, cnf_pde_problem *pb, cnf_dyn *dyn, const double *theta,
                          const cnf_options *opt, size_t B, uint64_t seed, size_t m,
                          const double *times, cnf_pde_metrics *rows, cnf_pde_report *rep);
@@ -319,7 +321,8 @@ int cnf_pde_report_times(cnf_ctx *ctx, cnf_pde_problem *pb, cnf_dyn *dyn, const 
  * equally spaced points x (G) of [x_lo, x_hi] and nt times (nt):
  * curves (2 nt, G), row 2k the reference p_{t_k}, row 2k + 1 dyn's, the
  * latter by one backward solve per point set to p0 (cnf_dyn_logp_at, exact
- * trace, opt's tolerances).  The data of a line plot (cnf_plot_lines). */
+ * trace, opt's tolerances; CNF_ENONFINITE if dyn's log-density is not
+ * finite at some x).  The data of a line plot (cnf_plot_lines). */
 int cnf_pde_density_curves(cnf_ctx *ctx, cnf_pde_problem *pb, cnf_dyn *dyn,
                            const double *theta, const cnf_options *opt, double x_lo,
                            double x_hi, size_t G, size_t nt, const double *times, double *x,

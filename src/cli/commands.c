@@ -7,8 +7,9 @@
  * never leaves a partial or clobbered --out file.
  *
  * Mapping of library codes to exit statuses, in one place (cnf__cli_lib_fail):
- * solver failures -> 3; malformed, damaged, non-finite or mismatched input
- * and unreadable input files -> 2; out of memory and output errors -> 1. */
+ * solver failures and non-finite results -> 3; malformed, damaged, non-finite
+ * or mismatched input and unreadable input files -> 2; out of memory and
+ * output errors -> 1. */
 #define _POSIX_C_SOURCE 200809L
 #include <cblas.h>
 #include <limits.h>

@@ -343,9 +343,14 @@ int cnf__cli_dflow_train(const char *flow, int argc, char **argv, size_t threads
   }
   if (val != NULL && nv > 0) {
     lp = malloc(nv * sizeof(double));
-    if (lp == NULL || cnf_stack_logp(s, nv, val, lp) != 0) {
+    if (lp == NULL) {
       cnf__cli_error(cmd, "cannot evaluate the held-out rows");
       status = CNF_CLI_EFAIL;
+      goto cleanup;
+    }
+    rc = cnf_stack_logp(s, nv, val, lp);
+    if (rc != 0) { /* a non-finite log-density exits 3, as in logp and eval */
+      status = cnf__cli_lib_fail(cmd, ctx, rc, 0);
       goto cleanup;
     }
     double nll = 0.0;

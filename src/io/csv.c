@@ -79,9 +79,30 @@ int cnf_csv_read(cnf_ctx *ctx, const char *path, double **data, size_t *rows,
     cnf__free(buf);
     return CNF_ERROR(ctx, CNF_EIO, "%s: read error", name);
   }
-  if (memchr(buf, '\0', len) != NULL) {
+  const unsigned char *u = (const unsigned char *)buf;
+  if (len >= 2 && ((u[0] == 0xFF && u[1] == 0xFE) || (u[0] == 0xFE && u[1] == 0xFF))) {
+    const unsigned b0 = u[0], b1 = u[1];
     cnf__free(buf);
-    return CNF_ERROR(ctx, CNF_EFORMAT, "%s: binary data (a NUL byte), expected CSV text", name);
+    return CNF_ERROR(ctx, CNF_EFORMAT,
+                     "%s:1:1: UTF-16 text (a byte-order mark %02X %02X), "
+                     "expected CSV in ASCII or UTF-8",
+                     name, b0, b1);
+  }
+  const char *nul = memchr(buf, '\0', len);
+  if (nul != NULL) {
+    /* line and column (the field, as below) of the first NUL byte */
+    size_t nl = 1, col = 1, byte = 1;
+    for (const char *c = buf; c < nul; c++) {
+      if (*c == '\n')
+        nl++, col = 1, byte = 1;
+      else
+        col += *c == ',', byte++;
+    }
+    cnf__free(buf);
+    return CNF_ERROR(ctx, CNF_EFORMAT,
+                     "%s:%zu:%zu: binary data (a NUL byte, byte %zu of the line), "
+                     "expected CSV text",
+                     name, nl, col, byte);
   }
 
   int rc = 0;
@@ -89,6 +110,7 @@ int cnf_csv_read(cnf_ctx *ctx, const char *path, double **data, size_t *rows,
   double *out = NULL;
   int header_done = 0;
   char *p = buf;
+  if (len >= 3 && u[0] == 0xEF && u[1] == 0xBB && u[2] == 0xBF) p += 3; /* UTF-8 byte-order mark */
   while (*p != '\0' && rc == 0) {
     line++;
     char *eol = strchr(p, '\n');
