@@ -197,14 +197,19 @@ int cnf_pde_gauss_errors(cnf_ctx *ctx, size_t d, const double *m_hat,
                          const double *S_hat, const double *m, const double *S,
                          cnf_pde_gauss_err *out);
 
-/* A line plot as a PNG of W x H pixels, written atomically: S curves
- * y (S, G) over the common abscissae x (G, increasing), in colours rgb
- * (S, 3; NULL: a built-in palette), dashed where dashed[s] != 0 (dashed
- * may be NULL), in a frame spanning the data's ranges (y from 0 when every
- * y >= 0), with a grey line at y = 0.  No text is drawn: the caller
- * reports the ranges. */
+/* A line plot of W x H (pixels in a PNG, points in SVG and PDF; the
+ * format follows the path's extension, as for every figure of cnf.h):
+ * S curves y (S, G) over the common abscissae x (G, increasing), in
+ * colours rgb (S, 3; NULL: a built-in palette), dashed where dashed[s] !=
+ * 0 (dashed may be NULL), on axes spanning the data's ranges (y from 0
+ * when every y >= 0) with ticks in data units, a grey line at y = 0, the
+ * title and axis labels of po and a legend of po->names (S; po may be
+ * NULL: the defaults, no legend), written atomically. */
 int cnf_plot_lines(cnf_ctx *ctx, const char *path, size_t W, size_t H, size_t G, const double *x,
                    size_t S, const double *y, const unsigned char *rgb, const int *dashed);
+int cnf_plot_lines_with(cnf_ctx *ctx, const cnf_plot_options *po, const char *path, size_t W,
+                        size_t H, size_t G, const double *x, size_t S, const double *y,
+                        const unsigned char *rgb, const int *dashed);
 
 /* Variance of one Hutchinson probe's v.Jv for a constant Jacobian J (d, d):
  * with S = (J + J^T)/2, Gaussian 2 |S|_F^2, Rademacher 2 sum_{i != j} S_ij^2

@@ -265,7 +265,18 @@ int cnf__cli_pde_plot(const char *cmd, cnf_ctx *ctx, const run_args *a, const pd
       dashed[2 * k + (size_t)s] = s;
     }
   }
-  if (rc == 0) rc = cnf_plot_lines(ctx, path, 800, 480, G, x, 2 * NT, y, rgb, dashed);
+  char names[2 * NT][64], title[128];
+  const char *keys[2 * NT];
+  for (size_t k = 0; k < 2 * NT; k++) {
+    snprintf(names[k], sizeof names[k], "%s, t = %g", k % 2 ? "CNF" : "reference",
+             frac[k / 2] * p->T);
+    keys[k] = names[k];
+  }
+  snprintf(title, sizeof title, "Double-well Fokker-Planck density, d = 1, T = %g", p->T);
+  cnf_plot_options po;
+  cnf_plot_options_default(&po);
+  po.title = title, po.xlabel = "x", po.ylabel = "density p(t, x)", po.names = keys;
+  if (rc == 0) rc = cnf_plot_lines_with(ctx, &po, path, 800, 480, G, x, 2 * NT, y, rgb, dashed);
   if (rc != 0) return cnf__cli_lib_fail(cmd, ctx, rc, 0);
   printf("plot %s\nplot_x_range -3.5 3.5\nplot_times", path);
   for (size_t k = 0; k < NT; k++) printf(" %g", frac[k] * p->T);

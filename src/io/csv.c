@@ -208,3 +208,50 @@ int cnf_csv_write(cnf_ctx *ctx, const char *path, const char *const *names,
   }
   return cnf__atomic_commit(ctx, &a);
 }
+
+int cnf_csv_header(cnf_ctx *ctx, const char *path, char ***names, size_t *cols) {
+  if (path == NULL || names == NULL || cols == NULL)
+    return CNF_ERROR(ctx, CNF_EINVAL, "csv: NULL argument");
+  *names = NULL;
+  *cols = 0;
+  if (strcmp(path, "-") == 0) return 0;
+  FILE *fp = fopen(path, "rb");
+  if (fp == NULL) return CNF_ERROR(ctx, CNF_EIO, "%s: cannot open: %s", path, strerror(errno));
+  char line[8192];
+  const int got = fgets(line, sizeof line, fp) != NULL;
+  fclose(fp);
+  if (!got) return 0;
+  size_t len = strcspn(line, "\r\n"), nf = 1;
+  line[len] = '\0';
+  for (size_t i = 0; i < len; i++) nf += line[i] == ',';
+  /* a header only if no field is a number, as cnf_csv_read decides */
+  const char *s = line;
+  for (size_t j = 0; j < nf; j++) {
+    const char *e = strchr(s, ',');
+    if (e == NULL) e = line + len;
+    double v;
+    const field_kind k = parse_field(s, e, &v);
+    if (k != FIELD_TEXT && k != FIELD_EMPTY) return 0;
+    s = e + 1;
+  }
+  char **out = cnf__malloc((nf + 1) * sizeof(char *) + len + 1);
+  if (out == NULL) return CNF_ERROR(ctx, CNF_ENOMEM, "%s: out of memory", path);
+  char *text = (char *)(out + nf + 1);
+  memcpy(text, line, len + 1);
+  char *p = text;
+  for (size_t j = 0; j < nf; j++) {
+    char *e = strchr(p, ',');
+    if (e == NULL) e = p + strlen(p);
+    char *next = *e ? e + 1 : e;
+    *e = '\0';
+    while (isspace((unsigned char)*p)) p++;
+    while (e > p && isspace((unsigned char)e[-1])) *--e = '\0';
+    if (e - p >= 2 && *p == '"' && e[-1] == '"') p++, *--e = '\0';
+    out[j] = p;
+    p = next;
+  }
+  out[nf] = NULL;
+  *names = out;
+  *cols = nf;
+  return 0;
+}
