@@ -415,7 +415,7 @@ static void key_symbol(cnf__fig *f, const cnf__key *k, double kx, double yy) {
   const double kw = 1.8 * f->fs;
   cairo_set_source_rgb(cr, k->rgb[0], k->rgb[1], k->rgb[2]);
   if (k->kind == CNF__KEY_LINE || k->kind == CNF__KEY_DASHED) {
-    const double dash[2] = {0.5 * f->fs, 0.3 * f->fs};
+    const double dash[2] = {0.6 * f->fs, 0.35 * f->fs}; /* as the curves of lines.c */
     cairo_set_dash(cr, dash, k->kind == CNF__KEY_DASHED ? 2 : 0, 0);
     stroke_line(f, kx, yy, kx + kw, yy, 0.16 * f->fs);
     cairo_set_dash(cr, NULL, 0, 0);

@@ -104,7 +104,7 @@ double cnf__fig_legend_row(cnf__fig *f, double xc, double y, const cnf__key *key
 /* A panel's frame (thin, dark grey). */
 void cnf__fig_frame(cnf__fig *f, double x, double y, double w, double h);
 
-/* Round-up helpers for the layout. */
+/* The base font size of panels `size` a side: size / 28, within 9 .. 40. */
 double cnf__fig_font(size_t size);
 
 #endif /* CNF_PLOT_DRAW_H */
