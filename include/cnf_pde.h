@@ -197,9 +197,9 @@ int cnf_pde_gauss_errors(cnf_ctx *ctx, size_t d, const double *m_hat,
                          const double *S_hat, const double *m, const double *S,
                          cnf_pde_gauss_err *out);
 
-/* A line plot of W x H (pixels in a PNG, points in SVG and PDF; the
- * format follows the path's extension, as for every figure of cnf.h):
- * S curves y (S, G) over the common abscissae x (G, increasing), in
+/* A line plot of W x H, from 160 x 120 to 8192 x 8192 (pixels in a PNG,
+ * points in SVG and PDF; the format follows the path's extension, as for
+ * every figure of cnf.h), at most 256 curves: S curves y (S, G) over the common abscissae x (G, increasing), in
  * colours rgb (S, 3; NULL: a built-in palette), dashed where dashed[s] !=
  * 0 (dashed may be NULL), on axes spanning the data's ranges (y from 0
  * when every y >= 0) with ticks in data units, a grey line at y = 0, the

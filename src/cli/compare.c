@@ -356,7 +356,8 @@ int cnf__cli_compare(int argc, char **argv, size_t threads) {
       snprintf(panel[k], sizeof panel[k], "%.31s: test NLL %.3f", res[k].name, res[k].nll);
       panels[k] = panel[k];
     }
-    snprintf(title, sizeof title, "Densities learned from %s (%zu iterations)", a->data, a->iters);
+    const char *dname = strrchr(a->data, '/') ? strrchr(a->data, '/') + 1 : a->data;
+    snprintf(title, sizeof title, "Densities learned from %s (%zu iterations)", dname, a->iters);
     cnf_plot_options po; /* the grid spans mean +- L sd: its axes in x units */
     cnf_plot_options_default(&po);
     po.title = title, po.names = panels;

@@ -799,19 +799,23 @@ int cnf__cli_plot(int argc, char **argv, size_t threads) {
     }
   }
   cnf_flow_seed(flow, a.seed);
+  /* the files by their names, without directories */
+  const char *model = strrchr(a.model, '/') ? strrchr(a.model, '/') + 1 : a.model;
+  const char *dname = a.data && strrchr(a.data, '/') ? strrchr(a.data, '/') + 1 : a.data;
   char title[512];
   if (D == 2)
-    snprintf(title, sizeof title, "%s of %s", po.log_density ? "Log-density" : "Density", a.model);
+    snprintf(title, sizeof title, "%s of %s", po.log_density ? "Log-density" : "Density", model);
   else
-    snprintf(title, sizeof title, "Samples of %s%s%s", a.model, a.data ? " against " : "",
-             a.data ? a.data : "");
+    snprintf(title, sizeof title, "Samples of %s%s%s", model, dname ? " against " : "",
+             dname ? dname : "");
   char **header = NULL;
   size_t hcols = 0;
   if (a.data != NULL && !toy && cnf_csv_header(ctx, a.data, &header, &hcols) == 0 && hcols == D) {
-    po.names = (const char *const *)header; /* 2-D: the axis labels */
-    if (D == 2) po.xlabel = header[0], po.ylabel = header[1], po.names = NULL;
+    po.names = (const char *const *)header;
+    if (D == 2) /* the two names label the axes */
+      po.xlabel = header[0], po.ylabel = header[1], po.names = NULL;
   }
-  po.title = title, po.data_name = a.data, po.sample_name = "flow samples";
+  po.title = title, po.data_name = dname, po.sample_name = "flow samples";
   int rc = D == 2 ? cnf_plot_density_with(flow, &a.opt, &po, a.range, a.size, data, nd, a.out)
                   : cnf_plot_pairs_with(flow, &a.opt, &po, a.n, a.dims, data, nd, a.out);
   cnf_free(header);

@@ -60,6 +60,21 @@ static const char *kind_text(field_kind k) {
                                                                     : "text";
 }
 
+/* The row [p, end) of nf fields is a header if none of its fields is a
+ * number. */
+static int is_header(const char *p, const char *end, size_t nf) {
+  const char *s = p;
+  for (size_t j = 0; j < nf; j++) {
+    const char *e = memchr(s, ',', (size_t)(end - s));
+    if (e == NULL) e = end;
+    double v;
+    const field_kind k = parse_field(s, e, &v);
+    if (k != FIELD_TEXT && k != FIELD_EMPTY) return 0;
+    s = e + 1;
+  }
+  return 1;
+}
+
 int cnf_csv_read(cnf_ctx *ctx, const char *path, double **data, size_t *rows,
                  size_t *cols) {
   if (path == NULL || data == NULL || rows == NULL || cols == NULL)
@@ -109,20 +124,10 @@ int cnf_csv_read(cnf_ctx *ctx, const char *path, double **data, size_t *rows,
     size_t nf = 1;
     for (const char *c = p; c < end; c++) nf += *c == ',';
     if (!header_done) {
-      /* the first row decides the column count; it is a header if none of
-       * its fields is a number */
-      size_t numeric = 0;
-      const char *s = p;
-      for (size_t j = 0; j < nf; j++) {
-        const char *e = memchr(s, ',', (size_t)(end - s));
-        if (e == NULL) e = end;
-        double v;
-        if (parse_field(s, e, &v) != FIELD_TEXT && parse_field(s, e, &v) != FIELD_EMPTY) numeric++;
-        s = e + 1;
-      }
+      /* the first row decides the column count, and may be a header */
       ncol = nf;
       header_done = 1;
-      if (numeric == 0) {
+      if (is_header(p, end, nf)) {
         p = next;
         continue;
       }
@@ -224,16 +229,7 @@ int cnf_csv_header(cnf_ctx *ctx, const char *path, char ***names, size_t *cols) 
   size_t len = strcspn(line, "\r\n"), nf = 1;
   line[len] = '\0';
   for (size_t i = 0; i < len; i++) nf += line[i] == ',';
-  /* a header only if no field is a number, as cnf_csv_read decides */
-  const char *s = line;
-  for (size_t j = 0; j < nf; j++) {
-    const char *e = strchr(s, ',');
-    if (e == NULL) e = line + len;
-    double v;
-    const field_kind k = parse_field(s, e, &v);
-    if (k != FIELD_TEXT && k != FIELD_EMPTY) return 0;
-    s = e + 1;
-  }
+  if (!is_header(line, line + len, nf)) return 0; /* as cnf_csv_read decides */
   char **out = cnf__malloc((nf + 1) * sizeof(char *) + len + 1);
   if (out == NULL) return CNF_ERROR(ctx, CNF_ENOMEM, "%s: out of memory", path);
   char *text = (char *)(out + nf + 1);
