@@ -269,10 +269,11 @@ void cnf__fig_xaxis(cnf__fig *f, double x0, double x1, double y, double lo, doub
     const double x = x0 + (t[i] - lo) / (hi - lo) * (x1 - x0);
     cairo_set_source_rgb(f->cr, 0.2, 0.2, 0.2);
     stroke_line(f, x, y, x, y + 0.35 * f->fs, 1);
-    /* centred under its tick, but kept within the axis (+- 0.1 fs), so
-     * that the numbers of panels side by side never run together */
+    /* centred under its tick; with f->tight kept within the axis (+- 0.1
+     * fs), so that the numbers of abutting panels never run together */
     const double w = cnf__fig_text_width(f, 0.85, 0, lab[i]);
-    const double left = fmax(x0 - 0.1 * f->fs, fmin(x - 0.5 * w, x1 + 0.1 * f->fs - w));
+    double left = x - 0.5 * w;
+    if (f->tight) left = fmax(x0 - 0.1 * f->fs, fmin(left, x1 + 0.1 * f->fs - w));
     cnf__fig_text(f, left, y + 0.45 * f->fs, 0, 0, 0, 0.85, 0, lab[i]);
   }
   if (label != NULL) cnf__fig_text(f, 0.5 * (x0 + x1), y + 1.6 * f->fs, 0.5, 0, 0, 1, 0, label);
@@ -288,9 +289,10 @@ void cnf__fig_yaxis(cnf__fig *f, double x, double y0, double y1, double lo, doub
     const double y = y0 + (t[i] - lo) / (hi - lo) * (y1 - y0);
     cairo_set_source_rgb(f->cr, 0.2, 0.2, 0.2);
     stroke_line(f, x - 0.35 * f->fs, y, x, y, 1);
-    /* centred on its tick, but kept within the axis (y1 is the top) */
+    /* centred on its tick; with f->tight kept within the axis (y1 is the top) */
     const double h = text_height(f, 0.85);
-    const double top = fmax(y1 - 0.1 * f->fs, fmin(y - 0.5 * h, y0 + 0.1 * f->fs - h));
+    double top = y - 0.5 * h;
+    if (f->tight) top = fmax(y1 - 0.1 * f->fs, fmin(top, y0 + 0.1 * f->fs - h));
     wmax = fmax(wmax, cnf__fig_text(f, x - 0.5 * f->fs, top, 1, 0, 0, 0.85, 0, lab[i]));
   }
   if (label != NULL)

@@ -29,6 +29,7 @@ typedef struct cnf__fig {
   double W, H;   /* size in user units */
   double fs;     /* the base font size */
   double ink[3]; /* the colour of text */
+  int tight;     /* panels abut: tick numbers stay within their axis */
   cairo_surface_t *surf;
   cairo_t *cr;
   unsigned char *buf; /* the encoded file, grown by the stream writer */

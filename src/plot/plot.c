@@ -266,6 +266,7 @@ static int pairs(cnf_ctx *ctx, const cnf_plot_options *po, const double *xs, siz
   cnf__fig f;
   rc = cnf__fig_begin(ctx, &f, path, Lm + side + R, T + side + Bm, fs);
   if (rc != 0) return rc;
+  f.tight = 1; /* the tiles are 0.25 fs apart */
   const char *ttl = o.title != NULL ? o.title : "Samples of the flow against the data";
   cnf__fig_text(&f, Lm + 0.5 * side, 0.7 * fs, 0.5, 0, 0, 1.25, 1, ttl);
   const double col[2][3] = {{0.45, 0.45, 0.45}, {0.90, 0.43, 0.08}};
