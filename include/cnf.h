@@ -423,7 +423,8 @@ void cnf_flow_clear_train_state(cnf_flow *flow);
  *   sample_name  legend entry of the samples ("samples")
  *   size         side of one panel (400), at least 64; the figure adds
  *                margins for title, axes, colour bar and legend, and text
- *                scales with it (size / 28 high)
+ *                scales with it (size / 28 high; in a pairs grid of k > 3
+ *                coordinates k size / 84, to stay legible on a page)
  *   xlim, ylim   heat maps: the data-unit extent of the grid, e.g. after a
  *                standardization; {0, 0}: [-L, L]
  *   log_density  heat maps: colour by log p (from max - 10 to max) instead

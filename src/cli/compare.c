@@ -363,7 +363,12 @@ int cnf__cli_compare(int argc, char **argv, size_t threads) {
     po.title = title, po.names = panels;
     po.xlim[0] = mean[0] - a->range * sd[0], po.xlim[1] = mean[0] + a->range * sd[0];
     po.ylim[0] = mean[1] - a->range * sd[1], po.ylim[1] = mean[1] + a->range * sd[1];
+    char **header = NULL; /* a CSV header names the axes */
+    size_t hcols = 0;
+    if (!toy && cnf_csv_header(wctx, a->data, &header, &hcols) == 0 && hcols == 2)
+      po.xlabel = header[0], po.ylabel = header[1];
     int rc = cnf_plot_heatmaps_with(wctx, &po, nf, G, glp, a->range, NULL, 0, path);
+    cnf_free(header);
     if (rc != 0) status = cnf__cli_lib_fail(cmd, wctx, rc, 0);
   }
   if (status == CNF_CLI_OK && failed > 0) {

@@ -15,7 +15,8 @@
  * 2.8 fs, left margin 5.5 fs (pairs 6), bottom margin 3.8 fs (pairs 4),
  * colour bar column 8 fs, panel titles 1.6 fs, gaps between heat maps
  * 1.2 fs and between pair tiles 0.25 fs, the pairs legend row 1.8 fs.
- * Up to 4 heat maps go in one row, more in rows of ceil(sqrt(n)). */
+ * Up to 4 heat maps go in one row, more in rows of ceil(sqrt(n)).  A pairs
+ * grid of k > 3 coordinates has text k / 3 times larger. */
 #define _POSIX_C_SOURCE 200809L
 #include <math.h>
 #include <stdio.h>
@@ -92,6 +93,8 @@ static void points(cnf__fig *f, const double *a, size_t n, size_t D, size_t j, s
     }
   }
   cairo_set_source_rgba(cr, rgb[0], rgb[1], rgb[2], alpha);
+  if (!round) /* squares of thousands of points: crisp, and a PNG a third the size */
+    cairo_set_antialias(cr, CAIRO_ANTIALIAS_NONE);
   cairo_fill(cr);
   cairo_restore(cr);
 }
@@ -260,7 +263,10 @@ static int pairs(cnf_ctx *ctx, const cnf_plot_options *po, const double *xs, siz
   const cnf_plot_options o = resolve(po);
   int rc = check_size(ctx, &o, path);
   if (rc != 0) return rc;
-  const double S = (double)o.size, fs = cnf__fig_font(o.size), g = 0.25 * fs;
+  /* text grows with the grid beyond 3 x 3 (k S / 84), so that it stays
+   * legible when the whole grid is scaled to a page */
+  const double S = (double)o.size, fs = cnf__fig_font(o.size) * (k > 3 ? (double)k / 3 : 1);
+  const double g = 0.25 * fs;
   const double T = 2.8 * fs + 1.8 * fs, Lm = 6 * fs, Bm = 4 * fs, R = 1.0 * fs;
   const double side = (double)k * S + (double)(k - 1) * g;
   cnf__fig f;
