@@ -133,7 +133,10 @@ static int heatmaps(cnf_ctx *ctx, const cnf_plot_options *po, size_t n, size_t G
   }
   const char *ttl = o.title != NULL ? o.title : title;
   cnf__fig_text(&f, 0.5 * (Lm + W - R), 0.7 * fs, 0.5, 0, 0, 1.25, 1, ttl);
-  const double lo = o.log_density ? mx - 10 : 0, hi = o.log_density ? mx : exp(mx);
+  /* p itself unless asked for log p, or unless exp(max log p) is not a
+   * positive finite number */
+  const int logd = o.log_density || !(exp(mx) > 0 && isfinite(exp(mx)));
+  const double lo = logd ? mx - 10 : 0, hi = logd ? mx : exp(mx);
   const double white[3] = {1, 1, 1}, black[3] = {0, 0, 0};
   char key[160];
   snprintf(key, sizeof key, "%s (n = %zu)", o.data_name, nd);
@@ -141,7 +144,7 @@ static int heatmaps(cnf_ctx *ctx, const cnf_plot_options *po, size_t n, size_t G
   for (size_t k = 0; k < n && rc == 0; k++) {
     const double *lp = logp + k * G * G, x0 = Lm + (double)(k % cols) * (S + gap);
     const double y0 = T + (double)(k / cols) * rowh + PT;
-    for (size_t i = 0; i < G * G; i++) v[i] = o.log_density ? lp[i] : exp(lp[i]);
+    for (size_t i = 0; i < G * G; i++) v[i] = logd ? lp[i] : exp(lp[i]);
     rc = cnf__fig_raster(&f, v, G, G, lo, hi, x0, y0, S, S);
     if (rc != 0) break;
     if (data != NULL && nd > 0) {
@@ -157,7 +160,7 @@ static int heatmaps(cnf_ctx *ctx, const cnf_plot_options *po, size_t n, size_t G
   const double bx = W - R + 1.2 * fs;
   if (rc == 0)
     rc = cnf__fig_colourbar(&f, bx, T + PT, 1.0 * fs, (double)(rows - 1) * rowh + S, lo, hi,
-                            o.log_density ? "log density log p(x)" : "density p(x)");
+                            logd ? "log density log p(x)" : "density p(x)");
   cnf__free(v);
   if (rc != 0) {
     cnf__fig_abort(&f);

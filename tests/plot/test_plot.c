@@ -305,6 +305,13 @@ static void test_heatmaps(void) {
   }
   const char *says5[] = {"fourth", "fifth", NULL};
   check_three("grid", 999, 696, 0.4, 0.9, "Five", says5);
+  /* log-densities whose exp overflows: drawn as log p, and the bar says so */
+  for (size_t i = 0; i < 2 * G * G; i++) lp[i] += 1000;
+  CU_ASSERT_EQUAL(cnf_plot_heatmaps(ctx, 2, G, lp, 1, NULL, 0, path_of("big.svg")), 0);
+  char *big = slurp(path_of("big.svg"));
+  CU_ASSERT_TRUE(big != NULL && svg_says(big, "log density log p(x)") && svg_says(big, "990"));
+  free(big);
+  for (size_t i = 0; i < 2 * G * G; i++) lp[i] -= 1000;
   /* the old signature: no names, [-L, L] */
   CU_ASSERT_EQUAL(cnf_plot_heatmaps(ctx, 2, G, lp, 1, NULL, 0, path_of("old2.svg")), 0);
   char *svg = slurp(path_of("old2.svg"));
