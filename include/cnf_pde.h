@@ -374,14 +374,20 @@ void cnf_pde_learn_options_default(cnf_pde_learn_options *o);
 int cnf_pde_learn(cnf_ctx *ctx, cnf_pde_problem *pb, cnf_dyn *dyn, double *theta,
                   const cnf_pde_learn_options *o, double *final_loss);
 
-/* A line plot as a PNG of W x H pixels, written atomically: S curves
- * y (S, G) over the common abscissae x (G, increasing), in colours rgb
- * (S, 3; NULL: a built-in palette), dashed where dashed[s] != 0 (dashed
- * may be NULL), in a frame spanning the data's ranges (y from 0 when every
- * y >= 0), with a grey line at y = 0.  No text is drawn: the caller
- * reports the ranges. */
+/* A line plot of W x H, from 160 x 120 to 8192 x 8192 (pixels in a PNG,
+ * points in SVG and PDF; the format follows the path's extension, as for
+ * every figure of cnf.h), at most 256 curves: S curves y (S, G) over the
+ * common abscissae x (G, increasing), in colours rgb (S, 3; NULL: a
+ * built-in palette), dashed where dashed[s] != 0 (dashed may be NULL), on
+ * axes spanning the data's ranges (y from 0 when every y >= 0) with ticks
+ * in data units, a grey line at y = 0, the title and axis labels of po and
+ * a legend of po->names (S; po may be NULL: the defaults, no legend),
+ * written atomically. */
 int cnf_plot_lines(cnf_ctx *ctx, const char *path, size_t W, size_t H, size_t G, const double *x,
                    size_t S, const double *y, const unsigned char *rgb, const int *dashed);
+int cnf_plot_lines_with(cnf_ctx *ctx, const cnf_plot_options *po, const char *path, size_t W,
+                        size_t H, size_t G, const double *x, size_t S, const double *y,
+                        const unsigned char *rgb, const int *dashed);
 
 /* Variance of one Hutchinson probe's v.Jv for a constant Jacobian J (d, d):
  * with S = (J + J^T)/2, Gaussian 2 |S|_F^2, Rademacher 2 sum_{i != j} S_ij^2

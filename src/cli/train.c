@@ -742,12 +742,18 @@ int cnf__cli_plot(int argc, char **argv, size_t threads) {
   cnf__cli_args_default(&a);
   a.size = 200;
   a.n = 2000;
+  cnf_plot_options po;
+  cnf_plot_options_default(&po);
   const cnf_cli_opt opts[] = {
       ROW("model", 0, CNF_CLI_STR, &a.model, 0, 0, NULL, 1, "MODEL", "model file"),
-      ROW("out", 0, CNF_CLI_STR, &a.out, 0, 0, NULL, 1, "FILE.png", "PNG file to write"),
+      ROW("out", 0, CNF_CLI_STR, &a.out, 0, 0, NULL, 1, "FILE.png|.svg|.pdf",
+          "figure to write, in the format of its extension"),
       ROW("range", 0, CNF_CLI_POS, &a.range, 0, 0, NULL, 0, "L",
           "2-D: heat map over [-L, L]^2 (4)"),
-      ROW("grid", 0, CNF_CLI_SIZE, &a.size, 2, 4096, NULL, 0, "G", "2-D: G x G pixels (200)"),
+      ROW("grid", 0, CNF_CLI_SIZE, &a.size, 2, 4096, NULL, 0, "G", "2-D: G x G grid points (200)"),
+      ROW("size", 0, CNF_CLI_SIZE, &po.size, 64, 4096, NULL, 0, "S",
+          "side of one panel in pixels (points in SVG, PDF) (400)"),
+      ROW("log", 0, CNF_CLI_FLAG, &po.log_density, 0, 0, NULL, 0, "", "2-D: colour by log p(x)"),
       ROW("data", 0, CNF_CLI_STR, &a.data, 0, 0, NULL, 0, "NAME|FILE.csv",
           "data to overlay: a toy set name or a CSV file"),
       ROW("samples", 'n', CNF_CLI_SIZE, &a.n, 1, 10000000, NULL, 0, "N",
@@ -760,8 +766,9 @@ int cnf__cli_plot(int argc, char **argv, size_t threads) {
   const cnf_cli_usage usage = {
       "cnf plot --model MODEL --out FILE.png [options]",
       "2-D model: a heat map of the learned density p(x) over [-L, L]^2 (viridis, x1 to the\n"
-      "right, x2 up), with data points in white.  Above 2-D: pairwise scatter plots of\n"
-      "samples (orange) over the data (grey), histograms on the diagonal."};
+      "right, x2 up, a colour bar), with data points in white.  Above 2-D: pairwise scatter\n"
+      "plots of samples (orange) over the data (grey), histograms on the diagonal, named by\n"
+      "the data's CSV header.  Titled, with axes in data units; PNG, SVG or PDF."};
   int status = cnf__cli_begin(cmd, opts, &usage, argc, argv, &a.threads, threads);
   if (status >= 0) return status;
   status = CNF_CLI_OK;
@@ -792,8 +799,26 @@ int cnf__cli_plot(int argc, char **argv, size_t threads) {
     }
   }
   cnf_flow_seed(flow, a.seed);
-  int rc = D == 2 ? cnf_plot_density(flow, &a.opt, a.range, a.size, data, nd, a.out)
-                  : cnf_plot_pairs(flow, &a.opt, a.n, a.dims, data, nd, a.out);
+  /* the files by their names, without directories */
+  const char *model = strrchr(a.model, '/') ? strrchr(a.model, '/') + 1 : a.model;
+  const char *dname = a.data && strrchr(a.data, '/') ? strrchr(a.data, '/') + 1 : a.data;
+  char title[512];
+  if (D == 2)
+    snprintf(title, sizeof title, "%s of %s", po.log_density ? "Log-density" : "Density", model);
+  else
+    snprintf(title, sizeof title, "Samples of %s%s%s", model, dname ? " against " : "",
+             dname ? dname : "");
+  char **header = NULL;
+  size_t hcols = 0;
+  if (a.data != NULL && !toy && cnf_csv_header(ctx, a.data, &header, &hcols) == 0 && hcols == D) {
+    po.names = (const char *const *)header;
+    if (D == 2) /* the two names label the axes */
+      po.xlabel = header[0], po.ylabel = header[1], po.names = NULL;
+  }
+  po.title = title, po.data_name = dname, po.sample_name = "flow samples";
+  int rc = D == 2 ? cnf_plot_density_with(flow, &a.opt, &po, a.range, a.size, data, nd, a.out)
+                  : cnf_plot_pairs_with(flow, &a.opt, &po, a.n, a.dims, data, nd, a.out);
+  cnf_free(header);
   if (rc != 0) status = cnf__cli_lib_fail(cmd, ctx, rc, 0);
 cleanup:
   if (toy)

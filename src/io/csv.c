@@ -60,6 +60,21 @@ static const char *kind_text(field_kind k) {
                                                                     : "text";
 }
 
+/* The row [p, end) of nf fields is a header if none of its fields is a
+ * number. */
+static int is_header(const char *p, const char *end, size_t nf) {
+  const char *s = p;
+  for (size_t j = 0; j < nf; j++) {
+    const char *e = memchr(s, ',', (size_t)(end - s));
+    if (e == NULL) e = end;
+    double v;
+    const field_kind k = parse_field(s, e, &v);
+    if (k != FIELD_TEXT && k != FIELD_EMPTY) return 0;
+    s = e + 1;
+  }
+  return 1;
+}
+
 int cnf_csv_read(cnf_ctx *ctx, const char *path, double **data, size_t *rows,
                  size_t *cols) {
   if (path == NULL || data == NULL || rows == NULL || cols == NULL)
@@ -131,20 +146,10 @@ int cnf_csv_read(cnf_ctx *ctx, const char *path, double **data, size_t *rows,
     size_t nf = 1;
     for (const char *c = p; c < end; c++) nf += *c == ',';
     if (!header_done) {
-      /* the first row decides the column count; it is a header if none of
-       * its fields is a number */
-      size_t numeric = 0;
-      const char *s = p;
-      for (size_t j = 0; j < nf; j++) {
-        const char *e = memchr(s, ',', (size_t)(end - s));
-        if (e == NULL) e = end;
-        double v;
-        if (parse_field(s, e, &v) != FIELD_TEXT && parse_field(s, e, &v) != FIELD_EMPTY) numeric++;
-        s = e + 1;
-      }
+      /* the first row decides the column count, and may be a header */
       ncol = nf;
       header_done = 1;
-      if (numeric == 0) {
+      if (is_header(p, end, nf)) {
         p = next;
         continue;
       }
@@ -229,4 +234,42 @@ int cnf_csv_write(cnf_ctx *ctx, const char *path, const char *const *names,
     return CNF_ERROR(ctx, CNF_EIO, "%s: write error", path);
   }
   return cnf__atomic_commit(ctx, &a);
+}
+
+int cnf_csv_header(cnf_ctx *ctx, const char *path, char ***names, size_t *cols) {
+  if (path == NULL || names == NULL || cols == NULL)
+    return CNF_ERROR(ctx, CNF_EINVAL, "csv: NULL argument");
+  *names = NULL;
+  *cols = 0;
+  if (strcmp(path, "-") == 0) return 0;
+  FILE *fp = fopen(path, "rb");
+  if (fp == NULL) return CNF_ERROR(ctx, CNF_EIO, "%s: cannot open: %s", path, strerror(errno));
+  char line[8192];
+  const int got = fgets(line, sizeof line, fp) != NULL;
+  fclose(fp);
+  if (!got) return 0;
+  size_t len = strcspn(line, "\r\n"), nf = 1;
+  line[len] = '\0';
+  for (size_t i = 0; i < len; i++) nf += line[i] == ',';
+  if (!is_header(line, line + len, nf)) return 0; /* as cnf_csv_read decides */
+  char **out = cnf__malloc((nf + 1) * sizeof(char *) + len + 1);
+  if (out == NULL) return CNF_ERROR(ctx, CNF_ENOMEM, "%s: out of memory", path);
+  char *text = (char *)(out + nf + 1);
+  memcpy(text, line, len + 1);
+  char *p = text;
+  for (size_t j = 0; j < nf; j++) {
+    char *e = strchr(p, ',');
+    if (e == NULL) e = p + strlen(p);
+    char *next = *e ? e + 1 : e;
+    *e = '\0';
+    while (isspace((unsigned char)*p)) p++;
+    while (e > p && isspace((unsigned char)e[-1])) *--e = '\0';
+    if (e - p >= 2 && *p == '"' && e[-1] == '"') p++, *--e = '\0';
+    out[j] = p;
+    p = next;
+  }
+  out[nf] = NULL;
+  *names = out;
+  *cols = nf;
+  return 0;
 }

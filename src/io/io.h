@@ -46,7 +46,4 @@ void cnf__atomic_abort(cnf_atomic *a);
 int cnf__model_write(cnf_ctx *ctx, const char *path, const char *head, size_t n,
                      double *payload, size_t total);
 
-/* Write an RGB image rgb (H, W, 3) as a PNG file, atomically (src/plot). */
-int cnf__png_write(cnf_ctx *ctx, const unsigned char *rgb, size_t W, size_t H, const char *path);
-
 #endif /* CNF_IO_H */
