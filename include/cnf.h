@@ -328,6 +328,13 @@ int cnf_flow_set_threads(cnf_flow *flow, size_t n);
  * probes (once per solve, held fixed during it) and base samples. */
 void cnf_flow_seed(cnf_flow *flow, uint64_t seed);
 
+/* Results that are not finite.  logp, encode, decode and sample return
+ * CNF_ENONFINITE when any value they give back (a density, a latent or data
+ * point, a log-det) is NaN or infinite, with a message naming the first
+ * rows (1-based) and their count; the outputs then hold no meaning.  A
+ * point far outside the support is such an error, not -inf (docs/cli.md,
+ * "Non-finite results").  Non-finite input rows are refused the same way. */
+
 /* log p(x) for B points x (B, D) into logp (B).  st may be NULL; when
  * given it is added to. */
 int cnf_flow_logp(cnf_flow *flow, const cnf_options *opt, size_t B,
@@ -359,6 +366,13 @@ int cnf_flow_sample(cnf_flow *flow, const cnf_options *opt, size_t B,
  * a non-numeric field, a ragged row, NaN or Inf. */
 int cnf_csv_read(cnf_ctx *ctx, const char *path, double **data, size_t *rows,
                  size_t *cols);
+
+/* The header row of a CSV file cnf_csv_read accepts, if it has one: *names
+ * (cols entries, then NULL) in one allocation to release with cnf_free,
+ * and *cols; *names NULL and *cols 0 if the first row holds a number or
+ * path is "-" (standard input cannot be read twice).  Names are trimmed
+ * of spaces and of one pair of enclosing double quotes. */
+int cnf_csv_header(cnf_ctx *ctx, const char *path, char ***names, size_t *cols);
 
 /* Write a header row of names (cols) and rows of numbers with 17
  * significant digits.  path NULL or "-" writes standard output; otherwise
@@ -474,33 +488,85 @@ void cnf_flow_clear_train_state(cnf_flow *flow);
 
 /* ---- pictures ---------------------------------------------------------- */
 
+/* Every figure is drawn with cairo and written as PNG, SVG or PDF as the
+ * path's extension says (.png, .svg, .pdf, any case; no extension: PNG;
+ * another: CNF_EINVAL), atomically: nothing is written if drawing fails,
+ * and the error names the path and cairo's reason.  Sizes are pixels in a
+ * PNG and points in SVG and PDF.  Every figure has a title, axes with
+ * ticks in data units and a legend for each line or point set; an SVG also
+ * carries its title and every string drawn as <title> and <desc>, a PDF its
+ * title as metadata.
+ *
+ * Labels and sizes of a figure; cnf_plot_options_default sets every field
+ * to its default (NULL or 0 here means that default too):
+ *   title        above the figure (a description of what is drawn)
+ *   xlabel       horizontal axis ("x1"; line plots "x")
+ *   ylabel       vertical axis ("x2"; line plots "y")
+ *   names        heat maps: the n panel titles (none); pairs: the D
+ *                coordinate names ("x1", "x2", ...); line plots: the S
+ *                legend entries (NULL entries and NULL names: no entry)
+ *   data_name    legend entry of the data points ("data")
+ *   sample_name  legend entry of the samples ("samples")
+ *   size         side of one panel (400), at least 64; the figure adds
+ *                margins for title, axes, colour bar and legend, and text
+ *                scales with it (size / 28 high; in a pairs grid of k > 3
+ *                coordinates k size / 84, to stay legible on a page)
+ *   xlim, ylim   heat maps: the data-unit extent of the grid, e.g. after a
+ *                standardization; {0, 0}: [-L, L]
+ *   log_density  heat maps: colour by log p (from max - 10 to max) instead
+ *                of p; the colour bar says which */
+typedef struct cnf_plot_options {
+  const char *title, *xlabel, *ylabel;
+  const char *const *names;
+  const char *data_name, *sample_name;
+  size_t size;
+  double xlim[2], ylim[2];
+  int log_density;
+} cnf_plot_options;
+
+void cnf_plot_options_default(cnf_plot_options *po);
+
 /* A 2-D flow's density exp(log p) as a G x G heat map over [-L, L]^2
- * (viridis, scaled to its maximum; x1 to the right, x2 up), with n data
- * points (n, 2) overlaid in white if data is not NULL.  PNG, written
- * atomically.  CNF_EDIM for a flow that is not 2-D. */
+ * (viridis from 0 to its maximum, with a colour bar; x1 to the right, x2
+ * up), with n data points (n, 2) overlaid in white if data is not NULL.
+ * CNF_EDIM for a flow that is not 2-D.  The _with form takes labels and
+ * sizes (po may be NULL: the defaults). */
 int cnf_plot_density(cnf_flow *flow, const cnf_options *opt, double L,
                      size_t G, const double *data, size_t n,
                      const char *path);
+int cnf_plot_density_with(cnf_flow *flow, const cnf_options *opt, const cnf_plot_options *po,
+                          double L, size_t G, const double *data, size_t n, const char *path);
 
 /* Pairwise scatter plots of n_samples samples of the flow (orange) over n
  * data rows (n, D; grey; may be NULL), histograms on the diagonal, for the
- * first min(D, max_dims) coordinates: a PNG of 160-pixel tiles. */
+ * first min(D, max_dims) coordinates, each tile po->size a side. */
 int cnf_plot_pairs(cnf_flow *flow, const cnf_options *opt, size_t n_samples,
                    size_t max_dims, const double *data, size_t n,
                    const char *path);
+int cnf_plot_pairs_with(cnf_flow *flow, const cnf_options *opt, const cnf_plot_options *po,
+                        size_t n_samples, size_t max_dims, const double *data, size_t n,
+                        const char *path);
 
 /* The G x G grid of cnf_plot_density over [-L, L]^2 into x (G * G, 2):
  * row r, column c at x1 = -L + 2L (c + 1/2) / G, x2 = L - 2L (r + 1/2) / G. */
 void cnf_plot_grid(double L, size_t G, double *x);
-/* n heat maps side by side (4 white pixels apart), panel k from logp
- * (n, G * G) on the points of cnf_plot_grid, each scaled to its own
- * maximum, data (nd, 2; may be NULL) overlaid in white on each: any model's
- * densities, e.g. those of cnf_layers.h or several models compared. */
+/* n heat maps side by side, panel k from logp (n, G * G) on the points of
+ * cnf_plot_grid (or of the extent po->xlim x po->ylim, in the same order),
+ * on one colour scale (so equal colours are equal densities) with one
+ * colour bar, data (nd, 2; may be NULL) overlaid in white on each: any
+ * model's densities, e.g. those of cnf_layers.h or several models
+ * compared, titled po->names. */
 int cnf_plot_heatmaps(cnf_ctx *ctx, size_t n, size_t G, const double *logp, double L,
                       const double *data, size_t nd, const char *path);
+int cnf_plot_heatmaps_with(cnf_ctx *ctx, const cnf_plot_options *po, size_t n, size_t G,
+                           const double *logp, double L, const double *data, size_t nd,
+                           const char *path);
 /* cnf_plot_pairs from given samples xs (n_samples, D) of any model. */
 int cnf_plot_pairs_of(cnf_ctx *ctx, const double *xs, size_t n_samples, size_t D,
                       size_t max_dims, const double *data, size_t n, const char *path);
+int cnf_plot_pairs_of_with(cnf_ctx *ctx, const cnf_plot_options *po, const double *xs,
+                           size_t n_samples, size_t D, size_t max_dims, const double *data,
+                           size_t n, const char *path);
 
 /* ---- toy data ---------------------------------------------------------- */
 

@@ -200,6 +200,9 @@ int cnf_stack_set_options(cnf_stack *s, const cnf_options *opt);
 /* Seed the stack's generator (base samples of cnf_stack_sample). */
 void cnf_stack_seed(cnf_stack *s, uint64_t seed);
 
+/* encode, decode, logp and sample return CNF_ENONFINITE, naming the rows,
+ * when a result is NaN or infinite, as the flow's functions do (cnf.h). */
+
 /* x (B, D) -> z (B, D), logdet (B, sum over the layers and the
  * standardization): log p(x) = log N(z) + logdet. */
 int cnf_stack_encode(cnf_stack *s, size_t B, const double *x, double *z, double *logdet);

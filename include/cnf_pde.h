@@ -310,7 +310,9 @@ typedef struct cnf_pde_report {
  * m equally spaced times in [0, T] for m >= 2, {T} for m = 1), and rows
  * (m) receives the metrics at each; rep (may be NULL) the rest.  m = 1
  * solves to the time directly (cnf_dyn_solve), m > 1 with dense output
- * (cnf_dyn_solve_times).  Samples and probes come from `seed`. */
+ * (cnf_dyn_solve_times).  Samples and probes come from `seed`.  A sample
+ * or computed log-density that is not finite is CNF_ENONFINITE naming the
+ * rows (docs/cli.md, "Non-finite results"). */
 int cnf_pde_report_times(cnf_ctx *ctx, cnf_pde_problem *pb, cnf_dyn *dyn, const double *theta,
                          const cnf_options *opt, size_t B, uint64_t seed, size_t m,
                          const double *times, cnf_pde_metrics *rows, cnf_pde_report *rep);
@@ -319,7 +321,8 @@ int cnf_pde_report_times(cnf_ctx *ctx, cnf_pde_problem *pb, cnf_dyn *dyn, const 
  * equally spaced points x (G) of [x_lo, x_hi] and nt times (nt):
  * curves (2 nt, G), row 2k the reference p_{t_k}, row 2k + 1 dyn's, the
  * latter by one backward solve per point set to p0 (cnf_dyn_logp_at, exact
- * trace, opt's tolerances).  The data of a line plot (cnf_plot_lines). */
+ * trace, opt's tolerances; CNF_ENONFINITE if dyn's log-density is not
+ * finite at some x).  The data of a line plot (cnf_plot_lines). */
 int cnf_pde_density_curves(cnf_ctx *ctx, cnf_pde_problem *pb, cnf_dyn *dyn,
                            const double *theta, const cnf_options *opt, double x_lo,
                            double x_hi, size_t G, size_t nt, const double *times, double *x,
@@ -371,14 +374,20 @@ void cnf_pde_learn_options_default(cnf_pde_learn_options *o);
 int cnf_pde_learn(cnf_ctx *ctx, cnf_pde_problem *pb, cnf_dyn *dyn, double *theta,
                   const cnf_pde_learn_options *o, double *final_loss);
 
-/* A line plot as a PNG of W x H pixels, written atomically: S curves
- * y (S, G) over the common abscissae x (G, increasing), in colours rgb
- * (S, 3; NULL: a built-in palette), dashed where dashed[s] != 0 (dashed
- * may be NULL), in a frame spanning the data's ranges (y from 0 when every
- * y >= 0), with a grey line at y = 0.  No text is drawn: the caller
- * reports the ranges. */
+/* A line plot of W x H, from 160 x 120 to 8192 x 8192 (pixels in a PNG,
+ * points in SVG and PDF; the format follows the path's extension, as for
+ * every figure of cnf.h), at most 256 curves: S curves y (S, G) over the
+ * common abscissae x (G, increasing), in colours rgb (S, 3; NULL: a
+ * built-in palette), dashed where dashed[s] != 0 (dashed may be NULL), on
+ * axes spanning the data's ranges (y from 0 when every y >= 0) with ticks
+ * in data units, a grey line at y = 0, the title and axis labels of po and
+ * a legend of po->names (S; po may be NULL: the defaults, no legend),
+ * written atomically. */
 int cnf_plot_lines(cnf_ctx *ctx, const char *path, size_t W, size_t H, size_t G, const double *x,
                    size_t S, const double *y, const unsigned char *rgb, const int *dashed);
+int cnf_plot_lines_with(cnf_ctx *ctx, const cnf_plot_options *po, const char *path, size_t W,
+                        size_t H, size_t G, const double *x, size_t S, const double *y,
+                        const unsigned char *rgb, const int *dashed);
 
 /* Variance of one Hutchinson probe's v.Jv for a constant Jacobian J (d, d):
  * with S = (J + J^T)/2, Gaussian 2 |S|_F^2, Rademacher 2 sum_{i != j} S_ij^2

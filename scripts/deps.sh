@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
 # Install the Debian packages cnf needs, if any is missing.
 set -euo pipefail
-pkgs=(build-essential cmake pkg-config libsundials-dev libopenblas-dev libgsl-dev libcunit1-dev libpng-dev
+pkgs=(build-essential cmake pkg-config libsundials-dev libopenblas-dev libgsl-dev libcunit1-dev
+      libcairo2-dev fonts-dejavu-core
+      clang # clang: the fuzz targets (scripts/fuzz.sh)
       python3 python3-numpy python3-cffi)
 missing=()
 for p in "${pkgs[@]}"; do

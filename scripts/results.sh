@@ -182,7 +182,7 @@ EOF
   echo "fit rows:  $("$cnf" eval --model miniboone.cnf --in miniboone-fit.csv 2>/dev/null)"
   "$cnf" logp --model miniboone.cnf --in "$data/miniboone-test.csv" --batch 1000 --out miniboone-test-logp.csv
   echo "test -log p: $(nll_stats miniboone-test-logp.csv)"
-  timed "$cnf" plot --model miniboone.cnf --data "$data/miniboone-test.csv" --seed 1 --out miniboone-pairs.png
+  timed "$cnf" plot --model miniboone.cnf --data "$data/miniboone-test.csv" --seed 1 --size 240 --out miniboone-pairs.png
   echo "wrote out/results/miniboone-pairs.png (${WALL} s)"
 }
 

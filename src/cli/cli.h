@@ -19,7 +19,8 @@ enum {
   CNF_CLI_OK = 0,     /* success */
   CNF_CLI_EFAIL = 1,  /* any other failure, e.g. the output cannot be written */
   CNF_CLI_EUSAGE = 2, /* bad input or usage: options, CSV, model file */
-  CNF_CLI_ESOLVER = 3 /* the ODE solver gave up (cnf_is_solver_error) */
+  CNF_CLI_ESOLVER = 3 /* the ODE solver gave up (cnf_is_solver_error), or a
+                         result is not finite (CNF_ENONFINITE) */
 };
 
 /* ---- options ---------------------------------------------------------- */

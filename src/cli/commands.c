@@ -10,8 +10,9 @@
  * never leaves a partial or clobbered --out file.
  *
  * Mapping of library codes to exit statuses, in one place (cnf__cli_lib_fail):
- * solver failures -> 3; malformed, damaged, non-finite or mismatched input
- * and unreadable input files -> 2; out of memory and output errors -> 1. */
+ * solver failures and non-finite results -> 3; malformed, damaged, non-finite
+ * or mismatched input and unreadable input files -> 2; out of memory and
+ * output errors -> 1. */
 #define _POSIX_C_SOURCE 200809L
 #include <limits.h>
 #include <math.h>
@@ -300,12 +301,18 @@ int cnf__cli_plot(int argc, char **argv, size_t threads) {
   cnf__cli_args_default(&a);
   a.size = 200;
   a.n = 2000;
+  cnf_plot_options po;
+  cnf_plot_options_default(&po);
   const cnf_cli_opt opts[] = {
       ROW("model", 0, CNF_CLI_STR, &a.model, 0, 0, NULL, 1, "MODEL", "model file"),
-      ROW("out", 0, CNF_CLI_STR, &a.out, 0, 0, NULL, 1, "FILE.png", "PNG file to write"),
+      ROW("out", 0, CNF_CLI_STR, &a.out, 0, 0, NULL, 1, "FILE.png|.svg|.pdf",
+          "figure to write, in the format of its extension"),
       ROW("range", 0, CNF_CLI_POS, &a.range, 0, 0, NULL, 0, "L",
           "2-D: heat map over [-L, L]^2 (4)"),
-      ROW("grid", 0, CNF_CLI_SIZE, &a.size, 2, 4096, NULL, 0, "G", "2-D: G x G pixels (200)"),
+      ROW("grid", 0, CNF_CLI_SIZE, &a.size, 2, 4096, NULL, 0, "G", "2-D: G x G grid points (200)"),
+      ROW("size", 0, CNF_CLI_SIZE, &po.size, 64, 4096, NULL, 0, "S",
+          "side of one panel in pixels (points in SVG, PDF) (400)"),
+      ROW("log", 0, CNF_CLI_FLAG, &po.log_density, 0, 0, NULL, 0, "", "2-D: colour by log p(x)"),
       ROW("data", 0, CNF_CLI_STR, &a.data, 0, 0, NULL, 0, "NAME|FILE.csv",
           "data to overlay: a toy set name or a CSV file"),
       ROW("samples", 'n', CNF_CLI_SIZE, &a.n, 1, 10000000, NULL, 0, "N",
@@ -318,19 +325,37 @@ int cnf__cli_plot(int argc, char **argv, size_t threads) {
   const cnf_cli_usage usage = {
       "cnf plot --model MODEL --out FILE.png [options]",
       "2-D model: a heat map of the learned density p(x) over [-L, L]^2 (viridis, x1 to the\n"
-      "right, x2 up), with data points in white.  Above 2-D: pairwise scatter plots of\n"
-      "samples (orange) over the data (grey), histograms on the diagonal."};
+      "right, x2 up, a colour bar), with data points in white.  Above 2-D: pairwise scatter\n"
+      "plots of samples (orange) over the data (grey), histograms on the diagonal, named by\n"
+      "the data's CSV header.  Titled, with axes in data units; PNG, SVG or PDF."};
   int status = cnf__cli_begin(cmd, opts, &usage, argc, argv, &a.threads, threads);
   if (status >= 0) return status;
   session s;
   double *data = NULL, *x = NULL, *lp = NULL;
-  size_t nd = 0, cols = 0;
+  char **header = NULL;
+  size_t nd = 0, cols = 0, hcols = 0;
   if ((status = open_session(&s, cmd, &a)) != CNF_CLI_OK) goto cleanup;
   const size_t D = s.D;
   if (a.data != NULL) {
     status = cnf__cli_load_data(cmd, s.ctx, a.data, a.n, a.seed, D, &data, &nd, &cols);
     if (status != CNF_CLI_OK) goto cleanup;
   }
+  /* the files by their names, without directories; a CSV header names
+   * the axes (2-D) or the coordinates */
+  const char *model = strrchr(a.model, '/') ? strrchr(a.model, '/') + 1 : a.model;
+  const char *dname = a.data && strrchr(a.data, '/') ? strrchr(a.data, '/') + 1 : a.data;
+  char title[512];
+  if (D == 2)
+    snprintf(title, sizeof title, "%s of %s", po.log_density ? "Log-density" : "Density", model);
+  else
+    snprintf(title, sizeof title, "Samples of %s%s%s", model, dname ? " against " : "",
+             dname ? dname : "");
+  if (a.data != NULL && !cnf__cli_is_toy(a.data) &&
+      cnf_csv_header(s.ctx, a.data, &header, &hcols) == 0 && hcols == D) {
+    po.names = (const char *const *)header;
+    if (D == 2) po.xlabel = header[0], po.ylabel = header[1], po.names = NULL;
+  }
+  po.title = title, po.data_name = dname, po.sample_name = "flow samples";
   int rc;
   if (D == 2) {
     const size_t G = a.size;
@@ -339,15 +364,16 @@ int cnf__cli_plot(int argc, char **argv, size_t threads) {
       goto cleanup;
     cnf_plot_grid(a.range, G, x);
     rc = cnf_model_logp(s.m, &a.opt, G * G, x, lp, NULL);
-    if (rc == 0) rc = cnf_plot_heatmaps(s.ctx, 1, G, lp, a.range, data, nd, a.out);
+    if (rc == 0) rc = cnf_plot_heatmaps_with(s.ctx, &po, 1, G, lp, a.range, data, nd, a.out);
   } else {
     if ((x = cnf__cli_alloc(cmd, a.n, D, "samples", &status)) == NULL) goto cleanup;
     rc = cnf_model_sample(s.m, &a.opt, a.n, x, NULL, NULL);
-    if (rc == 0) rc = cnf_plot_pairs_of(s.ctx, x, a.n, D, a.dims, data, nd, a.out);
+    if (rc == 0) rc = cnf_plot_pairs_of_with(s.ctx, &po, x, a.n, D, a.dims, data, nd, a.out);
   }
   if (rc != 0) status = cnf__cli_lib_fail(cmd, s.ctx, rc, 0);
 cleanup:
   free(data), free(x), free(lp);
+  cnf_free(header);
   close_session(&s);
   return status;
 }

@@ -69,8 +69,9 @@ int cnf__cli_lib_fail(const char *cmd, cnf_ctx *ctx, int rc, int reading) {
     case CNF_EFORMAT:
     case CNF_ECORRUPT:
     case CNF_EVERSION:
-    case CNF_ENONFINITE:
       return CNF_CLI_EUSAGE;
+    case CNF_ENONFINITE: /* in the input as read, or in a computed result */
+      return reading ? CNF_CLI_EUSAGE : CNF_CLI_ESOLVER;
     case CNF_EIO:
     case CNF_EUNSUPPORTED: /* e.g. a model file of an unregistered field class */
       return reading ? CNF_CLI_EUSAGE : CNF_CLI_EFAIL;

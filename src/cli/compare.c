@@ -290,7 +290,25 @@ int cnf__cli_compare(int argc, char **argv, size_t threads) {
   if ((status = write_atomic(cmd, wctx, path, text)) != CNF_CLI_OK) goto cleanup;
   if (D == 2) {
     snprintf(path, sizeof path, "%s.png", c.prefix);
-    int rc = cnf_plot_heatmaps(wctx, nf, G, glp, a->range, NULL, 0, path);
+    char title[512], panel[MAX_FLOWS][64];
+    const char *panels[MAX_FLOWS];
+    for (size_t k = 0; k < nf; k++) {
+      snprintf(panel[k], sizeof panel[k], "%.31s: test NLL %.3f", res[k].name, res[k].nll);
+      panels[k] = panel[k];
+    }
+    const char *dname = strrchr(a->data, '/') ? strrchr(a->data, '/') + 1 : a->data;
+    snprintf(title, sizeof title, "Densities learned from %s (%zu iterations)", dname, a->iters);
+    cnf_plot_options po; /* the grid spans mean +- L sd: its axes in x units */
+    cnf_plot_options_default(&po);
+    po.title = title, po.names = panels;
+    po.xlim[0] = mean[0] - a->range * sd[0], po.xlim[1] = mean[0] + a->range * sd[0];
+    po.ylim[0] = mean[1] - a->range * sd[1], po.ylim[1] = mean[1] + a->range * sd[1];
+    char **header = NULL; /* a CSV header names the axes */
+    size_t hcols = 0;
+    if (!cnf__cli_is_toy(a->data) && cnf_csv_header(wctx, a->data, &header, &hcols) == 0 && hcols == 2)
+      po.xlabel = header[0], po.ylabel = header[1];
+    int rc = cnf_plot_heatmaps_with(wctx, &po, nf, G, glp, a->range, NULL, 0, path);
+    cnf_free(header);
     if (rc != 0) status = cnf__cli_lib_fail(cmd, wctx, rc, 0);
   }
   if (status == CNF_CLI_OK && failed > 0) {

@@ -136,7 +136,17 @@ static int plot(const char *cmd, cnf_ctx *ctx, const run_args *a, cnf_pde_proble
   static const int dashed[2 * NT] = {0, 1, 0, 1, 0, 1, 0, 1};
   double x[G], y[2 * NT * G];
   int rc = cnf_pde_density_curves(ctx, pb, dyn, theta, &a->opt, -3.5, 3.5, G, NT, times, x, y);
-  if (rc == 0) rc = cnf_plot_lines(ctx, path, 800, 480, G, x, 2 * NT, y, rgb, dashed);
+  char names[2 * NT][64], title[128];
+  const char *keys[2 * NT];
+  for (size_t k = 0; k < 2 * NT; k++) {
+    snprintf(names[k], sizeof names[k], "%s, t = %g", k % 2 ? "CNF" : "reference", times[k / 2]);
+    keys[k] = names[k];
+  }
+  snprintf(title, sizeof title, "Double-well Fokker-Planck density, d = 1, T = %g", T);
+  cnf_plot_options po;
+  cnf_plot_options_default(&po);
+  po.title = title, po.xlabel = "x", po.ylabel = "density p(t, x)", po.names = keys;
+  if (rc == 0) rc = cnf_plot_lines_with(ctx, &po, path, 800, 480, G, x, 2 * NT, y, rgb, dashed);
   if (rc != 0) return cnf__cli_lib_fail(cmd, ctx, rc, 0);
   printf("plot %s\nplot_x_range -3.5 3.5\nplot_times %g %g %g %g\n", path, times[0], times[1],
          times[2], times[3]);

@@ -400,6 +400,12 @@ int cnf__cli_train(int argc, char **argv, size_t threads) {
   } else if (rc != 0) {
     status = cnf__cli_lib_fail(cmd, ctx, rc, 0);
   }
+  if (status == CNF_CLI_OK && !interrupted && a.val != NULL && !isfinite(res.best_val)) {
+    /* never a silent non-finite result: every validation failed */
+    cnf__cli_error(cmd, "no validation on %s gave a finite NLL (the reasons are above); the "
+                        "latest state is in %s", a.val, fo.state_path);
+    status = CNF_CLI_ESOLVER;
+  }
   print_summary(m, &res, &a, wall, cpu);
   if (interrupted) {
     fprintf(stderr, "cnf train: interrupted at step %ld; the state is saved in %s\n",

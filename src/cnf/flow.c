@@ -137,8 +137,9 @@ int cnf_flow_create_field(cnf_flow **out, cnf_ctx *ctx, const char *field, const
   if (cls == NULL)
     return CNF_ERROR(ctx, CNF_EUNSUPPORTED, "flow: no field class '%s' is registered with the "
                      "context (cnf_ctx_register_field)", field ? field : "(null)");
-  if (!(T > 0.0) || !isfinite(T))
-    return CNF_ERROR(ctx, CNF_EINVAL, "flow: end time T must be positive and finite (got %g)", T);
+  if (!(T >= CNF__T_MIN && T <= CNF__T_MAX))
+    return CNF_ERROR(ctx, CNF_EINVAL, "flow: end time T must be in [%g, %g] (got %g)", CNF__T_MIN,
+                     CNF__T_MAX, T);
   int rc = cnf__flow_alloc_field(out, ctx, cls, config, D, blocks);
   if (rc != 0) return rc;
   cnf_flow *f = *out;
@@ -161,9 +162,10 @@ const char *cnf_flow_field_config(const cnf_flow *f) { return f->field_config; }
 
 int cnf_flow_create(cnf_flow **out, cnf_ctx *ctx, const cnf_mlp_config *cfg,
                     size_t blocks, double T, uint64_t seed) {
-  if (!(T > 0.0) || !isfinite(T)) {
+  if (!(T >= CNF__T_MIN && T <= CNF__T_MAX)) {
     if (out) *out = NULL;
-    return CNF_ERROR(ctx, CNF_EINVAL, "flow: end time T must be positive and finite (got %g)", T);
+    return CNF_ERROR(ctx, CNF_EINVAL, "flow: end time T must be in [%g, %g] (got %g)", CNF__T_MIN,
+                     CNF__T_MAX, T);
   }
   int rc = cnf__flow_alloc(out, ctx, cfg, blocks);
   if (rc != 0) return rc;
@@ -206,9 +208,11 @@ double cnf_flow_end_time(const cnf_flow *f, size_t k) {
 }
 
 int cnf_flow_set_end_time(cnf_flow *f, size_t k, double T) {
-  if (k >= f->blocks || !(T > 0.0) || !isfinite(T))
-    return CNF_ERROR(f->ctx, CNF_EINVAL, "flow: block %zu of %zu, T = %g: need "
-                     "an existing block and a positive finite T", k, f->blocks, T);
+  if (k >= f->blocks || !(T >= CNF__T_MIN && T <= CNF__T_MAX))
+    return CNF_ERROR(f->ctx, CNF_EINVAL,
+                     "flow: block %zu of %zu, T = %g: need "
+                     "an existing block and %g <= T <= %g",
+                     k, f->blocks, T, CNF__T_MIN, CNF__T_MAX);
   f->T[k] = T;
   return 0;
 }
@@ -387,8 +391,10 @@ static int copy_in(cnf_flow *f, const double *in, double *out, size_t n) {
   return 0;
 }
 
-int cnf_flow_encode(cnf_flow *f, const cnf_options *opt, size_t B,
-                    const double *x, double *z, double *delta, cnf_stats *st) {
+/* encode and decode without the check of their results (logp and sample
+ * check what they return instead) */
+static int encode(cnf_flow *f, const cnf_options *opt, size_t B, const double *x, double *z,
+                  double *delta, cnf_stats *st) {
   cnf_options o;
   int rc = check_args(f, opt, &o, B, x, z);
   if (rc != 0) return rc;
@@ -404,8 +410,8 @@ int cnf_flow_encode(cnf_flow *f, const cnf_options *opt, size_t B,
   return rc;
 }
 
-int cnf_flow_decode(cnf_flow *f, const cnf_options *opt, size_t B,
-                    const double *z, double *x, double *delta, cnf_stats *st) {
+static int decode(cnf_flow *f, const cnf_options *opt, size_t B, const double *z, double *x,
+                  double *delta, cnf_stats *st) {
   cnf_options o;
   int rc = check_args(f, opt, &o, B, z, x);
   if (rc != 0) return rc;
@@ -426,6 +432,27 @@ int cnf_flow_decode(cnf_flow *f, const cnf_options *opt, size_t B,
   return 0;
 }
 
+/* Results that are not finite are errors (cnf__check_finite): a point far
+ * outside the support is reported, not written as -inf.  pts (B, D) and
+ * delta (B) are what encode or decode (`who`) gives back. */
+static int check_results(cnf_flow *f, const char *who, const char *what, size_t B,
+                         const double *pts, const double *delta) {
+  int rc = cnf__check_finite(f->ctx, who, what, pts, B, f->cfg.dim);
+  return rc != 0 ? rc : cnf__check_finite(f->ctx, who, "the log-det", delta, B, 1);
+}
+
+int cnf_flow_encode(cnf_flow *f, const cnf_options *opt, size_t B, const double *x, double *z,
+                    double *delta, cnf_stats *st) {
+  int rc = encode(f, opt, B, x, z, delta, st);
+  return rc != 0 ? rc : check_results(f, "flow encode", "the latent point", B, z, delta);
+}
+
+int cnf_flow_decode(cnf_flow *f, const cnf_options *opt, size_t B, const double *z, double *x,
+                    double *delta, cnf_stats *st) {
+  int rc = decode(f, opt, B, z, x, delta, st);
+  return rc != 0 ? rc : check_results(f, "flow decode", "the data point", B, x, delta);
+}
+
 int cnf_flow_logp(cnf_flow *f, const cnf_options *opt, size_t B,
                   const double *x, double *logp, cnf_stats *st) {
   cnf_options o;
@@ -435,9 +462,10 @@ int cnf_flow_logp(cnf_flow *f, const cnf_options *opt, size_t B,
   const size_t D = f->cfg.dim;
   double *z = cnf__dalloc(f->ctx, B * D);
   if (z == NULL) return CNF_ENOMEM;
-  rc = cnf_flow_encode(f, opt, B, x, z, logp, st);
+  rc = encode(f, opt, B, x, z, logp, st);
   if (rc == 0)
     for (size_t b = 0; b < B; b++) logp[b] = cnf_log_normal(z + b * D, D) - logp[b];
+  if (rc == 0) rc = cnf__check_finite(f->ctx, "flow logp", "the log-density", logp, B, 1);
   cnf__free(z);
   return rc;
 }
@@ -453,9 +481,11 @@ int cnf_flow_sample(cnf_flow *f, const cnf_options *opt, size_t B, double *x,
   double *lz = cnf__dalloc(f->ctx, B);
   if (lz == NULL) return CNF_ENOMEM;
   for (size_t b = 0; b < B; b++) lz[b] = cnf_log_normal(x + b * D, D);
-  rc = cnf_flow_decode(f, opt, B, x, x, logp, st);
+  rc = decode(f, opt, B, x, x, logp, st);
   if (rc == 0)
     for (size_t b = 0; b < B; b++) logp[b] += lz[b];
+  if (rc == 0) rc = check_results(f, "flow sample", "the sample", B, x, NULL);
+  if (rc == 0) rc = cnf__check_finite(f->ctx, "flow sample", "the log-density", logp, B, 1);
   cnf__free(lz);
   return rc;
 }

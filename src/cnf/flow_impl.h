@@ -29,10 +29,16 @@ struct cnf_flow {
   double *eps;       /* (K, B, D) probes */
 };
 
+/* The end times a flow accepts, from cnf_flow_create, cnf_flow_set_end_time
+ * and model files alike: below 1e-8 a block is the identity to within
+ * rounding and CVODE cannot take its first step (T = 5e-324 gives
+ * CV_ILL_INPUT); above 1e8 no solve finishes within any step budget. */
+#define CNF__T_MIN 1e-8
+#define CNF__T_MAX 1e8
+
 /* An empty flow (parameters zero, T = 1) of the given shape; the caller
  * fills theta and T. */
-int cnf__flow_alloc(cnf_flow **out, cnf_ctx *ctx, const cnf_mlp_config *cfg,
-                    size_t blocks);
+int cnf__flow_alloc(cnf_flow **out, cnf_ctx *ctx, const cnf_mlp_config *cfg, size_t blocks);
 /* The same for blocks of a user field class (cfg.dim = D, no hidden
  * layers); CNF_EINVAL for a bad configuration string. */
 int cnf__flow_alloc_field(cnf_flow **out, cnf_ctx *ctx, const cnf_field_class *cls,

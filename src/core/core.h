@@ -36,6 +36,16 @@ int cnf__error(cnf_ctx *ctx, int code, const char *file, int line,
 #define CNF_ERROR(ctx, code, ...) \
   cnf__error((ctx), (code), __FILE__, __LINE__, __VA_ARGS__)
 
+/* The policy for results (docs/cli.md, "Non-finite results"): a density,
+ * latent or sample that is NaN or infinite is an error, never a value.
+ * Returns 0 if the rows x (rows, cols) are all finite; otherwise raises
+ * CNF_ENONFINITE in ctx with "<who>: <what> is not finite (NaN or
+ * infinite) at rows r1, r2, ... (K of N)", naming the first five
+ * offending rows (1-based) and how many there are, and returns it.  x may
+ * be NULL (nothing to check). */
+int cnf__check_finite(cnf_ctx *ctx, const char *who, const char *what, const double *x, size_t rows,
+                      size_t cols);
+
 /* Evaluate expr (an int status); on failure jump to the enclosing
  * function's `cleanup:` label with `rc` set. */
 #define CNF_TRY(expr)        \

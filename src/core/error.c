@@ -1,5 +1,6 @@
 /* error.c: the error table (cnf_strerror, cnf_errname) and the one function
  * that records errors in a context. */
+#include <math.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <string.h>
@@ -42,11 +43,37 @@ int cnf__error(cnf_ctx *ctx, int code, const char *file, int line,
   ctx->errcode = code;
   ctx->errfile = file;
   ctx->errline = line;
+  /* Format into a local buffer first: a caller may pass ctx->errmsg itself
+   * as an argument (to wrap an earlier message), and vsnprintf with an
+   * argument that overlaps its output is undefined behaviour. */
+  char buf[CNF_ERRMSG_LEN];
   va_list ap;
   va_start(ap, fmt);
-  vsnprintf(ctx->errmsg, sizeof ctx->errmsg, fmt, ap);
+  vsnprintf(buf, sizeof buf, fmt, ap);
   va_end(ap);
+  memcpy(ctx->errmsg, buf, sizeof buf);
   return code;
+}
+
+int cnf__check_finite(cnf_ctx *ctx, const char *who, const char *what, const double *x, size_t rows,
+                      size_t cols) {
+  enum { SHOW = 5 }; /* rows named in the message */
+  size_t bad = 0, first[SHOW];
+  for (size_t r = 0; x != NULL && r < rows; r++) {
+    int ok = 1;
+    for (size_t j = 0; j < cols; j++) ok &= isfinite(x[r * cols + j]) != 0;
+    if (!ok && bad < SHOW) first[bad] = r + 1;
+    bad += !ok;
+  }
+  if (bad == 0) return 0;
+  char list[SHOW * 24 + 8];
+  size_t n = 0;
+  for (size_t k = 0; k < bad && k < SHOW; k++)
+    n += (size_t)snprintf(list + n, sizeof list - n, "%s%zu", k ? ", " : "", first[k]);
+  if (bad > SHOW) snprintf(list + n, sizeof list - n, ", ...");
+  return CNF_ERROR(ctx, CNF_ENONFINITE,
+                   "%s: %s is not finite (NaN or infinite) at %s %s (%zu of %zu)", who, what,
+                   bad == 1 ? "row" : "rows", list, bad, rows);
 }
 
 int cnf_ctx_errcode(const cnf_ctx *ctx) { return ctx ? ctx->errcode : 0; }

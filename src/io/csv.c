@@ -60,6 +60,21 @@ static const char *kind_text(field_kind k) {
                                                                     : "text";
 }
 
+/* The row [p, end) of nf fields is a header if none of its fields is a
+ * number. */
+static int is_header(const char *p, const char *end, size_t nf) {
+  const char *s = p;
+  for (size_t j = 0; j < nf; j++) {
+    const char *e = memchr(s, ',', (size_t)(end - s));
+    if (e == NULL) e = end;
+    double v;
+    const field_kind k = parse_field(s, e, &v);
+    if (k != FIELD_TEXT && k != FIELD_EMPTY) return 0;
+    s = e + 1;
+  }
+  return 1;
+}
+
 int cnf_csv_read(cnf_ctx *ctx, const char *path, double **data, size_t *rows,
                  size_t *cols) {
   if (path == NULL || data == NULL || rows == NULL || cols == NULL)
@@ -79,9 +94,30 @@ int cnf_csv_read(cnf_ctx *ctx, const char *path, double **data, size_t *rows,
     cnf__free(buf);
     return CNF_ERROR(ctx, CNF_EIO, "%s: read error", name);
   }
-  if (memchr(buf, '\0', len) != NULL) {
+  const unsigned char *u = (const unsigned char *)buf;
+  if (len >= 2 && ((u[0] == 0xFF && u[1] == 0xFE) || (u[0] == 0xFE && u[1] == 0xFF))) {
+    const unsigned b0 = u[0], b1 = u[1];
     cnf__free(buf);
-    return CNF_ERROR(ctx, CNF_EFORMAT, "%s: binary data (a NUL byte), expected CSV text", name);
+    return CNF_ERROR(ctx, CNF_EFORMAT,
+                     "%s:1:1: UTF-16 text (a byte-order mark %02X %02X), "
+                     "expected CSV in ASCII or UTF-8",
+                     name, b0, b1);
+  }
+  const char *nul = memchr(buf, '\0', len);
+  if (nul != NULL) {
+    /* line and column (the field, as below) of the first NUL byte */
+    size_t nl = 1, col = 1, byte = 1;
+    for (const char *c = buf; c < nul; c++) {
+      if (*c == '\n')
+        nl++, col = 1, byte = 1;
+      else
+        col += *c == ',', byte++;
+    }
+    cnf__free(buf);
+    return CNF_ERROR(ctx, CNF_EFORMAT,
+                     "%s:%zu:%zu: binary data (a NUL byte, byte %zu of the line), "
+                     "expected CSV text",
+                     name, nl, col, byte);
   }
 
   int rc = 0;
@@ -89,6 +125,7 @@ int cnf_csv_read(cnf_ctx *ctx, const char *path, double **data, size_t *rows,
   double *out = NULL;
   int header_done = 0;
   char *p = buf;
+  if (len >= 3 && u[0] == 0xEF && u[1] == 0xBB && u[2] == 0xBF) p += 3; /* UTF-8 byte-order mark */
   while (*p != '\0' && rc == 0) {
     line++;
     char *eol = strchr(p, '\n');
@@ -109,20 +146,10 @@ int cnf_csv_read(cnf_ctx *ctx, const char *path, double **data, size_t *rows,
     size_t nf = 1;
     for (const char *c = p; c < end; c++) nf += *c == ',';
     if (!header_done) {
-      /* the first row decides the column count; it is a header if none of
-       * its fields is a number */
-      size_t numeric = 0;
-      const char *s = p;
-      for (size_t j = 0; j < nf; j++) {
-        const char *e = memchr(s, ',', (size_t)(end - s));
-        if (e == NULL) e = end;
-        double v;
-        if (parse_field(s, e, &v) != FIELD_TEXT && parse_field(s, e, &v) != FIELD_EMPTY) numeric++;
-        s = e + 1;
-      }
+      /* the first row decides the column count, and may be a header */
       ncol = nf;
       header_done = 1;
-      if (numeric == 0) {
+      if (is_header(p, end, nf)) {
         p = next;
         continue;
       }
@@ -207,4 +234,42 @@ int cnf_csv_write(cnf_ctx *ctx, const char *path, const char *const *names,
     return CNF_ERROR(ctx, CNF_EIO, "%s: write error", path);
   }
   return cnf__atomic_commit(ctx, &a);
+}
+
+int cnf_csv_header(cnf_ctx *ctx, const char *path, char ***names, size_t *cols) {
+  if (path == NULL || names == NULL || cols == NULL)
+    return CNF_ERROR(ctx, CNF_EINVAL, "csv: NULL argument");
+  *names = NULL;
+  *cols = 0;
+  if (strcmp(path, "-") == 0) return 0;
+  FILE *fp = fopen(path, "rb");
+  if (fp == NULL) return CNF_ERROR(ctx, CNF_EIO, "%s: cannot open: %s", path, strerror(errno));
+  char line[8192];
+  const int got = fgets(line, sizeof line, fp) != NULL;
+  fclose(fp);
+  if (!got) return 0;
+  size_t len = strcspn(line, "\r\n"), nf = 1;
+  line[len] = '\0';
+  for (size_t i = 0; i < len; i++) nf += line[i] == ',';
+  if (!is_header(line, line + len, nf)) return 0; /* as cnf_csv_read decides */
+  char **out = cnf__malloc((nf + 1) * sizeof(char *) + len + 1);
+  if (out == NULL) return CNF_ERROR(ctx, CNF_ENOMEM, "%s: out of memory", path);
+  char *text = (char *)(out + nf + 1);
+  memcpy(text, line, len + 1);
+  char *p = text;
+  for (size_t j = 0; j < nf; j++) {
+    char *e = strchr(p, ',');
+    if (e == NULL) e = p + strlen(p);
+    char *next = *e ? e + 1 : e;
+    *e = '\0';
+    while (isspace((unsigned char)*p)) p++;
+    while (e > p && isspace((unsigned char)e[-1])) *--e = '\0';
+    if (e - p >= 2 && *p == '"' && e[-1] == '"') p++, *--e = '\0';
+    out[j] = p;
+    p = next;
+  }
+  out[nf] = NULL;
+  *names = out;
+  *cols = nf;
+  return 0;
 }

@@ -84,12 +84,6 @@ int cnf_flow_save(const cnf_flow *f, const char *path) {
     memcpy(p, f->train->m, f->train->n * sizeof(double)), p += f->train->n;
     memcpy(p, f->train->v, f->train->n * sizeof(double));
   }
-  for (size_t i = 0; i < total; i++)
-    if (!isfinite(payload[i])) {
-      cnf__free(payload);
-      return CNF_ERROR(ctx, CNF_ENONFINITE, "%s: not saved: stored value %zu is %g", path, i,
-                       payload[i]);
-    }
   int rc = cnf__model_write(ctx, path, head, (size_t)n, payload, total);
   cnf__free(payload);
   return rc;
@@ -222,14 +216,16 @@ int cnf_flow_load(cnf_flow **out, cnf_ctx *ctx, const char *path) {
                      "which this program has not registered (cnf_ctx_register_field)", path, h.field);
       goto cleanup;
     }
-    if (h.dim == 0 || h.blocks == 0 || h.blocks > 1000 || h.params == 0 || h.params > ((size_t)1 << 40)) {
+    if (h.dim == 0 || h.dim > 100000 || h.blocks == 0 || h.blocks > 1000 || h.params == 0 ||
+        h.params > ((size_t)1 << 40)) {
       rc = CNF_ERROR(ctx, CNF_ECORRUPT, "%s: inconsistent header (dim=%zu blocks=%zu params=%zu)",
                      path, h.dim, h.blocks, h.params);
       goto cleanup;
     }
-  } else if (cnf_mlp_parse_hidden(&cfg, h.hidden) != 0 || cnf_layer_parse(h.layer, &cfg.layer) != 0 ||
-      cnf_act_parse(h.act, &cfg.act) != 0 || h.dim == 0 || h.blocks == 0 || h.blocks > 1000 ||
-      cnf_mlp_param_count(&cfg) != h.params) {
+  } else if (cnf_mlp_parse_hidden(&cfg, h.hidden) != 0 ||
+             cnf_layer_parse(h.layer, &cfg.layer) != 0 || cnf_act_parse(h.act, &cfg.act) != 0 ||
+             h.dim == 0 || h.dim > 100000 || h.blocks == 0 || h.blocks > 1000 ||
+             cnf_mlp_param_count(&cfg) != h.params) {
     rc = CNF_ERROR(ctx, CNF_ECORRUPT,
                    "%s: inconsistent header (dim=%zu blocks=%zu hidden=%s layer=%s act=%s params=%zu)",
                    path, h.dim, h.blocks, h.hidden, h.layer, h.act, h.params);
@@ -276,10 +272,20 @@ int cnf_flow_load(cnf_flow **out, cnf_ctx *ctx, const char *path) {
     goto cleanup;
   }
   cnf__to_le(payload, n);
-  for (size_t i = 0; i < n; i++)
-    if (!isfinite(payload[i]) || (i < h.blocks && !(payload[i] > 0))) {
-      rc = CNF_ERROR(ctx, CNF_ECORRUPT, "%s: %s value %zu is %g", path,
-                     i < h.blocks ? "end time" : "stored", i < h.blocks ? i : i - h.blocks, payload[i]);
+  /* the end times in range, every value finite, Adam's second moments (the
+   * last ntr values) non-negative; values numbered from 1 over the whole
+   * payload, as cnf__model_write does */
+  for (size_t k = 0; k < h.blocks; k++)
+    if (!(payload[k] >= CNF__T_MIN && payload[k] <= CNF__T_MAX)) {
+      rc = CNF_ERROR(ctx, CNF_ECORRUPT, "%s: end time %zu is %g, need %g <= T <= %g", path, k + 1,
+                     payload[k], CNF__T_MIN, CNF__T_MAX);
+      goto cleanup;
+    }
+  for (size_t i = h.blocks; i < n; i++)
+    if (!isfinite(payload[i]) || (h.train && i >= n - ntr && payload[i] < 0)) {
+      rc = CNF_ERROR(ctx, CNF_ECORRUPT, "%s: stored value %zu of %zu is %g, need a finite number%s",
+                     path, i + 1, n, payload[i],
+                     h.train && i >= n - ntr ? " >= 0 (Adam's second moment)" : "");
       goto cleanup;
     }
   if (cls != NULL) {
@@ -324,6 +330,10 @@ cleanup:
 
 int cnf__model_write(cnf_ctx *ctx, const char *path, const char *head, size_t n,
                      double *payload, size_t total) {
+  for (size_t i = 0; i < total; i++)
+    if (!isfinite(payload[i]))
+      return CNF_ERROR(ctx, CNF_ENONFINITE, "%s: not saved: stored value %zu of %zu is %g", path,
+                       i + 1, total, payload[i]);
   cnf__to_le(payload, total);
   uint32_t crc = cnf__crc32(0, head, n);
   crc = cnf__crc32(crc, payload, total * sizeof(double));

@@ -929,6 +929,9 @@ const cnf_tf_config *cnf_tf_get_config(const cnf_tf *tf) {
 size_t cnf_tf_param_count(const cnf_tf *tf) {
   return tf->P;
 }
+size_t cnf__tf_config_param_count(const cnf_tf_config *cfg) {
+  return (unsigned)cfg->kind < CNF_TF_NKINDS ? OPS[cfg->kind].param_count(cfg) : 0;
+}
 
 void cnf_tf_init_params(const cnf_tf *tf, double *theta, uint64_t seed) {
   if (tf->P == 0) return;

@@ -72,6 +72,10 @@ struct cnf_tf {
   double T;
 };
 
+/* P of a layer with configuration cfg, without creating it (0 for an
+ * unknown kind): model loaders check a header before they allocate. */
+size_t cnf__tf_config_param_count(const cnf_tf_config *cfg);
+
 /* The ops of one kind, on at most CNF_TF_CHUNK rows; every pointer
  * argument is valid (the public wrappers supply zeros and scratch). */
 struct tf_ops {

@@ -239,7 +239,9 @@ static int chunk_forward(cnf_stack *s, size_t nb, const double *x, double *ld) {
   return 0;
 }
 
-int cnf_stack_encode(cnf_stack *s, size_t B, const double *x, double *z, double *logdet) {
+/* encode and decode without the check of their results (logp and sample
+ * check what they return instead) */
+static int encode(cnf_stack *s, size_t B, const double *x, double *z, double *logdet) {
   if (s == NULL) return CNF_EINVAL;
   if (B > 0 && (x == NULL || z == NULL || logdet == NULL))
     return CNF_ERROR(s->ctx, CNF_EINVAL, "stack encode: x, z or logdet is NULL for %zu rows", B);
@@ -253,7 +255,7 @@ int cnf_stack_encode(cnf_stack *s, size_t B, const double *x, double *z, double 
   return 0;
 }
 
-int cnf_stack_decode(cnf_stack *s, size_t B, const double *z, double *x, double *logdet) {
+static int decode(cnf_stack *s, size_t B, const double *z, double *x, double *logdet) {
   if (s == NULL) return CNF_EINVAL;
   if (B > 0 && (x == NULL || z == NULL))
     return CNF_ERROR(s->ctx, CNF_EINVAL, "stack decode: z or x is NULL for %zu rows", B);
@@ -279,6 +281,25 @@ int cnf_stack_decode(cnf_stack *s, size_t B, const double *z, double *x, double 
   return 0;
 }
 
+/* Results that are not finite are errors (cnf__check_finite), as for CNFs:
+ * pts (B, D) and logdet (B, may be NULL) as encode or decode (`who`) give
+ * them back. */
+static int check_results(cnf_stack *s, const char *who, const char *what, size_t B,
+                         const double *pts, const double *logdet) {
+  int rc = cnf__check_finite(s->ctx, who, what, pts, B, s->D);
+  return rc != 0 ? rc : cnf__check_finite(s->ctx, who, "the log-det", logdet, B, 1);
+}
+
+int cnf_stack_encode(cnf_stack *s, size_t B, const double *x, double *z, double *logdet) {
+  int rc = encode(s, B, x, z, logdet);
+  return rc != 0 ? rc : check_results(s, "stack encode", "the latent point", B, z, logdet);
+}
+
+int cnf_stack_decode(cnf_stack *s, size_t B, const double *z, double *x, double *logdet) {
+  int rc = decode(s, B, z, x, logdet);
+  return rc != 0 ? rc : check_results(s, "stack decode", "the data point", B, x, logdet);
+}
+
 int cnf_stack_logp(cnf_stack *s, size_t B, const double *x, double *logp) {
   if (s == NULL) return CNF_EINVAL;
   if (B > 0 && (x == NULL || logp == NULL))
@@ -291,7 +312,7 @@ int cnf_stack_logp(cnf_stack *s, size_t B, const double *x, double *logp) {
     const double *z = s->h + s->L * CNF_TF_CHUNK * D;
     for (size_t q = 0; q < nb; q++) logp[r + q] += cnf_log_normal(z + q * D, D);
   }
-  return 0;
+  return cnf__check_finite(s->ctx, "stack logp", "the log-density", logp, B, 1);
 }
 
 int cnf_stack_sample(cnf_stack *s, size_t B, double *x, double *logp) {
@@ -303,11 +324,13 @@ int cnf_stack_sample(cnf_stack *s, size_t B, double *x, double *logp) {
     size_t nb = B - r < CNF_TF_CHUNK ? B - r : CNF_TF_CHUNK;
     double *zz = s->ga; /* decode works in s->h, s->c and s->ld */
     for (size_t i = 0; i < nb * D; i++) zz[i] = gsl_ran_gaussian_ziggurat(s->rng, 1.0);
-    int rc = cnf_stack_decode(s, nb, zz, x + r * D, logp ? logp + r : NULL);
+    int rc = decode(s, nb, zz, x + r * D, logp ? logp + r : NULL);
     if (rc != 0) return rc;
     for (size_t q = 0; logp && q < nb; q++) logp[r + q] += cnf_log_normal(zz + q * D, D);
   }
-  return 0;
+  int rc = check_results(s, "stack sample", "the sample", B, x, NULL);
+  if (rc == 0) rc = cnf__check_finite(s->ctx, "stack sample", "the log-density", logp, B, 1);
+  return rc;
 }
 
 int cnf_stack_loss_grad(cnf_stack *s, size_t B, const double *x, double *loss, double *grad) {

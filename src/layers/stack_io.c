@@ -75,12 +75,6 @@ int cnf_stack_save(const cnf_stack *s, const char *path) {
     memcpy(p, s->m, s->P * sizeof(double)), p += s->P;
     memcpy(p, s->v, s->P * sizeof(double));
   }
-  for (size_t i = 0; i < total; i++)
-    if (!isfinite(payload[i])) {
-      cnf__free(payload);
-      return CNF_ERROR(ctx, CNF_ENONFINITE, "%s: not saved: stored value %zu is not finite", path,
-                       i);
-    }
   int rc = cnf__model_write(ctx, path, head, (size_t)n, payload, total);
   cnf__free(payload);
   return rc;
@@ -112,6 +106,7 @@ static int parse_layers(char *spec, size_t D, cnf_tf_config **cfgs, size_t *L) {
     c[n].dim = D;
     size_t arg = 0;
     if (cnf_tf_kind_parse(tok, &c[n].kind) != 0 || parse_size(c2 + 1, &arg) != 0) goto bad;
+    if (c[n].kind == CNF_TF_CNF && arg > 100000000000UL) goto bad; /* T = arg / 1000 <= 1e8 */
     c[n].arg = (unsigned long)arg;
     if (strcmp(c1 + 1, "0") != 0) {
       char *s2 = NULL, *w = strtok_r(c1 + 1, "-", &s2);
@@ -233,9 +228,18 @@ int cnf_stack_load(cnf_stack **out, cnf_ctx *ctx, const char *path) {
     rc = CNF_ERROR(ctx, CNF_ECORRUPT, "%s: bad layer list in the header", path);
     goto cleanup;
   }
-  /* the data's size first, so a damaged header cannot ask for huge memory */
-  if (P > ((size_t)1 << 40) || D > ((size_t)1 << 24)) {
-    rc = CNF_ERROR(ctx, CNF_ECORRUPT, "%s: implausible header: params=%zu, dim=%zu", path, P, D);
+  /* Check the header against the file before allocating what it claims.
+   * P follows from the layers alone, and the data after the header must
+   * hold exactly n values (below), which bounds P by the file's size.  The
+   * layers' row workspaces, about (15 L + 3) CNF_TF_CHUNK D doubles, do not
+   * grow with P (a permutation has none); a header asking for more than
+   * 64 MiB of them, plus 16384 bytes per stored byte (far above what any
+   * layer with parameters needs), is refused as implausible. */
+  size_t P_layers = 0;
+  for (size_t l = 0; l < L; l++) P_layers += cnf__tf_config_param_count(&cfgs[l]);
+  if (P_layers != P) {
+    rc = CNF_ERROR(ctx, CNF_ECORRUPT, "%s: inconsistent header: params=%zu, the layers have %zu",
+                   path, P, P_layers);
     goto cleanup;
   }
   const size_t n = P + (have_std ? 2 * D : 0) + (have_train ? 2 * P : 0);
@@ -254,14 +258,17 @@ int cnf_stack_load(cnf_stack **out, cnf_ctx *ctx, const char *path) {
                    n * sizeof(double), size - here);
     goto cleanup;
   }
+  const double work = (15.0 * (double)L + 3.0) * CNF_TF_CHUNK * (double)D * sizeof(double);
+  if (work > 67108864.0 + 16384.0 * (double)(n * sizeof(double))) {
+    rc = CNF_ERROR(ctx, CNF_ECORRUPT,
+                   "%s: implausible header: %zu layers of dimension %zu would need %.3g bytes of "
+                   "workspace for %zu stored values",
+                   path, L, D, work, n);
+    goto cleanup;
+  }
   rc = cnf__stack_alloc(&s, ctx, name, D, L, cfgs);
   if (rc != 0) {
     rc = CNF_ERROR(ctx, CNF_ECORRUPT, "%s: inconsistent header: %s", path, cnf_ctx_errmsg(ctx));
-    goto cleanup;
-  }
-  if (s->P != P) {
-    rc = CNF_ERROR(ctx, CNF_ECORRUPT, "%s: inconsistent header: params=%zu, the layers have %zu",
-                   path, P, s->P);
     goto cleanup;
   }
   payload = cnf__dalloc(ctx, n + 1);
@@ -279,15 +286,17 @@ int cnf_stack_load(cnf_stack **out, cnf_ctx *ctx, const char *path) {
   }
   cnf__to_le(payload, n);
   for (size_t i = 0; i < n; i++)
-    if (!isfinite(payload[i])) {
-      rc = CNF_ERROR(ctx, CNF_ECORRUPT, "%s: stored value %zu is not finite", path, i);
+    if (!isfinite(payload[i]) || (have_train && i >= n - P && payload[i] < 0)) {
+      rc = CNF_ERROR(ctx, CNF_ECORRUPT, "%s: stored value %zu of %zu is %g, need a finite number%s",
+                     path, i + 1, n, payload[i],
+                     have_train && i >= n - P ? " >= 0 (Adam's second moment)" : "");
       goto cleanup;
     }
   memcpy(s->theta, payload, P * sizeof(double));
   const double *p = payload + P;
   if (have_std) {
     if (cnf_stack_set_standardization(s, p, p + D) != 0) {
-      rc = CNF_ERROR(ctx, CNF_ECORRUPT, "%s: bad standardization", path);
+      rc = CNF_ERROR(ctx, CNF_ECORRUPT, "%s: bad standardization: %s", path, cnf_ctx_errmsg(ctx));
       goto cleanup;
     }
     p += 2 * D;

@@ -138,6 +138,9 @@ int cnf_pde_report_times(cnf_ctx *ctx, cnf_pde_problem *pb, cnf_dyn *dyn, const 
   for (size_t k = 0; k < m; k++) {
     const double *zk = w.zo + k * B * d;
     for (size_t b = 0; b < B; b++) w.lh[b] = w.lp0[b] + w.dout[k * B + b]; /* log p_hat */
+    /* non-finite results are errors (cnf__check_finite), not NaN metrics */
+    CNF_TRY(cnf__check_finite(ctx, "PDE report", "the field's sample", zk, B, d));
+    CNF_TRY(cnf__check_finite(ctx, "PDE report", "the field's log-density", w.lh, B, 1));
     CNF_TRY(metrics_at(ctx, pb, &w, B, times[k], zk, rows + k));
   }
   if (rep != NULL) {
@@ -185,6 +188,8 @@ int cnf_pde_density_curves(cnf_ctx *ctx, cnf_pde_problem *pb, cnf_dyn *dyn, cons
     rc = cnf_pde_problem_logp(pb, times[k], G, x, lp);
     for (size_t i = 0; i < G && rc == 0; i++) ref[i] = exp(lp[i]);
     if (rc == 0) rc = cnf_dyn_logp_at(dyn, theta, opt, &p0, 0.0, times[k], G, 0, NULL, x, lp, NULL);
+    if (rc == 0)
+      rc = cnf__check_finite(ctx, "PDE density curves", "the field's log-density", lp, G, 1);
     for (size_t i = 0; i < G && rc == 0; i++) mod[i] = exp(lp[i]);
   }
   cnf__free(lp);

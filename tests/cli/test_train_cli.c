@@ -734,34 +734,62 @@ static void test_plot(void) {
   timer_start();
   fixtures();
   unsigned long w = 0, h = 0;
+  int rc = 0;
   CU_ASSERT_EQUAL(CNF("init", "--dim", "2", "--hidden", "8-8", "--out", P("p2.cnf")), 0);
-  /* 2-D: a G x G heat map, with or without data */
-  CU_ASSERT_EQUAL(CNF("plot", "--model", P("p2.cnf"), "--grid", "64", "--out", P("p2.png")), 0);
-  CU_ASSERT_TRUE(png_size(P("p2.png"), &w, &h) && w == 64 && h == 64);
-  CU_ASSERT_EQUAL(CNF("plot", "--model", P("p2.cnf"), "--grid", "50", "--data", "8gaussians", "-n",
-                      "300", "--out", P("p2d.png")),
-                  0);
-  CU_ASSERT_TRUE(png_size(P("p2d.png"), &w, &h) && w == 50 && h == 50);
-  CU_ASSERT_EQUAL(CNF("plot", "--model", P("p2.cnf"), "--grid", "40", "--data", P("V.csv"),
-                      "--out", P("p2v.png")),
-                  0);
-  CU_ASSERT_TRUE(png_size(P("p2v.png"), &w, &h) && w == 40 && h == 40);
-  /* the default: 200 x 200 */
-  CU_ASSERT_EQUAL(CNF("plot", "--model", P("p2.cnf"), "--out", P("p2def.png")), 0);
-  CU_ASSERT_TRUE(png_size(P("p2def.png"), &w, &h) && w == 200 && h == 200);
-  /* 3-D: pairwise plots, 3 x 3 tiles of 160 pixels; --dims 2: 2 x 2 */
-  CU_ASSERT_EQUAL(CNF("plot", "--model", P("m3.cnf"), "-n", "300", "--out", P("p3.png")), 0);
-  CU_ASSERT_TRUE(png_size(P("p3.png"), &w, &h) && w == 3 * 160 && h == 3 * 160);
+  /* 2-D: a heat map of G x G grid points in a panel of --size S (fs = S / 28):
+   * 5.5 fs + S + 8 fs wide, 2.8 fs + S + 3.8 fs high (src/plot/plot.c) */
   CU_ASSERT_EQUAL(
-      CNF("plot", "--model", P("m3.cnf"), "-n", "300", "--dims", "2", "--out", P("p3d2.png")), 0);
-  CU_ASSERT_TRUE(png_size(P("p3d2.png"), &w, &h) && w == 2 * 160 && h == 2 * 160);
+      CNF("plot", "--model", P("p2.cnf"), "--grid", "64", "--size", "280", "--out", P("p2.png")), 0);
+  CU_ASSERT_TRUE(png_size(P("p2.png"), &w, &h) && w == 415 && h == 346);
+  CU_ASSERT_EQUAL(CNF("plot", "--model", P("p2.cnf"), "--grid", "50", "--data", "8gaussians", "-n",
+                      "300", "--size", "280", "--out", P("p2d.svg")),
+                  0);
+  char *svg = read_all(P("p2d.svg"), NULL);
+  CU_ASSERT_TRUE(svg != NULL && strstr(svg, "8gaussians (n = 300)") != NULL &&
+                 strstr(svg, "density p(x)") != NULL);
+  free(svg);
+  /* a CSV header names the axes; --log colours by log p */
+  write_text(P("V2.csv"), "eruptions,waiting\n0,0\n1,-1\n");
+  CU_ASSERT_EQUAL(CNF("plot", "--model", P("p2.cnf"), "--grid", "40", "--data", P("V2.csv"),
+                      "--log", "--out", P("p2v.svg")),
+                  0);
+  svg = read_all(P("p2v.svg"), NULL);
+  CU_ASSERT_TRUE(svg != NULL && strstr(svg, "\neruptions\n") != NULL &&
+                 strstr(svg, "\nwaiting\n") != NULL && strstr(svg, "log density log p(x)") != NULL &&
+                 strstr(svg, "<title>Log-density of ") != NULL);
+  free(svg);
+  /* the default: panels of 400, fs = 400 / 28 */
+  CU_ASSERT_EQUAL(CNF("plot", "--model", P("p2.cnf"), "--out", P("p2def.pdf")), 0);
+  CU_ASSERT_EQUAL(CNF("plot", "--model", P("p2.cnf"), "--out", P("p2def.png")), 0);
+  CU_ASSERT_TRUE(png_size(P("p2def.png"), &w, &h) && w == 593 && h == 495);
+  /* 3-D: pairwise plots, 3 x 3 tiles of S, 0.25 fs apart, 6 fs left, 1 fs
+   * right, 4.6 fs above, 4 fs below; --dims 2: 2 x 2 */
+  CU_ASSERT_EQUAL(
+      CNF("plot", "--model", P("m3.cnf"), "-n", "300", "--size", "280", "--out", P("p3.png")), 0);
+  CU_ASSERT_TRUE(png_size(P("p3.png"), &w, &h) && w == 915 && h == 931);
+  CU_ASSERT_EQUAL(CNF("plot", "--model", P("m3.cnf"), "-n", "300", "--dims", "2", "--size", "280",
+                      "--out", P("p3d2.png")),
+                  0);
+  CU_ASSERT_TRUE(png_size(P("p3d2.png"), &w, &h) && w == 633 && h == 649);
   write_text(P("d3.csv"), "x1,x2,x3\n0,0,0\n1,-1,0.5\n0.5,2,-1\n");
   CU_ASSERT_EQUAL(CNF("plot", "--model", P("m3.cnf"), "-n", "300", "--data", P("d3.csv"), "--out",
                       P("p3c.png")),
                   0);
-  CU_ASSERT_TRUE(png_size(P("p3c.png"), &w, &h) && w == 480 && h == 480);
+  CU_ASSERT_TRUE(png_size(P("p3c.png"), &w, &h) && w == 1308 && h == 1330);
+  write_text(P("d3n.csv"), "alpha,beta,gamma\n0,0,0\n1,-1,0.5\n0.5,2,-1\n");
+  CU_ASSERT_EQUAL(CNF("plot", "--model", P("m3.cnf"), "-n", "300", "--data", P("d3n.csv"), "--out",
+                      P("p3n.svg")),
+                  0);
+  svg = read_all(P("p3n.svg"), NULL);
+  CU_ASSERT_TRUE(svg != NULL && strstr(svg, "\ngamma\n") != NULL &&
+                 strstr(svg, "flow samples (n = 300)") != NULL);
+  free(svg);
+  /* an unknown format: 2, no file */
+  rc = CNF("plot", "--model", P("p2.cnf"), "--out", P("p2.jpg"));
+  expect_failure("plot --out p2.jpg", rc, 2, "plot", "p2.jpg", ".png, .svg or .pdf", NULL);
+  CU_ASSERT_FALSE(exists(P("p2.jpg")));
   /* a toy set on a 3-D model, a CSV of the wrong width: 2, no file */
-  int rc = CNF("plot", "--model", P("m3.cnf"), "--data", "moons", "--out", P("p3bad.png"));
+  rc = CNF("plot", "--model", P("m3.cnf"), "--data", "moons", "--out", P("p3bad.png"));
   expect_failure("plot 3-D --data moons", rc, 2, "plot", "moons", "3-D", NULL);
   CU_ASSERT_FALSE(exists(P("p3bad.png")));
   rc = CNF("plot", "--model", P("m3.cnf"), "--data", P("V.csv"), "--out", P("p3bad.png"));

@@ -178,6 +178,57 @@ static void test_messages_with_context(void) {
   cnf_ctx_free(ctx);
 }
 
+/* A message that wraps the previous one (the context's own buffer as an
+ * argument) comes out whole: CNF_ERROR formats into a buffer of its own
+ * first.  Formatting in place gave "x.cnf: inconsistent header: x.cnf:
+ * inconsistent header: ..." (vsnprintf with overlapping buffers). */
+static void test_wrapped_message(void) {
+  cnf_ctx *ctx = NULL;
+  CU_ASSERT_EQUAL_FATAL(cnf_ctx_create(&ctx), 0);
+  CNF_ERROR(ctx, CNF_EINVAL, "stack: need D >= %d", 1);
+  CU_ASSERT_EQUAL(
+      CNF_ERROR(ctx, CNF_ECORRUPT, "%s: inconsistent header: %s", "x.cnf", cnf_ctx_errmsg(ctx)),
+      CNF_ECORRUPT);
+  CU_ASSERT_STRING_EQUAL(cnf_ctx_errmsg(ctx), "x.cnf: inconsistent header: stack: need D >= 1");
+  /* twice more, each wrapping the last, and one that fills the buffer */
+  CNF_ERROR(ctx, CNF_EIO, "a: %s", cnf_ctx_errmsg(ctx));
+  CNF_ERROR(ctx, CNF_EIO, "b: %s", cnf_ctx_errmsg(ctx));
+  CU_ASSERT_STRING_EQUAL(cnf_ctx_errmsg(ctx),
+                         "b: a: x.cnf: inconsistent header: stack: need D >= 1");
+  char big[2 * CNF_ERRMSG_LEN];
+  memset(big, 'q', sizeof big - 1);
+  big[sizeof big - 1] = '\0';
+  CNF_ERROR(ctx, CNF_EIO, "%s", big);
+  CNF_ERROR(ctx, CNF_EIO, "c: %s", cnf_ctx_errmsg(ctx));
+  const char *m = cnf_ctx_errmsg(ctx);
+  CU_ASSERT_EQUAL(strlen(m), CNF_ERRMSG_LEN - 1);
+  CU_ASSERT_TRUE(strncmp(m, "c: qqq", 6) == 0 && strspn(m + 3, "q") == CNF_ERRMSG_LEN - 4);
+  cnf_ctx_free(ctx);
+}
+
+/* cnf__check_finite: the first five offending rows (1-based) and how many
+ * in all; finite input and NULL pass. */
+static void test_check_finite(void) {
+  cnf_ctx *ctx = NULL;
+  CU_ASSERT_EQUAL_FATAL(cnf_ctx_create(&ctx), 0);
+  double x[20 * 2];
+  for (size_t i = 0; i < 40; i++) x[i] = 0.25 * (double)i - 3.0;
+  CU_ASSERT_EQUAL(cnf__check_finite(ctx, "who", "what", x, 20, 2), 0);
+  CU_ASSERT_EQUAL(cnf__check_finite(ctx, "who", "what", NULL, 20, 2), 0);
+  CU_ASSERT_EQUAL(cnf_ctx_errcode(ctx), 0);
+  x[2 * 6 + 1] = NAN; /* row 7 */
+  CU_ASSERT_EQUAL(cnf__check_finite(ctx, "who", "what", x, 20, 2), CNF_ENONFINITE);
+  CU_ASSERT_STRING_EQUAL(cnf_ctx_errmsg(ctx),
+                         "who: what is not finite (NaN or infinite) at row 7 (1 of 20)");
+  const size_t rows[] = {1, 3, 4, 9, 12, 15, 20};
+  for (size_t k = 0; k < 7; k++) x[2 * (rows[k] - 1)] = k % 2 ? INFINITY : -INFINITY;
+  CU_ASSERT_EQUAL(cnf__check_finite(ctx, "who", "what", x, 20, 2), CNF_ENONFINITE);
+  CU_ASSERT_STRING_EQUAL(
+      cnf_ctx_errmsg(ctx),
+      "who: what is not finite (NaN or infinite) at rows 1, 3, 4, 7, 9, ... (8 of 20)");
+  cnf_ctx_free(ctx);
+}
+
 const test_entry errors_tests[] = {
     {"table: distinct names and messages, round trip", test_table_round_trip},
     {"unknown codes", test_unknown_codes},
@@ -185,5 +236,7 @@ const test_entry errors_tests[] = {
     {"context records and clears the last error", test_context_error},
     {"B = 0 is CNF_EINVAL with a message for the field solves", test_empty_batch},
     {"failures with a context carry a message", test_messages_with_context},
+    {"a message may wrap the previous one", test_wrapped_message},
+    {"cnf__check_finite names the first rows and counts them", test_check_finite},
     {NULL, NULL},
 };

@@ -9,6 +9,7 @@
 #include <string.h>
 
 #include "cnf.h"
+#include "cnf_dynamics.h"
 #include "flow_impl.h"
 #include "test_util.h"
 
@@ -505,6 +506,38 @@ static void test_errors_create(void) {
   cnf_flow_free(NULL);
 }
 
+/* Blocks of a user field class follow the same policy as MLP blocks: the
+ * linear field z' = A z + b with theta = 0 is the identity, so log p(x) is
+ * the base density log N(x; 0, I), finite at x = (0.5, -0.25) and -inf at
+ * x = (1e308, 0) (|x|^2 overflows), which is CNF_ENONFINITE naming row 2;
+ * an end time below 1e-8 is refused as for cnf_flow_create. */
+static int lin_create(cnf_dyn **out, cnf_ctx *c, size_t D, const char *config, void *user) {
+  (void)config, (void)user;
+  return cnf_dyn_linear_create(out, c, D);
+}
+static void test_field_nonfinite(void) {
+  static const cnf_field_class lin = {"lin-test", lin_create, NULL, NULL};
+  if (ctx == NULL) CU_ASSERT_EQUAL_FATAL(cnf_ctx_create(&ctx), 0);
+  if (cnf_ctx_find_field(ctx, "lin-test") == NULL)
+    CU_ASSERT_EQUAL_FATAL(cnf_ctx_register_field(ctx, &lin), 0);
+  cnf_flow *f = NULL;
+  expect_error(cnf_flow_create_field(&f, ctx, "lin-test", "", 2, 1, 5e-324, 1), CNF_EINVAL,
+               "end time", "field T = 5e-324");
+  CU_ASSERT_PTR_NULL(f);
+  CU_ASSERT_EQUAL_FATAL(cnf_flow_create_field(&f, ctx, "lin-test", "", 2, 1, 0.5, 1), 0);
+  cnf_options o;
+  cnf_options_default(&o);
+  o.rtol = o.atol = 1e-10;
+  const double x[3 * 2] = {0.5, -0.25, 1e308, 0.0, 0.125, 1.0};
+  double lp[3];
+  cnf_ctx_clear_error(ctx);
+  expect_error(cnf_flow_logp(f, &o, 3, x, lp, NULL), CNF_ENONFINITE, "at row 2 (1 of 3)",
+               "field flow log p at 1e308");
+  CU_ASSERT_EQUAL(cnf_flow_logp(f, &o, 1, x, lp, NULL), 0);
+  CU_ASSERT_DOUBLE_EQUAL(lp[0], cnf_log_normal(x, 2), 1e-9);
+  cnf_flow_free(f);
+}
+
 /* max_steps = 2 cannot reach T: CNF_ETOOMUCHWORK, CVODE's flag name in the
  * message, and with several blocks the block that failed. */
 static void test_errors_solver(void) {
@@ -561,6 +594,7 @@ const test_entry density_tests[] = {
     {"errors: non-finite input, bad arguments", test_errors_input},
     {"errors: create, end times", test_errors_create},
     {"errors: solver failure names flag and block", test_errors_solver},
+    {"errors: field-class blocks, non-finite log p and end times", test_field_nonfinite},
     {"(free the context)", test_cleanup},
     {NULL, NULL},
 };

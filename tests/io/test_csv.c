@@ -192,6 +192,40 @@ static void test_read_nul_byte(void) {
   CU_ASSERT_EQUAL(cnf_csv_read(ctx, path, &d, &r, &c), CNF_EFORMAT);
   CU_ASSERT_PTR_NULL(d);
   CU_ASSERT_PTR_NOT_NULL(strstr(cnf_ctx_errmsg(ctx), "NUL"));
+  /* file, line and column (the field) of the first NUL, as for text */
+  char want[1300];
+  snprintf(want, sizeof want, "%s:2:1: ", path);
+  CU_ASSERT_EQUAL(strncmp(cnf_ctx_errmsg(ctx), want, strlen(want)), 0);
+  CU_ASSERT_PTR_NOT_NULL(strstr(cnf_ctx_errmsg(ctx), "byte 2 of the line"));
+  /* in the third field of line 3 */
+  const char third[] = {'x', ',',  'y', ',', 'z', '\n', '1', ',',  '2', ',',
+                        '3', '\n', '4', ',', '5', ',',  ' ', '\0', '\n'};
+  scratch_write(path, third, sizeof third);
+  CU_ASSERT_EQUAL(cnf_csv_read(ctx, path, &d, &r, &c), CNF_EFORMAT);
+  snprintf(want, sizeof want, "%s:3:3: ", path);
+  CU_ASSERT_EQUAL(strncmp(cnf_ctx_errmsg(ctx), want, strlen(want)), 0);
+  /* UTF-16 (little- and big-endian, with their byte-order marks): named as
+   * such at line 1, column 1 */
+  const char le[] = {'\xff', '\xfe', '1', '\0', ',', '\0', '2', '\0', '\n', '\0'};
+  const char be[] = {'\xfe', '\xff', '\0', '1', '\0', ',', '\0', '2', '\0', '\n'};
+  for (int k = 0; k < 2; k++) {
+    scratch_write(path, k ? be : le, sizeof le);
+    CU_ASSERT_EQUAL(cnf_csv_read(ctx, path, &d, &r, &c), CNF_EFORMAT);
+    snprintf(want, sizeof want, "%s:1:1: UTF-16 text (a byte-order mark %s)", path,
+             k ? "FE FF" : "FF FE");
+    CU_ASSERT_EQUAL(strncmp(cnf_ctx_errmsg(ctx), want, strlen(want)), 0);
+  }
+  /* UTF-16 without a byte-order mark: its first NUL, line 1 */
+  scratch_write(path, le + 2, sizeof le - 2);
+  CU_ASSERT_EQUAL(cnf_csv_read(ctx, path, &d, &r, &c), CNF_EFORMAT);
+  snprintf(want, sizeof want, "%s:1:1: binary data", path);
+  CU_ASSERT_EQUAL(strncmp(cnf_ctx_errmsg(ctx), want, strlen(want)), 0);
+  /* a UTF-8 byte-order mark is skipped */
+  const char bom[] = "\xef\xbb\xbfx,y\n1.5,-2\n";
+  scratch_write(path, bom, sizeof bom - 1);
+  CU_ASSERT_EQUAL(cnf_csv_read(ctx, path, &d, &r, &c), 0);
+  CU_ASSERT_TRUE(r == 1 && c == 2 && d != NULL && d[0] == 1.5 && d[1] == -2.0);
+  cnf_free(d);
   teardown();
 }
 

@@ -1,12 +1,15 @@
 /* test_files.c: the io layer's internal helpers: CRC-32 against its
  * standard check values and an independent table-driven implementation,
- * and atomic output files (commit renames, abort leaves nothing). */
+ * and atomic output files (commit renames, abort leaves nothing, nor does
+ * a process killed mid-write). */
 #define _POSIX_C_SOURCE 200809L
+#include <signal.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 #include "io.h"
@@ -72,12 +75,13 @@ static void test_atomic(void) {
   scratch_path(path, sizeof path, dir, "f.txt");
   CU_ASSERT_EQUAL_FATAL(scratch_write(path, "old", 3), 0);
 
-  /* while open, the target still holds the old content and a temporary
-   * file sits beside it */
+  /* while open, the target still holds the old content; the temporary
+   * file has no name where the system allows it (O_TMPFILE), else it sits
+   * beside the target */
   cnf_atomic a;
   CU_ASSERT_EQUAL_FATAL(cnf__atomic_open(ctx, &a, path), 0);
   fputs("new content", a.fp);
-  CU_ASSERT_EQUAL(scratch_count(dir, NULL, 0), 2);
+  CU_ASSERT_EQUAL(scratch_count(dir, NULL, 0), a.nameless ? 1 : 2);
   size_t n = 0;
   unsigned char *t = scratch_read(path, &n);
   CU_ASSERT_TRUE(t != NULL && n == 3 && memcmp(t, "old", 3) == 0);
@@ -150,8 +154,44 @@ static void test_atomic(void) {
   cnf_ctx_free(ctx);
 }
 
+/* A process killed while it writes (SIGTERM, SIGINT, SIGKILL after the
+ * temporary file is open and holds data) leaves the target as it was and
+ * no temporary file.  The child kills itself at a fixed point, so the test
+ * is deterministic; before O_TMPFILE each case left f.txt.tmpXXXXXX. */
+static void test_atomic_killed(void) {
+  char dir[1024], path[1200], first[256];
+  CU_ASSERT_EQUAL_FATAL(scratch_dir(dir, sizeof dir, "kill"), 0);
+  scratch_path(path, sizeof path, dir, "f.txt");
+  CU_ASSERT_EQUAL_FATAL(scratch_write(path, "old", 3), 0);
+  const int sigs[] = {SIGTERM, SIGINT, SIGKILL};
+  for (size_t k = 0; k < 3; k++) {
+    fflush(NULL);
+    pid_t pid = fork();
+    CU_ASSERT_TRUE_FATAL(pid >= 0);
+    if (pid == 0) {
+      cnf_atomic a;
+      if (cnf__atomic_open(NULL, &a, path) != 0) _exit(10);
+      for (int i = 0; i < 100000; i++) fputs("a line of new content\n", a.fp);
+      fflush(a.fp);
+      raise(sigs[k]);
+      _exit(11); /* not reached: the signal ends the process */
+    }
+    int status = 0;
+    CU_ASSERT_EQUAL(waitpid(pid, &status, 0), pid);
+    CU_ASSERT_TRUE(WIFSIGNALED(status) && WTERMSIG(status) == sigs[k]);
+    CU_ASSERT_EQUAL(scratch_count(dir, first, sizeof first), 1);
+    CU_ASSERT_STRING_EQUAL(first, "f.txt");
+    size_t n = 0;
+    unsigned char *t = scratch_read(path, &n);
+    CU_ASSERT_TRUE(t != NULL && n == 3 && memcmp(t, "old", 3) == 0);
+    free(t);
+  }
+  scratch_rmdir(dir);
+}
+
 const test_entry files_tests[] = {
     {"CRC-32: check values, table reference, continuation", test_crc32},
     {"atomic files: open, abort, commit, failures", test_atomic},
+    {"atomic files: a process killed mid-write leaves no temporary", test_atomic_killed},
     {NULL, NULL},
 };

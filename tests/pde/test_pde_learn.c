@@ -13,7 +13,8 @@
  *    x0 ("pde-x0") and matched to the solver's tolerance.  The exact
  *    fields of P3 and P4 give LPE ~ 0 at 21 times; P4's well mass and KL
  *    estimate agree with the reference within sampling error.  The 1-D
- *    density curves of the exact field match the reference's.
+ *    density curves of the exact field match the reference's; a field
+ *    whose log-density is -inf on the grid is CNF_ENONFINITE.
  * 3. The learner: on P3 (d = 2) a small MLP reduces the regression loss
  *    on held-out samples (8 times x 256 samples, drawn independently of
  *    the learner's streams) by more than 100x in 300 Adam steps; runs are
@@ -227,6 +228,20 @@ static void test_density_curves(void) {
   CU_ASSERT_EQUAL(cnf_pde_density_curves(ctx, pb, cnf_pde_problem_field(pb), NULL, &o, -8, 8, G, NT,
                                          times, x, y),
                   CNF_EDIM);
+  cnf_pde_problem_free(pb);
+  /* a field whose backward solve leaves p0's range: x' = -700 x carries x
+   * in [1, 3] back to x0 = e^{700} x ~ 1e304 at t = 1, where x0^2 / 2
+   * overflows and log p0(x0) = -inf at every point: CNF_ENONFINITE */
+  pb = make(ctx, CNF_PDE_P3, 1, 0);
+  cnf_dyn *lin = NULL;
+  CU_ASSERT_FATAL(cnf_dyn_linear_create(&lin, ctx, 1) == 0);
+  const double theta[2] = {-700.0, 0.0}, t1[1] = {1.0};
+  CU_ASSERT_EQUAL(cnf_pde_density_curves(ctx, pb, lin, theta, &o, 1, 3, 5, 1, t1, x, y),
+                  CNF_ENONFINITE);
+  CU_ASSERT_PTR_NOT_NULL(strstr(cnf_ctx_errmsg(ctx),
+                                "log-density is not finite (NaN or "
+                                "infinite) at rows 1, 2, 3, 4, 5 (5 of 5)"));
+  cnf_dyn_free(lin);
   cnf_pde_problem_free(pb);
   cnf_ctx_free(ctx);
 }
