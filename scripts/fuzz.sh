@@ -13,7 +13,7 @@ cd "$(dirname "$0")/.."
 secs=${1:-60}
 [ $# -gt 0 ] && shift
 targets=("$@")
-[ ${#targets[@]} -gt 0 ] || targets=(fuzz_csv fuzz_flow_load fuzz_stack_load)
+[ ${#targets[@]} -gt 0 ] || targets=(fuzz_csv fuzz_npy fuzz_flow_load fuzz_stack_load)
 command -v clang >/dev/null || { echo "fuzz.sh: needs clang (apt-get install clang)" >&2; exit 2; }
 dir=build-fuzz
 CC=clang cmake -S . -B "$dir" -DCMAKE_BUILD_TYPE=RelWithDebInfo -DCNF_FUZZ=ON \
@@ -26,6 +26,7 @@ export UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1
 for t in "${targets[@]}"; do
   dict=fuzz/model.dict
   [ "$t" = fuzz_csv ] && dict=fuzz/csv.dict
+  [ "$t" = fuzz_npy ] && dict=fuzz/npy.dict
   work="$dir/corpus/$t" # new inputs go here, the committed seeds stay as they are
   mkdir -p "$work" "$dir/findings/$t"
   echo "fuzz.sh: $t for ${secs} s" >&2
