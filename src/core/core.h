@@ -41,11 +41,12 @@ int cnf__dist_on(const cnf_ctx *ctx);
 void cnf__dist_range(size_t n, size_t r, size_t R, size_t *lo, size_t *hi);
 /* buf (n) summed over the workers; CNF_EIO (message in ctx) on failure. */
 int cnf__dist_sum(cnf_ctx *ctx, double *buf, size_t n);
-/* The status every worker agrees on, given this worker's rc: the first
- * (lowest-ranked) failure's class: < 0 (fatal) if any worker has one,
- * else > 0 (recoverable) if any has one, else 0.  Returns rc itself when
- * it is of the agreed class, else -1 or 1.  For the callbacks of a
- * distributed solve, where every worker must tell CVODE the same. */
+/* The status every worker agrees on, given this worker's rc: fatal (< 0)
+ * if any worker's is, else recoverable (> 0) if any worker's is, else 0.
+ * Returns rc itself when it is of the agreed class, else -1 or 1 (a
+ * failed reduction counts as fatal).  One sum_all of 2 doubles.  For the
+ * callbacks of a distributed solve: every worker must tell CVODE the
+ * same, or their solvers part ways. */
 int cnf__dist_status(cnf_ctx *ctx, int rc);
 /* The global batch size and this worker's first global row, from every
  * worker's local row count n. */
