@@ -35,8 +35,8 @@ static double now(void) {
 static long n_red = 0;
 static double bytes_red = 0.0, t_red = 0.0;
 
-int MPI_Allreduce(const void *sendbuf, void *recvbuf, int count, MPI_Datatype datatype,
-                  MPI_Op op, MPI_Comm comm) {
+int MPI_Allreduce(const void *sendbuf, void *recvbuf, int count, MPI_Datatype datatype, MPI_Op op,
+                  MPI_Comm comm) {
   int sz = 0;
   MPI_Type_size(datatype, &sz);
   const double t0 = now();
@@ -134,22 +134,25 @@ int main(int argc, char **argv) {
   const double br = bytes_red, tr = t_red;
   /* reduction latency */
   double x8 = 1.0, tl8 = now();
-  for (int i = 0; i < 1000; i++) MPI_Allreduce(MPI_IN_PLACE, &x8, 1, MPI_DOUBLE, MPI_SUM, MPI_COMM_WORLD);
+  for (int i = 0; i < 1000; i++)
+    MPI_Allreduce(MPI_IN_PLACE, &x8, 1, MPI_DOUBLE, MPI_SUM, MPI_COMM_WORLD);
   tl8 = (now() - tl8) / 1000.0;
   const size_t P = cnf_model_param_count(m) + 1;
   double *g = calloc(P, sizeof(double)), tlP = now();
-  for (int i = 0; i < 100; i++) MPI_Allreduce(MPI_IN_PLACE, g, (int)P, MPI_DOUBLE, MPI_SUM, MPI_COMM_WORLD);
+  for (int i = 0; i < 100; i++)
+    MPI_Allreduce(MPI_IN_PLACE, g, (int)P, MPI_DOUBLE, MPI_SUM, MPI_COMM_WORLD);
   tlP = (now() - tlP) / 100.0;
   if (rank == 0) {
     const double n = (double)a.n;
-    printf("D %zu hidden %s trace %s batch %zu ranks %d threads %zu steps %ld: "
-           "samples/s %.1f  s/step %.4f  fwd steps %.1f nfe %.1f  bwd steps %.1f nfe+nquad %.1f  "
-           "allreduce/step %.1f  bytes/step %.0f  allreduce share %.3f  "
-           "latency 8 B %.2f us, %zu doubles %.1f us\n",
-           D, argv[2], argv[3], B, size, threads, steps, (double)B * (double)steps / wall,
-           wall / (double)steps, (double)a.fsteps / n, (double)a.fnfe / n, (double)a.bsteps / n,
-           (double)a.bnfe / n, (double)nr / (double)steps, br / (double)steps, tr / wall,
-           1e6 * tl8, P, 1e6 * tlP);
+    printf(
+        "D %zu hidden %s trace %s batch %zu ranks %d threads %zu steps %ld: "
+        "samples/s %.1f  s/step %.4f  fwd steps %.1f nfe %.1f  bwd steps %.1f nfe+nquad %.1f  "
+        "allreduce/step %.1f  bytes/step %.0f  allreduce share %.3f  "
+        "latency 8 B %.2f us, %zu doubles %.1f us\n",
+        D, argv[2], argv[3], B, size, threads, steps, (double)B * (double)steps / wall,
+        wall / (double)steps, (double)a.fsteps / n, (double)a.fnfe / n, (double)a.bsteps / n,
+        (double)a.bnfe / n, (double)nr / (double)steps, br / (double)steps, tr / wall, 1e6 * tl8, P,
+        1e6 * tlP);
   }
   free(g);
   cnf_model_free(m);

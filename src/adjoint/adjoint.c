@@ -76,7 +76,9 @@
 #include "ode.h"
 
 /* A callback's status, agreed over the workers of a distributed solve. */
-static int agree(cnf_ctx *ctx, int rc) { return cnf__dist_on(ctx) ? cnf__dist_status(ctx, rc) : rc; }
+static int agree(cnf_ctx *ctx, int rc) {
+  return cnf__dist_on(ctx) ? cnf__dist_status(ctx, rc) : rc;
+}
 
 /* ---- shared state of one block's backward problem -------------------- */
 

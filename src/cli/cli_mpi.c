@@ -14,12 +14,12 @@
  * global); a stop request (SIGINT, SIGTERM) on any rank stops all after
  * the step, with a checkpoint; a rank that dies makes mpirun end the
  * others, and the model file on disk is the last one written atomically. */
+#include "cli_mpi.h"
+
+#include <mpi.h>
 #include <stdio.h>
 #include <stdlib.h>
 
-#include <mpi.h>
-
-#include "cli_mpi.h"
 #include "cnf_mpi.h"
 
 static cnf_mpi *workers = NULL;
@@ -65,4 +65,6 @@ int cnf__cli_mpi_attach(cnf_ctx *ctx) {
   return workers != NULL ? cnf_mpi_attach(workers, ctx) : 0;
 }
 
-int cnf__cli_mpi_writer(void) { return rank == 0; }
+int cnf__cli_mpi_writer(void) {
+  return rank == 0;
+}

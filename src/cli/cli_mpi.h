@@ -17,9 +17,16 @@ int cnf__cli_mpi_attach(cnf_ctx *ctx);
 /* 1 if this process writes files (rank 0, or no MPI). */
 int cnf__cli_mpi_writer(void);
 #else
-static inline void cnf__cli_mpi_init(int *argc, char ***argv) { (void)argc, (void)argv; }
-static inline int cnf__cli_mpi_attach(cnf_ctx *ctx) { (void)ctx; return 0; }
-static inline int cnf__cli_mpi_writer(void) { return 1; }
+static inline void cnf__cli_mpi_init(int *argc, char ***argv) {
+  (void)argc, (void)argv;
+}
+static inline int cnf__cli_mpi_attach(cnf_ctx *ctx) {
+  (void)ctx;
+  return 0;
+}
+static inline int cnf__cli_mpi_writer(void) {
+  return 1;
+}
 #endif
 
 #endif /* CNF_CLI_MPI_H */

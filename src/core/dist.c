@@ -16,8 +16,8 @@ int cnf_ctx_set_comm(cnf_ctx *ctx, const cnf_comm *comm, cnf_comm_vector_fn vect
   }
   if (comm->size < 1 || comm->rank < 0 || comm->rank >= comm->size ||
       (comm->size > 1 && comm->sum_all == NULL))
-    return CNF_ERROR(ctx, CNF_EINVAL, "comm: bad workers (rank %d of %d%s)", comm->rank,
-                     comm->size, comm->sum_all ? "" : ", no sum_all");
+    return CNF_ERROR(ctx, CNF_EINVAL, "comm: bad workers (rank %d of %d%s)", comm->rank, comm->size,
+                     comm->sum_all ? "" : ", no sum_all");
   ctx->comm = *comm;
   ctx->vector = vector;
   ctx->has_comm = 1;
@@ -32,7 +32,9 @@ int cnf__dist_enabled(const cnf_ctx *ctx) {
   return ctx != NULL && ctx->has_comm && ctx->comm.size > 1 && ctx->vector != NULL;
 }
 
-int cnf__dist_on(const cnf_ctx *ctx) { return cnf__dist_enabled(ctx) && ctx->dist_on > 0; }
+int cnf__dist_on(const cnf_ctx *ctx) {
+  return cnf__dist_enabled(ctx) && ctx->dist_on > 0;
+}
 
 void cnf__dist_range(size_t n, size_t r, size_t R, size_t *lo, size_t *hi) {
   *lo = r * n / R;

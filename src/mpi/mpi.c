@@ -1,9 +1,8 @@
 /* mpi.c: cnf_comm over MPI (include/cnf_mpi.h).  The only file of the
  * project that calls MPI in the library; it depends on cnf.h, MPI and
  * SUNDIALS' NVECTOR_MPIPLUSX. */
-#include <stdlib.h>
-
 #include <nvector/nvector_mpiplusx.h>
+#include <stdlib.h>
 
 #include "cnf_mpi.h"
 
@@ -65,9 +64,13 @@ void cnf_mpi_free(cnf_mpi *mp) {
   free(mp);
 }
 
-const cnf_comm *cnf_mpi_comm(const cnf_mpi *mp) { return mp ? &mp->c : NULL; }
+const cnf_comm *cnf_mpi_comm(const cnf_mpi *mp) {
+  return mp ? &mp->c : NULL;
+}
 
-cnf_comm_vector_fn cnf_mpi_vector(void) { return make_vector; }
+cnf_comm_vector_fn cnf_mpi_vector(void) {
+  return make_vector;
+}
 
 int cnf_mpi_attach(cnf_mpi *mp, cnf_ctx *ctx) {
   if (mp == NULL || ctx == NULL) return CNF_EINVAL;

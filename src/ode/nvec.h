@@ -6,7 +6,6 @@
 #define CNF_NVEC_H
 
 #include <stddef.h>
-
 #include <sundials/sundials_nvector.h>
 
 #include "core.h"

@@ -120,8 +120,7 @@ int main(int argc, char **argv) {
     cnf_model *md = NULL, *m1 = NULL;
     int rc = train(ctx, c, &td, &md);
     if (rc != 0) {
-      fprintf(stderr, "rank %d: distributed fit (%s) failed: %s\n", rank, tn,
-              cnf_ctx_errmsg(ctx));
+      fprintf(stderr, "rank %d: distributed fit (%s) failed: %s\n", rank, tn, cnf_ctx_errmsg(ctx));
       MPI_Abort(MPI_COMM_WORLD, 1);
     }
     /* log p of the trained model, every rank: one system per solve */
@@ -151,10 +150,11 @@ int main(int argc, char **argv) {
       }
       const int ok = worst <= 1e-10 && step_mismatch == 0 && bad_status == 0;
       fails += !ok;
-      printf("%s: %d ranks vs 1, %s, %ld steps: max rel loss diff %.3g (step %ld: %.17g vs "
-             "%.17g), solver step counts differ at %ld steps, failed steps %ld\n",
-             ok ? "PASS" : "FAIL", size, tn, c->steps, worst, worst_i + 1, td.loss[worst_i],
-             t1.loss[worst_i], step_mismatch, bad_status);
+      printf(
+          "%s: %d ranks vs 1, %s, %ld steps: max rel loss diff %.3g (step %ld: %.17g vs "
+          "%.17g), solver step counts differ at %ld steps, failed steps %ld\n",
+          ok ? "PASS" : "FAIL", size, tn, c->steps, worst, worst_i + 1, td.loss[worst_i],
+          t1.loss[worst_i], step_mismatch, bad_status);
       cnf_model_free(m1);
     }
     if (rank == 0 && c->logp) {
