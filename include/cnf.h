@@ -417,6 +417,22 @@ int cnf_csv_read(cnf_ctx *ctx, const char *path, double **data, size_t *rows,
 int cnf_csv_write(cnf_ctx *ctx, const char *path, const char *const *names,
                   size_t rows, size_t cols, const double *data);
 
+/* numpy .npy files holding a 2-D array of little-endian float64 in C
+ * order, the one kind the library reads and writes (docs/cli.md, ".npy
+ * files").  Read: *data (rows, cols) allocated, release with cnf_free.
+ * Anything else (another dtype such as '<f4', '>f8' or object arrays,
+ * Fortran order, 1-D or 3-D arrays, no rows, a bad or truncated header, a
+ * data part shorter or longer than the shape) is CNF_EFORMAT, CNF_ECORRUPT
+ * (truncated) or CNF_EVERSION, non-finite values CNF_ENONFINITE, with a
+ * message naming the file and what was expected.  Write: format version
+ * 1.0, atomically as cnf_csv_write ("-" writes standard output).
+ * cnf_npy_path is 1 if path ends in ".npy" (any case), else 0. */
+int cnf_npy_read(cnf_ctx *ctx, const char *path, double **data, size_t *rows,
+                 size_t *cols);
+int cnf_npy_write(cnf_ctx *ctx, const char *path, size_t rows, size_t cols,
+                  const double *data);
+int cnf_npy_path(const char *path);
+
 /* Write n bytes to path as the library writes every file: a temporary
  * file in the same directory, synced and renamed over path (written through
  * when path is a symbolic link or a device such as /dev/stdout), so path is

@@ -88,6 +88,19 @@ int cnf_fm_batch(cnf_ctx *ctx, cnf_fm_coupling coupling, uint64_t seed, size_t B
 void cnf_fm_path(size_t D, double T, double sigma, double s, const double *x, const double *z,
                  const double *e, double *xt, double *u);
 
+/* The regression of a field on target velocities, the step shared by flow
+ * matching and the PDE learner (cnf_pde_learn):
+ *   loss  receives L = (1/B) sum_b |f(tau_b, x_b) - u_b|^2, tau (B) the
+ *         rows' times, x, u (B, D) points and target velocities;
+ *   grad  (P) receives dL/dtheta (overwritten; may be NULL for the loss
+ *         alone), by the field's per-row reverse sweep with the output
+ *         seeds 2 (f_b - u_b) / B (cnf_dyn_vjp_rows: the field's vjp_rows
+ *         op, or the fallback on f and vjp).
+ * One forward and one reverse pass of the field; work arrays allocated for
+ * the call.  A non-finite loss is CNF_ENONFINITE. */
+int cnf_fm_regress(cnf_dyn *dyn, const double *theta, size_t B, const double *tau,
+                   const double *x, const double *u, double *loss, double *grad);
+
 /* The flow-matching loss of the field dyn at theta (P) over B rows:
  * x, z (B, D) data and paired noise, s (B) path positions in [0, 1],
  * e (B, D) the Gaussian path's noise (may be NULL only when sigma is 0),

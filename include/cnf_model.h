@@ -209,10 +209,12 @@ typedef struct cnf_fit_report {
   long total;          /* the run's last step */
   int status;          /* 0, or the failed step's CNF_E* code (the step
                           was skipped; message in the context) */
-  double loss;         /* the minibatch's loss before the update */
+  double loss;         /* the minibatch's loss before the update (the
+                          NLL, or flow matching's regression loss) */
   double loss_avg;     /* running mean of the successful steps' losses
                           (0.97 decay) in this call, this one included */
-  double nll, kinetic, jacobian; /* its parts (flows with RNODE terms) */
+  double nll, kinetic, jacobian; /* its parts (flows with RNODE terms;
+                                    nll NAN under flow matching) */
   double grad_norm;    /* |dL/dtheta| */
   double T;            /* flows: the first block's end time; NAN otherwise */
   cnf_stats fwd, bwd;  /* solver statistics of the step */
@@ -220,6 +222,29 @@ typedef struct cnf_fit_report {
   double val_nll;      /* then: its value (NAN if the evaluation failed) */
   int best;            /* 1 if it is the best so far (saved to best_path) */
 } cnf_fit_report;
+
+/* The training objective.
+ *   MLE    maximum likelihood through the adjoint (every kind of model)
+ *   FM     conditional flow matching (Lipman et al. 2023): regress the
+ *          velocity field on (z - x) / T along the linear path from a data
+ *          row x at t = 0 to z ~ N(0, I) at t = T (cnf_fm.h), one network
+ *          forward and reverse pass per step and no ODE solve
+ *   OT_FM  the same with each minibatch's noise rows paired to its data
+ *          rows by the exact optimal assignment under |x - z|^2 (OT-CFM,
+ *          Tong et al. 2023)
+ * The flow-matching objectives train continuous flows of one block (MLP or
+ * user field, with its vjp): the result is an ordinary model whose
+ * log-density is the exact one of the solver.  T is held fixed; with a
+ * standardization the path runs in standardized coordinates. */
+typedef enum cnf_objective {
+  CNF_OBJECTIVE_MLE = 0,
+  CNF_OBJECTIVE_FM = 1,
+  CNF_OBJECTIVE_OT_FM = 2
+} cnf_objective;
+
+/* "mle", "fm", "ot-fm"; parse returns 0 or CNF_EINVAL. */
+const char *cnf_objective_name(cnf_objective o);
+int cnf_objective_parse(const char *s, cnf_objective *out);
 
 /* Called after every step; a non-zero return stops the run (as *stop). */
 typedef int (*cnf_fit_callback)(void *user, const cnf_fit_report *rep);
@@ -248,6 +273,9 @@ typedef struct cnf_fit_options {
   cnf_fit_callback callback;   /* may be NULL */
   void *user;
   const cnf_fit_comm *comm;    /* NULL: one worker */
+  cnf_objective objective;     /* MLE */
+  double fm_sigma;             /* flow matching: the Gaussian path's width
+                                  around the line (0) */
 } cnf_fit_options;
 
 void cnf_fit_options_default(cnf_fit_options *fo);
@@ -266,9 +294,11 @@ typedef struct cnf_fit_result {
   cnf_stats fwd, bwd;  /* totals over the successful steps */
 } cnf_fit_result;
 
-/* Train m by maximum likelihood with Adam, step after step up to
- * fo->iters: minibatch of step i from the stream ("batch", i), Hutchinson
- * probes from ("probes", i), the gradient (reduced over fo->comm), Adam.
+/* Train m by fo->objective (maximum likelihood by default) with Adam,
+ * step after step up to fo->iters: minibatch of step i from the stream
+ * ("batch", i), Hutchinson probes from ("probes", i) (flow matching: noise
+ * and path positions from ("fm", i)), the gradient (reduced over
+ * fo->comm), Adam.
  * A step whose solve fails or whose loss or gradient is not finite is
  * skipped (its parameters kept, the step counted, so a rerun draws a new
  * batch; no validation or checkpoint after it); fo->max_failed in a row

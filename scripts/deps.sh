@@ -2,7 +2,7 @@
 # Install the Debian packages cnf needs, if any is missing.
 set -euo pipefail
 pkgs=(build-essential cmake pkg-config libsundials-dev libopenblas-dev libgsl-dev libcunit1-dev libpng-dev
-      libopenmpi-dev openmpi-bin)
+      libopenmpi-dev openmpi-bin python3 python3-numpy python3-cffi)
 missing=()
 for p in "${pkgs[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")

@@ -89,7 +89,9 @@ typedef struct run_args {
   double time, range;
   int verbose;
   /* training and checks (train.c) */
-  const char *data, *val, *resume, *name;
+  const char *data, *val, *resume, *name, *init;
+  cnf_objective objective;
+  double fm_sigma;
   cnf_train_options train;
   size_t iters, minibatch, save_every, log_every, val_every, params, dims, test_n;
   int standardize, fixed_time, no_seminorm;
@@ -102,6 +104,7 @@ int cnf__cli_conv_method(const char *s, void *d);
 int cnf__cli_conv_layer(const char *s, void *d);
 int cnf__cli_conv_act(const char *s, void *d);
 int cnf__cli_conv_adjoint(const char *s, void *d);
+int cnf__cli_conv_objective(const char *s, void *d);
 
 #define ROW(name, sh, kind, dest, min, max, conv, req, meta, help) \
   { name, sh, kind, dest, min, max, conv, req, meta, help }

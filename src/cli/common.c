@@ -48,6 +48,9 @@ int cnf__cli_conv_layer(const char *s, void *d) {
 int cnf__cli_conv_adjoint(const char *s, void *d) {
   return cnf_adjoint_parse(s, (cnf_adjoint *)d);
 }
+int cnf__cli_conv_objective(const char *s, void *d) {
+  return cnf_objective_parse(s, (cnf_objective *)d);
+}
 int cnf__cli_conv_act(const char *s, void *d) {
   return cnf_act_parse(s, (cnf_act *)d);
 }
@@ -177,11 +180,13 @@ int cnf__cli_create_model(const char *cmd, cnf_ctx *ctx, const run_args *a, size
   return rc != 0 ? cnf__cli_lib_fail(cmd, ctx, rc, 0) : CNF_CLI_OK;
 }
 
-/* Write a (rows, cols) table under the given column names. */
+/* Write a (rows, cols) table under the given column names (a .npy path:
+ * the numbers alone, cnf_npy_write). */
 int cnf__cli_write_table(const char *cmd, cnf_ctx *ctx, const char *path, const char *const *names,
                          size_t rows, size_t cols, const double *data) {
   if (!cnf__cli_mpi_writer()) return CNF_CLI_OK; /* rank 0 writes */
-  int rc = cnf_csv_write(ctx, path, names, rows, cols, data);
+  int rc = cnf_npy_path(path) ? cnf_npy_write(ctx, path, rows, cols, data)
+                              : cnf_csv_write(ctx, path, names, rows, cols, data);
   return rc != 0 ? cnf__cli_lib_fail(cmd, ctx, rc, 0) : CNF_CLI_OK;
 }
 
@@ -213,16 +218,18 @@ int cnf__cli_begin(const char *cmd, const cnf_cli_opt *opts, const cnf_cli_usage
   return -1;
 }
 
-/* Read a CSV whose column count must be D (0: any); exit status. */
+/* Read a CSV or, by the extension, a .npy file whose column count must be
+ * D (0: any); exit status. */
 int cnf__cli_read_points(const char *cmd, cnf_ctx *ctx, const char *path, size_t D,
                          const char *whose, double **x, size_t *rows, size_t *cols) {
-  int rc = cnf_csv_read(ctx, path, x, rows, cols);
+  int rc = cnf_npy_path(path) ? cnf_npy_read(ctx, path, x, rows, cols)
+                              : cnf_csv_read(ctx, path, x, rows, cols);
   if (rc != 0) return cnf__cli_lib_fail(cmd, ctx, rc, 1);
   if (D != 0 && *cols != D) {
     /* every row has the first row's field count, so line 1 shows it */
-    cnf__cli_error(cmd, "%s:1: %zu column%s, expected %zu (%s)",
-                   strcmp(path, "-") == 0 ? "<stdin>" : path, *cols, *cols == 1 ? "" : "s", D,
-                   whose);
+    cnf__cli_error(cmd, "%s%s: %zu column%s, expected %zu (%s)",
+                   strcmp(path, "-") == 0 ? "<stdin>" : path, cnf_npy_path(path) ? "" : ":1", *cols,
+                   *cols == 1 ? "" : "s", D, whose);
     cnf_free(*x);
     *x = NULL;
     return CNF_CLI_EUSAGE;

@@ -62,8 +62,11 @@ static int run_one(const char *cmd, cmp_args *c, const char *flow, const double 
     status = CNF_CLI_EFAIL;
     goto cleanup;
   }
-  const int is_cnf = strcmp(flow, "cnf") == 0;
-  a.flow = flow;
+  /* cnf-fm and cnf-ot-fm: the CNF trained by (OT) flow matching */
+  cnf_objective obj = CNF_OBJECTIVE_MLE;
+  const int is_cnf = strncmp(flow, "cnf", 3) == 0;
+  if (is_cnf && flow[3] == '-') cnf_objective_parse(flow + 4, &obj);
+  a.flow = is_cnf ? "cnf" : flow;
   if (is_cnf) a.hidden = c->cnf_hidden, a.blocks = 0;
   if ((status = cnf__cli_create_model(cmd, ctx, &a, D, &m)) != CNF_CLI_OK) goto cleanup;
   if (is_cnf && (status = cnf__cli_use_threads(cmd, m)) != CNF_CLI_OK) goto cleanup;
@@ -71,6 +74,7 @@ static int run_one(const char *cmd, cmp_args *c, const char *flow, const double 
   cnf_fit_options fo;
   cnf_fit_options_default(&fo);
   fo.iters = (long)a.iters, fo.batch = a.minibatch, fo.seed = a.seed, fo.train = a.train;
+  fo.objective = obj;
   fo.opt.trace = cnf_trace_for_dim(D);
   cnf_fit_data fd = {data, N, D, NULL, NULL};
   cnf_fit_result fr;
@@ -129,7 +133,8 @@ int cnf__cli_compare(int argc, char **argv, size_t threads) {
       ROW("test", 0, CNF_CLI_STR, &c.test, 0, 0, NULL, 0, "FILE.csv",
           "test rows (toy: --test-n fresh samples; CSV: its last 10% of rows, held out)"),
       ROW("flows", 0, CNF_CLI_STR, &c.flows, 0, 0, NULL, 1, "F1,F2,...",
-          "flows to compare: cnf, realnvp, nice, maf, iaf, planar, radial, affine, elementwise"),
+          "flows to compare: cnf, cnf-fm, cnf-ot-fm (the CNF trained by flow matching),\n"
+          "realnvp, nice, maf, iaf, planar, radial, affine, elementwise"),
       ROW("iters", 0, CNF_CLI_SIZE, &a->iters, 1, (size_t)1 << 40, NULL, 0, "N",
           "training steps of every flow (500)"),
       ROW("seed", 0, CNF_CLI_U64, &a->seed, 0, 0, NULL, 0, "S",
@@ -174,10 +179,11 @@ int cnf__cli_compare(int argc, char **argv, size_t threads) {
   snprintf(list, sizeof list, "%s", c.flows);
   char *save = NULL;
   for (char *t = strtok_r(list, ",", &save); t != NULL; t = strtok_r(NULL, ",", &save)) {
-    if (!cnf_model_known_flow(t) || nf >= MAX_FLOWS) {
+    const int fm = strcmp(t, "cnf-fm") == 0 || strcmp(t, "cnf-ot-fm") == 0;
+    if ((!cnf_model_known_flow(t) && !fm) || nf >= MAX_FLOWS) {
       cnf__cli_error(cmd,
-                     "--flows: '%s' is not one of cnf, realnvp, nice, maf, iaf, planar, "
-                     "radial, affine, elementwise (at most %d)",
+                     "--flows: '%s' is not one of cnf, cnf-fm, cnf-ot-fm, realnvp, nice, maf, "
+                     "iaf, planar, radial, affine, elementwise (at most %d)",
                      t, MAX_FLOWS);
       return CNF_CLI_EUSAGE;
     }

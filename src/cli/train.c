@@ -234,6 +234,12 @@ int cnf__cli_train(int argc, char **argv, size_t threads) {
           "seed of the parameters, minibatches and probes (0)"),
       ROW("resume", 0, CNF_CLI_STR, &a.resume, 0, 0, NULL, 0, "MODEL",
           "continue a run from a model saved by train (with its optimizer state)"),
+      ROW("init", 0, CNF_CLI_STR, &a.init, 0, 0, NULL, 0, "MODEL",
+          "start from the parameters of MODEL with a fresh optimizer (e.g. MLE after FM)"),
+      ROW("objective", 0, CNF_CLI_CHOICE, &a.objective, 0, 0, cnf__cli_conv_objective, 0,
+          "mle|fm|ot-fm", "maximum likelihood, flow matching or OT flow matching (mle)"),
+      ROW("fm-sigma", 0, CNF_CLI_NONNEG, &a.fm_sigma, 0, 0, NULL, 0, "S",
+          "flow matching: width of the Gaussian path around the line (0)"),
       ROW("standardize", 0, CNF_CLI_FLAG, &a.standardize, 0, 0, NULL, 0, "",
           "model (x - mean) / sd of the data; densities stay in the units of x"),
       ROW("save-every", 0, CNF_CLI_SIZE, &a.save_every, 1, (size_t)1 << 40, NULL, 0, "K",
@@ -259,7 +265,10 @@ int cnf__cli_train(int argc, char **argv, size_t threads) {
       "to MODEL.last.  Ctrl-C saves and stops (exit 130; 143 for SIGTERM); a failed step\n"
       "is reported and skipped, and after 10 in a row train stops with exit 3, the last\n"
       "good model on disk; so does a diverged update (a non-finite parameter).  --resume\n"
-      "with the same options reproduces the uninterrupted run bit for bit."};
+      "with the same options reproduces the uninterrupted run bit for bit.  --objective fm\n"
+      "or ot-fm trains a one-block CNF by (OT) flow matching: no ODE solve per step, the\n"
+      "same exact log-density after (docs/objectives.md); --init continues any model with a\n"
+      "fresh optimizer, under either objective."};
   int status = cnf__cli_begin(cmd, opts, &usage, argc, argv, &a.threads, threads);
   if (status >= 0) return status;
   a.opt.seminorm = !a.no_seminorm;
@@ -302,18 +311,25 @@ int cnf__cli_train(int argc, char **argv, size_t threads) {
     if (status != CNF_CLI_OK) goto cleanup;
   }
 
-  /* the model: resumed, or new */
-  if (a.resume != NULL) {
-    if ((rc = cnf_model_load(&m, ctx, a.resume)) != 0) {
+  /* the model: resumed, started from another's parameters, or new */
+  if (a.resume != NULL && a.init != NULL) {
+    cnf__cli_error(cmd, "--resume and --init exclude each other");
+    status = CNF_CLI_EUSAGE;
+    goto cleanup;
+  }
+  const char *from = a.resume ? a.resume : a.init;
+  if (from != NULL) {
+    if ((rc = cnf_model_load(&m, ctx, from)) != 0) {
       status = cnf__cli_lib_fail(cmd, ctx, rc, 1);
       goto cleanup;
     }
     if (cnf_model_dim(m) != D) {
-      cnf__cli_error(cmd, "%s: the model has dimension %zu, the data %zu", a.resume,
+      cnf__cli_error(cmd, "%s: the model has dimension %zu, the data %zu", from,
                      cnf_model_dim(m), D);
       status = CNF_CLI_EUSAGE;
       goto cleanup;
     }
+    if (a.init != NULL) cnf_model_clear_train_state(m);
   } else {
     if ((status = cnf__cli_create_model(cmd, ctx, &a, D, &m)) != CNF_CLI_OK) goto cleanup;
     if (a.standardize &&
@@ -329,6 +345,7 @@ int cnf__cli_train(int argc, char **argv, size_t threads) {
   fo.iters = (long)a.iters;
   fo.batch = a.minibatch ? a.minibatch : is_flow ? 100 : 256;
   fo.seed = a.seed;
+  fo.objective = a.objective, fo.fm_sigma = a.fm_sigma;
   fo.train = a.train;
   fo.opt = a.opt;
   fo.eval_opt = a.opt;

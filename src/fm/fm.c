@@ -148,46 +148,31 @@ static int field_rc(cnf_ctx *ctx, const cnf_dyn *dyn, int rc, const char *op) {
   return rc;
 }
 
-int cnf_fm_loss_grad(cnf_dyn *dyn, const double *theta, double T, double sigma, size_t B,
-                     const double *x, const double *z, const double *s, const double *e,
-                     double *loss, double *grad) {
-  if (dyn == NULL) return CNF_ERROR(NULL, CNF_EINVAL, "fm: loss_grad needs a field");
+int cnf_fm_regress(cnf_dyn *dyn, const double *theta, size_t B, const double *tau,
+                   const double *x, const double *u, double *loss, double *grad) {
+  if (dyn == NULL) return CNF_ERROR(NULL, CNF_EINVAL, "fm: regress needs a field");
   cnf_ctx *ctx = dyn->ctx;
   const size_t D = dyn->D, P = dyn->P;
-  if (B == 0 || x == NULL || z == NULL || s == NULL || loss == NULL)
-    return CNF_ERROR(ctx, CNF_EINVAL, "fm: loss_grad needs B > 0 and x, z (B, D), s (B), loss");
+  if (B == 0 || tau == NULL || x == NULL || u == NULL || loss == NULL)
+    return CNF_ERROR(ctx, CNF_EINVAL, "fm: regress needs B > 0 and tau (B), x, u (B, D), loss");
   if (P > 0 && theta == NULL)
     return CNF_ERROR(ctx, CNF_EINVAL, "fm: field '%s' needs its %zu parameters", cnf_dyn_name(dyn),
                      P);
-  if (!(T > 0) || !isfinite(T) || !(sigma >= 0) || !isfinite(sigma))
-    return CNF_ERROR(ctx, CNF_EINVAL, "fm: need T > 0 and sigma >= 0 (got T = %g, sigma = %g)", T,
-                     sigma);
-  if (sigma > 0 && e == NULL)
-    return CNF_ERROR(ctx, CNF_EINVAL, "fm: sigma = %g > 0 needs the path noise e (B, D)", sigma);
-  for (size_t b = 0; b < B; b++)
-    if (!(s[b] >= 0.0 && s[b] <= 1.0))
-      return CNF_ERROR(ctx, CNF_EINVAL, "fm: path position s[%zu] = %g is not in [0, 1]", b, s[b]);
-  /* xt, u, a, f (B, D) each, then tau, ck (B) */
-  double *mem = cnf__dalloc(ctx, 4 * B * D + 2 * B);
+  /* a, f (B, D), then ck (B) */
+  double *mem = cnf__dalloc(ctx, 2 * B * D + B);
   if (mem == NULL) return CNF_ERROR(ctx, CNF_ENOMEM, "fm: out of memory for %zu rows", B);
-  double *xt = mem, *u = mem + B * D, *a = mem + 2 * B * D, *f = mem + 3 * B * D;
-  double *tau = mem + 4 * B * D, *ck = tau + B;
-  for (size_t b = 0; b < B; b++) {
-    tau[b] = s[b] * T;
-    ck[b] = 1.0 / (double)B;
-    cnf_fm_path(D, T, sigma, s[b], x + b * D, z + b * D, e != NULL ? e + b * D : NULL, xt + b * D,
-                u + b * D);
-  }
+  double *a = mem, *f = mem + B * D, *ck = f + B * D;
   int rc = cnf_dyn_reserve(dyn, B, 0);
   if (rc != 0) rc = CNF_ERROR(ctx, CNF_ENOMEM, "fm: out of memory for %zu rows", B);
   if (rc == 0 && grad == NULL) {
-    rc = field_rc(ctx, dyn, cnf_dyn_f_rows(dyn, tau, B, xt, theta, f), "f");
+    rc = field_rc(ctx, dyn, cnf_dyn_f_rows(dyn, tau, B, x, theta, f), "f");
   } else if (rc == 0) {
     /* L = (1/B) sum |f|^2 - (2/B) u.f + const: the seeds a = -(2/B) u and
      * ck = 1/B give one forward and one reverse pass, and f on the way */
     for (size_t i = 0; i < B * D; i++) a[i] = -2.0 * u[i] / (double)B;
+    for (size_t b = 0; b < B; b++) ck[b] = 1.0 / (double)B;
     memset(grad, 0, P * sizeof(double));
-    rc = field_rc(ctx, dyn, cnf_dyn_vjp_rows(dyn, tau, B, xt, theta, a, ck, f, NULL, grad), "vjp");
+    rc = field_rc(ctx, dyn, cnf_dyn_vjp_rows(dyn, tau, B, x, theta, a, ck, f, NULL, grad), "vjp");
   }
   if (rc == 0) {
     double sum = 0.0;
@@ -196,6 +181,36 @@ int cnf_fm_loss_grad(cnf_dyn *dyn, const double *theta, double T, double sigma, 
     if (!isfinite(*loss))
       rc = CNF_ERROR(ctx, CNF_ENONFINITE, "fm: the loss is not finite (%g)", *loss);
   }
+  cnf__free(mem);
+  return rc;
+}
+
+int cnf_fm_loss_grad(cnf_dyn *dyn, const double *theta, double T, double sigma, size_t B,
+                     const double *x, const double *z, const double *s, const double *e,
+                     double *loss, double *grad) {
+  if (dyn == NULL) return CNF_ERROR(NULL, CNF_EINVAL, "fm: loss_grad needs a field");
+  cnf_ctx *ctx = dyn->ctx;
+  const size_t D = dyn->D;
+  if (B == 0 || x == NULL || z == NULL || s == NULL || loss == NULL)
+    return CNF_ERROR(ctx, CNF_EINVAL, "fm: loss_grad needs B > 0 and x, z (B, D), s (B), loss");
+  if (!(T > 0) || !isfinite(T) || !(sigma >= 0) || !isfinite(sigma))
+    return CNF_ERROR(ctx, CNF_EINVAL, "fm: need T > 0 and sigma >= 0 (got T = %g, sigma = %g)", T,
+                     sigma);
+  if (sigma > 0 && e == NULL)
+    return CNF_ERROR(ctx, CNF_EINVAL, "fm: sigma = %g > 0 needs the path noise e (B, D)", sigma);
+  for (size_t b = 0; b < B; b++)
+    if (!(s[b] >= 0.0 && s[b] <= 1.0))
+      return CNF_ERROR(ctx, CNF_EINVAL, "fm: path position s[%zu] = %g is not in [0, 1]", b, s[b]);
+  /* xt, u (B, D) each, then tau (B) */
+  double *mem = cnf__dalloc(ctx, 2 * B * D + B);
+  if (mem == NULL) return CNF_ERROR(ctx, CNF_ENOMEM, "fm: out of memory for %zu rows", B);
+  double *xt = mem, *u = mem + B * D, *tau = mem + 2 * B * D;
+  for (size_t b = 0; b < B; b++) {
+    tau[b] = s[b] * T;
+    cnf_fm_path(D, T, sigma, s[b], x + b * D, z + b * D, e != NULL ? e + b * D : NULL, xt + b * D,
+                u + b * D);
+  }
+  int rc = cnf_fm_regress(dyn, theta, B, tau, xt, u, loss, grad);
   cnf__free(mem);
   return rc;
 }

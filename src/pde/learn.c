@@ -6,10 +6,9 @@
  * estimated per iteration i on G stratified times t_g = (g + u_g) T / G
  * (u_g uniform) with S samples each, N = G S:
  *   L_i = (1/N) sum_g sum_s |v_theta(x_gs, t_g) - v(x_gs, t_g)|^2,
- *   dL_i/dtheta = sum_g a_g^T dv_theta/dtheta (x_g, t_g),
- *   a_g = 2 (v_theta - v) / N  (S, d),
- * one vector-Jacobian product per time (cnf_dyn_vjp with w = 0).  Adam
- * takes the step at the rate lr (1 + cos(pi i / iters)) / 2.
+ * the regression of flow matching (cnf_fm_regress, cnf_fm.h) on the N rows
+ * with their times: one forward and one reverse pass of the field per
+ * iteration.  Adam takes the step at the rate lr (1 + cos(pi i / iters)) / 2.
  *
  * Samples of p_t: exact for P1a..P3 (cnf_pde_problem_sample).  For P4 a
  * bank of `paths` Euler-Maruyama paths is stored at levels k dl, dl = T /
@@ -26,6 +25,7 @@
 #include <math.h>
 #include <string.h>
 
+#include "cnf_fm.h"
 #include "cnf_pde.h"
 #include "core.h"
 #include "pde_impl.h"
@@ -82,13 +82,13 @@ int cnf_pde_learn(cnf_ctx *ctx, cnf_pde_problem *pb, cnf_dyn *dyn, double *theta
   cnf_dyn *field = cnf_pde_problem_field(pb);
   const double *ftheta = cnf_pde_problem_theta(pb);
   int rc = 0;
-  double *ws = cnf__dalloc(ctx, 5 * S * d + 3 * P), *bank = NULL;
+  double *ws = cnf__dalloc(ctx, 2 * N * d + N + 3 * P), *bank = NULL;
   gsl_rng *r = cnf__pde_rng(0);
   if (ws == NULL || r == NULL ||
       (dw != NULL && (bank = cnf__dalloc(ctx, (L + 1) * o->bank_paths * d)) == NULL))
     CNF_TRY(CNF_ERROR(ctx, CNF_ENOMEM, "PDE learner: out of memory"));
-  double *x = ws, *v = x + S * d, *vt = v + S * d, *a = vt + S * d, *gz = a + S * d;
-  double *g = gz + S * d, *m1 = g + P, *m2 = m1 + P;
+  double *xa = ws, *va = xa + N * d, *tau = va + N * d; /* (N, d), (N, d), (N) */
+  double *g = tau + N, *m1 = g + P, *m2 = m1 + P;
   memset(m1, 0, 2 * P * sizeof(double));
   if (dw != NULL) CNF_TRY(fill_bank(ctx, dw, o, d, dl, bank));
   cnf_train_options to;
@@ -97,10 +97,9 @@ int cnf_pde_learn(cnf_ctx *ctx, cnf_pde_problem *pb, cnf_dyn *dyn, double *theta
   double loss = NAN;
   for (size_t it = 0; it < o->iters; it++) {
     gsl_rng_set(r, cnf__seed32(cnf_seed_derive(o->seed, "pde-time", it)));
-    memset(g, 0, P * sizeof(double));
-    loss = 0.0;
     for (size_t gi = 0; gi < G; gi++) {
       const double t = ((double)gi + gsl_rng_uniform(r)) * T / (double)G;
+      double *x = xa + gi * S * d, *v = va + gi * S * d;
       const uint64_t s2 = cnf_seed_derive(o->seed, "pde-paths", L + 1 + it * G + gi);
       if (dw == NULL) {
         CNF_TRY(cnf_pde_problem_sample(pb, t, s2, S, x));
@@ -115,17 +114,13 @@ int cnf_pde_learn(cnf_ctx *ctx, cnf_pde_problem *pb, cnf_dyn *dyn, double *theta
         if (rc != 0) CNF_TRY(CNF_ERROR(ctx, rc, "PDE learner: Euler-Maruyama failed"));
       }
       CNF_TRY(cnf_dyn_f(field, t, S, x, ftheta, v));
-      CNF_TRY(cnf_dyn_f(dyn, t, S, x, theta, vt));
-      for (size_t i = 0; i < S * d; i++) {
-        const double e = vt[i] - v[i];
-        loss += e * e / (double)N;
-        a[i] = 2.0 * e / (double)N;
-      }
-      CNF_TRY(cnf_dyn_vjp(dyn, t, S, 0, x, theta, a, NULL, NULL, NULL, gz, g));
+      for (size_t b = 0; b < S; b++) tau[gi * S + b] = t;
     }
-    if (!isfinite(loss))
+    rc = cnf_fm_regress(dyn, theta, N, tau, xa, va, &loss, g);
+    if (rc == CNF_ENONFINITE)
       CNF_TRY(CNF_ERROR(ctx, CNF_ENONFINITE,
                         "PDE learner: the regression loss is not finite at iteration %zu", it + 1));
+    CNF_TRY(rc);
     to.lr = o->lr * 0.5 * (1.0 + cos(3.14159265358979323846 * (double)it / (double)o->iters));
     cnf_adam_update(&to, (long)it + 1, P, g, theta, m1, m2);
     if (o->report != NULL && o->report(o->user, it, loss) != 0) break;

@@ -7,7 +7,9 @@
  *           ("batch", i); with a reduction (cnf_fit_comm) this worker takes
  *           rows [r B / R, (r + 1) B / R) of the global batch
  *   loss    flows: the adjoint gradient with probes from ("probes", i)
- *           (cnf__train_grad); stacks: one reverse sweep
+ *           (cnf__train_grad); stacks: one reverse sweep; flow matching:
+ *           the regression loss of cnf_fm_loss_grad on the rows
+ *           standardized, with noise and path positions from ("fm", i)
  *   reduce  loss and gradient times the local row count, summed over the
  *           workers with one call, divided by B: the global batch mean
  *           (with a vector factory a flow's workers solve one distributed
@@ -28,8 +30,24 @@
 #include <stdio.h>
 #include <string.h>
 
+#include "cnf_fm.h"
 #include "model_impl.h"
 #include "train_impl.h"
+
+static const char *const objective_names[] = {"mle", "fm", "ot-fm"};
+
+const char *cnf_objective_name(cnf_objective o) {
+  return (unsigned)o < 3 ? objective_names[o] : "?";
+}
+
+int cnf_objective_parse(const char *s, cnf_objective *out) {
+  for (int i = 0; s != NULL && i < 3; i++)
+    if (strcmp(s, objective_names[i]) == 0) {
+      *out = (cnf_objective)i;
+      return 0;
+    }
+  return CNF_EINVAL;
+}
 
 void cnf_fit_options_default(cnf_fit_options *fo) {
   memset(fo, 0, sizeof *fo);
@@ -64,6 +82,7 @@ typedef struct fit {
   size_t ng;
   double *red;         /* (ng + 6): gradient, loss and parts, failure and
                           stop flags */
+  double *fm;          /* flow matching: x_std, z, e (B, D) each, s (B) */
   int dist;            /* one distributed ODE system over the workers */
   int stop_all;        /* a worker asked to stop: all stop after the step */
   /* the trained arrays and their backup for undoing a diverged update */
@@ -91,6 +110,7 @@ static int setup_state(fit *F) {
   cnf_model *m = F->m;
   if (m->flow) {
     cnf_flow *f = m->flow;
+    if (F->fo.objective != CNF_OBJECTIVE_MLE) F->fo.train.learn_T = 0; /* T is the path's */
     RET_IF(cnf_train_create(&F->tr, f, &F->fo.train, F->fo.seed));
     F->grad = cnf__train_grad_buf(F->tr, &F->ng);
     cnf_train_state *st = f->train;
@@ -124,6 +144,7 @@ static void fit_free(fit *F) {
   cnf__free(F->idx);
   cnf__free(F->red);
   cnf__free(F->backup);
+  cnf__free(F->fm);
 }
 
 /* The global batch of step `it` into F->x, then this worker's rows moved
@@ -147,6 +168,30 @@ static int draw(fit *F, long it) {
   return 0;
 }
 
+/* Flow matching on this worker's nb rows: the path from the standardized
+ * rows at t = 0 to paired noise at T, the regression loss and its gradient
+ * into the trainer's buffer (dL/dT = 0: T is held). */
+static int fm_gradient(fit *F, long it, size_t nb, double *loss) {
+  cnf_flow *f = F->m->flow;
+  const size_t D = F->data->D, P = f->P;
+  f->train->iter++; /* a failed step counts too */
+  double *xs = F->fm, *z = xs + F->B * D, *e = z + F->B * D, *s = e + F->B * D;
+  for (size_t b = 0; b < nb; b++)
+    for (size_t j = 0; j < D; j++) {
+      const double v = F->x[b * D + j];
+      xs[b * D + j] = f->shift != NULL ? (v - f->shift[j]) / f->scale[j] : v;
+    }
+  const double sigma = F->fo.fm_sigma;
+  const cnf_fm_coupling c = F->fo.objective == CNF_OBJECTIVE_OT_FM ? CNF_FM_OT : CNF_FM_INDEPENDENT;
+  int rc = cnf_fm_batch(F->ctx, c, cnf_seed_derive(seed_of(F->m), "fm", (uint64_t)it), nb, D, xs,
+                        z, s, sigma > 0 ? e : NULL);
+  if (rc == 0)
+    rc = cnf_fm_loss_grad(f->dyn, f->theta, f->T[0], sigma, nb, xs, z, s, sigma > 0 ? e : NULL,
+                          loss, F->grad);
+  memset(F->grad + P, 0, (F->ng - P) * sizeof(double));
+  return rc;
+}
+
 /* Loss and gradient of this worker's rows (the step counted), summed over
  * the workers into the global mean; rep's loss parts and statistics set.
  * Returns the step's status (a failure on any worker fails it). */
@@ -155,7 +200,9 @@ static int gradient(fit *F, long it, cnf_fit_report *rep) {
   const size_t nb = F->hi - F->lo;
   int rc = 0;
   double parts[4] = {NAN, NAN, 0.0, 0.0}; /* loss, nll, kinetic, jacobian */
-  if (nb > 0 && m->flow) {
+  if (nb > 0 && F->fo.objective != CNF_OBJECTIVE_MLE) {
+    rc = fm_gradient(F, it, nb, &parts[0]);
+  } else if (nb > 0 && m->flow) {
     cnf_train_report tr;
     rc = cnf__train_grad(F->tr, &F->fo.opt, nb, F->x, &tr);
     parts[0] = tr.loss, parts[1] = tr.nll, parts[2] = tr.kinetic, parts[3] = tr.jacobian;
@@ -250,10 +297,7 @@ static double running(double avg, double x) { return isnan(avg) ? x : 0.97 * avg
 
 static int check_args(cnf_model *m, const cnf_fit_data *data, const cnf_fit_options *fo) {
   cnf_ctx *ctx = m->ctx;
-  if (data == NULL || fo == NULL) return CNF_ERROR(ctx, CNF_EINVAL, "fit: NULL argument");
-  if (fo->size < offsetof(cnf_fit_options, comm) + sizeof fo->comm)
-    return CNF_ERROR(ctx, CNF_EINVAL, "fit: options of size %zu: call cnf_fit_options_default "
-                     "first", fo->size);
+  if (data == NULL) return CNF_ERROR(ctx, CNF_EINVAL, "fit: NULL argument");
   const size_t D = cnf_model_dim(m);
   if (data->D != D)
     return CNF_ERROR(ctx, CNF_EINVAL, "fit: the data has %zu columns, the model dimension %zu",
@@ -265,6 +309,16 @@ static int check_args(cnf_model *m, const cnf_fit_data *data, const cnf_fit_opti
       fo->max_failed < 1)
     return CNF_ERROR(ctx, CNF_EINVAL, "fit: need batch, val_every, save_every, max_failed >= 1 "
                      "and iters >= 0");
+  if ((unsigned)fo->objective > CNF_OBJECTIVE_OT_FM || !(fo->fm_sigma >= 0) ||
+      !isfinite(fo->fm_sigma))
+    return CNF_ERROR(ctx, CNF_EINVAL, "fit: unknown objective %d or fm_sigma %g < 0",
+                     (int)fo->objective, fo->fm_sigma);
+  if (fo->objective != CNF_OBJECTIVE_MLE &&
+      (m->flow == NULL || cnf_flow_blocks(m->flow) != 1))
+    return CNF_ERROR(ctx, CNF_EINVAL, "fit: flow matching (%s) trains the velocity field of a "
+                     "continuous flow of one block; the model is %s%s",
+                     cnf_objective_name(fo->objective), m->flow ? "a flow of several blocks, " :
+                     "the discrete flow ", m->name);
   if (fo->val != NULL && fo->n_val == 0)
     return CNF_ERROR(ctx, CNF_EINVAL, "fit: validation rows given, but n_val is 0");
   const cnf_fit_comm *c = fo->comm;
@@ -276,17 +330,29 @@ static int check_args(cnf_model *m, const cnf_fit_data *data, const cnf_fit_opti
 
 static int fit_setup(fit *F, cnf_model *m, const cnf_fit_data *data, const cnf_fit_options *fo) {
   memset(F, 0, sizeof *F);
-  F->m = m, F->ctx = m->ctx, F->data = data, F->fo = *fo;
+  F->m = m, F->ctx = m->ctx, F->data = data;
+  /* the caller's options, as large as its cnf_fit_options was: fields a
+   * newer library added keep their defaults */
+  if (fo == NULL || fo->size < offsetof(cnf_fit_options, train))
+    return CNF_ERROR(F->ctx, CNF_EINVAL, "fit: options %s: call cnf_fit_options_default first",
+                     fo == NULL ? "NULL" : "not initialised");
+  cnf_fit_options_default(&F->fo);
+  memcpy(&F->fo, fo, fo->size < sizeof F->fo ? fo->size : sizeof F->fo);
+  F->fo.size = sizeof F->fo;
+  fo = &F->fo;
   RET_IF(check_args(m, data, fo));
-  RET_IF(cnf__options_read(F->ctx, &fo->opt, &F->fo.opt));
-  RET_IF(cnf__options_read(F->ctx, &fo->eval_opt, &F->fo.eval_opt));
+  const cnf_options opt = fo->opt, eval_opt = fo->eval_opt;
+  RET_IF(cnf__options_read(F->ctx, &opt, &F->fo.opt));
+  RET_IF(cnf__options_read(F->ctx, &eval_opt, &F->fo.eval_opt));
   const size_t D = data->D;
   F->B = data->rows != NULL && fo->batch > data->N ? data->N : fo->batch;
   if (F->fo.comm == NULL) F->fo.comm = cnf_ctx_comm(F->ctx);
   const cnf_fit_comm *c = F->fo.comm;
   const size_t R = c ? (size_t)c->size : 1, r = c ? (size_t)c->rank : 0;
   cnf__dist_range(F->B, r, R, &F->lo, &F->hi);
-  F->dist = m->flow != NULL && R > 1 && cnf__dist_enabled(F->ctx);
+  /* flow matching makes no solve: its workers' gradients are plain means */
+  F->dist = m->flow != NULL && fo->objective == CNF_OBJECTIVE_MLE && R > 1 &&
+            cnf__dist_enabled(F->ctx);
   if (F->dist && (c->size != F->ctx->comm.size || c->rank != F->ctx->comm.rank))
     return CNF_ERROR(F->ctx, CNF_EINVAL, "fit: the reduction (rank %d of %d) is not the "
                      "context's workers (rank %d of %d)", c->rank, c->size,
@@ -303,7 +369,9 @@ static int fit_setup(fit *F, cnf_model *m, const cnf_fit_data *data, const cnf_f
   F->idx = cnf__calloc(F->B, sizeof(size_t));
   F->red = cnf__dalloc(F->ctx, F->ng + 6);
   F->backup = cnf__dalloc(F->ctx, nb);
-  if (F->x == NULL || F->idx == NULL || F->red == NULL || F->backup == NULL)
+  if (fo->objective != CNF_OBJECTIVE_MLE) F->fm = cnf__dalloc(F->ctx, F->B * (3 * D + 1));
+  if (F->x == NULL || F->idx == NULL || F->red == NULL || F->backup == NULL ||
+      (fo->objective != CNF_OBJECTIVE_MLE && F->fm == NULL))
     return CNF_ERROR(F->ctx, CNF_ENOMEM, "fit: out of memory");
   if (fresh && m->stack != NULL) {
     /* data-dependent initialisation (actnorm) from the first rows, or

@@ -84,7 +84,7 @@ static void test_train(void) {
 }
 
 static void test_compare(void) {
-  int rc = CNF("compare", "--data", "8gaussians", "--flows", "realnvp,affine,cnf", "--iters", "3",
+  int rc = CNF("compare", "--data", "8gaussians", "--flows", "realnvp,affine,cnf,cnf-ot-fm", "--iters", "3",
                "--hidden", "8", "--cnf-hidden", "8", "--test-n", "200", "--grid", "20", "--out",
                P("cmp"));
   CU_ASSERT_EQUAL(rc, 0);
@@ -93,13 +93,50 @@ static void test_compare(void) {
   CU_ASSERT_PTR_NOT_NULL_FATAL(csv);
   CU_ASSERT_TRUE(starts_with(csv, "flow,test_nll,params,"));
   for (char *p = csv; *p; p++) rows += *p == '\n';
-  CU_ASSERT_EQUAL(rows, 4);
+  CU_ASSERT_EQUAL(rows, 5);
+  CU_ASSERT_PTR_NOT_NULL(strstr(csv, "\ncnf-ot-fm,"));
   CU_ASSERT_PTR_NOT_NULL(strstr(csv, "\naffine,"));
   CU_ASSERT_PTR_NOT_NULL(strstr(csv, "\ncnf,"));
   free(csv);
   CU_ASSERT_TRUE(exists(P("cmp.md")) && exists(P("cmp.png")));
   CU_ASSERT_PTR_NOT_NULL(strstr(last_out, "realnvp"));
   CU_ASSERT_EQUAL(count_temporaries(), 0);
+}
+
+/* train --objective fm|ot-fm, --init, gradcheck of a stack, compare rows */
+static void test_objectives(void) {
+  const char *fm = P("fm.cnf"), *mle = P("mle.cnf");
+  int rc = CNF("train", "--data", "8gaussians", "--objective", "ot-fm", "--iters", "300", "--batch",
+               "128", "--hidden", "32-32", "--lr", "3e-3", "--test-n", "2000", "--out", fm);
+  CU_ASSERT_EQUAL_FATAL(rc, 0);
+  const double nll_fm = value_of(last_out, "test_nll");
+  /* no ODE solve while training, T held */
+  CU_ASSERT_EQUAL(value_of(last_out, "nfe_forward_mean"), 0.0);
+  CU_ASSERT_EQUAL(value_of(last_out, "T1"), 0.5);
+  /* then maximum likelihood from its parameters, a fresh optimizer */
+  rc = CNF("train", "--data", "8gaussians", "--init", fm, "--iters", "30", "--test-n", "2000",
+           "--out", mle);
+  CU_ASSERT_EQUAL_FATAL(rc, 0);
+  const double nll_mle = value_of(last_out, "test_nll");
+  CU_ASSERT_EQUAL(value_of(last_out, "iterations"), 30);
+  CU_ASSERT_TRUE(value_of(last_out, "nfe_forward_mean") > 5);
+  printf("\n  ot-fm 300 steps: test NLL %.4f; then 30 MLE steps: %.4f", nll_fm, nll_mle);
+  CU_ASSERT_TRUE(nll_fm < 3.6);                 /* a Gaussian fit is 4.26 */
+  CU_ASSERT_TRUE(fabs(nll_mle - nll_fm) < 0.3); /* it continued, not restarted */
+  /* flow matching needs a one-block continuous flow */
+  rc = CNF("train", "--flow", "maf", "--data", "8gaussians", "--objective", "fm", "--out",
+           P("x.cnf"));
+  expect_failure("fm on a stack", rc, 2, "train", "flow matching", "maf", P("x.cnf"));
+  rc = CNF("train", "--data", "8gaussians", "--resume", fm, "--init", fm, "--out", P("x.cnf"));
+  expect_failure("resume and init", rc, 2, "train", "--resume", "--init", P("x.cnf"));
+  rc = CNF("train", "--data", "8gaussians", "--objective", "cfm", "--out", P("x.cnf"));
+  expect_failure("unknown objective", rc, 2, "train", "--objective", "cfm", P("x.cnf"));
+  /* gradcheck of a stack: its reverse sweep against differences */
+  CU_ASSERT_EQUAL(CNF("init", "--flow", "realnvp", "--dim", "2", "--hidden", "8", "--out",
+                      P("gs.cnf")), 0);
+  CU_ASSERT_EQUAL(CNF("toy", "--name", "moons", "-n", "30", "--out", P("gs.csv")), 0);
+  CU_ASSERT_EQUAL(CNF("gradcheck", "--model", P("gs.cnf"), "--in", P("gs.csv")), 0);
+  CU_ASSERT_TRUE(value_of(last_out, "max_rel_error") < 1e-5);
 }
 
 static void test_bad_input(void) {
@@ -134,6 +171,7 @@ int main(void) {
       {"every flow: init, sample, logp, eval, plot", test_every_flow},
       {"train --flow", test_train},
       {"compare", test_compare},
+      {"objectives: flow matching, --init, gradcheck of a stack", test_objectives},
       {"bad input exits 2", test_bad_input},
       {NULL, NULL},
   };
