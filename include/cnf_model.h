@@ -200,7 +200,8 @@ typedef struct cnf_fit_data {
  * and backward, every worker takes the steps one process takes on the
  * whole batch (B >= R needed), and validation evaluates all rows on every
  * worker, one distributed system per solve.  With workers a stop request
- * (*stop) on any of them stops all after the current step.  Only rank 0
+ * (*stop) on any of them stops all after the current step, and its value
+ * is written to the others' *stop (the mean if several differ).  Only rank 0
  * writes files. */
 typedef cnf_comm cnf_fit_comm;
 

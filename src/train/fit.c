@@ -80,8 +80,8 @@ typedef struct fit {
   size_t *idx;         /* (B) */
   double *grad;        /* the model's gradient buffer (ng) */
   size_t ng;
-  double *red;         /* (ng + 6): gradient, loss and parts, failure and
-                          stop flags */
+  double *red;         /* (ng + 7): gradient, loss and parts, failure
+                          flag, stop value and stop count */
   double *fm;          /* flow matching: x_std, z, e (B, D) each, s (B) */
   int dist;            /* one distributed ODE system over the workers */
   int stop_all;        /* a worker asked to stop: all stop after the step */
@@ -225,12 +225,20 @@ static int gradient(fit *F, long it, cnf_fit_report *rep) {
     for (size_t i = 0; i < F->ng; i++) F->red[i] = w * F->grad[i];
     for (int k = 0; k < 4; k++) F->red[F->ng + (size_t)k] = w * parts[k];
     F->red[F->ng + 4] = rc != 0;
-    F->red[F->ng + 5] = F->fo.stop != NULL && *F->fo.stop;
-    int rr = c->sum_all(c->user, F->red, F->ng + 6);
+    const double own = F->fo.stop != NULL ? (double)*F->fo.stop : 0.0;
+    F->red[F->ng + 5] = own;
+    F->red[F->ng + 6] = own != 0.0;
+    int rr = c->sum_all(c->user, F->red, F->ng + 7);
     if (rr != 0)
       return CNF_ERROR(F->ctx, rr < 0 ? rr : CNF_EIO, "fit: the gradient reduction failed at "
                        "step %ld", it + 1);
-    if (F->red[F->ng + 5] > 0) F->stop_all = 1;
+    if (F->red[F->ng + 6] > 0) {
+      /* a stop request on any worker: all stop after this step, and the
+       * others see the request's value (e.g. the signal) in *stop */
+      F->stop_all = 1;
+      if (F->fo.stop != NULL && own == 0.0)
+        *F->fo.stop = (sig_atomic_t)(F->red[F->ng + 5] / F->red[F->ng + 6]);
+    }
     const double inv = F->dist ? 1.0 : 1.0 / (double)F->B;
     for (size_t i = 0; i < F->ng; i++) F->grad[i] = inv * F->red[i];
     for (int k = 0; k < 4; k++) parts[k] = inv * F->red[F->ng + (size_t)k];
@@ -367,7 +375,7 @@ static int fit_setup(fit *F, cnf_model *m, const cnf_fit_data *data, const cnf_f
   const size_t rows = F->B > INIT_ROWS ? F->B : INIT_ROWS;
   F->x = cnf__dalloc(F->ctx, rows * D);
   F->idx = cnf__calloc(F->B, sizeof(size_t));
-  F->red = cnf__dalloc(F->ctx, F->ng + 6);
+  F->red = cnf__dalloc(F->ctx, F->ng + 7);
   F->backup = cnf__dalloc(F->ctx, nb);
   if (fo->objective != CNF_OBJECTIVE_MLE) F->fm = cnf__dalloc(F->ctx, F->B * (3 * D + 1));
   if (F->x == NULL || F->idx == NULL || F->red == NULL || F->backup == NULL ||

@@ -4,7 +4,9 @@
 #          log p agrees; logp and sample: the same rows to 1e-10 relative;
 #   a missing input file: exit 2 with one process's message, once;
 #   a rank killed mid-training: every rank ends within seconds, non-zero,
-#          and the model file on disk loads.
+#          and the model file on disk loads;
+#   SIGTERM to one rank: every rank stops after the same step with a
+#          checkpoint, exit 143, rank 0 prints the stop once.
 set -u
 CNF=$1 MPIRUN=$2
 MPI="$MPIRUN -np 2 --oversubscribe"
@@ -55,5 +57,18 @@ t1=$(date +%s)
 check "a killed rank: all end within 10 s, non-zero (exit $rc after $((t1 - t0)) s)" \
   '[ $rc -ne 0 ] && [ $((t1 - t0)) -le 10 ] && [ -z "$(pgrep -f -- "--out k.cnf")" ]'
 check "a killed rank: the model file on disk loads" \
+  '"$CNF" eval --model k.cnf --in x.csv >/dev/null 2>&1'
+rm -f k.cnf
+$MPI "$CNF" train --data 8gaussians --iters 1000000 --save-every 5 --seed 3 --threads 1 \
+  --out k.cnf >k.out 2>k.err &
+mp=$!
+for _ in $(seq 100); do [ -s k.cnf ] && break; sleep 0.2; done
+victim=$(pgrep -f -- "--out k.cnf" | grep -v "^$mp\$" | tail -1)
+kill -TERM "$victim" 2>/dev/null
+wait $mp
+rc=$?
+check "SIGTERM to one rank: all stop after the same step, exit 143, rank 0 says so once" \
+  '[ $rc -eq 143 ] && [ "$(grep -c "interrupted at step" k.err)" -eq 1 ] && [ -z "$(pgrep -f -- "--out k.cnf")" ]'
+check "SIGTERM to one rank: the checkpoint loads" \
   '"$CNF" eval --model k.cnf --in x.csv >/dev/null 2>&1'
 exit $fail
