@@ -293,10 +293,22 @@ static int update(fit *F, long step) {
                    "before the step", step);
 }
 
+/* Rank 0 writes; with workers every worker then learns its outcome (one
+ * sum_all), so all go on or stop together and none reads the file before
+ * it is in place. */
 static int save(fit *F, const char *path) {
   const cnf_fit_comm *c = F->fo.comm;
-  if (path == NULL || (c != NULL && c->rank != 0)) return 0;
-  return cnf_model_save(F->m, path);
+  if (path == NULL) return 0;
+  const int workers = c != NULL && c->size > 1;
+  int rc = c != NULL && c->rank != 0 ? 0 : cnf_model_save(F->m, path);
+  if (workers) {
+    double failed = rc != 0;
+    if (c->sum_all(c->user, &failed, 1) != 0)
+      return CNF_ERROR(F->ctx, CNF_EIO, "fit: the reduction after saving %s failed", path);
+    if (failed > 0 && rc == 0)
+      rc = CNF_ERROR(F->ctx, CNF_EIO, "fit: rank 0 could not write %s", path);
+  }
+  return rc;
 }
 
 /* The running mean of the CLI's progress line: 0.97 decay from the first
