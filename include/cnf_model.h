@@ -202,7 +202,8 @@ typedef struct cnf_fit_data {
  * worker, one distributed system per solve.  With workers a stop request
  * (*stop) on any of them stops all after the current step, and its value
  * is written to the others' *stop (the mean if several differ).  Only rank 0
- * writes files. */
+ * writes files, and every worker learns the outcome of each write (one
+ * sum_all) before it goes on. */
 typedef cnf_comm cnf_fit_comm;
 
 typedef struct cnf_fit_report {
