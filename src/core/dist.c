@@ -1,5 +1,5 @@
 /* dist.c: the context's workers (cnf_comm, cnf.h) and the small
- * collective helpers the flow, ode and adjoint layers use to make one ODE
+ * collective functions the flow, ode and adjoint layers use to make one ODE
  * system out of the rows of all workers.  No MPI here: everything goes
  * through the comm's callbacks. */
 #include <string.h>
