@@ -115,6 +115,56 @@ int cnf_ctx_errcode(const cnf_ctx *ctx);
 const char *cnf_ctx_errmsg(const cnf_ctx *ctx);
 void cnf_ctx_clear_error(cnf_ctx *ctx);
 
+/* Workers of one distributed computation (e.g. the ranks of an MPI
+ * communicator; include/cnf_mpi.h makes them).  The library itself knows
+ * no MPI: it sees only these callbacks.
+ *
+ *   rank, size  this worker and the number of workers R
+ *   sum_all     replaces buf (n) by its elementwise sum over the workers
+ *               (an MPI_Allreduce with MPI_SUM); every worker must get the
+ *               same result; returns 0, or non-zero on failure
+ *   user        passed to the callbacks */
+typedef struct cnf_comm {
+  int rank, size;
+  int (*sum_all)(void *user, double *buf, size_t n);
+  void *user;
+} cnf_comm;
+
+/* The vector factory of distributed solves: wraps `local`, a SUNDIALS
+ * serial N_Vector holding this worker's part of an ODE state, into a
+ * distributed N_Vector (SUNDIALS' MPIPlusX) whose norms and dot products
+ * reduce over the workers, and returns it (NULL on failure).  The wrapper
+ * must not own `local`; the library destroys both.  Both are N_Vector,
+ * passed as void * so this header needs no SUNDIALS. */
+typedef void *(*cnf_comm_vector_fn)(void *user, void *local);
+
+/* Give ctx its workers (copied) and, optionally, the vector factory
+ * (called with comm->user); comm NULL removes them.  CNF_EINVAL for
+ * size < 1, a rank outside [0, size) or size > 1 without sum_all.
+ *
+ * With a vector factory and R > 1, the flow calls that integrate
+ * (cnf_flow_logp, _encode, _decode, _sample, _nll, _loss_grad, and the
+ * cnf_model calls on flows, cnf_fit) become collective: every worker
+ * makes the same calls in the same order, and each solve is ONE ODE
+ * system whose rows are split over the workers, so CVODE's error norms,
+ * step sizes and step counts are those of one process on all the rows (up
+ * to the rounding of the reductions).  The density calls take the whole
+ * data on every worker and return the whole result on every worker; each
+ * solve of opt->batch rows (all rows if 0) gives rows [r n / R,
+ * (r + 1) n / R) to worker r (a solve of fewer rows than workers is made
+ * whole by every worker).  The gradient calls take this worker's rows (at
+ * least one; the global batch is their concatenation in rank order) and
+ * return this worker's share of the global batch mean (loss, gradient,
+ * dL/dT): the sum over the workers is the one-process value.  Hutchinson
+ * probes are drawn for the global rows, so a row's probe does not depend
+ * on the worker that holds it.  Distributed gradients need opt->seminorm
+ * (a_theta is a per-worker partial sum, kept out of the error control).
+ * Other objects on the context (stacks, integrators, cnf_dyn_* calls)
+ * compute as one process on every worker. */
+int cnf_ctx_set_comm(cnf_ctx *ctx, const cnf_comm *comm, cnf_comm_vector_fn vector);
+/* The context's workers, or NULL. */
+const cnf_comm *cnf_ctx_comm(const cnf_ctx *ctx);
+
 /* ---- solver options and statistics ---------------------------------- */
 
 typedef enum cnf_trace {

@@ -187,20 +187,24 @@ typedef struct cnf_fit_data {
   void *user;
 } cnf_fit_data;
 
-/* A gradient reduction over workers, for data-parallel training: rank and
- * size of this worker, and sum_all(buf, n), which replaces buf (n) by its
- * sum over the workers (e.g. an MPI_Allreduce) and returns 0.  NULL: one
- * worker.  Every worker passes the same data and options; worker r takes
- * rows [r B / R, (r + 1) B / R) of each global minibatch, and the loss and
+/* A gradient reduction over workers, for data-parallel training: the
+ * cnf_comm of cnf.h (rank, size, sum_all(buf, n), user).  NULL: the
+ * workers of the model's context (cnf_ctx_set_comm), or one worker.
+ * Every worker passes the same data and options; worker r takes rows
+ * [r B / R, (r + 1) B / R) of each global minibatch, and the loss and
  * gradient are the global batch means (one sum_all per step).  A CNF
  * worker integrates its rows as its own ODE system, so its steps match a
- * single process to the solver's tolerance, not bit for bit.  Only rank 0
- * writes files. */
-typedef struct cnf_fit_comm {
-  int rank, size;
-  int (*sum_all)(void *user, double *buf, size_t n);
-  void *user;
-} cnf_fit_comm;
+ * single process to the solver's tolerance, not bit for bit — unless the
+ * model's context has the workers with a vector factory (cnf_ctx_set_comm):
+ * then the rows of all workers are ONE distributed ODE system, forward
+ * and backward, every worker takes the steps one process takes on the
+ * whole batch (B >= R needed), and validation evaluates all rows on every
+ * worker, one distributed system per solve.  With workers a stop request
+ * (*stop) on any of them stops all after the current step, and its value
+ * is written to the others' *stop (the mean if several differ).  Only rank 0
+ * writes files, and every worker learns the outcome of each write (one
+ * sum_all) before it goes on. */
+typedef cnf_comm cnf_fit_comm;
 
 typedef struct cnf_fit_report {
   long step;           /* steps taken so far, this one included (1-based) */

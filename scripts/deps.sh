@@ -4,7 +4,7 @@ set -euo pipefail
 pkgs=(build-essential cmake pkg-config libsundials-dev libopenblas-dev libgsl-dev libcunit1-dev
       libcairo2-dev fonts-dejavu-core
       clang # clang: the fuzz targets (scripts/fuzz.sh)
-      python3 python3-numpy python3-cffi)
+      libopenmpi-dev openmpi-bin python3 python3-numpy python3-cffi)
 missing=()
 for p in "${pkgs[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")

@@ -46,6 +46,16 @@
  * 2 s a_{E_J} J v_k on the tangents (the vjp_reg op); dL/dT gains
  * a_{E_K} |f|^2 + a_{E_J} s sum_k |J v_k|^2 at T.
  *
+ * Distributed (cnf_comm with a vector factory, cnf.h): the B rows of this
+ * worker are its part of one system of Bg rows over all workers.  The
+ * state vectors (forward z, Delta, E; backward a_z or (z, a_z)) are the
+ * context's distributed wrappers, so every worker takes the steps of one
+ * process on all Bg rows; every callback's status is agreed over the
+ * workers.  The seeds use the global batch: a_z(T) = z(T) / Bg, a_Delta =
+ * 1 / Bg, and the loss, a_theta (a quadrature, local: seminorm) and dL/dT
+ * come out as this worker's share of the global mean, summed by the
+ * caller (cnf_fit).  Probes are drawn for the Bg rows and sliced.
+ *
  * cnf_dyn_grad is the one-block case for any field and any loss of the end
  * state: the caller's seeds dL/dz1 and dL/dDelta1 (per sample: w_b = -s
  * dL/dDelta1_b) replace the likelihood's, over [t0, t1] in either
@@ -62,7 +72,13 @@
 
 #include "dyn_impl.h"
 #include "flow_impl.h"
+#include "nvec.h"
 #include "ode.h"
+
+/* A callback's status, agreed over the workers of a distributed solve. */
+static int agree(cnf_ctx *ctx, int rc) {
+  return cnf__dist_on(ctx) ? cnf__dist_status(ctx, rc) : rc;
+}
 
 /* ---- shared state of one block's backward problem -------------------- */
 
@@ -105,18 +121,17 @@ static int bs_rhs(realtype t, N_Vector y, N_Vector ydot, void *user) {
   const double *yv = N_VGetArrayPointer(y);
   double *out = N_VGetArrayPointer(ydot);
   int rc = sweep(ab, t, yv, yv + BD, out, out + BD, NULL);
-  if (rc != 0) return rc;
-  for (size_t i = 0; i < 2 * BD; i++) {
+  for (size_t i = 0; i < 2 * BD && rc == 0; i++) {
     if (i >= BD) out[i] = -out[i];
-    if (!isfinite(out[i])) return 1;
+    if (!isfinite(out[i])) rc = 1;
   }
-  return 0;
+  return agree(ab->dyn->ctx, rc);
 }
 
 static int bs_quad(realtype t, N_Vector y, N_Vector qdot, void *user) {
   adj_block *ab = user;
   const double *yv = N_VGetArrayPointer(y);
-  return quad_rhs(ab, t, yv, yv + ab->B * ab->D, N_VGetArrayPointer(qdot));
+  return agree(ab->dyn->ctx, quad_rhs(ab, t, yv, yv + ab->B * ab->D, N_VGetArrayPointer(qdot)));
 }
 
 /* ---- checkpoint (CVODES adjoint) -------------------------------------- */
@@ -127,15 +142,15 @@ static int ck_rhsB(realtype t, N_Vector y, N_Vector yB, N_Vector yBdot,
   const size_t BD = ab->B * ab->D;
   double *out = N_VGetArrayPointer(yBdot);
   int rc = sweep(ab, t, N_VGetArrayPointer(y), N_VGetArrayPointer(yB), NULL, out, NULL);
-  if (rc != 0) return rc;
-  for (size_t i = 0; i < BD; i++) out[i] = -out[i];
-  return 0;
+  for (size_t i = 0; i < BD && rc == 0; i++) out[i] = -out[i];
+  return agree(ab->dyn->ctx, rc);
 }
 
 static int ck_quadB(realtype t, N_Vector y, N_Vector yB, N_Vector qBdot,
                     void *user) {
-  return quad_rhs(user, t, N_VGetArrayPointer(y), N_VGetArrayPointer(yB),
-                  N_VGetArrayPointer(qBdot));
+  adj_block *ab = user;
+  return agree(ab->dyn->ctx, quad_rhs(ab, t, N_VGetArrayPointer(y), N_VGetArrayPointer(yB),
+                                      N_VGetArrayPointer(qBdot)));
 }
 
 /* BDF's Jacobian of the backward system: -(df/dz)^T v = -(v^T df/dz). */
@@ -147,32 +162,32 @@ static int ck_jtvB(N_Vector v, N_Vector Jv, realtype t, N_Vector y,
   double *out = N_VGetArrayPointer(Jv);
   int rc = cnf_dyn_vjp(ab->dyn, t, ab->B, 0, N_VGetArrayPointer(y), ab->theta,
                        N_VGetArrayPointer(v), NULL, NULL, NULL, out, NULL);
-  if (rc != 0) return rc;
-  for (size_t i = 0; i < BD; i++) out[i] = -out[i];
-  return 0;
+  for (size_t i = 0; i < BD && rc == 0; i++) out[i] = -out[i];
+  return agree(ab->dyn->ctx, rc);
 }
 
 static int ck_rhsF(realtype t, N_Vector y, N_Vector ydot, void *user) {
   const double *yv = N_VGetArrayPointer(y);
   double *yd = N_VGetArrayPointer(ydot);
   int rc = cnf__aug_rhs(t, yv, yd, user);
-  if (rc != 0) return rc;
   const size_t N = cnf__aug_size(user);
-  for (size_t i = 0; i < N; i++)
-    if (!isfinite(yd[i])) return 1;
-  return 0;
+  for (size_t i = 0; i < N && rc == 0; i++)
+    if (!isfinite(yd[i])) rc = 1;
+  return agree(((cnf__aug *)user)->dyn->ctx, rc);
 }
 
 static int ck_jtvF(N_Vector v, N_Vector Jv, realtype t, N_Vector y,
                    N_Vector fy, void *user, N_Vector tmp) {
   (void)tmp;
-  return cnf__aug_jtv(t, N_VGetArrayPointer(y), N_VGetArrayPointer(fy),
-                      N_VGetArrayPointer(v), N_VGetArrayPointer(Jv), user);
+  return agree(((cnf__aug *)user)->dyn->ctx,
+               cnf__aug_jtv(t, N_VGetArrayPointer(y), N_VGetArrayPointer(fy),
+                            N_VGetArrayPointer(v), N_VGetArrayPointer(Jv), user));
 }
 
 typedef struct ck_mem {
   void *mem;                 /* CVODES memory with the forward checkpoints */
-  N_Vector y, yB, qB, atol;
+  cnf__nvec y, yB, atol;     /* states (distributed when dist is on) */
+  N_Vector qB;               /* a_theta: local, outside the error control */
   SUNNonlinearSolver nls, nlsB;
   SUNLinearSolver ls, lsB;
   cnf__aug aug;
@@ -190,10 +205,10 @@ static void ck_errh(int code, const char *module, const char *function,
 static void ck_free(ck_mem *m) {
   if (m == NULL) return;
   if (m->mem) CVodeFree(&m->mem);
-  if (m->y) N_VDestroy(m->y);
-  if (m->yB) N_VDestroy(m->yB);
+  cnf__nvec_free(&m->y);
+  cnf__nvec_free(&m->yB);
   if (m->qB) N_VDestroy(m->qB);
-  if (m->atol) N_VDestroy(m->atol);
+  cnf__nvec_free(&m->atol);
   if (m->nls) SUNNonlinSolFree(m->nls);
   if (m->nlsB) SUNNonlinSolFree(m->nlsB);
   if (m->ls) SUNLinSolFree(m->ls);
@@ -252,27 +267,26 @@ static int ck_forward(cnf_ctx *ctx, ck_mem *m, const cnf_options *opt,
                       double t0, double t1, double *y, int block, cnf_stats *st) {
   const size_t N = cnf__aug_size(&m->aug), BD = m->aug.B * m->aug.dyn->D;
   SUNContext sctx = (SUNContext)ctx->sunctx;
-  m->y = N_VMake_Serial((sunindextype)N, y, sctx);
-  m->atol = N_VNew_Serial((sunindextype)N, sctx);
-  m->mem = CVodeCreate(opt->method == CNF_METHOD_BDF ? CV_BDF : CV_ADAMS, sctx);
-  if (!m->y || !m->atol || !m->mem)
-    return CNF_ERROR(ctx, CNF_ENOMEM, "checkpointed adjoint: out of memory");
-  double *at = N_VGetArrayPointer(m->atol);
+  int rc = cnf__nvec_make(ctx, &m->y, N, y);
+  if (rc == 0) rc = cnf__nvec_make(ctx, &m->atol, N, NULL);
+  m->mem = rc == 0 ? CVodeCreate(opt->method == CNF_METHOD_BDF ? CV_BDF : CV_ADAMS, sctx) : NULL;
+  if (!m->mem) return CNF_ERROR(ctx, CNF_ENOMEM, "checkpointed adjoint: out of memory");
+  double *at = N_VGetArrayPointer(m->atol.local);
   for (size_t i = 0; i < N; i++)
     at[i] = i < BD ? opt->atol
             : i < BD + m->aug.B ? (opt->atol_logp > 0 ? opt->atol_logp : opt->atol)
                                 : CNF__ATOL_FREE;
   CK("CVodeSetErrHandlerFn", CVodeSetErrHandlerFn(m->mem, ck_errh, m));
-  CK("CVodeInit", CVodeInit(m->mem, ck_rhsF, t0, m->y));
+  CK("CVodeInit", CVodeInit(m->mem, ck_rhsF, t0, m->y.v));
   CK("CVodeSetUserData", CVodeSetUserData(m->mem, &m->aug));
-  CK("CVodeSVtolerances", CVodeSVtolerances(m->mem, opt->rtol, m->atol));
+  CK("CVodeSVtolerances", CVodeSVtolerances(m->mem, opt->rtol, m->atol.v));
   if (opt->method == CNF_METHOD_BDF) {
-    m->ls = SUNLinSol_SPGMR(m->y, SUN_PREC_NONE, 0, sctx);
+    m->ls = SUNLinSol_SPGMR(m->y.v, SUN_PREC_NONE, 0, sctx);
     if (!m->ls) return CNF_ERROR(ctx, CNF_ENOMEM, "checkpointed adjoint: out of memory");
     CK("CVodeSetLinearSolver", CVodeSetLinearSolver(m->mem, m->ls, NULL));
     CK("CVodeSetJacTimes", CVodeSetJacTimes(m->mem, NULL, ck_jtvF));
   } else {
-    m->nls = SUNNonlinSol_FixedPoint(m->y, 0, sctx);
+    m->nls = SUNNonlinSol_FixedPoint(m->y.v, 0, sctx);
     if (!m->nls) return CNF_ERROR(ctx, CNF_ENOMEM, "checkpointed adjoint: out of memory");
     CK("CVodeSetNonlinearSolver", CVodeSetNonlinearSolver(m->mem, m->nls));
   }
@@ -284,7 +298,7 @@ static int ck_forward(cnf_ctx *ctx, ck_mem *m, const cnf_options *opt,
   CK("CVodeAdjInit", CVodeAdjInit(m->mem, opt->checkpoint_steps > 0 ? opt->checkpoint_steps : 100, CV_HERMITE));
   double t = t0;
   int ncheck = 0;
-  int flag = CVodeF(m->mem, t1, m->y, &t, CV_NORMAL, &ncheck);
+  int flag = CVodeF(m->mem, t1, m->y.v, &t, CV_NORMAL, &ncheck);
   cnf_stats local;
   cnf_stats_clear(&local);
   add_cv_stats(m->mem, 0, &local);
@@ -305,24 +319,24 @@ static int ck_backward(cnf_ctx *ctx, ck_mem *m, adj_block *ab,
   const double rtol = opt->rtol_adj > 0 ? opt->rtol_adj : opt->rtol;
   const double atol = opt->atol_adj > 0 ? opt->atol_adj : opt->atol;
   int which = -1;
-  m->yB = N_VMake_Serial((sunindextype)BD, az, sctx);
+  const int rc = cnf__nvec_make(ctx, &m->yB, BD, az);
   if (ab->P > 0) {
     m->qB = N_VMake_Serial((sunindextype)ab->P, gth, sctx);
     memset(gth, 0, ab->P * sizeof(double));
   }
-  if (!m->yB || (ab->P > 0 && !m->qB))
+  if (rc != 0 || (ab->P > 0 && !m->qB))
     return CNF_ERROR(ctx, CNF_ENOMEM, "checkpointed adjoint: out of memory");
   CK("CVodeCreateB", CVodeCreateB(m->mem, opt->method == CNF_METHOD_BDF ? CV_BDF : CV_ADAMS, &which));
-  CK("CVodeInitB", CVodeInitB(m->mem, which, ck_rhsB, t1, m->yB));
+  CK("CVodeInitB", CVodeInitB(m->mem, which, ck_rhsB, t1, m->yB.v));
   CK("CVodeSStolerancesB", CVodeSStolerancesB(m->mem, which, rtol, atol));
   CK("CVodeSetUserDataB", CVodeSetUserDataB(m->mem, which, ab));
   if (opt->method == CNF_METHOD_BDF) {
-    m->lsB = SUNLinSol_SPGMR(m->yB, SUN_PREC_NONE, 0, sctx);
+    m->lsB = SUNLinSol_SPGMR(m->yB.v, SUN_PREC_NONE, 0, sctx);
     if (!m->lsB) return CNF_ERROR(ctx, CNF_ENOMEM, "checkpointed adjoint: out of memory");
     CK("CVodeSetLinearSolverB", CVodeSetLinearSolverB(m->mem, which, m->lsB, NULL));
     CK("CVodeSetJacTimesB", CVodeSetJacTimesB(m->mem, which, NULL, ck_jtvB));
   } else {
-    m->nlsB = SUNNonlinSol_FixedPoint(m->yB, 0, sctx);
+    m->nlsB = SUNNonlinSol_FixedPoint(m->yB.v, 0, sctx);
     if (!m->nlsB) return CNF_ERROR(ctx, CNF_ENOMEM, "checkpointed adjoint: out of memory");
     CK("CVodeSetNonlinearSolverB", CVodeSetNonlinearSolverB(m->mem, which, m->nlsB));
   }
@@ -346,7 +360,7 @@ static int ck_backward(cnf_ctx *ctx, ck_mem *m, adj_block *ab,
   if (memB) CVodeGetCurrentTime(memB, &tb);
   if (flag < 0) return solve_fail(ctx, m, "backward solve (CVodeB)", flag, block, tb, &local);
   double t = 0.0;
-  CK("CVodeGetB", CVodeGetB(m->mem, which, &t, m->yB));
+  CK("CVodeGetB", CVodeGetB(m->mem, which, &t, m->yB.v));
   if (ab->P > 0) CK("CVodeGetQuadB", CVodeGetQuadB(m->mem, which, &t, m->qB));
   return 0;
 }
@@ -360,26 +374,26 @@ static int bs_backward(cnf_ctx *ctx, ck_mem *m, adj_block *ab,
   const size_t N = 2 * ab->B * ab->D;
   const double rtol = opt->rtol_adj > 0 ? opt->rtol_adj : opt->rtol;
   const double atol = opt->atol_adj > 0 ? opt->atol_adj : opt->atol;
-  m->y = N_VMake_Serial((sunindextype)N, y, sctx);
+  const int rc = cnf__nvec_make(ctx, &m->y, N, y);
   if (ab->P > 0) {
     memset(gth, 0, ab->P * sizeof(double));
     m->qB = N_VMake_Serial((sunindextype)ab->P, gth, sctx);
   }
   m->mem = CVodeCreate(opt->method == CNF_METHOD_BDF ? CV_BDF : CV_ADAMS, sctx);
-  if (!m->y || (ab->P > 0 && !m->qB) || !m->mem)
+  if (rc != 0 || (ab->P > 0 && !m->qB) || !m->mem)
     return CNF_ERROR(ctx, CNF_ENOMEM, "backsolve: out of memory");
   CK("CVodeSetErrHandlerFn", CVodeSetErrHandlerFn(m->mem, ck_errh, m));
-  CK("CVodeInit", CVodeInit(m->mem, bs_rhs, t1, m->y));
+  CK("CVodeInit", CVodeInit(m->mem, bs_rhs, t1, m->y.v));
   CK("CVodeSetUserData", CVodeSetUserData(m->mem, ab));
   CK("CVodeSStolerances", CVodeSStolerances(m->mem, rtol, atol));
   if (opt->method == CNF_METHOD_BDF) {
     /* Newton with CVODE's difference-quotient J v of the whole (z, a_z)
      * system (its a_z rows involve second derivatives of f) */
-    m->ls = SUNLinSol_SPGMR(m->y, SUN_PREC_NONE, 0, sctx);
+    m->ls = SUNLinSol_SPGMR(m->y.v, SUN_PREC_NONE, 0, sctx);
     if (!m->ls) return CNF_ERROR(ctx, CNF_ENOMEM, "backsolve: out of memory");
     CK("CVodeSetLinearSolver", CVodeSetLinearSolver(m->mem, m->ls, NULL));
   } else {
-    m->nls = SUNNonlinSol_FixedPoint(m->y, 0, sctx);
+    m->nls = SUNNonlinSol_FixedPoint(m->y.v, 0, sctx);
     if (!m->nls) return CNF_ERROR(ctx, CNF_ENOMEM, "backsolve: out of memory");
     CK("CVodeSetNonlinearSolver", CVodeSetNonlinearSolver(m->mem, m->nls));
   }
@@ -395,7 +409,7 @@ static int bs_backward(cnf_ctx *ctx, ck_mem *m, adj_block *ab,
     }
   }
   double t = t1;
-  int flag = CVode(m->mem, t0, m->y, &t, CV_NORMAL);
+  int flag = CVode(m->mem, t0, m->y.v, &t, CV_NORMAL);
   cnf_stats local;
   cnf_stats_clear(&local);
   add_cv_stats(m->mem, ab->P > 0, &local);
@@ -440,11 +454,23 @@ int cnf__flow_loss_grad(cnf_flow *f, const cnf_options *opt, size_t B, const dou
   const size_t K = exact ? D : opt->probes;
   const double scale = exact ? 1.0 : 1.0 / (double)K;
   const int nreg = opt->reg_kinetic > 0 || opt->reg_jacobian > 0 ? 2 : 0;
-  for (size_t i = 0; i < BD; i++)
-    if (!isfinite(x[i]))
-      return CNF_ERROR(ctx, CNF_ENONFINITE, "loss_grad: input row %zu has a non-finite value", i / D + 1);
+  const int dist = cnf__dist_enabled(ctx);
+  if (dist && !opt->seminorm)
+    return CNF_ERROR(ctx, CNF_EINVAL, "loss_grad: a distributed gradient needs the seminorm "
+                     "(a_theta is summed over the workers after the solve)");
+  size_t bad = 0;
+  while (bad < BD && isfinite(x[bad])) bad++;
+  if (dist && cnf__dist_status(ctx, bad < BD ? -1 : 0) < 0 && bad == BD)
+    return CNF_ERROR(ctx, CNF_ENONFINITE, "loss_grad: another worker's rows have a non-finite "
+                     "value");
+  if (bad < BD)
+    return CNF_ERROR(ctx, CNF_ENONFINITE, "loss_grad: input row %zu has a non-finite value",
+                     bad / D + 1);
+  /* the global batch: Bg rows, this worker's from row lo */
+  size_t Bg = B, lo = 0;
+  if (dist && cnf__dist_rows(ctx, B, &Bg, &lo) != 0) return CNF_EIO;
 
-  int rc = 0;
+  int rc = 0, on = 0;
   const int ck = opt->adjoint == CNF_ADJOINT_CHECKPOINT;
   const size_t Nf = BD + B * (size_t)(1 + nreg), Nb = 2 * BD;
   double *eps = exact ? NULL : cnf__dalloc(ctx, nb * K * BD);
@@ -455,12 +481,16 @@ int cnf__flow_loss_grad(cnf_flow *f, const cnf_options *opt, size_t B, const dou
   double *gz = cnf__dalloc(ctx, BD);
   double *ydot = cnf__dalloc(ctx, Nf);
   double *xs = cnf__dalloc(ctx, BD);
+  double *geps = dist && !exact ? cnf__dalloc(ctx, K * Bg * D) : NULL; /* (K, Bg, D) */
   ck_mem *mems = cnf__calloc(ck ? nb : 1, sizeof(ck_mem));
-  if ((!exact && !eps) || !y || !ext || !az || !w || !gz || !ydot || !xs || !mems) {
+  if ((!exact && !eps) || !y || !ext || !az || !w || !gz || !ydot || !xs || !mems ||
+      (dist && !exact && !geps))
     rc = CNF_ERROR(ctx, CNF_ENOMEM, "loss_grad: out of memory for %zu points", B);
-    goto cleanup;
-  }
-  CNF_TRY(cnf_dyn_reserve(f->dyn, B, K));
+  if (rc == 0) rc = cnf_dyn_reserve(f->dyn, B, K);
+  if (dist && cnf__dist_status(ctx, rc) != 0 && rc == 0)
+    rc = CNF_ERROR(ctx, CNF_ENOMEM, "loss_grad: another worker is out of memory");
+  if (rc != 0) goto cleanup;
+  if (dist) ctx->dist_on++, on = 1; /* the solves below are one system over the workers */
   cnf__flow_standardize(f, B, x, xs); /* the flow's own coordinates */
 
   /* forward, block by block; the state ends in y and ext (backsolve) or
@@ -468,7 +498,7 @@ int cnf__flow_loss_grad(cnf_flow *f, const cnf_options *opt, size_t B, const dou
   if (!ck) memcpy(y, xs, BD * sizeof(double));
   for (size_t k = 0; k < nb; k++) {
     double *ek = exact ? NULL : eps + k * K * BD;
-    if (!exact) CNF_TRY(cnf__flow_draw_probes(f, opt->trace, K, B, ek));
+    if (!exact) CNF_TRY(cnf__flow_draw_probes_part(f, opt->trace, K, Bg, lo, B, geps, ek));
     if (ck) {
       double *yk = y + k * Nf;
       if (k == 0) memcpy(yk, xs, BD * sizeof(double));
@@ -495,13 +525,13 @@ int cnf__flow_loss_grad(cnf_flow *f, const cnf_options *opt, size_t B, const dou
   double L = 0.0, EK = 0.0, EJ = 0.0;
   for (size_t b = 0; b < B; b++) L -= cnf_log_normal(zT + b * D, D) - eT[b];
   for (size_t b = 0; b < B && nreg; b++) EK += eT[B + b], EJ += eT[2 * B + b];
-  L /= (double)B, EK /= (double)B, EJ /= (double)B;
-  L += cnf__flow_log_scale(f); /* in the units of x */
+  L /= (double)Bg, EK /= (double)Bg, EJ /= (double)Bg;
+  if (lo == 0) L += cnf__flow_log_scale(f); /* in the units of x (once over the workers) */
   *loss = L + opt->reg_kinetic * EK + opt->reg_jacobian * EJ;
   if (parts != NULL) parts[0] = L, parts[1] = EK, parts[2] = EJ;
-  for (size_t i = 0; i < BD; i++) az[i] = zT[i] / (double)B;
-  const double a_delta = 1.0 / (double)B, a_ek = opt->reg_kinetic / (double)B,
-               a_ej = opt->reg_jacobian / (double)B;
+  for (size_t i = 0; i < BD; i++) az[i] = zT[i] / (double)Bg;
+  const double a_delta = 1.0 / (double)Bg, a_ek = opt->reg_kinetic / (double)Bg,
+               a_ej = opt->reg_jacobian / (double)Bg;
   for (size_t b = 0; b < B; b++) {
     w[b] = -scale * a_delta;
     w[B + b] = a_ek;
@@ -543,9 +573,11 @@ int cnf__flow_loss_grad(cnf_flow *f, const cnf_options *opt, size_t B, const dou
   }
 
 cleanup:
+  if (on) ctx->dist_on--;
   if (mems)
     for (size_t k = 0; k < (ck ? nb : 1); k++) ck_free(&mems[k]);
   cnf__free(mems);
+  cnf__free(geps);
   cnf__free(eps);
   cnf__free(y);
   cnf__free(ext);

@@ -12,6 +12,7 @@
 #include <unistd.h>
 
 #include "cli.h"
+#include "cli_mpi.h"
 #include "cnf.h"
 
 void cnf__cli_args_default(run_args *a) {
@@ -153,6 +154,7 @@ int cnf__cli_open_model(const char *cmd, const char *path, cnf_ctx **ctx, cnf_mo
     return CNF_CLI_EFAIL;
   }
   rc = cnf_model_load(m, *ctx, path);
+  if (rc == 0) rc = cnf__cli_mpi_attach(*ctx);
   if (rc != 0) return cnf__cli_lib_fail(cmd, *ctx, rc, 1);
   return cnf__cli_use_threads(cmd, *m);
 }
@@ -183,6 +185,7 @@ int cnf__cli_create_model(const char *cmd, cnf_ctx *ctx, const run_args *a, size
  * the numbers alone, cnf_npy_write). */
 int cnf__cli_write_table(const char *cmd, cnf_ctx *ctx, const char *path, const char *const *names,
                          size_t rows, size_t cols, const double *data) {
+  if (!cnf__cli_mpi_writer()) return CNF_CLI_OK; /* rank 0 writes */
   int rc = cnf_npy_path(path) ? cnf_npy_write(ctx, path, rows, cols, data)
                               : cnf_csv_write(ctx, path, names, rows, cols, data);
   return rc != 0 ? cnf__cli_lib_fail(cmd, ctx, rc, 0) : CNF_CLI_OK;

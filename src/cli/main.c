@@ -10,6 +10,7 @@
 #include <string.h>
 
 #include "cli.h"
+#include "cli_mpi.h"
 #include "cnf.h"
 
 typedef struct command {
@@ -53,6 +54,7 @@ static void print_help(FILE *fp) {
 
 int main(int argc, char **argv) {
   cnf_gsl_errors_off(); /* a failed GSL allocation is an error message, not an abort */
+  cnf__cli_mpi_init(&argc, &argv); /* under mpirun: ranks, docs/cli.md */
   size_t threads = 0;
   int i = 1;
   for (; i < argc && argv[i][0] == '-'; i++) {

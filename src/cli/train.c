@@ -19,6 +19,7 @@
 #include <unistd.h>
 
 #include "cli.h"
+#include "cli_mpi.h"
 
 /* Samples of a toy set used for standardization. */
 #define TOY_STD_SAMPLES 20000
@@ -289,7 +290,7 @@ int cnf__cli_train(int argc, char **argv, size_t threads) {
   char *last_path = NULL;
   const char *toy = cnf__cli_is_toy(a.data) ? a.data : NULL;
   int rc = 0;
-  if (cnf_ctx_create(&ctx) != 0) {
+  if (cnf_ctx_create(&ctx) != 0 || cnf__cli_mpi_attach(ctx) != 0) {
     cnf__cli_error(cmd, "cannot create a library context");
     return CNF_CLI_EFAIL;
   }

@@ -480,7 +480,8 @@ int cnf__dyn_solve_aug(cnf_dyn *d, const double *theta, const cnf_options *opt, 
                 .want_var = opt->report_var && st != NULL && eps != NULL && K >= 2 &&
                             d->type->jvp != NULL};
   const size_t BD = B * d->D, N = cnf__aug_size(&a);
-  if (d->ode != NULL && cnf__ode_size(d->ode) != N) {
+  if (d->ode != NULL &&
+      (cnf__ode_size(d->ode) != N || cnf__ode_dist(d->ode) != cnf__dist_on(d->ctx))) {
     cnf__ode_free(d->ode);
     d->ode = NULL;
   }

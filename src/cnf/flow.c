@@ -324,9 +324,11 @@ static int check_args(cnf_flow *f, const cnf_options *opt, cnf_options *o, size_
   return 0;
 }
 
-/* Probes for one solve of Bc rows into f->eps, or NULL for the exact trace. */
-static int draw_probes(cnf_flow *f, const cnf_options *opt, size_t Bc,
-                       const double **eps) {
+/* Probes for one solve of Bc rows into f->eps, or NULL for the exact
+ * trace; when this worker solves only rows [lo, lo + n) of them (n < Bc),
+ * those rows' probes are copied to part (K, n, D) and *eps is part. */
+static int draw_probes(cnf_flow *f, const cnf_options *opt, size_t Bc, size_t lo, size_t n,
+                       double *part, const double **eps) {
   *eps = NULL;
   if (opt->trace == CNF_TRACE_EXACT) return 0;
   const size_t D = f->cfg.dim, K = opt->probes;
@@ -337,10 +339,25 @@ static int draw_probes(cnf_flow *f, const cnf_options *opt, size_t Bc,
     f->cap_probes = f->eps ? K : 0;
     if (f->eps == NULL) return CNF_ENOMEM;
   }
+  if (n < Bc) {
+    int rc = cnf__flow_draw_probes_part(f, opt->trace, K, Bc, lo, n, f->eps, part);
+    *eps = part;
+    return rc;
+  }
   int rc = cnf__flow_draw_probes(f, opt->trace, K, Bc, f->eps);
   if (rc != 0) return rc;
   *eps = f->eps;
   return 0;
+}
+
+int cnf__flow_draw_probes_part(cnf_flow *f, cnf_trace trace, size_t K, size_t Bg, size_t lo,
+                               size_t B, double *work, double *eps) {
+  if (B == Bg) return cnf__flow_draw_probes(f, trace, K, B, eps);
+  int rc = cnf__flow_draw_probes(f, trace, K, Bg, work);
+  const size_t D = f->cfg.dim;
+  for (size_t k = 0; k < K && rc == 0; k++)
+    memcpy(eps + k * B * D, work + (k * Bg + lo) * D, B * D * sizeof(double));
+  return rc;
 }
 
 int cnf__flow_draw_probes(cnf_flow *f, cnf_trace trace, size_t K, size_t B,
@@ -351,25 +368,71 @@ int cnf__flow_draw_probes(cnf_flow *f, cnf_trace trace, size_t K, size_t B,
   return 0;
 }
 
+/* This worker's rows [lo, hi) of a solve of Bc rows: a part when the
+ * context's workers make it one distributed system (every worker gets at
+ * least one row), else all of them (every worker solves all: a solve of
+ * fewer rows than workers). */
+static int solve_part(const cnf_flow *f, size_t Bc, size_t *lo, size_t *hi) {
+  const cnf_comm *c = &f->ctx->comm;
+  *lo = 0, *hi = Bc;
+  if (!cnf__dist_enabled(f->ctx) || Bc < (size_t)c->size) return 0;
+  cnf__dist_range(Bc, (size_t)c->rank, (size_t)c->size, lo, hi);
+  return 1;
+}
+
+/* Distributed: the rows this worker did not solve zeroed (rank 0 keeps the
+ * solves every worker made whole), then z and delta summed over the
+ * workers, so every worker holds every row. */
+static int gather_rows(cnf_flow *f, size_t B, size_t bs, double *z, double *delta) {
+  const size_t D = f->cfg.dim;
+  for (size_t b0 = 0; b0 < B; b0 += bs) {
+    const size_t Bc = B - b0 < bs ? B - b0 : bs;
+    size_t lo, hi;
+    if (!solve_part(f, Bc, &lo, &hi)) { /* every worker solved all rows */
+      if (f->ctx->comm.rank == 0) continue;
+      lo = hi = 0;
+    }
+    for (size_t b = 0; b < Bc; b++)
+      if (b < lo || b >= hi) {
+        memset(z + (b0 + b) * D, 0, D * sizeof(double));
+        delta[b0 + b] = 0.0;
+      }
+  }
+  int rc = cnf__dist_sum(f->ctx, z, B * D);
+  return rc == 0 ? cnf__dist_sum(f->ctx, delta, B) : rc;
+}
+
 /* Run the blocks over rows [0, B) in batches of opt->batch; forward
- * (x -> z) if dir > 0, else backward.  z (B, D) and delta (B) in place. */
+ * (x -> z) if dir > 0, else backward.  z (B, D) and delta (B) in place.
+ * With distributed workers (cnf_comm, cnf.h) every worker holds all B
+ * rows; each batch is one system split over the workers (solve_part), and
+ * the rows are gathered at the end. */
 static int run_blocks(cnf_flow *f, const cnf_options *opt, size_t B, int dir,
                       double *z, double *delta, cnf_stats *st) {
   const size_t D = f->cfg.dim;
   const size_t bs = opt->batch > 0 && opt->batch < B ? opt->batch : B;
+  const int dist = cnf__dist_enabled(f->ctx);
   cnf_stats local;
   cnf_stats_clear(&local);
   int rc = 0;
+  double *part = NULL; /* (K, bs / R + 1, D) this worker's probes */
+  if (dist && opt->trace != CNF_TRACE_EXACT) {
+    part = cnf__dalloc(f->ctx, opt->probes * (bs / (size_t)f->ctx->comm.size + 1) * D);
+    if (part == NULL) return CNF_ENOMEM;
+  }
   for (size_t b0 = 0; b0 < B && rc == 0; b0 += bs) {
     const size_t Bc = B - b0 < bs ? B - b0 : bs;
+    size_t lo, hi;
+    const int on = solve_part(f, Bc, &lo, &hi);
+    f->ctx->dist_on += on;
     for (size_t i = 0; i < f->blocks && rc == 0; i++) {
       const size_t k = dir > 0 ? i : f->blocks - 1 - i;
       const double *eps = NULL;
-      rc = draw_probes(f, opt, Bc, &eps);
+      rc = draw_probes(f, opt, Bc, lo, hi - lo, part, &eps);
       if (rc != 0) break;
       const double t0 = dir > 0 ? 0.0 : f->T[k], t1 = dir > 0 ? f->T[k] : 0.0;
-      rc = cnf_dyn_solve(f->dyn, f->theta + k * f->P, opt, t0, t1, Bc,
-                         opt->probes, eps, z + b0 * D, delta + b0, &local);
+      rc = cnf_dyn_solve(f->dyn, f->theta + k * f->P, opt, t0, t1, hi - lo,
+                         opt->probes, eps, z + (b0 + lo) * D, delta + b0 + lo, &local);
       if (rc != 0 && f->blocks > 1) {
         char msg[CNF_ERRMSG_LEN];
         snprintf(msg, sizeof msg, "%s", f->ctx->errmsg);
@@ -377,7 +440,10 @@ static int run_blocks(cnf_flow *f, const cnf_options *opt, size_t B, int dir,
                   f->blocks, b0 + 1, b0 + Bc, msg);
       }
     }
+    f->ctx->dist_on -= on;
   }
+  cnf__free(part);
+  if (rc == 0 && dist) rc = gather_rows(f, B, bs, z, delta);
   if (st != NULL) cnf_stats_add(st, &local);
   return rc;
 }

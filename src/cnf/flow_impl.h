@@ -77,5 +77,11 @@ int cnf__flow_loss_grad(cnf_flow *f, const cnf_options *opt, size_t B, const dou
 
 int cnf__flow_draw_probes(cnf_flow *f, cnf_trace trace, size_t K, size_t B,
                           double *eps);
+/* The probes of rows [lo, lo + B) of a solve of Bg rows (one draw for all
+ * Bg rows, the same on every worker, so a row's probe does not depend on
+ * the worker that holds it): drawn into work (K, Bg, D) and the rows
+ * copied to eps (K, B, D).  With B == Bg, drawn into eps (work unused). */
+int cnf__flow_draw_probes_part(cnf_flow *f, cnf_trace trace, size_t K, size_t Bg, size_t lo,
+                               size_t B, double *work, double *eps);
 
 #endif /* CNF_FLOW_IMPL_H */

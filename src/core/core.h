@@ -21,7 +21,36 @@ struct cnf_ctx {
    * looked up by name when a model file names one; borrowed pointers */
   const void *fields[CNF_MAX_FIELD_CLASSES];
   size_t n_fields;
+  /* the workers of a distributed computation (cnf_ctx_set_comm) */
+  cnf_comm comm;
+  cnf_comm_vector_fn vector;    /* its vector factory, or NULL */
+  int has_comm;
+  int dist_on;  /* > 0 while a flow call runs its solves distributed */
 };
+
+/* ---- distributed solves (dist.c; cnf.h's cnf_comm) ---------------------- */
+
+/* 1 if ctx has workers (R > 1) with a vector factory: the flow calls are
+ * collective. */
+int cnf__dist_enabled(const cnf_ctx *ctx);
+/* 1 while the solves the ode and adjoint layers make are to be one
+ * distributed system (cnf__dist_enabled and inside a flow call that turned
+ * it on). */
+int cnf__dist_on(const cnf_ctx *ctx);
+/* Rows [lo, hi) of n for worker r of R: [r n / R, (r + 1) n / R). */
+void cnf__dist_range(size_t n, size_t r, size_t R, size_t *lo, size_t *hi);
+/* buf (n) summed over the workers; CNF_EIO (message in ctx) on failure. */
+int cnf__dist_sum(cnf_ctx *ctx, double *buf, size_t n);
+/* The status every worker agrees on, given this worker's rc: fatal (< 0)
+ * if any worker's is, else recoverable (> 0) if any worker's is, else 0.
+ * Returns rc itself when it is of the agreed class, else -1 or 1 (a
+ * failed reduction counts as fatal).  One sum_all of 2 doubles.  For the
+ * callbacks of a distributed solve: every worker must tell CVODE the
+ * same, or their solvers part ways. */
+int cnf__dist_status(cnf_ctx *ctx, int rc);
+/* The global batch size and this worker's first global row, from every
+ * worker's local row count n. */
+int cnf__dist_rows(cnf_ctx *ctx, size_t n, size_t *B, size_t *lo);
 
 /* Record an error in ctx (if not NULL) and return code.  The message is
  * printf-formatted.  Every error in the library passes through here, so

@@ -4,7 +4,13 @@
  *
  * y is wrapped without a copy (N_VMake_Serial).  A NaN or Inf in the
  * right-hand side is turned into a recoverable failure here, because a
- * NaN error norm would otherwise compare as "accepted". */
+ * NaN error norm would otherwise compare as "accepted".
+ *
+ * A solver created while a distributed solve is on (cnf__dist_on) holds
+ * this worker's part of one system: its vectors are the context's
+ * distributed wrappers (nvec.h), and every callback's status is agreed
+ * over the workers (cnf__dist_status) before CVODE sees it, so all
+ * workers retry or stop together. */
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -17,6 +23,7 @@
 #include <sunnonlinsol/sunnonlinsol_fixedpoint.h>
 
 #include "core.h"
+#include "nvec.h"
 #include "ode.h"
 
 struct cnf_ode {
@@ -26,6 +33,8 @@ struct cnf_ode {
   cnf_method method;       /* the method mem was created for */
   N_Vector y;              /* wraps the caller's array for one solve */
   N_Vector atol;           /* (N) per-component tolerances */
+  cnf__nvec yv, av;        /* their serial parts (and wrappers) */
+  int dist;                /* a distributed system: N is the local size */
   SUNNonlinearSolver nls;  /* fixed point (Adams) */
   SUNLinearSolver ls;      /* SPGMR (BDF) */
   int initialised;         /* CVodeInit done */
@@ -92,10 +101,10 @@ static int rhs_wrap(realtype t, N_Vector y, N_Vector ydot, void *data) {
   if (ode->fatal != 0) return ode->fatal;
   double *yd = N_VGetArrayPointer(ydot);
   int rc = ode->rhs(t, N_VGetArrayPointer(y), yd, ode->user);
-  if (rc != 0) return latch(ode, t, rc);
-  for (size_t i = 0; i < ode->N; i++)
-    if (!isfinite(yd[i])) return 1; /* recoverable: retry a smaller step */
-  return 0;
+  for (size_t i = 0; i < ode->N && rc == 0; i++)
+    if (!isfinite(yd[i])) rc = 1; /* recoverable: retry a smaller step */
+  if (ode->dist) rc = cnf__dist_status(ode->ctx, rc);
+  return rc != 0 ? latch(ode, t, rc) : 0;
 }
 
 static int jtv_wrap(N_Vector v, N_Vector jv, realtype t, N_Vector y,
@@ -105,6 +114,7 @@ static int jtv_wrap(N_Vector v, N_Vector jv, realtype t, N_Vector y,
   if (ode->fatal != 0) return ode->fatal;
   int rc = ode->jtv(t, N_VGetArrayPointer(y), N_VGetArrayPointer(fy),
                     N_VGetArrayPointer(v), N_VGetArrayPointer(jv), ode->user);
+  if (ode->dist) rc = cnf__dist_status(ode->ctx, rc);
   return latch(ode, t, rc);
 }
 
@@ -116,10 +126,12 @@ int cnf__ode_create(cnf_ode **out, cnf_ctx *ctx, size_t N) {
   if (ode == NULL) return CNF_ERROR(ctx, CNF_ENOMEM, "ode: out of memory");
   ode->ctx = ctx;
   ode->N = N;
-  ode->atol = N_VNew_Serial((sunindextype)N, (SUNContext)ctx->sunctx);
-  ode->y = N_VMake_Serial((sunindextype)N, ode->atol ? N_VGetArrayPointer(ode->atol) : NULL,
-                          (SUNContext)ctx->sunctx);
-  if (ode->atol == NULL || ode->y == NULL) {
+  ode->dist = cnf__dist_on(ctx);
+  int rc = cnf__nvec_make(ctx, &ode->av, N, NULL);
+  if (rc == 0) rc = cnf__nvec_make(ctx, &ode->yv, N, N_VGetArrayPointer(ode->av.local));
+  ode->atol = ode->av.v;
+  ode->y = ode->yv.v;
+  if (rc != 0) {
     cnf__ode_free(ode);
     return CNF_ERROR(ctx, CNF_ENOMEM, "ode: out of memory for %zu unknowns", N);
   }
@@ -140,12 +152,14 @@ static void free_solver(cnf_ode *ode) {
 void cnf__ode_free(cnf_ode *ode) {
   if (ode == NULL) return;
   free_solver(ode);
-  if (ode->y != NULL) N_VDestroy(ode->y);
-  if (ode->atol != NULL) N_VDestroy(ode->atol);
+  cnf__nvec_free(&ode->yv);
+  cnf__nvec_free(&ode->av);
   cnf__free(ode);
 }
 
 size_t cnf__ode_size(const cnf_ode *ode) { return ode ? ode->N : 0; }
+
+int cnf__ode_dist(const cnf_ode *ode) { return ode ? ode->dist : 0; }
 
 /* CVODE's name of a return flag ("CV_TOO_MUCH_WORK") copied into buf:
  * CVodeGetReturnFlagName returns a string the caller must free. */
@@ -253,7 +267,7 @@ int cnf__ode_solve_times(cnf_ode *ode, const cnf_ode_opts *opt, cnf_ode_rhs_fn r
   double *at = N_VGetArrayPointer(ode->atol);
   for (size_t i = 0; i < ode->N; i++)
     at[i] = opt->atol_vec != NULL ? opt->atol_vec[i] : opt->atol;
-  N_VSetArrayPointer(y, ode->y);
+  N_VSetArrayPointer(y, ode->yv.local);
 
   int rc = 0;
   if (!ode->initialised || ode->method != opt->method) {

@@ -35,6 +35,9 @@ typedef struct cnf_ode cnf_ode;
 int cnf__ode_create(cnf_ode **out, cnf_ctx *ctx, size_t N);
 void cnf__ode_free(cnf_ode *ode);
 size_t cnf__ode_size(const cnf_ode *ode);
+/* 1 if the solver was made for a distributed system (cnf__dist_on when
+ * created): N is then this worker's part. */
+int cnf__ode_dist(const cnf_ode *ode);
 
 /* Integrate y (N) in place from t0 to t1 (t1 < t0 integrates backward;
  * t1 == t0 returns at once).  jtv may be NULL (CVODE's difference

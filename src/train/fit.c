@@ -12,6 +12,9 @@
  *           standardized, with noise and path positions from ("fm", i)
  *   reduce  loss and gradient times the local row count, summed over the
  *           workers with one call, divided by B: the global batch mean
+ *           (with a vector factory a flow's workers solve one distributed
+ *           system and return their shares of the global mean: summed
+ *           as they are)
  *   check   a non-finite loss or gradient (or a failure on any worker)
  *           skips the step: parameters kept, step counted
  *   update  Adam (cnf__train_apply, cnf_adam_update); an update that makes
@@ -77,8 +80,11 @@ typedef struct fit {
   size_t *idx;         /* (B) */
   double *grad;        /* the model's gradient buffer (ng) */
   size_t ng;
-  double *red;         /* (ng + 5): gradient, loss and parts, failure flag */
+  double *red;         /* (ng + 7): gradient, loss and parts, failure
+                          flag, stop value and stop count */
   double *fm;          /* flow matching: x_std, z, e (B, D) each, s (B) */
+  int dist;            /* one distributed ODE system over the workers */
+  int stop_all;        /* a worker asked to stop: all stop after the step */
   /* the trained arrays and their backup for undoing a diverged update */
   double *arr[4];
   size_t len[4];
@@ -215,15 +221,25 @@ static int gradient(fit *F, long it, cnf_fit_report *rep) {
   }
   const cnf_fit_comm *c = F->fo.comm;
   if (c != NULL && c->size > 1) {
-    const double w = (double)nb;
+    const double w = F->dist ? 1.0 : (double)nb;
     for (size_t i = 0; i < F->ng; i++) F->red[i] = w * F->grad[i];
     for (int k = 0; k < 4; k++) F->red[F->ng + (size_t)k] = w * parts[k];
     F->red[F->ng + 4] = rc != 0;
-    int rr = c->sum_all(c->user, F->red, F->ng + 5);
+    const double own = F->fo.stop != NULL ? (double)*F->fo.stop : 0.0;
+    F->red[F->ng + 5] = own;
+    F->red[F->ng + 6] = own != 0.0;
+    int rr = c->sum_all(c->user, F->red, F->ng + 7);
     if (rr != 0)
       return CNF_ERROR(F->ctx, rr < 0 ? rr : CNF_EIO, "fit: the gradient reduction failed at "
                        "step %ld", it + 1);
-    const double inv = 1.0 / (double)F->B;
+    if (F->red[F->ng + 6] > 0) {
+      /* a stop request on any worker: all stop after this step, and the
+       * others see the request's value (e.g. the signal) in *stop */
+      F->stop_all = 1;
+      if (F->fo.stop != NULL && own == 0.0)
+        *F->fo.stop = (sig_atomic_t)(F->red[F->ng + 5] / F->red[F->ng + 6]);
+    }
+    const double inv = F->dist ? 1.0 : 1.0 / (double)F->B;
     for (size_t i = 0; i < F->ng; i++) F->grad[i] = inv * F->red[i];
     for (int k = 0; k < 4; k++) parts[k] = inv * F->red[F->ng + (size_t)k];
     if (rc == 0 && F->red[F->ng + 4] > 0)
@@ -277,10 +293,22 @@ static int update(fit *F, long step) {
                    "before the step", step);
 }
 
+/* Rank 0 writes; with workers every worker then learns its outcome (one
+ * sum_all), so all go on or stop together and none reads the file before
+ * it is in place. */
 static int save(fit *F, const char *path) {
   const cnf_fit_comm *c = F->fo.comm;
-  if (path == NULL || (c != NULL && c->rank != 0)) return 0;
-  return cnf_model_save(F->m, path);
+  if (path == NULL) return 0;
+  const int workers = c != NULL && c->size > 1;
+  int rc = c != NULL && c->rank != 0 ? 0 : cnf_model_save(F->m, path);
+  if (workers) {
+    double failed = rc != 0;
+    if (c->sum_all(c->user, &failed, 1) != 0)
+      return CNF_ERROR(F->ctx, CNF_EIO, "fit: the reduction after saving %s failed", path);
+    if (failed > 0 && rc == 0)
+      rc = CNF_ERROR(F->ctx, CNF_EIO, "fit: rank 0 could not write %s", path);
+  }
+  return rc;
 }
 
 /* The running mean of the CLI's progress line: 0.97 decay from the first
@@ -338,9 +366,20 @@ static int fit_setup(fit *F, cnf_model *m, const cnf_fit_data *data, const cnf_f
   RET_IF(cnf__options_read(F->ctx, &eval_opt, &F->fo.eval_opt));
   const size_t D = data->D;
   F->B = data->rows != NULL && fo->batch > data->N ? data->N : fo->batch;
-  const cnf_fit_comm *c = fo->comm;
+  if (F->fo.comm == NULL) F->fo.comm = cnf_ctx_comm(F->ctx);
+  const cnf_fit_comm *c = F->fo.comm;
   const size_t R = c ? (size_t)c->size : 1, r = c ? (size_t)c->rank : 0;
-  F->lo = r * F->B / R, F->hi = (r + 1) * F->B / R;
+  cnf__dist_range(F->B, r, R, &F->lo, &F->hi);
+  /* flow matching makes no solve: its workers' gradients are plain means */
+  F->dist = m->flow != NULL && fo->objective == CNF_OBJECTIVE_MLE && R > 1 &&
+            cnf__dist_enabled(F->ctx);
+  if (F->dist && (c->size != F->ctx->comm.size || c->rank != F->ctx->comm.rank))
+    return CNF_ERROR(F->ctx, CNF_EINVAL, "fit: the reduction (rank %d of %d) is not the "
+                     "context's workers (rank %d of %d)", c->rank, c->size,
+                     F->ctx->comm.rank, F->ctx->comm.size);
+  if (F->dist && F->B < R)
+    return CNF_ERROR(F->ctx, CNF_EINVAL, "fit: a batch of %zu rows over %zu workers: need at "
+                     "least one row per worker", F->B, R);
   const int fresh = cnf_model_iteration(m) == 0;
   RET_IF(setup_state(F));
   size_t nb = 0;
@@ -348,7 +387,7 @@ static int fit_setup(fit *F, cnf_model *m, const cnf_fit_data *data, const cnf_f
   const size_t rows = F->B > INIT_ROWS ? F->B : INIT_ROWS;
   F->x = cnf__dalloc(F->ctx, rows * D);
   F->idx = cnf__calloc(F->B, sizeof(size_t));
-  F->red = cnf__dalloc(F->ctx, F->ng + 5);
+  F->red = cnf__dalloc(F->ctx, F->ng + 7);
   F->backup = cnf__dalloc(F->ctx, nb);
   if (fo->objective != CNF_OBJECTIVE_MLE) F->fm = cnf__dalloc(F->ctx, F->B * (3 * D + 1));
   if (F->x == NULL || F->idx == NULL || F->red == NULL || F->backup == NULL ||
@@ -390,8 +429,10 @@ int cnf_fit(cnf_model *m, const cnf_fit_data *data, const cnf_fit_options *fo,
   fo = &F.fo;
   long in_a_row = 0;
   double sum_f = 0, sum_b = 0, sum_kin = 0, sum_jac = 0;
+  const int workers = fo->comm != NULL && fo->comm->size > 1;
   while (*iter_of(m) < fo->iters) {
-    if (fo->stop != NULL && *fo->stop) {
+    /* with workers, a stop request is agreed in the step's reduction */
+    if (!workers && fo->stop != NULL && *fo->stop) {
       out.stopped = 1;
       break;
     }
@@ -430,6 +471,7 @@ int cnf_fit(cnf_model *m, const cnf_fit_data *data, const cnf_fit_options *fo,
     if (rep.status != 0) {
       /* skipped: no validation, no checkpoint */
       if (fo->callback != NULL && fo->callback(fo->user, &rep) != 0) out.stopped = 1;
+      if (F.stop_all) out.stopped = 1;
       if (in_a_row >= fo->max_failed) {
         char last[256];
         snprintf(last, sizeof last, "%s", cnf_ctx_errmsg(F.ctx));
@@ -455,6 +497,7 @@ int cnf_fit(cnf_model *m, const cnf_fit_data *data, const cnf_fit_options *fo,
         (rc = save(&F, fo->state_path)) != 0)
       break;
     if (fo->callback != NULL && fo->callback(fo->user, &rep) != 0) out.stopped = 1;
+    if (F.stop_all) out.stopped = 1;
     if (out.stopped) break;
   }
   const long ok = out.steps - out.failed;
