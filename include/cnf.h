@@ -138,6 +138,12 @@ typedef enum cnf_adjoint {
                                  evaluations (no f to integrate) */
 } cnf_adjoint;
 
+typedef enum cnf_precision {
+  CNF_PRECISION_DOUBLE = 0, /* the network in float64 (the default) */
+  CNF_PRECISION_SINGLE = 1  /* the network's GEMMs and activations in
+                               float32 (sgemm); see cnf_options.precision */
+} cnf_precision;
+
 /* Options of the solves behind a call.  The struct grows between releases
  * (new fields are only ever appended), so a program initialises it with
  * cnf_options_default, which also sets `size`, and then sets the fields it
@@ -180,6 +186,17 @@ typedef struct cnf_options {
                            solves' cnf_stats (K >= 2 probes; the right-hand
                            side then goes through jvp instead of f_div,
                            which may cost more); default 0 */
+  /* The MLP network's arithmetic (the dynamics of cnf flows and of
+   * cnf_dyn_mlp_create fields; other fields ignore it).  With
+   * CNF_PRECISION_SINGLE the network's GEMMs (sgemm), activations, tangent
+   * rows and reverse sweep run in float32 on a float copy of the weights
+   * made once per solve; the solver's state, its error control, the
+   * log-density and the divergence's accumulation, and the parameter
+   * gradients' sums stay float64.  About 1.6-2.4x faster per evaluation at
+   * batch 1000 and more (docs/performance.md); the network's own rounding
+   * is then about 1e-7 relative, so tolerances much below 1e-6 stop
+   * paying.  Default CNF_PRECISION_DOUBLE. */
+  cnf_precision precision;
 } cnf_options;
 
 /* Every field to its default (the values above) and size to
@@ -194,6 +211,9 @@ int cnf_trace_parse(const char *s, cnf_trace *out);
 int cnf_method_parse(const char *s, cnf_method *out);
 const char *cnf_adjoint_name(cnf_adjoint a);
 int cnf_adjoint_parse(const char *s, cnf_adjoint *out);
+/* "double" / "single". */
+const char *cnf_precision_name(cnf_precision p);
+int cnf_precision_parse(const char *s, cnf_precision *out);
 
 /* Counters of the solves behind one call, summed over blocks and batches. */
 typedef struct cnf_stats {

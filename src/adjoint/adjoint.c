@@ -444,7 +444,7 @@ int cnf__flow_loss_grad(cnf_flow *f, const cnf_options *opt, size_t B, const dou
     if (!isfinite(x[i]))
       return CNF_ERROR(ctx, CNF_ENONFINITE, "loss_grad: input row %zu has a non-finite value", i / D + 1);
 
-  int rc = 0;
+  int rc = 0, prec_saved = 0, prec_on = 0;
   const int ck = opt->adjoint == CNF_ADJOINT_CHECKPOINT;
   const size_t Nf = BD + B * (size_t)(1 + nreg), Nb = 2 * BD;
   double *eps = exact ? NULL : cnf__dalloc(ctx, nb * K * BD);
@@ -461,6 +461,8 @@ int cnf__flow_loss_grad(cnf_flow *f, const cnf_options *opt, size_t B, const dou
     goto cleanup;
   }
   CNF_TRY(cnf_dyn_reserve(f->dyn, B, K));
+  CNF_TRY(cnf__dyn_precision_begin(f->dyn, opt->precision, 1, &prec_saved)); /* to cleanup */
+  prec_on = 1;
   cnf__flow_standardize(f, B, x, xs); /* the flow's own coordinates */
 
   /* forward, block by block; the state ends in y and ext (backsolve) or
@@ -543,6 +545,7 @@ int cnf__flow_loss_grad(cnf_flow *f, const cnf_options *opt, size_t B, const dou
   }
 
 cleanup:
+  if (prec_on) cnf__dyn_precision_end(f->dyn, prec_saved);
   if (mems)
     for (size_t k = 0; k < (ck ? nb : 1); k++) ck_free(&mems[k]);
   cnf__free(mems);
@@ -589,7 +592,7 @@ int cnf_dyn_grad(cnf_dyn *dyn, const double *theta, const cnf_options *opt, doub
   if (K == 0) return CNF_ERROR(ctx, CNF_EINVAL, "grad: zero probes");
   const double scale = eps != NULL ? 1.0 / (double)K : 1.0;
   const int ck = opt->adjoint == CNF_ADJOINT_CHECKPOINT;
-  int rc = 0;
+  int rc = 0, prec_saved = 0, prec_on = 0;
   double *y = cnf__dalloc(ctx, ck ? BD + B : 2 * BD);
   double *delta = cnf__dalloc(ctx, B);
   double *az = cnf__dalloc(ctx, BD);
@@ -603,6 +606,8 @@ int cnf_dyn_grad(cnf_dyn *dyn, const double *theta, const cnf_options *opt, doub
     goto cleanup;
   }
   CNF_TRY(cnf_dyn_reserve(dyn, B, K));
+  CNF_TRY(cnf__dyn_precision_begin(dyn, opt->precision, 1, &prec_saved)); /* to cleanup */
+  prec_on = 1;
   memcpy(y, z0, BD * sizeof(double));
   memset(delta, 0, B * sizeof(double));
   if (ck) {
@@ -641,6 +646,7 @@ int cnf_dyn_grad(cnf_dyn *dyn, const double *theta, const cnf_options *opt, doub
   if (gz0 != NULL) memcpy(gz0, az, BD * sizeof(double));
 
 cleanup:
+  if (prec_on) cnf__dyn_precision_end(dyn, prec_saved);
   ck_free(&m);
   cnf__free(y);
   cnf__free(delta);
