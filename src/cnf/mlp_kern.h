@@ -100,8 +100,8 @@ static void FN(store)(double *restrict dst, const T *restrict src, size_t n) {
 
 /* Fill the input rows of the chunk: Bc primal rows from z (samples b0..),
  * then K blocks of Bc tangent rows from v (K, B, D), or e_k if v is NULL. */
-static void FN(load_input)(mlp_state *s, size_t b0, size_t Bc, size_t B, size_t K,
-                           const double *z, const double *v) {
+static void FN(load_input)(mlp_state *s, size_t b0, size_t Bc, size_t B, size_t K, const double *z,
+                           const double *v) {
   size_t D = s->cfg.dim;
   T *X = s->WS.ly[0].X;
   FN(load)(X, z + b0 * D, Bc * D);
@@ -140,8 +140,8 @@ static void FN(forward_chunk)(mlp_state *s, double t, size_t Bc, size_t K, const
     T *Y = s->WS.ly[l].Y;
     T *U = sq && keep ? s->WS.ly[l].U : Y;
     T *Xn = last ? NULL : s->WS.ly[l + 1].X;
-    GEMM(CblasRowMajor, CblasNoTrans, CblasTrans, (int)R, (int)out, (int)in, C_(1.0),
-         s->WS.ly[l].X, (int)in, p.W, (int)in, C_(0.0), U, (int)out);
+    GEMM(CblasRowMajor, CblasNoTrans, CblasTrans, (int)R, (int)out, (int)in, C_(1.0), s->WS.ly[l].X,
+         (int)in, p.W, (int)in, C_(0.0), U, (int)out);
     const T *g = s->WS.gate;
     if (sq) {
       T *gw = s->WS.gate;
@@ -379,9 +379,8 @@ static void FN(grad_flush)(const mlp_state *s, double *gth) {
 }
 
 static int FN(ser_vjp_reg)(mlp_state *s, double t, size_t B, size_t K, const double *z,
-                           const double *theta, const double *a, const double *w,
-                           const double *ck, const double *cj, const double *v, double *dz,
-                           double *gz, double *gth) {
+                           const double *theta, const double *a, const double *w, const double *ck,
+                           const double *cj, const double *v, double *dz, double *gz, double *gth) {
   const size_t D = s->cfg.dim;
   if (w == NULL && cj == NULL) K = 0, v = NULL;
   if (K > 0 && v == NULL && K != D) return -1;
@@ -599,8 +598,8 @@ static int FN(ser_vjp_rows)(mlp_state *s, const double *ts, size_t B, const doub
             for (size_t c = 0; c < out; c++) gwt[c] += t * yb[c];
         }
       }
-      FN(linear_backward)(ly, s->WS.ly[l].X, p.W, cur, Bc, Bc, gW,
-                          l == 0 && gz == NULL ? NULL : nxt);
+      FN(linear_backward)
+      (ly, s->WS.ly[l].X, p.W, cur, Bc, Bc, gW, l == 0 && gz == NULL ? NULL : nxt);
       if (l == 0) {
         if (gz != NULL) FN(store)(gz + b0 * D, nxt, Bc * D);
         break;
