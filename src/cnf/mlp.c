@@ -80,6 +80,12 @@ extern double log1p(double);
  * 2-D data (300 rows) and win 1.5-2x from 1000 rows up. */
 #define MLP_PAR_MIN_ROWS 512
 
+/* A batch of at most this many stacked rows gets a workspace that holds
+ * it whole (reserve), so the reverse sweep can keep its forward pass from
+ * one call to the next (mlp_kern.h, fwd_reuse): 300 rows for the exact
+ * trace of 2-D data at batch 100. */
+#define MLP_ONE_CHUNK_ROWS 512
+
 /* Elements per block of the reverse sweep's activation step. */
 #define MLP_VJP_BLOCK 512
 
@@ -114,6 +120,14 @@ typedef struct mlp_state {
   const double *th32_src; /* the theta th32 holds while hold is set */
   cnf_precision prec; /* the network's precision (cnf__dyn_mlp_precision) */
   int hold;          /* 1 inside a solve: theta does not change */
+  /* the forward pass the workspace holds for the reverse sweep: valid
+   * (fwd_ok) for the inputs below, z's rows copied into fwd_z (rows, dim) */
+  int fwd_ok;
+  cnf_precision fwd_prec;
+  double fwd_t;
+  size_t fwd_B, fwd_K;
+  const double *fwd_theta, *fwd_v;
+  double *fwd_z;
   double *mem;       /* the one allocation behind the double buffers */
   float *mem32;      /* and the one behind the float ones */
   /* the batch split over threads (see "threads" below) */
@@ -579,7 +593,7 @@ static int workspace(mlp_state *s, size_t rows) {
     total += rows * (ly->in + ly->out);
     if (s->cfg.layer == CNF_LAYER_CONCATSQUASH) total += rows * ly->out;
   }
-  double *mem = cnf__calloc(total, sizeof(double));
+  double *mem = cnf__calloc(total + rows * s->cfg.dim, sizeof(double));
   float *mem32 = cnf__calloc(total + 2 * s->P, sizeof(float));
   if (mem == NULL || mem32 == NULL) {
     cnf__free(mem);
@@ -593,6 +607,8 @@ static int workspace(mlp_state *s, size_t rows) {
   s->rows = rows;
   double *p = mem;
   MLP_WS_POINT(s, s->w64, p, rows);
+  s->fwd_z = p;
+  s->fwd_ok = 0;
   float *q = mem32;
   MLP_WS_POINT(s, s->w32, q, rows);
   s->th32 = q, q += s->P;
@@ -606,7 +622,8 @@ static int workspace(mlp_state *s, size_t rows) {
  * the split's buffers for B samples. */
 static int mlp_reserve(void *sv, size_t B, size_t K) {
   mlp_state *s = sv;
-  if (s->rows < 1 + K && workspace(s, 1 + K) != 0) return CNF_ENOMEM;
+  const size_t want = B * (1 + K) <= MLP_ONE_CHUNK_ROWS && B * (1 + K) > 1 + K ? B * (1 + K) : 1 + K;
+  if (s->rows < want && workspace(s, want) != 0) return CNF_ENOMEM;
   if (s->nthreads <= 1) return 0;
   for (size_t t = 0; t < s->nthreads; t++)
     if (s->sub[t]->rows < 1 + K && workspace(s->sub[t], 1 + K) != 0) return CNF_ENOMEM;
@@ -662,7 +679,7 @@ static mlp_state *state_new(const cnf_mlp_config *cfg) {
 /* The precision p and hold on the state and its threads' states, the
  * float weights invalidated. */
 static void set_precision(mlp_state *s, cnf_precision p, int hold) {
-  s->prec = p, s->hold = hold, s->th32_src = NULL;
+  s->prec = p, s->hold = hold, s->th32_src = NULL, s->fwd_ok = 0;
   for (size_t t = 0; t < CNF_MLP_MAX_THREADS; t++)
     if (s->sub[t] != NULL) s->sub[t]->prec = p, s->sub[t]->hold = hold, s->sub[t]->th32_src = NULL;
 }

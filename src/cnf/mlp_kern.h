@@ -378,6 +378,28 @@ static void FN(grad_flush)(const mlp_state *s, double *gth) {
 #endif
 }
 
+/* 1 if the workspace holds the forward pass (keep) of the whole batch at
+ * these inputs, which the last reverse sweep left there.  Only inside a
+ * solve (hold: theta's and the probes' contents fixed); z is compared
+ * value by value.  CVODES evaluates the backward right-hand side several
+ * times at each step's time with the same interpolated z (the fixed-point
+ * iterations), then the a_theta quadrature there: only a_z changes. */
+static int FN(fwd_reuse)(const mlp_state *s, double t, size_t B, size_t K, const double *z,
+                         const double *theta, const double *v) {
+  return s->fwd_ok && s->hold && s->fwd_prec == s->prec && s->fwd_t == t && s->fwd_B == B &&
+         s->fwd_K == K && s->fwd_theta == theta && s->fwd_v == v &&
+         memcmp(s->fwd_z, z, B * s->cfg.dim * sizeof(double)) == 0;
+}
+
+static void FN(fwd_keep)(mlp_state *s, double t, size_t B, size_t K, const double *z,
+                         const double *theta, const double *v) {
+  if (!s->hold) return;
+  memcpy(s->fwd_z, z, B * s->cfg.dim * sizeof(double));
+  s->fwd_prec = s->prec, s->fwd_t = t, s->fwd_B = B, s->fwd_K = K;
+  s->fwd_theta = theta, s->fwd_v = v;
+  s->fwd_ok = 1;
+}
+
 static int FN(ser_vjp_reg)(mlp_state *s, double t, size_t B, size_t K, const double *z,
                            const double *theta, const double *a, const double *w, const double *ck,
                            const double *cj, const double *v, double *dz, double *gz, double *gth) {
@@ -389,10 +411,14 @@ static int FN(ser_vjp_reg)(mlp_state *s, double t, size_t B, size_t K, const dou
   const cnf_act act = s->cfg.act;
   const T tt = (T)t;
   const T *th = FN(weights)(s, theta);
+  const int whole = cs >= B; /* one chunk: its forward pass can stay */
   for (size_t b0 = 0; b0 < B; b0 += cs) {
     const size_t Bc = B - b0 < cs ? B - b0 : cs, R = Bc * (1 + K);
-    FN(load_input)(s, b0, Bc, B, K, z, v);
-    FN(forward_chunk)(s, t, Bc, K, th, 1);
+    if (!(whole && FN(fwd_reuse)(s, t, B, K, z, theta, v))) {
+      FN(load_input)(s, b0, Bc, B, K, z, v);
+      FN(forward_chunk)(s, t, Bc, K, th, 1);
+      if (whole) FN(fwd_keep)(s, t, B, K, z, theta, v);
+    }
     const T *Yo = s->WS.ly[s->L - 1].Y;
     if (dz != NULL) FN(store)(dz + b0 * D, Yo, Bc * D);
     T *gacc = FN(grad_begin)(s, gth);

@@ -139,6 +139,67 @@ static void test_prec_ops(void) {
   cnf_ctx_free(ctx);
 }
 
+/* Inside a solve (hold) the reverse sweep keeps a whole batch's forward
+ * pass for the next call at the same t, z, theta and probes: the results
+ * must be those of a fresh sweep, bit for bit, and a changed z (same
+ * pointer, new values) or t must be seen. */
+static void test_prec_fwd_reuse(void) {
+  cnf_ctx *ctx = new_ctx();
+  cnf_mlp_config cfg;
+  cnf_mlp_config_default(&cfg, 2);
+  const size_t P = cnf_mlp_param_count(&cfg);
+  enum { B = 100 }; /* 300 stacked rows: one chunk */
+  double *theta = malloc(P * sizeof *theta), *g[4];
+  for (int i = 0; i < 4; i++) g[i] = malloc(P * sizeof(double));
+  CU_ASSERT_EQUAL_FATAL(cnf_mlp_init_params(&cfg, 5, theta), 0);
+  double z[2 * B], a1[2 * B], a2[2 * B], w[B], gz[4][2 * B];
+  fill(z, 2 * B, 1, 3.0);
+  fill(a1, 2 * B, 3, 0.01);
+  fill(a2, 2 * B, 8, 0.01);
+  for (size_t b = 0; b < B; b++) w[b] = 0.01;
+  cnf_dyn *dyn = NULL;
+  CU_ASSERT_EQUAL_FATAL(cnf_dyn_mlp_create(&dyn, ctx, &cfg), 0);
+  CU_ASSERT_EQUAL_FATAL(cnf_dyn_reserve(dyn, B, 2), 0);
+  for (int p = 0; p < 2; p++) {
+    const cnf_precision prec = p ? CNF_PRECISION_SINGLE : CNF_PRECISION_DOUBLE;
+    int saved = 0;
+    /* fresh sweeps (hold 0): a2 at z, a2 at z', a2 at t' */
+    double z2[2 * B];
+    for (size_t i = 0; i < 2 * B; i++) z2[i] = z[i] * 1.001;
+    CU_ASSERT_EQUAL(cnf__dyn_precision_begin(dyn, prec, 0, &saved), 0);
+    for (int i = 0; i < 3; i++) {
+      memset(g[i], 0, P * sizeof(double));
+      CU_ASSERT_EQUAL(cnf_dyn_vjp(dyn, i == 2 ? 0.4 : 0.3, B, 2, i == 1 ? z2 : z, theta, a2, w,
+                                  NULL, NULL, gz[i], g[i]),
+                      0);
+    }
+    cnf__dyn_precision_end(dyn, saved);
+    /* held: a1 then a2 at z (the second reuses), then z changed in place,
+     * then t changed */
+    double zz[2 * B];
+    memcpy(zz, z, sizeof zz);
+    CU_ASSERT_EQUAL(cnf__dyn_precision_begin(dyn, prec, 1, &saved), 0);
+    memset(g[3], 0, P * sizeof(double));
+    CU_ASSERT_EQUAL(cnf_dyn_vjp(dyn, 0.3, B, 2, zz, theta, a1, w, NULL, NULL, gz[3], NULL), 0);
+    CU_ASSERT_EQUAL(cnf_dyn_vjp(dyn, 0.3, B, 2, zz, theta, a2, w, NULL, NULL, gz[3], g[3]), 0);
+    CU_ASSERT_EQUAL(memcmp(gz[3], gz[0], sizeof gz[0]), 0);
+    CU_ASSERT_EQUAL(memcmp(g[3], g[0], P * sizeof(double)), 0);
+    memcpy(zz, z2, sizeof zz);
+    CU_ASSERT_EQUAL(cnf_dyn_vjp(dyn, 0.3, B, 2, zz, theta, a2, w, NULL, NULL, gz[3], NULL), 0);
+    CU_ASSERT_EQUAL(memcmp(gz[3], gz[1], sizeof gz[1]), 0);
+    CU_ASSERT_EQUAL(cnf_dyn_vjp(dyn, 0.3, B, 2, z, theta, a2, w, NULL, NULL, gz[3], NULL), 0);
+    CU_ASSERT_EQUAL(cnf_dyn_vjp(dyn, 0.4, B, 2, z, theta, a2, w, NULL, NULL, gz[3], NULL), 0);
+    CU_ASSERT_EQUAL(memcmp(gz[3], gz[2], sizeof gz[2]), 0);
+    CU_ASSERT_TRUE(memcmp(gz[0], gz[1], sizeof gz[0]) != 0 &&
+                   memcmp(gz[0], gz[2], sizeof gz[0]) != 0);
+    cnf__dyn_precision_end(dyn, saved);
+  }
+  cnf_dyn_free(dyn);
+  for (int i = 0; i < 4; i++) free(g[i]);
+  free(theta);
+  cnf_ctx_free(ctx);
+}
+
 /* z' = A z + 0, A = [[a, -w], [w, a]]: an MLP without hidden layers and
  * with ignore layers computes f = W z + b exactly. */
 static void test_prec_closed_form(void) {
@@ -278,6 +339,7 @@ static void test_prec_options(void) {
 
 const test_entry precision_tests[] = {
     {"float32 ops within a few 1e-6 of float64; threads deterministic", test_prec_ops},
+    {"reverse sweep inside a solve reuses its forward pass: the same bits", test_prec_fwd_reuse},
     {"float32 solve of a linear MLP meets rtol = atol = 1e-5 against the closed form",
      test_prec_closed_form},
     {"float32 log p, samples, loss and gradients near float64", test_prec_flow},
