@@ -192,10 +192,10 @@ typedef struct cnf_options {
    * rows and reverse sweep run in float32 on a float copy of the weights
    * made once per solve; the solver's state, its error control, the
    * log-density and the divergence's accumulation, and the parameter
-   * gradients' sums stay float64.  About 1.6-2.4x faster per evaluation at
-   * batch 1000 and more (docs/performance.md); the network's own rounding
-   * is then about 1e-7 relative, so tolerances much below 1e-6 stop
-   * paying.  Default CNF_PRECISION_DOUBLE. */
+   * gradients' sums stay float64.  About 2x faster per evaluation on one
+   * core (docs/performance.md, "Single precision"); the network's own
+   * rounding is then about 1e-7 relative, so tolerances much below 1e-6
+   * stop paying.  Default CNF_PRECISION_DOUBLE. */
   cnf_precision precision;
 } cnf_options;
 
