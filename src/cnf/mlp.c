@@ -39,7 +39,14 @@
  * Samples are processed in chunks so the workspace (sized at create time,
  * never inside an op) stays in cache; for the reverse sweep each chunk's
  * forward pass is recomputed in the workspace, since CVODE also evaluates
- * at points it later rejects. */
+ * at points it later rejects (inside a solve, a batch that fits one chunk
+ * keeps it for the next sweep at the same t and z: mlp_kern.h, fwd_reuse).
+ *
+ * Precision.  The kernels and serial ops live in mlp_kern.h, compiled here
+ * once in double (dgemm) and once in float (sgemm, cnf__tanhf), each with
+ * a workspace of its own; the state's precision (cnf__dyn_precision_begin,
+ * set by the solvers from cnf_options.precision) picks one per call.  The
+ * float path keeps the solver's side in double: see mlp_kern.h. */
 #include <math.h>
 #include <pthread.h>
 #include <stdint.h>
@@ -62,6 +69,10 @@ extern double tanh(double);
 extern double exp(double);
 #pragma omp declare simd notinbranch
 extern double log1p(double);
+#pragma omp declare simd notinbranch
+extern float expf(float);
+#pragma omp declare simd notinbranch
+extern float log1pf(float);
 #endif
 
 /* Rows (primal plus tangent) per chunk: 256 rows of a 64-wide network keep
@@ -118,7 +129,7 @@ typedef struct mlp_state {
   float *th32;       /* (P) the weights in float (mlp_kern.h, weights) */
   float *g32;        /* (P) one chunk's parameter gradient in float */
   const double *th32_src; /* the theta th32 holds while hold is set */
-  cnf_precision prec; /* the network's precision (cnf__dyn_mlp_precision) */
+  cnf_precision prec; /* the network's precision (cnf__dyn_precision_begin) */
   int hold;          /* 1 inside a solve: theta does not change */
   /* the forward pass the workspace holds for the reverse sweep: valid
    * (fwd_ok) for the inputs below, z's rows copied into fwd_z (rows, dim) */
