@@ -186,11 +186,14 @@ typedef struct cnf_options {
                            solves' cnf_stats (K >= 2 probes; the right-hand
                            side then goes through jvp instead of f_div,
                            which may cost more); default 0 */
-  /* The MLP network's arithmetic (the dynamics of cnf flows and of
-   * cnf_dyn_mlp_create fields; other fields ignore it).  With
-   * CNF_PRECISION_SINGLE the network's GEMMs (sgemm), activations, tangent
-   * rows and reverse sweep run in float32 on a float copy of the weights
-   * made once per solve; the solver's state, its error control, the
+  /* The MLP network's arithmetic in the solves and gradients that take
+   * these options (the dynamics of cnf flows and of cnf_dyn_mlp_create
+   * fields; other fields ignore it, and flow matching's loss, which takes
+   * no cnf_options, stays float64).  With CNF_PRECISION_SINGLE the
+   * network's GEMMs (sgemm), activations, tangent rows and reverse sweep
+   * run in float32 on a float copy of the weights made once per solve
+   * (the results differ from float64's by about the solver's own error at
+   * the default tolerances, see below); the solver's state, its error control, the
    * log-density and the divergence's accumulation, and the parameter
    * gradients' sums stay float64.  About 2x faster per evaluation on one
    * core (docs/performance.md, "Single precision"); the network's own
