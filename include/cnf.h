@@ -188,6 +188,12 @@ typedef enum cnf_adjoint {
                                  evaluations (no f to integrate) */
 } cnf_adjoint;
 
+typedef enum cnf_precision {
+  CNF_PRECISION_DOUBLE = 0, /* the network in float64 (the default) */
+  CNF_PRECISION_SINGLE = 1  /* the network's GEMMs and activations in
+                               float32 (sgemm); see cnf_options.precision */
+} cnf_precision;
+
 /* Options of the solves behind a call.  The struct grows between releases
  * (new fields are only ever appended), so a program initialises it with
  * cnf_options_default, which also sets `size`, and then sets the fields it
@@ -230,6 +236,20 @@ typedef struct cnf_options {
                            solves' cnf_stats (K >= 2 probes; the right-hand
                            side then goes through jvp instead of f_div,
                            which may cost more); default 0 */
+  /* The MLP network's arithmetic in the solves and gradients that take
+   * these options (the dynamics of cnf flows and of cnf_dyn_mlp_create
+   * fields; other fields ignore it, and flow matching's loss, which takes
+   * no cnf_options, stays float64).  With CNF_PRECISION_SINGLE the
+   * network's GEMMs (sgemm), activations, tangent rows and reverse sweep
+   * run in float32 on a float copy of the weights made once per solve
+   * (the results differ from float64's by about the solver's own error at
+   * the default tolerances, see below); the solver's state, its error control, the
+   * log-density and the divergence's accumulation, and the parameter
+   * gradients' sums stay float64.  About 2x faster per evaluation on one
+   * core (docs/performance.md, "Single precision"); the network's own
+   * rounding is then about 1e-7 relative, so tolerances much below 1e-6
+   * stop paying.  Default CNF_PRECISION_DOUBLE. */
+  cnf_precision precision;
 } cnf_options;
 
 /* Every field to its default (the values above) and size to
@@ -244,6 +264,9 @@ int cnf_trace_parse(const char *s, cnf_trace *out);
 int cnf_method_parse(const char *s, cnf_method *out);
 const char *cnf_adjoint_name(cnf_adjoint a);
 int cnf_adjoint_parse(const char *s, cnf_adjoint *out);
+/* "double" / "single". */
+const char *cnf_precision_name(cnf_precision p);
+int cnf_precision_parse(const char *s, cnf_precision *out);
 
 /* Counters of the solves behind one call, summed over blocks and batches. */
 typedef struct cnf_stats {

@@ -470,7 +470,7 @@ int cnf__flow_loss_grad(cnf_flow *f, const cnf_options *opt, size_t B, const dou
   size_t Bg = B, lo = 0;
   if (dist && cnf__dist_rows(ctx, B, &Bg, &lo) != 0) return CNF_EIO;
 
-  int rc = 0, on = 0;
+  int rc = 0, on = 0, prec_saved = 0, prec_on = 0;
   const int ck = opt->adjoint == CNF_ADJOINT_CHECKPOINT;
   const size_t Nf = BD + B * (size_t)(1 + nreg), Nb = 2 * BD;
   double *eps = exact ? NULL : cnf__dalloc(ctx, nb * K * BD);
@@ -491,6 +491,8 @@ int cnf__flow_loss_grad(cnf_flow *f, const cnf_options *opt, size_t B, const dou
     rc = CNF_ERROR(ctx, CNF_ENOMEM, "loss_grad: another worker is out of memory");
   if (rc != 0) goto cleanup;
   if (dist) ctx->dist_on++, on = 1; /* the solves below are one system over the workers */
+  CNF_TRY(cnf__dyn_precision_begin(f->dyn, opt->precision, 1, &prec_saved)); /* to cleanup */
+  prec_on = 1;
   cnf__flow_standardize(f, B, x, xs); /* the flow's own coordinates */
 
   /* forward, block by block; the state ends in y and ext (backsolve) or
@@ -574,6 +576,7 @@ int cnf__flow_loss_grad(cnf_flow *f, const cnf_options *opt, size_t B, const dou
 
 cleanup:
   if (on) ctx->dist_on--;
+  if (prec_on) cnf__dyn_precision_end(f->dyn, prec_saved);
   if (mems)
     for (size_t k = 0; k < (ck ? nb : 1); k++) ck_free(&mems[k]);
   cnf__free(mems);
@@ -621,7 +624,7 @@ int cnf_dyn_grad(cnf_dyn *dyn, const double *theta, const cnf_options *opt, doub
   if (K == 0) return CNF_ERROR(ctx, CNF_EINVAL, "grad: zero probes");
   const double scale = eps != NULL ? 1.0 / (double)K : 1.0;
   const int ck = opt->adjoint == CNF_ADJOINT_CHECKPOINT;
-  int rc = 0;
+  int rc = 0, prec_saved = 0, prec_on = 0;
   double *y = cnf__dalloc(ctx, ck ? BD + B : 2 * BD);
   double *delta = cnf__dalloc(ctx, B);
   double *az = cnf__dalloc(ctx, BD);
@@ -635,6 +638,8 @@ int cnf_dyn_grad(cnf_dyn *dyn, const double *theta, const cnf_options *opt, doub
     goto cleanup;
   }
   CNF_TRY(cnf_dyn_reserve(dyn, B, K));
+  CNF_TRY(cnf__dyn_precision_begin(dyn, opt->precision, 1, &prec_saved)); /* to cleanup */
+  prec_on = 1;
   memcpy(y, z0, BD * sizeof(double));
   memset(delta, 0, B * sizeof(double));
   if (ck) {
@@ -673,6 +678,7 @@ int cnf_dyn_grad(cnf_dyn *dyn, const double *theta, const cnf_options *opt, doub
   if (gz0 != NULL) memcpy(gz0, az, BD * sizeof(double));
 
 cleanup:
+  if (prec_on) cnf__dyn_precision_end(dyn, prec_saved);
   ck_free(&m);
   cnf__free(y);
   cnf__free(delta);

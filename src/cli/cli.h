@@ -106,6 +106,9 @@ int cnf__cli_conv_layer(const char *s, void *d);
 int cnf__cli_conv_act(const char *s, void *d);
 int cnf__cli_conv_adjoint(const char *s, void *d);
 int cnf__cli_conv_objective(const char *s, void *d);
+static inline int cnf__cli_conv_precision(const char *s, void *d) {
+  return cnf_precision_parse(s, (cnf_precision *)d);
+}
 
 #define ROW(name, sh, kind, dest, min, max, conv, req, meta, help) \
   { name, sh, kind, dest, min, max, conv, req, meta, help }
@@ -137,7 +140,9 @@ int cnf__cli_conv_objective(const char *s, void *d);
   ROW("verbose", 0, CNF_CLI_FLAG, &(a).verbose, 0, 0, NULL, 0, "",                                 \
       "print options, solver statistics and wall time to stderr"),                                 \
   ROW("threads", 0, CNF_CLI_SIZE, &(a).threads, 1, 64, NULL, 0, "N",                               \
-      "threads splitting the batch (the cores; also accepted before the command)")
+      "threads splitting the batch (the cores; also accepted before the command)"),                \
+  ROW("precision", 0, CNF_CLI_CHOICE, &(a).opt.precision, 0, 0, cnf__cli_conv_precision, 0,        \
+      "double|single", "network arithmetic: float64, or float32 GEMMs and activations (double)")
 #define BATCH_ROW(a, dflt)                                                                         \
   ROW("batch", 0, CNF_CLI_SIZE, &(a).opt.batch, 1, SIZE_MAX, NULL, 0, "B",                         \
       "rows integrated as one ODE system (" dflt ")")

@@ -12,6 +12,11 @@
  * NaN -> NaN as tanh does. */
 void cnf__tanh(size_t n, const double *y, double *x);
 
+/* The same in single precision: x[i] = tanhf(y[i]), at most 2 ulps from
+ * the correctly rounded result with AVX2 and FMA (eight lanes at a time),
+ * libm's tanhf otherwise.  Signed zeros, infinities and NaN as tanhf. */
+void cnf__tanhf(size_t n, const float *y, float *x);
+
 /* 1 if cnf__tanh is the AVX2/FMA kernel, else 0. */
 int cnf__tanh_is_simd(void);
 

@@ -459,6 +459,11 @@ int cnf__aug_jtv(double t, const double *y, const double *fy, const double *v,
   return 0;
 }
 
+static int solve_aug(cnf_dyn *d, const double *theta, const cnf_options *opt, double t0,
+                     size_t m, const double *tout, size_t B, size_t K, const double *eps,
+                     int nreg, double *z, double *delta, double *ereg, double *z_out,
+                     double *delta_out, cnf_stats *st);
+
 int cnf__dyn_solve_aug(cnf_dyn *d, const double *theta, const cnf_options *opt, double t0,
                        size_t m, const double *tout, size_t B, size_t K, const double *eps,
                        int nreg, double *z, double *delta, double *ereg, double *z_out,
@@ -475,6 +480,20 @@ int cnf__dyn_solve_aug(cnf_dyn *d, const double *theta, const cnf_options *opt, 
   if (K == 0) return CNF_ERROR(d->ctx, CNF_EINVAL, "solve: zero probes");
   int rc = cnf_dyn_reserve(d, B, K);
   if (rc != 0) return CNF_ERROR(d->ctx, CNF_ENOMEM, "solve: out of memory for %zu samples", B);
+  int prec_saved = 0;
+  rc = cnf__dyn_precision_begin(d, opt->precision, 1, &prec_saved);
+  if (rc != 0) return rc;
+  rc = solve_aug(d, theta, opt, t0, m, tout, B, K, eps, nreg, z, delta, ereg, z_out, delta_out, st);
+  cnf__dyn_precision_end(d, prec_saved);
+  return rc;
+}
+
+/* cnf__dyn_solve_aug with its arguments checked and the precision set. */
+static int solve_aug(cnf_dyn *d, const double *theta, const cnf_options *opt, double t0,
+                     size_t m, const double *tout, size_t B, size_t K, const double *eps,
+                     int nreg, double *z, double *delta, double *ereg, double *z_out,
+                     double *delta_out, cnf_stats *st) {
+  int rc = 0;
   cnf__aug a = {.dyn = d, .theta = theta, .B = B, .K = K, .eps = eps,
                 .scale = eps != NULL ? 1.0 / (double)K : 1.0, .nreg = nreg,
                 .want_var = opt->report_var && st != NULL && eps != NULL && K >= 2 &&

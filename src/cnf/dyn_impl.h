@@ -65,6 +65,14 @@ int cnf__dyn_vjp_reg(cnf_dyn *d, double t, size_t B, size_t K, const double *z,
                      const double *theta, const double *a, const double *w, const double *ck,
                      const double *cj, const double *v, double *dz, double *gz, double *gth);
 
+/* The network's precision for the ops that follow (MLP fields; other
+ * fields keep theirs): p, and hold = 1 while theta stays the same (inside
+ * a solve: the float weights are converted once per theta pointer; with
+ * hold = 0 on every call).  *saved gets the state to give back to
+ * cnf__dyn_precision_end, so scopes nest.  CNF_EINVAL for an unknown p. */
+int cnf__dyn_precision_begin(cnf_dyn *d, cnf_precision p, int hold, int *saved);
+void cnf__dyn_precision_end(cnf_dyn *d, int saved);
+
 int cnf__aug_rhs(double t, const double *y, double *ydot, void *aug);
 /* [J v_z ; 0]: BDF's Jacobian-times-vector of the augmented system. */
 int cnf__aug_jtv(double t, const double *y, const double *fy, const double *v,

@@ -39,7 +39,14 @@
  * Samples are processed in chunks so the workspace (sized at create time,
  * never inside an op) stays in cache; for the reverse sweep each chunk's
  * forward pass is recomputed in the workspace, since CVODE also evaluates
- * at points it later rejects. */
+ * at points it later rejects (inside a solve, a batch that fits one chunk
+ * keeps it for the next sweep at the same t and z: mlp_kern.h, fwd_reuse).
+ *
+ * Precision.  The kernels and serial ops live in mlp_kern.h, compiled here
+ * once in double (dgemm) and once in float (sgemm, cnf__tanhf), each with
+ * a workspace of its own; the state's precision (cnf__dyn_precision_begin,
+ * set by the solvers from cnf_options.precision) picks one per call.  The
+ * float path keeps the solver's side in double: see mlp_kern.h. */
 #include <math.h>
 #include <pthread.h>
 #include <stdint.h>
@@ -62,6 +69,10 @@ extern double tanh(double);
 extern double exp(double);
 #pragma omp declare simd notinbranch
 extern double log1p(double);
+#pragma omp declare simd notinbranch
+extern float expf(float);
+#pragma omp declare simd notinbranch
+extern float log1pf(float);
 #endif
 
 /* Rows (primal plus tangent) per chunk: 256 rows of a 64-wide network keep
@@ -80,16 +91,31 @@ extern double log1p(double);
  * 2-D data (300 rows) and win 1.5-2x from 1000 rows up. */
 #define MLP_PAR_MIN_ROWS 512
 
+/* A batch of at most this many stacked rows gets a workspace that holds
+ * it whole (reserve), so the reverse sweep can keep its forward pass from
+ * one call to the next (mlp_kern.h, fwd_reuse): 300 rows for the exact
+ * trace of 2-D data at batch 100. */
+#define MLP_ONE_CHUNK_ROWS 512
+
 /* Elements per block of the reverse sweep's activation step. */
 #define MLP_VJP_BLOCK 512
 
 typedef struct mlp_layer {
   size_t in, out;  /* sizes */
   size_t off;      /* offset of W in theta */
-  double *X;       /* (R, in)  layer input, primal rows then tangent rows */
-  double *U;       /* (R, out) u = W x + b (concatsquash only) */
-  double *Y;       /* (R, out) layer output = activation input */
 } mlp_layer;
+
+/* The workspace of one precision: per layer its input rows X (R, in),
+ * primal rows then tangent rows; U (R, out), u = W x + b (concatsquash
+ * only); Y (R, out), the layer output = activation input; and gate, acc
+ * (wmax), the adjoints bar0, bar1 (rows, wmax), ping-pong. */
+#define MLP_WS(T)                                                                                  \
+  struct {                                                                                         \
+    struct {                                                                                       \
+      T *X, *U, *Y;                                                                                \
+    } ly[CNF_MAX_HIDDEN + 1];                                                                      \
+    T *gate, *acc, *bar0, *bar1;                                                                   \
+  }
 
 typedef struct mlp_state {
   cnf_mlp_config cfg;
@@ -98,10 +124,23 @@ typedef struct mlp_state {
   size_t rows;       /* workspace rows */
   size_t wmax;       /* widest layer */
   mlp_layer layer[CNF_MAX_HIDDEN + 1];
-  double *gate;      /* (wmax) gamma of the current layer */
-  double *acc;       /* (wmax) a column sum */
-  double *bar0, *bar1; /* (rows, wmax) adjoints, ping-pong */
-  double *mem;       /* the one allocation behind all of the above */
+  MLP_WS(double) w64; /* the float64 network's buffers */
+  MLP_WS(float) w32;  /* the float32 network's buffers */
+  float *th32;       /* (P) the weights in float (mlp_kern.h, weights) */
+  float *g32;        /* (P) one chunk's parameter gradient in float */
+  const double *th32_src; /* the theta th32 holds while hold is set */
+  cnf_precision prec; /* the network's precision (cnf__dyn_precision_begin) */
+  int hold;          /* 1 inside a solve: theta does not change */
+  /* the forward pass the workspace holds for the reverse sweep: valid
+   * (fwd_ok) for the inputs below, z's rows copied into fwd_z (rows, dim) */
+  int fwd_ok;
+  cnf_precision fwd_prec;
+  double fwd_t;
+  size_t fwd_B, fwd_K;
+  const double *fwd_theta, *fwd_v;
+  double *fwd_z;
+  double *mem;       /* the one allocation behind the double buffers */
+  float *mem32;      /* and the one behind the float ones */
   /* the batch split over threads (see "threads" below) */
   size_t nthreads;   /* 1: serial */
   struct mlp_state *sub[CNF_MLP_MAX_THREADS]; /* per-thread states */
@@ -177,431 +216,15 @@ int cnf_mlp_init_params(const cnf_mlp_config *cfg, uint64_t seed,
   return 0;
 }
 
-/* ---- activations ---------------------------------------------------- */
-
-static void act_forward(cnf_act act, size_t n, const double *restrict y,
-                        double *restrict x) {
-  if (act == CNF_ACT_TANH) {
-    cnf__tanh(n, y, x); /* act.c: AVX2/FMA kernel or libm */
-  } else {
-    /* softplus(y) = max(y, 0) + log1p(exp(-|y|)), stable for all y */
-#pragma omp simd
-    for (size_t i = 0; i < n; i++)
-      x[i] = fmax(y[i], 0.0) + log1p(exp(-fabs(y[i])));
-  }
-}
-
-/* sigma'(y) given y and x = sigma(y), into d. */
-static void act_deriv(cnf_act act, size_t n, const double *restrict y,
-                      const double *restrict x, double *restrict d) {
-  if (act == CNF_ACT_TANH) {
-#pragma omp simd
-    for (size_t i = 0; i < n; i++) d[i] = 1.0 - x[i] * x[i];
-  } else {
-#pragma omp simd
-    for (size_t i = 0; i < n; i++) d[i] = 1.0 / (1.0 + exp(-y[i]));
-  }
-}
-
-static inline double act_d2(cnf_act act, double x, double d1) {
-  /* sigma'' from x = sigma(y) and d1 = sigma'(y) */
-  return act == CNF_ACT_TANH ? -2.0 * x * d1 : d1 * (1.0 - d1);
-}
-
-/* ---- one chunk forward ---------------------------------------------- */
+/* ---- the kernels, once per precision --------------------------------- */
 
 static inline double sigmoid(double u) { return 1.0 / (1.0 + exp(-u)); }
-
-/* Layer parameter views into theta. */
-typedef struct lparams {
-  const double *W, *b, *wb, *wg, *bg, *wt;
-} lparams;
-
-static lparams layer_params(const mlp_state *s, size_t l, const double *theta) {
-  const mlp_layer *ly = &s->layer[l];
-  lparams p = {0};
-  p.W = theta + ly->off;
-  p.b = p.W + ly->out * ly->in;
-  if (s->cfg.layer == CNF_LAYER_CONCATSQUASH) {
-    p.wb = p.b + ly->out;
-    p.wg = p.wb + ly->out;
-    p.bg = p.wg + ly->out;
-  } else if (s->cfg.layer == CNF_LAYER_CONCAT) {
-    p.wt = p.b + ly->out;
-  }
-  return p;
-}
-
-/* Fill the input rows of the chunk: Bc primal rows from z (samples b0..),
- * then K blocks of Bc tangent rows from v (K, B, D), or e_k if v is NULL. */
-static void load_input(mlp_state *s, size_t b0, size_t Bc, size_t B, size_t K,
-                       const double *z, const double *v) {
-  size_t D = s->cfg.dim;
-  double *X = s->layer[0].X;
-  memcpy(X, z + b0 * D, Bc * D * sizeof(double));
-  for (size_t k = 0; k < K; k++) {
-    double *Xk = X + (1 + k) * Bc * D;
-    if (v != NULL) {
-      memcpy(Xk, v + (k * B + b0) * D, Bc * D * sizeof(double));
-    } else {
-      memset(Xk, 0, Bc * D * sizeof(double));
-      for (size_t j = 0; j < Bc; j++) Xk[j * D + k] = 1.0;
-    }
-  }
-}
-
-/* Forward through all layers for a loaded chunk of Bc samples and K
- * tangent blocks.  The output rows are layer[L-1].Y.  With keep, every
- * layer's U (concatsquash) and Y rows are stored for the reverse sweep;
- * without, u is computed in place in Y and the hidden layers' tangent Y
- * rows are not written (only the output layer's are).
- *
- * One pass over the primal rows per layer (bias, gate, activation of each
- * row while it is in L1) and one over the tangent rows (gate and
- * sigma'(y) ydot, sigma' = 1 - x^2 recomputed from the primal x for tanh),
- * each element computed by the same expressions as separate passes would. */
-static void forward_chunk(mlp_state *s, double t, size_t Bc, size_t K,
-                          const double *theta, int keep) {
-  const size_t R = Bc * (1 + K);
-  const int sq = s->cfg.layer == CNF_LAYER_CONCATSQUASH;
-  const cnf_act act = s->cfg.act;
-  for (size_t l = 0; l < s->L; l++) {
-    mlp_layer *ly = &s->layer[l];
-    lparams p = layer_params(s, l, theta);
-    const size_t in = ly->in, out = ly->out;
-    const int last = l + 1 == s->L;
-    double *Y = ly->Y;
-    double *U = sq && keep ? ly->U : Y;
-    double *Xn = last ? NULL : s->layer[l + 1].X;
-    cblas_dgemm(CblasRowMajor, CblasNoTrans, CblasTrans, (int)R, (int)out,
-                (int)in, 1.0, ly->X, (int)in, p.W, (int)in, 0.0, U, (int)out);
-    const double *g = s->gate;
-    if (sq) {
-      double *gw = s->gate;
-      for (size_t c = 0; c < out; c++) gw[c] = sigmoid(p.wg[c] * t + p.bg[c]);
-    } else {
-      double *acc = s->acc;
-      for (size_t c = 0; c < out; c++)
-        acc[c] = p.b[c] + (p.wt != NULL ? p.wt[c] * t : 0.0);
-    }
-    /* primal rows: y, then x = sigma(y) into the next layer, in blocks of
-     * MLP_ACT_ROWS rows (still in L1 when the activation reads them) */
-    for (size_t r0 = 0; r0 < Bc; r0 += MLP_ACT_ROWS) {
-    const size_t r1 = Bc - r0 < MLP_ACT_ROWS ? Bc : r0 + MLP_ACT_ROWS;
-    for (size_t r = r0; r < r1; r++) {
-      double *y = Y + r * out;
-      if (sq && U != Y) {
-        double *u = U + r * out;
-#pragma omp simd
-        for (size_t c = 0; c < out; c++) {
-          u[c] += p.b[c];
-          y[c] = u[c] * g[c] + p.wb[c] * t;
-        }
-      } else if (sq) {
-#pragma omp simd
-        for (size_t c = 0; c < out; c++) {
-          double uc = y[c] + p.b[c];
-          y[c] = uc * g[c] + p.wb[c] * t;
-        }
-      } else {
-        const double *acc = s->acc;
-#pragma omp simd
-        for (size_t c = 0; c < out; c++) y[c] += acc[c];
-      }
-    }
-    if (!last) act_forward(act, (r1 - r0) * out, Y + r0 * out, Xn + r0 * out);
-    }
-    if (K == 0) continue;
-    /* tangent rows: ydot = udot gamma; x' = sigma'(y) ydot */
-    if (last) {
-      if (sq)
-        for (size_t r = Bc; r < R; r++) {
-          const double *u = U + r * out;
-          double *y = Y + r * out;
-#pragma omp simd
-          for (size_t c = 0; c < out; c++) y[c] = u[c] * g[c];
-        }
-      continue;
-    }
-    const double *d = NULL;
-    if (act != CNF_ACT_TANH) { /* sigma'(y) once, (Bc, out) */
-      double *dw = s->bar0;
-      act_deriv(act, Bc * out, Y, Xn, dw);
-      d = dw;
-    }
-    for (size_t k = 0; k < K; k++)
-      for (size_t j = 0; j < Bc; j++) {
-        const size_t r = (1 + k) * Bc + j;
-        const double *u = U + r * out, *x = Xn + j * out;
-        double *y = Y + r * out, *xk = Xn + r * out;
-        if (d != NULL) {
-          const double *dj = d + j * out;
-          if (sq) {
-#pragma omp simd
-            for (size_t c = 0; c < out; c++) {
-              y[c] = u[c] * g[c];
-              xk[c] = dj[c] * y[c];
-            }
-          } else {
-#pragma omp simd
-            for (size_t c = 0; c < out; c++) xk[c] = dj[c] * y[c];
-          }
-        } else if (sq && keep) {
-#pragma omp simd
-          for (size_t c = 0; c < out; c++) {
-            double yc = u[c] * g[c];
-            y[c] = yc;
-            xk[c] = (1.0 - x[c] * x[c]) * yc;
-          }
-        } else if (sq) {
-#pragma omp simd
-          for (size_t c = 0; c < out; c++) xk[c] = (1.0 - x[c] * x[c]) * (u[c] * g[c]);
-        } else {
-#pragma omp simd
-          for (size_t c = 0; c < out; c++) xk[c] = (1.0 - x[c] * x[c]) * y[c];
-        }
-      }
-  }
-}
 
 static size_t chunk_samples(const mlp_state *s, size_t K) {
   size_t n = s->rows / (1 + K);
   return n > 0 ? n : 1;
 }
 
-/* ---- ops ------------------------------------------------------------ */
-
-static int ser_f(void *sv, double t, size_t B, const double *z,
-                 const double *theta, double *dz) {
-  mlp_state *s = sv;
-  const size_t D = s->cfg.dim, cs = chunk_samples(s, 0);
-  for (size_t b0 = 0; b0 < B; b0 += cs) {
-    size_t Bc = B - b0 < cs ? B - b0 : cs;
-    load_input(s, b0, Bc, B, 0, z, NULL);
-    forward_chunk(s, t, Bc, 0, theta, 0);
-    memcpy(dz + b0 * D, s->layer[s->L - 1].Y, Bc * D * sizeof(double));
-  }
-  return 0;
-}
-
-static int ser_jvp(void *sv, double t, size_t B, size_t K, const double *z,
-                   const double *theta, const double *v, double *dz,
-                   double *jv) {
-  mlp_state *s = sv;
-  const size_t D = s->cfg.dim, cs = chunk_samples(s, K);
-  if (v == NULL && K != D) return -1;
-  if (s->rows < 1 + K) return -1; /* workspace too small for one sample */
-  for (size_t b0 = 0; b0 < B; b0 += cs) {
-    size_t Bc = B - b0 < cs ? B - b0 : cs;
-    load_input(s, b0, Bc, B, K, z, v);
-    forward_chunk(s, t, Bc, K, theta, 0);
-    const double *Y = s->layer[s->L - 1].Y;
-    if (dz != NULL) memcpy(dz + b0 * D, Y, Bc * D * sizeof(double));
-    for (size_t k = 0; k < K; k++)
-      memcpy(jv + (k * B + b0) * D, Y + (1 + k) * Bc * D,
-             Bc * D * sizeof(double));
-  }
-  return 0;
-}
-
-static int ser_f_div(void *sv, double t, size_t B, size_t K, const double *z,
-                     const double *theta, const double *v, double *dz,
-                     double *div) {
-  mlp_state *s = sv;
-  const size_t D = s->cfg.dim, cs = chunk_samples(s, K);
-  if (v == NULL && K != D) return -1;
-  if (s->rows < 1 + K) return -1;
-  for (size_t b0 = 0; b0 < B; b0 += cs) {
-    size_t Bc = B - b0 < cs ? B - b0 : cs;
-    load_input(s, b0, Bc, B, K, z, v);
-    forward_chunk(s, t, Bc, K, theta, 0);
-    const double *Y = s->layer[s->L - 1].Y;
-    memcpy(dz + b0 * D, Y, Bc * D * sizeof(double));
-    for (size_t j = 0; j < Bc; j++) div[b0 + j] = 0.0;
-    for (size_t k = 0; k < K; k++) {
-      const double *Yk = Y + (1 + k) * Bc * D;
-      if (v == NULL) {
-        for (size_t j = 0; j < Bc; j++) div[b0 + j] += Yk[j * D + k];
-      } else {
-        const double *vk = v + (k * B + b0) * D;
-        for (size_t j = 0; j < Bc; j++) {
-          double sum = 0.0;
-          for (size_t d = 0; d < D; d++) sum += vk[j * D + d] * Yk[j * D + d];
-          div[b0 + j] += sum;
-        }
-      }
-    }
-  }
-  return 0;
-}
-
-/* Column sums of rows [0, n) of M (n, m) into out (m), added with weight c. */
-static void colsum_add(double *out, const double *M, size_t n, size_t m,
-                       double c) {
-  for (size_t r = 0; r < n; r++) {
-    const double *row = M + r * m;
-#pragma omp simd
-    for (size_t j = 0; j < m; j++) out[j] += c * row[j];
-  }
-}
-
-/* The primal rows' seeds of the reverse sweep: cur (Bc, D) = a + 2 ck f
- * for the Bc samples from b0, f the output rows Yo; ck may be NULL. */
-static void seed_primal(double *cur, const double *a, const double *ck, const double *Yo, size_t b0,
-                        size_t Bc, size_t D) {
-  memcpy(cur, a + b0 * D, Bc * D * sizeof(double));
-  if (ck != NULL)
-    for (size_t j = 0; j < Bc; j++)
-      for (size_t d = 0; d < D; d++) cur[j * D + d] += 2.0 * ck[b0 + j] * Yo[j * D + d];
-}
-
-/* A linear layer's reverse step from ubar (R, out): gW (out, in) += ubar^T x
- * over all R rows (skipped for gW NULL), then xbar (Rx, in) = ubar W over
- * the first Rx rows (skipped for xbar NULL). */
-static void linear_backward(const mlp_layer *ly, const double *W, const double *ubar, size_t R,
-                            size_t Rx, double *gW, double *xbar) {
-  const size_t in = ly->in, out = ly->out;
-  if (gW != NULL)
-    cblas_dgemm(CblasRowMajor, CblasTrans, CblasNoTrans, (int)out, (int)in, (int)R, 1.0, ubar,
-                (int)out, ly->X, (int)in, 1.0, gW, (int)in);
-  if (xbar != NULL)
-    cblas_dgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, (int)Rx, (int)in, (int)out, 1.0, ubar,
-                (int)out, W, (int)in, 0.0, xbar, (int)in);
-}
-
-/* Through the activation x = sigma(y) of the layer below, in place on the
- * adjoints nxt ((1 + K) n: the primal block of n = Bc in elements, then the
- * K tangent blocks), with Y its input and X its output rows.  In blocks of
- * MLP_VJP_BLOCK elements, each a few vectorised passes: sigma'(y),
- * sec = sum_k ydot_k xdotbar_k (k outermost), the primal xbar, then the K
- * tangent ones. */
-static void act_backward(cnf_act act, size_t n, size_t K, const double *Y, const double *X,
-                         double *nxt) {
-  for (size_t i0 = 0; i0 < n; i0 += MLP_VJP_BLOCK) {
-    const size_t m = n - i0 < MLP_VJP_BLOCK ? n - i0 : MLP_VJP_BLOCK;
-    double d1[MLP_VJP_BLOCK], sec[MLP_VJP_BLOCK];
-    act_deriv(act, m, Y + i0, X + i0, d1);
-#pragma omp simd
-    for (size_t i = 0; i < m; i++) sec[i] = 0.0;
-    for (size_t k = 0; k < K; k++) {
-      const double *yk = Y + (1 + k) * n + i0, *bk = nxt + (1 + k) * n + i0;
-#pragma omp simd
-      for (size_t i = 0; i < m; i++) sec[i] += yk[i] * bk[i];
-    }
-    const double *x = X + i0;
-    double *xb = nxt + i0;
-#pragma omp simd
-    for (size_t i = 0; i < m; i++) xb[i] = d1[i] * xb[i] + act_d2(act, x[i], d1[i]) * sec[i];
-    for (size_t k = 0; k < K; k++) {
-      double *xk = nxt + (1 + k) * n + i0;
-#pragma omp simd
-      for (size_t i = 0; i < m; i++) xk[i] *= d1[i];
-    }
-  }
-}
-
-static int ser_vjp_reg(void *sv, double t, size_t B, size_t K, const double *z,
-                       const double *theta, const double *a, const double *w,
-                       const double *ck, const double *cj, const double *v, double *dz,
-                       double *gz, double *gth) {
-  mlp_state *s = sv;
-  const size_t D = s->cfg.dim;
-  if (w == NULL && cj == NULL) K = 0, v = NULL;
-  if (K > 0 && v == NULL && K != D) return -1;
-  if (s->rows < 1 + K) return -1;
-  const size_t cs = chunk_samples(s, K);
-  const cnf_act act = s->cfg.act;
-  for (size_t b0 = 0; b0 < B; b0 += cs) {
-    const size_t Bc = B - b0 < cs ? B - b0 : cs, R = Bc * (1 + K);
-    load_input(s, b0, Bc, B, K, z, v);
-    forward_chunk(s, t, Bc, K, theta, 1);
-    if (dz != NULL) memcpy(dz + b0 * D, s->layer[s->L - 1].Y, Bc * D * sizeof(double));
-
-    /* seeds: ybar = a + 2 ck f on primal rows, w_b v_kb + 2 cj_b J v_kb
-     * on tangent rows (the output rows Y hold f, then the J v_kb) */
-    double *cur = s->bar0, *nxt = s->bar1;
-    const double *Yo = s->layer[s->L - 1].Y;
-    seed_primal(cur, a, ck, Yo, b0, Bc, D);
-    for (size_t k = 0; k < K; k++) {
-      double *tk = cur + (1 + k) * Bc * D;
-      const double *jk = Yo + (1 + k) * Bc * D;
-      for (size_t j = 0; j < Bc; j++) {
-        double wb = w != NULL ? w[b0 + j] : 0.0, cb = cj != NULL ? 2.0 * cj[b0 + j] : 0.0;
-        for (size_t d = 0; d < D; d++)
-          tk[j * D + d] =
-              (v != NULL ? wb * v[((k * B) + b0 + j) * D + d] : (d == k ? wb : 0.0)) +
-              cb * jk[j * D + d];
-      }
-    }
-
-    for (size_t l = s->L; l-- > 0;) {
-      mlp_layer *ly = &s->layer[l];
-      lparams p = layer_params(s, l, theta);
-      const size_t in = ly->in, out = ly->out;
-      double *gW = gth != NULL ? gth + ly->off : NULL;
-      double *gb = gW != NULL ? gW + out * in : NULL;
-
-      if (s->cfg.layer == CNF_LAYER_CONCATSQUASH) {
-        /* one pass over the rows: gammabar, the wb and b column sums of
-         * the primal rows, and ubar = ybar * gamma in place */
-        double *g = s->gate, *gbar = s->acc;
-        for (size_t c = 0; c < out; c++) {
-          g[c] = sigmoid(p.wg[c] * t + p.bg[c]);
-          gbar[c] = 0.0;
-        }
-        if (gth != NULL) {
-          double *gwb = gb + out, *gwg = gwb + out, *gbg = gwg + out;
-          for (size_t r = 0; r < Bc; r++) {
-            double *yb = cur + r * out;
-            const double *u = ly->U + r * out;
-#pragma omp simd
-            for (size_t c = 0; c < out; c++) {
-              gbar[c] += yb[c] * u[c];
-              gwb[c] += t * yb[c];
-              yb[c] *= g[c];
-              gb[c] += 1.0 * yb[c];
-            }
-          }
-          for (size_t r = Bc; r < R; r++) {
-            double *yb = cur + r * out;
-            const double *u = ly->U + r * out;
-#pragma omp simd
-            for (size_t c = 0; c < out; c++) {
-              gbar[c] += yb[c] * u[c];
-              yb[c] *= g[c];
-            }
-          }
-          for (size_t c = 0; c < out; c++) {
-            double dg = gbar[c] * g[c] * (1.0 - g[c]);
-            gwg[c] += dg * t;
-            gbg[c] += dg;
-          }
-        } else {
-          for (size_t r = 0; r < R; r++) {
-            double *yb = cur + r * out;
-#pragma omp simd
-            for (size_t c = 0; c < out; c++) yb[c] *= g[c];
-          }
-        }
-      } else if (gth != NULL) {
-        colsum_add(gb, cur, Bc, out, 1.0);
-        if (s->cfg.layer == CNF_LAYER_CONCAT) colsum_add(gb + out, cur, Bc, out, t);
-      }
-      /* cur now holds ubar (R, out); at the input only the primal rows'
-       * xbar are wanted */
-      linear_backward(ly, p.W, cur, R, l == 0 ? Bc : R, gW, nxt);
-      if (l == 0) {
-        memcpy(gz + b0 * D, nxt, Bc * D * sizeof(double));
-        break;
-      }
-      act_backward(act, Bc * in, K, s->layer[l - 1].Y, ly->X, nxt);
-      double *tmp = cur;
-      cur = nxt;
-      nxt = tmp;
-    }
-  }
-  return 0;
-}
 
 /* ---- per-row times (flow matching) -----------------------------------
  * The same network with one time t_r per primal row and no tangents (the
@@ -618,128 +241,95 @@ static int ser_vjp_reg(void *sv, double t, size_t B, size_t K, const double *z,
  * a row's f agrees with f at that row's time to rounding (the dgemm's
  * blocking may differ with the chunk). */
 
-/* The gate of layer p at time t into g (out): once per row and layer, so
- * vectorised (libmvec's exp, equal to the scalar one within an ulp). */
-static void gate_at(const lparams *p, double t, size_t out, double *restrict g) {
-  const double *restrict wg = p->wg, *restrict bg = p->bg;
-#pragma omp simd
-  for (size_t c = 0; c < out; c++) g[c] = 1.0 / (1.0 + exp(-(wg[c] * t + bg[c])));
+
+#define T double
+#define FN(name) name##_d
+#define MLP_SINGLE 0
+#define GEMM cblas_dgemm
+#define TANH_N cnf__tanh
+#define EXP_T exp
+#define LOG1P_T log1p
+#define FMAX_T fmax
+#define FABS_T fabs
+#define WS w64
+#include "mlp_kern.h"
+#undef T
+#undef FN
+#undef MLP_SINGLE
+#undef GEMM
+#undef TANH_N
+#undef EXP_T
+#undef LOG1P_T
+#undef FMAX_T
+#undef FABS_T
+#undef WS
+
+#define T float
+#define FN(name) name##_s
+#define MLP_SINGLE 1
+#define GEMM cblas_sgemm
+#define TANH_N cnf__tanhf
+#define EXP_T expf
+#define LOG1P_T log1pf
+#define FMAX_T fmaxf
+#define FABS_T fabsf
+#define WS w32
+#include "mlp_kern.h"
+#undef T
+#undef FN
+#undef MLP_SINGLE
+#undef GEMM
+#undef TANH_N
+#undef EXP_T
+#undef LOG1P_T
+#undef FMAX_T
+#undef FABS_T
+#undef WS
+
+/* ---- the serial ops: the state's precision picks the kernels ---------- */
+
+#define SINGLE(s) ((s)->prec == CNF_PRECISION_SINGLE)
+
+static int ser_f(void *sv, double t, size_t B, const double *z, const double *theta, double *dz) {
+  mlp_state *s = sv;
+  return SINGLE(s) ? ser_f_s(s, t, B, z, theta, dz) : ser_f_d(s, t, B, z, theta, dz);
 }
 
-/* Forward of the Bc loaded primal rows at times ts (Bc); keep as in
- * forward_chunk. */
-static void forward_rows_chunk(mlp_state *s, const double *ts, size_t Bc, const double *theta,
-                               int keep) {
-  const int sq = s->cfg.layer == CNF_LAYER_CONCATSQUASH;
-  for (size_t l = 0; l < s->L; l++) {
-    mlp_layer *ly = &s->layer[l];
-    lparams p = layer_params(s, l, theta);
-    const size_t in = ly->in, out = ly->out;
-    double *Y = ly->Y;
-    double *U = sq && keep ? ly->U : Y;
-    cblas_dgemm(CblasRowMajor, CblasNoTrans, CblasTrans, (int)Bc, (int)out, (int)in, 1.0, ly->X,
-                (int)in, p.W, (int)in, 0.0, U, (int)out);
-    double *g = s->gate;
-    for (size_t r = 0; r < Bc; r++) {
-      const double t = ts[r];
-      double *u = U + r * out, *y = Y + r * out;
-      if (sq && U != Y) {
-        gate_at(&p, t, out, g);
-#pragma omp simd
-        for (size_t c = 0; c < out; c++) {
-          u[c] += p.b[c];
-          y[c] = u[c] * g[c] + p.wb[c] * t;
-        }
-      } else if (sq) {
-        gate_at(&p, t, out, g);
-#pragma omp simd
-        for (size_t c = 0; c < out; c++) y[c] = (y[c] + p.b[c]) * g[c] + p.wb[c] * t;
-      } else {
-#pragma omp simd
-        for (size_t c = 0; c < out; c++) y[c] += p.b[c] + (p.wt != NULL ? p.wt[c] * t : 0.0);
-      }
-    }
-    if (l + 1 < s->L) act_forward(s->cfg.act, Bc * out, Y, s->layer[l + 1].X);
-  }
+static int ser_jvp(void *sv, double t, size_t B, size_t K, const double *z, const double *theta,
+                   const double *v, double *dz, double *jv) {
+  mlp_state *s = sv;
+  return SINGLE(s) ? ser_jvp_s(s, t, B, K, z, theta, v, dz, jv)
+                   : ser_jvp_d(s, t, B, K, z, theta, v, dz, jv);
+}
+
+static int ser_f_div(void *sv, double t, size_t B, size_t K, const double *z,
+                     const double *theta, const double *v, double *dz, double *div) {
+  mlp_state *s = sv;
+  return SINGLE(s) ? ser_f_div_s(s, t, B, K, z, theta, v, dz, div)
+                   : ser_f_div_d(s, t, B, K, z, theta, v, dz, div);
+}
+
+static int ser_vjp_reg(void *sv, double t, size_t B, size_t K, const double *z,
+                       const double *theta, const double *a, const double *w, const double *ck,
+                       const double *cj, const double *v, double *dz, double *gz, double *gth) {
+  mlp_state *s = sv;
+  return SINGLE(s) ? ser_vjp_reg_s(s, t, B, K, z, theta, a, w, ck, cj, v, dz, gz, gth)
+                   : ser_vjp_reg_d(s, t, B, K, z, theta, a, w, ck, cj, v, dz, gz, gth);
 }
 
 static int ser_f_rows(void *sv, const double *ts, size_t B, const double *z, const double *theta,
                       double *dz) {
   mlp_state *s = sv;
-  const size_t D = s->cfg.dim, cs = chunk_samples(s, 0);
-  for (size_t b0 = 0; b0 < B; b0 += cs) {
-    const size_t Bc = B - b0 < cs ? B - b0 : cs;
-    load_input(s, b0, Bc, B, 0, z, NULL);
-    forward_rows_chunk(s, ts + b0, Bc, theta, 0);
-    memcpy(dz + b0 * D, s->layer[s->L - 1].Y, Bc * D * sizeof(double));
-  }
-  return 0;
+  return SINGLE(s) ? ser_f_rows_s(s, ts, B, z, theta, dz) : ser_f_rows_d(s, ts, B, z, theta, dz);
 }
 
 static int ser_vjp_rows(void *sv, const double *ts, size_t B, const double *z, const double *theta,
                         const double *a, const double *ck, double *dz, double *gz, double *gth) {
   mlp_state *s = sv;
-  const size_t D = s->cfg.dim, cs = chunk_samples(s, 0);
-  const cnf_layer kind = s->cfg.layer;
-  for (size_t b0 = 0; b0 < B; b0 += cs) {
-    const size_t Bc = B - b0 < cs ? B - b0 : cs;
-    load_input(s, b0, Bc, B, 0, z, NULL);
-    forward_rows_chunk(s, ts + b0, Bc, theta, 1);
-    if (dz != NULL) memcpy(dz + b0 * D, s->layer[s->L - 1].Y, Bc * D * sizeof(double));
-    /* the seed a + 2 ck f (the output rows Y hold f) */
-    double *cur = s->bar0, *nxt = s->bar1;
-    seed_primal(cur, a, ck, s->layer[s->L - 1].Y, b0, Bc, D);
-    for (size_t l = s->L; l-- > 0;) {
-      mlp_layer *ly = &s->layer[l];
-      lparams p = layer_params(s, l, theta);
-      const size_t in = ly->in, out = ly->out;
-      double *gW = gth != NULL ? gth + ly->off : NULL;
-      double *gb = gW != NULL ? gW + out * in : NULL;
-      /* ybar -> ubar in place, with the bias and time sums */
-      for (size_t r = 0; r < Bc; r++) {
-        const double t = ts[b0 + r];
-        double *yb = cur + r * out;
-        if (kind == CNF_LAYER_CONCATSQUASH) {
-          double *g = s->gate;
-          gate_at(&p, t, out, g);
-          if (gth != NULL) {
-            double *gwb = gb + out, *gwg = gwb + out, *gbg = gwg + out;
-            const double *u = ly->U + r * out;
-#pragma omp simd
-            for (size_t c = 0; c < out; c++) {
-              double dg = yb[c] * u[c] * g[c] * (1.0 - g[c]);
-              gwg[c] += dg * t;
-              gbg[c] += dg;
-              gwb[c] += t * yb[c];
-              yb[c] *= g[c];
-              gb[c] += yb[c];
-            }
-          } else {
-#pragma omp simd
-            for (size_t c = 0; c < out; c++) yb[c] *= g[c];
-          }
-        } else if (gth != NULL) {
-          double *gwt = kind == CNF_LAYER_CONCAT ? gb + out : NULL;
-#pragma omp simd
-          for (size_t c = 0; c < out; c++) gb[c] += yb[c];
-          if (gwt != NULL)
-#pragma omp simd
-            for (size_t c = 0; c < out; c++) gwt[c] += t * yb[c];
-        }
-      }
-      linear_backward(ly, p.W, cur, Bc, Bc, gW, l == 0 && gz == NULL ? NULL : nxt);
-      if (l == 0) {
-        if (gz != NULL) memcpy(gz + b0 * D, nxt, Bc * D * sizeof(double));
-        break;
-      }
-      act_backward(s->cfg.act, Bc * in, 0, s->layer[l - 1].Y, ly->X, nxt);
-      double *tmp = cur;
-      cur = nxt;
-      nxt = tmp;
-    }
-  }
-  return 0;
+  return SINGLE(s) ? ser_vjp_rows_s(s, ts, B, z, theta, a, ck, dz, gz, gth)
+                   : ser_vjp_rows_d(s, ts, B, z, theta, a, ck, dz, gz, gth);
 }
+
 
 /* ---- threads -------------------------------------------------------------
  * With n > 1 threads (cnf_dyn_mlp_set_threads) every op splits the batch
@@ -988,8 +578,25 @@ static int mlp_vjp(void *sv, double t, size_t B, size_t K, const double *z,
   return par_vjp_reg(sv, t, B, K, z, theta, a, w, NULL, NULL, v, dz, gz, gth);
 }
 
-/* (Re)allocate the workspace for `rows` stacked rows: one allocation,
- * pointed into per layer.  Outside the hot path only (create, reserve). */
+/* Point a workspace of either precision (w) into p, advancing it. */
+#define MLP_WS_POINT(s, w, p, rows)                                                                \
+  do {                                                                                             \
+    for (size_t l_ = 0; l_ < (s)->L; l_++) {                                                       \
+      const mlp_layer *ly_ = &(s)->layer[l_];                                                      \
+      (w).ly[l_].X = (p), (p) += (rows) * ly_->in;                                                 \
+      (w).ly[l_].Y = (p), (p) += (rows) * ly_->out;                                                \
+      (w).ly[l_].U = NULL;                                                                         \
+      if ((s)->cfg.layer == CNF_LAYER_CONCATSQUASH) (w).ly[l_].U = (p), (p) += (rows) * ly_->out;  \
+    }                                                                                              \
+    (w).gate = (p), (p) += (s)->wmax;                                                              \
+    (w).acc = (p), (p) += (s)->wmax;                                                               \
+    (w).bar0 = (p), (p) += (rows) * (s)->wmax;                                                     \
+    (w).bar1 = (p), (p) += (rows) * (s)->wmax;                                                     \
+  } while (0)
+
+/* (Re)allocate the workspaces of both precisions for `rows` stacked rows:
+ * one allocation each, pointed into per layer, and the float weights and
+ * gradient.  Outside the hot path only (create, reserve). */
 static int workspace(mlp_state *s, size_t rows) {
   size_t total = 2 * s->wmax + 2 * rows * s->wmax;
   for (size_t l = 0; l < s->L; l++) {
@@ -997,23 +604,27 @@ static int workspace(mlp_state *s, size_t rows) {
     total += rows * (ly->in + ly->out);
     if (s->cfg.layer == CNF_LAYER_CONCATSQUASH) total += rows * ly->out;
   }
-  double *mem = cnf__calloc(total, sizeof(double));
-  if (mem == NULL) return CNF_ENOMEM;
+  double *mem = cnf__calloc(total + rows * s->cfg.dim, sizeof(double));
+  float *mem32 = cnf__calloc(total + 2 * s->P, sizeof(float));
+  if (mem == NULL || mem32 == NULL) {
+    cnf__free(mem);
+    cnf__free(mem32);
+    return CNF_ENOMEM;
+  }
   cnf__free(s->mem);
+  cnf__free(s->mem32);
   s->mem = mem;
+  s->mem32 = mem32;
   s->rows = rows;
   double *p = mem;
-  for (size_t l = 0; l < s->L; l++) {
-    mlp_layer *ly = &s->layer[l];
-    ly->X = p, p += rows * ly->in;
-    ly->Y = p, p += rows * ly->out;
-    ly->U = NULL;
-    if (s->cfg.layer == CNF_LAYER_CONCATSQUASH) ly->U = p, p += rows * ly->out;
-  }
-  s->gate = p, p += s->wmax;
-  s->acc = p, p += s->wmax;
-  s->bar0 = p, p += rows * s->wmax;
-  s->bar1 = p;
+  MLP_WS_POINT(s, s->w64, p, rows);
+  s->fwd_z = p;
+  s->fwd_ok = 0;
+  float *q = mem32;
+  MLP_WS_POINT(s, s->w32, q, rows);
+  s->th32 = q, q += s->P;
+  s->g32 = q;
+  s->th32_src = NULL;
   return 0;
 }
 
@@ -1022,7 +633,8 @@ static int workspace(mlp_state *s, size_t rows) {
  * the split's buffers for B samples. */
 static int mlp_reserve(void *sv, size_t B, size_t K) {
   mlp_state *s = sv;
-  if (s->rows < 1 + K && workspace(s, 1 + K) != 0) return CNF_ENOMEM;
+  const size_t want = B * (1 + K) <= MLP_ONE_CHUNK_ROWS && B * (1 + K) > 1 + K ? B * (1 + K) : 1 + K;
+  if (s->rows < want && workspace(s, want) != 0) return CNF_ENOMEM;
   if (s->nthreads <= 1) return 0;
   for (size_t t = 0; t < s->nthreads; t++)
     if (s->sub[t]->rows < 1 + K && workspace(s->sub[t], 1 + K) != 0) return CNF_ENOMEM;
@@ -1045,6 +657,7 @@ static void mlp_free(void *sv) {
   for (size_t t = 0; t < CNF_MLP_MAX_THREADS; t++) mlp_free(s->sub[t]);
   cnf__free(s->par_mem);
   cnf__free(s->mem);
+  cnf__free(s->mem32);
   cnf__free(s);
 }
 
@@ -1072,6 +685,14 @@ static mlp_state *state_new(const cnf_mlp_config *cfg) {
     return NULL;
   }
   return s;
+}
+
+/* The precision p and hold on the state and its threads' states, the
+ * float weights invalidated. */
+static void set_precision(mlp_state *s, cnf_precision p, int hold) {
+  s->prec = p, s->hold = hold, s->th32_src = NULL, s->fwd_ok = 0;
+  for (size_t t = 0; t < CNF_MLP_MAX_THREADS; t++)
+    if (s->sub[t] != NULL) s->sub[t]->prec = p, s->sub[t]->hold = hold, s->sub[t]->th32_src = NULL;
 }
 
 static const cnf_dyn_type mlp_type = {
@@ -1133,8 +754,26 @@ int cnf_dyn_mlp_set_threads(cnf_dyn *dyn, size_t n) {
     return CNF_ERROR(dyn->ctx, CNF_ENOMEM, "set_threads: cannot start %zu threads", n - 1);
   }
   s->nthreads = n;
+  set_precision(s, s->prec, s->hold);
   /* the split's buffers come with the next reserve (the solvers call it) */
   return 0;
+}
+
+int cnf__dyn_precision_begin(cnf_dyn *d, cnf_precision p, int hold, int *saved) {
+  *saved = 0;
+  if ((unsigned)p > CNF_PRECISION_SINGLE)
+    return CNF_ERROR(d->ctx, CNF_EINVAL, "options: unknown precision %d (double or single)",
+                     (int)p);
+  if (d->type != &mlp_type) return 0; /* other fields run as they are written */
+  mlp_state *s = d->state;
+  *saved = (int)s->prec | s->hold << 1;
+  set_precision(s, p, hold);
+  return 0;
+}
+
+void cnf__dyn_precision_end(cnf_dyn *d, int saved) {
+  if (d == NULL || d->type != &mlp_type) return;
+  set_precision(d->state, (cnf_precision)(saved & 1), saved >> 1);
 }
 
 size_t cnf_dyn_mlp_threads(const cnf_dyn *dyn) {

@@ -22,6 +22,7 @@ void cnf_options_default(cnf_options *opt) {
   opt->atol_adj = 0.0;
   opt->seminorm = 1;
   opt->checkpoint_steps = 100;
+  opt->precision = CNF_PRECISION_DOUBLE;
 }
 
 int cnf__options_read(cnf_ctx *ctx, const cnf_options *in, cnf_options *out) {
@@ -42,6 +43,7 @@ int cnf__options_read(cnf_ctx *ctx, const cnf_options *in, cnf_options *out) {
 static const char *const trace_names[] = {"exact", "gauss", "rademacher"};
 static const char *const method_names[] = {"adams", "bdf"};
 static const char *const adjoint_names[] = {"backsolve", "checkpoint"};
+static const char *const precision_names[] = {"double", "single"};
 static const char *const layer_names[] = {"concatsquash", "concat", "ignore"};
 static const char *const act_names[] = {"tanh", "softplus"};
 
@@ -71,6 +73,9 @@ const char *cnf_method_name(cnf_method m) {
 const char *cnf_adjoint_name(cnf_adjoint a) {
   return name_of(adjoint_names, N_OF(adjoint_names), (unsigned)a);
 }
+const char *cnf_precision_name(cnf_precision p) {
+  return name_of(precision_names, N_OF(precision_names), (unsigned)p);
+}
 const char *cnf_layer_name(cnf_layer l) {
   return name_of(layer_names, N_OF(layer_names), (unsigned)l);
 }
@@ -91,6 +96,11 @@ int cnf_method_parse(const char *s, cnf_method *out) {
 int cnf_adjoint_parse(const char *s, cnf_adjoint *out) {
   int i = 0, rc = parse_name(adjoint_names, N_OF(adjoint_names), s, &i);
   if (rc == 0) *out = (cnf_adjoint)i;
+  return rc;
+}
+int cnf_precision_parse(const char *s, cnf_precision *out) {
+  int i = 0, rc = parse_name(precision_names, N_OF(precision_names), s, &i);
+  if (rc == 0) *out = (cnf_precision)i;
   return rc;
 }
 int cnf_layer_parse(const char *s, cnf_layer *out) {

@@ -15,6 +15,7 @@ extern const test_entry hutchinson_tests[];
 extern const test_entry probes_tests[];
 extern const test_entry ffjord_tests[];
 extern const test_entry act_tests[];
+extern const test_entry precision_tests[];
 
 /* User fields: f(t, z; theta) = tanh(W z + c t), theta = [W (D, D)
  * row-major, c (D)], P = D*D + D.  "user-f" has only the f op (every

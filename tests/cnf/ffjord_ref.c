@@ -6,7 +6,8 @@
  * into the parameters of a one-block flow with the default configuration
  * and T from the file; cnf_flow_logp must then agree with FFJORD to the
  * accuracy of the two solvers: 2e-8 at rtol = atol = 1e-11 (3.2e-9 was
- * measured when the fixture was made), 5e-3 at the default 1e-5. */
+ * measured when the fixture was made), 5e-3 at the default 1e-5, in float64
+ * and with the float32 network (cnf_options.precision) alike. */
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -86,11 +87,15 @@ static void test_ffjord_logp(void) {
 
   static const struct {
     double tol, bound;
-  } runs[] = {{1e-11, 2e-8}, {1e-5, 5e-3}};
-  for (size_t r = 0; r < 2; r++) {
+    cnf_precision prec;
+  } runs[] = {{1e-11, 2e-8, CNF_PRECISION_DOUBLE},
+              {1e-5, 5e-3, CNF_PRECISION_DOUBLE},
+              {1e-5, 5e-3, CNF_PRECISION_SINGLE}};
+  for (size_t r = 0; r < 3; r++) {
     cnf_options opt;
     cnf_options_default(&opt);
     opt.rtol = opt.atol = runs[r].tol;
+    opt.precision = runs[r].prec;
     cnf_stats st;
     cnf_stats_clear(&st);
     int rc = cnf_flow_logp(flow, &opt, N_POINTS, x, logp, &st);
@@ -98,9 +103,9 @@ static void test_ffjord_logp(void) {
     if (rc != 0) printf("\n  %s\n", cnf_ctx_errmsg(ctx));
     double worst = 0.0;
     for (size_t i = 0; i < N_POINTS; i++) worst = fmax(worst, fabs(logp[i] - ref[i]));
-    printf("\n  rtol = atol = %g: max |log p - FFJORD| = %.3g (bound %g), "
+    printf("\n  %s, rtol = atol = %g: max |log p - FFJORD| = %.3g (bound %g), "
            "%ld steps, %ld RHS evaluations",
-           runs[r].tol, worst, runs[r].bound, st.nsteps, st.nfe);
+           cnf_precision_name(runs[r].prec), runs[r].tol, worst, runs[r].bound, st.nsteps, st.nfe);
     CU_ASSERT_TRUE(worst <= runs[r].bound);
   }
   cnf_flow_free(flow);

@@ -8,7 +8,13 @@
  *              zeros exact with their sign;
  *   specials   +-0 keep their sign, +-inf -> +-1, NaN -> NaN, huge -> +-1;
  *   tails      every n from 0 to 13, at unaligned offsets: the same values
- *              as over the whole array, nothing written past x[n - 1]. */
+ *              as over the whole array, nothing written past x[n - 1].
+ *
+ * And the single-precision kernel cnf__tanhf (the float32 network path):
+ * every float in [0.55, 0.7] (the branch point 0.625) and every 64th float
+ * from the smallest subnormal to 12, both signs, against tanh in double:
+ * at most 2 ulps of the correctly rounded float result (0 for the zeros,
+ * whose sign is kept); specials and tails as above. */
 #include <float.h>
 #include <math.h>
 #include <stdio.h>
@@ -121,9 +127,100 @@ static void test_act_tails(void) {
     }
 }
 
+/* Error of x in units of the last place of the float nearest to ref. */
+static double ulps_f(float x, double ref) {
+  float rf = (float)ref;
+  double ulp = (double)nextafterf(fabsf(rf), INFINITY) - (double)fabsf(rf);
+  return fabs((double)x - ref) / ulp;
+}
+
+static void test_actf_accuracy(void) {
+  /* every float in [0.55, 0.7], every 64th float in (0, 12], both signs */
+  union {
+    float f;
+    unsigned u;
+  } lo = {0.55f}, hi = {0.7f}, top = {12.0f};
+  const size_t n_band = hi.u - lo.u + 1, n_sweep = top.u / 64 + 1;
+  const size_t n = 2 * (n_band + n_sweep);
+  float *y = malloc(n * sizeof *y), *x = malloc(n * sizeof *x);
+  CU_ASSERT_FATAL(y != NULL && x != NULL);
+  size_t i = 0;
+  for (unsigned u = lo.u; u <= hi.u; u++) {
+    union { unsigned u; float f; } v = {u};
+    y[i++] = v.f, y[i++] = -v.f;
+  }
+  for (unsigned u = 1; u <= top.u; u += 64) {
+    union { unsigned u; float f; } v = {u};
+    y[i++] = v.f, y[i++] = -v.f;
+  }
+  y[i++] = 0.0f, y[i++] = -0.0f;
+  CU_ASSERT_FATAL(i <= n);
+  cnf__tanhf(i, y, x);
+  double worst = 0.0, at = 0.0;
+  size_t bad_zero = 0, odd = 0;
+  for (size_t k = 0; k < i; k++) {
+    double ref = tanh((double)y[k]);
+    if (y[k] == 0.0f) {
+      if (x[k] != 0.0f || signbit(x[k]) != signbit(y[k])) bad_zero++;
+      continue;
+    }
+    double e = ulps_f(x[k], ref);
+    if (!(e <= worst)) worst = e, at = y[k];
+    if (k % 2 == 1 && x[k] != -x[k - 1] && y[k] == -y[k - 1]) odd++;
+  }
+  printf("\n  %s float kernel: max error %.2f ulp (at y = %.9g) over %zu points",
+         cnf__tanh_is_simd() ? "AVX2/FMA" : "libm", worst, at, i);
+  CU_ASSERT_TRUE(worst <= 2.0);
+  CU_ASSERT_EQUAL(bad_zero, 0);
+  CU_ASSERT_EQUAL(odd, 0); /* tanh(-y) = -tanh(y) bit for bit */
+  free(y), free(x);
+}
+
+static void test_actf_specials_tails(void) {
+  const float y[] = {0.0f, -0.0f, INFINITY, -INFINITY, NAN, 800.0f, -800.0f, FLT_MAX, 1e-40f};
+  const size_t n = sizeof y / sizeof y[0];
+  float x[sizeof y / sizeof y[0]];
+  cnf__tanhf(n, y, x);
+  for (size_t i = 0; i < n; i++) {
+    float ref = tanhf(y[i]);
+    if (isnan(ref)) {
+      CU_ASSERT_TRUE(isnan(x[i]));
+    } else {
+      CU_ASSERT_TRUE(ulps_f(x[i], tanh((double)y[i])) <= 2.0);
+      CU_ASSERT_EQUAL(signbit(x[i]), signbit(ref));
+    }
+  }
+  /* a NaN in every lane position */
+  for (size_t k = 0; k < 8; k++) {
+    float v[8] = {0.3f, -1.5f, 7.0f, 0.0f, 0.6f, -0.7f, 11.0f, -3.0f}, w[8];
+    v[k] = NAN;
+    cnf__tanhf(8, v, w);
+    for (size_t j = 0; j < 8; j++)
+      CU_ASSERT_TRUE(j == k ? isnan(w[j]) : ulps_f(w[j], tanh((double)v[j])) <= 2.0);
+  }
+  /* tails: every n from 0 to 21 at unaligned offsets, same values as over
+   * the whole array, nothing written past n */
+  enum { M = 21, PAD = 8 };
+  float all[M + 3], ref[M + 3];
+  unsigned long long s = 11;
+  for (size_t i = 0; i < M + 3; i++) all[i] = (float)(6.0 * unif(&s) - 3.0);
+  cnf__tanhf(M + 3, all, ref);
+  for (size_t off = 0; off < 3; off++)
+    for (size_t m = 0; m <= M; m++) {
+      float out[M + 3 + PAD];
+      for (size_t i = 0; i < M + 3 + PAD; i++) out[i] = -7.0f;
+      cnf__tanhf(m, all + off, out + off);
+      for (size_t i = 0; i < m; i++) CU_ASSERT_EQUAL(out[off + i], ref[off + i]);
+      for (size_t i = 0; i < off; i++) CU_ASSERT_EQUAL(out[i], -7.0f);
+      for (size_t i = off + m; i < M + 3 + PAD; i++) CU_ASSERT_EQUAL(out[i], -7.0f);
+    }
+}
+
 const test_entry act_tests[] = {
     {"tanh within 1e-15 of tanhl over 1e6 points in [-40, 40]", test_act_accuracy},
     {"tanh of +-0, +-inf, NaN and huge values as libm's", test_act_specials},
     {"tanh tails: every n from 0 to 13, unaligned, no write past n", test_act_tails},
+    {"tanhf within 2 ulps over every float near 0.625 and every 64th to 12", test_actf_accuracy},
+    {"tanhf of specials, NaN in every lane, tails 0..21", test_actf_specials_tails},
     {NULL, NULL},
 };
