@@ -3,6 +3,7 @@
  *
  *   bench_objectives [--data a,b,..] [--objectives mle,fm,ot-fm] [--lr R]
  *                    [--batch B] [--chunk K] [--max-steps N] [--threads T]
+ *                    [--precision double|single]
  *                    [--target-8gaussians V ...]
  *
  * For every (data, objective): a CNF of FFJORD's toy settings (64-64-64
@@ -57,6 +58,7 @@ int main(int argc, char **argv) {
   const char *datas = "8gaussians,checkerboard,2spirals", *objs = "fm,ot-fm";
   double lr = 2e-3;
   long batch = 256, chunk = 250, max_steps = 20000, threads = 1;
+  cnf_precision prec = CNF_PRECISION_DOUBLE;
   for (int i = 1; i + 1 < argc; i += 2) {
     if (!strcmp(argv[i], "--data")) datas = argv[i + 1];
     else if (!strcmp(argv[i], "--objectives")) objs = argv[i + 1];
@@ -65,6 +67,9 @@ int main(int argc, char **argv) {
     else if (!strcmp(argv[i], "--chunk")) chunk = atol(argv[i + 1]);
     else if (!strcmp(argv[i], "--max-steps")) max_steps = atol(argv[i + 1]);
     else if (!strcmp(argv[i], "--threads")) threads = atol(argv[i + 1]);
+    else if (!strcmp(argv[i], "--precision")) {
+      if (cnf_precision_parse(argv[i + 1], &prec) != 0) return 2;
+    }
     else if (!strncmp(argv[i], "--target-", 9)) {
       for (size_t k = 0; k < 3; k++)
         if (!strcmp(argv[i] + 9, targets[k].name)) targets[k].nll = atof(argv[i + 1]);
@@ -77,6 +82,7 @@ int main(int argc, char **argv) {
   double *test = malloc(NT * 2 * sizeof(double));
   cnf_ctx *ctx = NULL;
   if (test == NULL || cnf_ctx_create(&ctx) != 0) return 1;
+  printf("precision of training: %s\n\n", cnf_precision_name(prec));
   printf("| data | objective | batch | lr | steps | train s (wall) | train s (CPU) | s/step (CPU) | "
          "held-out NLL | target | NFE/solve | FFJORD's 1000-it. wall / our CPU s |\n"
          "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|\n");
@@ -98,6 +104,7 @@ int main(int argc, char **argv) {
       fo.batch = o == 0 ? 100 : (size_t)batch; /* MLE at FFJORD's settings */
       fo.train.lr = o == 0 ? 1e-3 : lr;
       fo.seed = 1;
+      fo.opt.precision = prec; /* training only: evaluation stays float64 */
       cnf_fit_data data = {NULL, 0, 2, draw, (void *)targets[d].name};
       double train_s = 0.0, cpu_s = 0.0, nll = INFINITY, nfe = NAN;
       long steps = 0;

@@ -237,7 +237,8 @@ typedef struct cnf_fit_report {
  * The flow-matching objectives train continuous flows of one block (MLP or
  * user field, with its vjp): the result is an ordinary model whose
  * log-density is the exact one of the solver.  T is held fixed; with a
- * standardization the path runs in standardized coordinates. */
+ * standardization the path runs in standardized coordinates; the network
+ * runs in fo->opt.precision (float32 with CNF_PRECISION_SINGLE). */
 typedef enum cnf_objective {
   CNF_OBJECTIVE_MLE = 0,
   CNF_OBJECTIVE_FM = 1,

@@ -31,6 +31,7 @@
 #include <string.h>
 
 #include "cnf_fm.h"
+#include "dyn_impl.h" /* the network's precision around the regression */
 #include "model_impl.h"
 #include "train_impl.h"
 
@@ -185,9 +186,12 @@ static int fm_gradient(fit *F, long it, size_t nb, double *loss) {
   const cnf_fm_coupling c = F->fo.objective == CNF_OBJECTIVE_OT_FM ? CNF_FM_OT : CNF_FM_INDEPENDENT;
   int rc = cnf_fm_batch(F->ctx, c, cnf_seed_derive(seed_of(F->m), "fm", (uint64_t)it), nb, D, xs,
                         z, s, sigma > 0 ? e : NULL);
-  if (rc == 0)
+  int saved = 0;
+  if (rc == 0 && (rc = cnf__dyn_precision_begin(f->dyn, F->fo.opt.precision, 1, &saved)) == 0) {
     rc = cnf_fm_loss_grad(f->dyn, f->theta, f->T[0], sigma, nb, xs, z, s, sigma > 0 ? e : NULL,
                           loss, F->grad);
+    cnf__dyn_precision_end(f->dyn, saved);
+  }
   memset(F->grad + P, 0, (F->ng - P) * sizeof(double));
   return rc;
 }

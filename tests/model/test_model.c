@@ -539,6 +539,25 @@ static void test_flow_matching(void) {
   CU_ASSERT_TRUE(same_bits(cnf_model_params(a), cnf_model_params(b), cnf_model_param_count(a)));
   cnf_model_free(a);
   cnf_model_free(b);
+  /* the network in float32: the same steps to float32's rounding */
+  cnf_model *d = make(ctx, "cnf", "16-16", 3), *f32 = make(ctx, "cnf", "16-16", 3);
+  cnf_fit_options_default(&fo);
+  fo.objective = CNF_OBJECTIVE_FM, fo.iters = 20, fo.batch = 64;
+  CU_ASSERT_EQUAL_FATAL(cnf_fit(d, &data, &fo, NULL), 0);
+  fo.opt.precision = CNF_PRECISION_SINGLE;
+  CU_ASSERT_EQUAL_FATAL(cnf_fit(f32, &data, &fo, NULL), 0);
+  const size_t P16 = cnf_model_param_count(d);
+  double moved = 0.0, diff = 0.0;
+  cnf_model *init = make(ctx, "cnf", "16-16", 3);
+  for (size_t i = 0; i < P16; i++) {
+    moved = fmax(moved, fabs(cnf_model_params(d)[i] - cnf_model_params(init)[i]));
+    diff = fmax(diff, fabs(cnf_model_params(d)[i] - cnf_model_params(f32)[i]));
+  }
+  printf("\n  fm in float32: parameters moved %.3g, float32 - float64 %.3g", moved, diff);
+  CU_ASSERT_TRUE(diff > 0.0 && diff < 1e-3 * moved);
+  cnf_model_free(init);
+  cnf_model_free(d);
+  cnf_model_free(f32);
   /* a stack or a flow of two blocks cannot be trained by flow matching */
   cnf_model *s = make(ctx, "maf", "8-8", 1);
   CU_ASSERT_EQUAL(cnf_fit(s, &data, &fo, NULL), CNF_EINVAL);
