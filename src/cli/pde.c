@@ -265,7 +265,7 @@ int cnf__cli_pde(int argc, char **argv, size_t threads) {
           "--learned: samples per iteration, 16 times of B/16 each (256)"),
       ROW("out", 'o', CNF_CLI_STR, &po.out, 0, 0, NULL, 0, "FILE.csv",
           "ou --learned, double-well: the table over the 21 times"),
-      ROW("plot", 0, CNF_CLI_STR, &po.plot, 0, 0, NULL, 0, "FILE.png",
+      ROW("plot", 0, CNF_CLI_STR, &po.plot, 0, 0, NULL, 0, "FILE.png|.svg|.pdf",
           "double-well --dim 1: reference (solid) and field (dashed) densities"),
       TRACE_ROW(a, "exact"),
       TOL_ROWS(a, "1e-8", "1e-8", "1000000"),
