@@ -471,6 +471,14 @@ static int time_probes(cnf_flow *f, const cnf_options *opt, size_t Bc, double *b
   return 0;
 }
 
+/* A failed solve of block k of K: the message names the block. */
+static void block_failed(cnf_model *m, const char *who, int rc, size_t k, size_t K) {
+  if (K < 2) return;
+  char msg[CNF_ERRMSG_LEN];
+  snprintf(msg, sizeof msg, "%s", m->ctx->errmsg);
+  CNF_ERROR(m->ctx, rc, "%s: block %zu of %zu: %s", who, k + 1, K, msg);
+}
+
 /* y = shift + scale z for Bc rows (the units of x) */
 static void unstandardize(const cnf_flow *f, size_t Bc, const double *z, double *y) {
   const size_t D = f->cfg.dim;
@@ -556,11 +564,7 @@ int cnf_model_trajectories(cnf_model *m, const cnf_options *opt, int dir, size_t
         rc = cnf_dyn_solve_times(f->dyn, f->P ? f->theta + k * f->P : f->theta, &o,
                                  dir > 0 ? 0.0 : Tk, mi + 1, tout, Bc, o.probes, ep, z, delta, zout,
                                  NULL, &local);
-      if (rc != 0 && K > 1) {
-        char msg[CNF_ERRMSG_LEN];
-        snprintf(msg, sizeof msg, "%s", m->ctx->errmsg);
-        CNF_ERROR(m->ctx, rc, "trajectories: block %zu of %zu: %s", k + 1, K, msg);
-      }
+      if (rc != 0) block_failed(m, "trajectories", rc, k, K);
       for (size_t q = j0; q < j && rc == 0; q++)
         if (slot[q] != SIZE_MAX)
           unstandardize(f, Bc, slot[q] == n ? z : zout + slot[q] * Bc * D,
@@ -618,11 +622,7 @@ int cnf_model_logp_at(cnf_model *m, const cnf_options *opt, double t, size_t B, 
       if (rc == 0)
         rc = cnf_dyn_solve(f->dyn, f->P ? f->theta + k * f->P : f->theta, &o, t0, Tk, Bc, o.probes,
                            ep, z, delta, &local);
-      if (rc != 0 && K > 1) {
-        char msg[CNF_ERRMSG_LEN];
-        snprintf(msg, sizeof msg, "%s", m->ctx->errmsg);
-        CNF_ERROR(m->ctx, rc, "log p at t: block %zu of %zu: %s", k + 1, K, msg);
-      }
+      if (rc != 0) block_failed(m, "log p at t", rc, k, K);
     }
     for (size_t b = 0; b < Bc && rc == 0; b++)
       logp[b0 + b] = cnf_log_normal(z + b * D, D) - delta[b] - ls;

@@ -117,6 +117,13 @@ static void test_mlp_ends(void) {
   CU_ASSERT_PTR_NOT_NULL(strstr(cnf_ctx_errmsg(ctx), "outside"));
   CU_ASSERT_EQUAL(cnf_model_logp_at(m, &o, -0.1, B, x, lpt, NULL), CNF_EINVAL);
   CU_ASSERT_EQUAL(cnf_model_trajectories(m, &o, +1, B, x, 1, paths, NULL), CNF_EINVAL);
+  /* a solver failure names the block: t = 0.6 starts in the second */
+  cnf_options bad = o;
+  bad.max_steps = 2;
+  CU_ASSERT_TRUE(cnf_is_solver_error(cnf_model_trajectories(m, &bad, +1, B, x, N, paths, NULL)));
+  CU_ASSERT_PTR_NOT_NULL(strstr(cnf_ctx_errmsg(ctx), "trajectories: block 1 of 2"));
+  CU_ASSERT_TRUE(cnf_is_solver_error(cnf_model_logp_at(m, &bad, 0.6, B, x, lpt, NULL)));
+  CU_ASSERT_PTR_NOT_NULL(strstr(cnf_ctx_errmsg(ctx), "log p at t: block 2 of 2"));
   cnf_model_free(m);
   cnf_model_spec sp;
   cnf_model_spec_default(&sp, "realnvp", 2);
