@@ -440,21 +440,17 @@ cleanup:
  * asked for a zero-length step; the end itself is always the last output
  * time of a solve, which therefore carries the state on to the next block. */
 
-static int need_flow(cnf_model *m, const char *what) {
+static int need_flow(const cnf_model *m, const char *what) {
   if (m == NULL) return CNF_EINVAL;
   if (m->flow == NULL)
-    return CNF_ERROR(m->ctx, CNF_EINVAL,
-                     "%s: model %s is a discrete stack, which has no time "
-                     "(a continuous model is needed)",
+    return CNF_ERROR(m->ctx, CNF_EINVAL, "%s: model %s is a discrete stack, which has no time",
                      what, m->name);
   return 0;
 }
 
 int cnf_model_total_time(const cnf_model *m, double *S) {
-  if (m == NULL || S == NULL) return CNF_EINVAL;
-  if (m->flow == NULL)
-    return CNF_ERROR(m->ctx, CNF_EINVAL, "time: model %s is a discrete stack, which has no time",
-                     m->name);
+  RET_IF(need_flow(m, "time"));
+  if (S == NULL) return CNF_ERROR(m->ctx, CNF_EINVAL, "time: NULL argument");
   double s = 0.0;
   for (size_t k = 0; k < m->flow->blocks; k++) s += m->flow->T[k];
   *S = s;
@@ -593,9 +589,7 @@ int cnf_model_logp_at(cnf_model *m, const cnf_options *opt, double t, size_t B, 
   double S = 0.0;
   cnf_model_total_time(m, &S);
   if (!(t >= 0 && t <= S))
-    return CNF_ERROR(m->ctx, CNF_EINVAL,
-                     "log p at t: t = %g is outside [0, %g] (the flow's "
-                     "total time)",
+    return CNF_ERROR(m->ctx, CNF_EINVAL, "log p at t: t = %g is outside [0, %g], the flow's time",
                      t, S);
   const size_t bs = o.batch > 0 && o.batch < B ? o.batch : B;
   double *z = cnf__dalloc(m->ctx, bs * D), *delta = cnf__dalloc(m->ctx, bs);
