@@ -19,6 +19,7 @@
 #include <string.h>
 
 #include "cnf.h"
+#include "cnf_model.h"
 #include "cnf_pde.h"
 #include "core.h"
 #include "draw.h"
@@ -450,6 +451,43 @@ static void test_paths(void) {
   cnf_ctx_free(ctx);
 }
 
+/* The density in time: a 2-D CNF's log p_t at t = 0, T/2, T on one grid
+ * (cnf_model_logp_at), drawn as a strip titled "t = ..." on one scale
+ * in the three formats. */
+static void test_time_strip(void) {
+  cnf_ctx *ctx = NULL;
+  CU_ASSERT_EQUAL_FATAL(cnf_ctx_create(&ctx), 0);
+  cnf_model_spec sp;
+  cnf_model_spec_default(&sp, "cnf", 2);
+  sp.hidden = "8-8";
+  cnf_model *m = NULL;
+  CU_ASSERT_EQUAL_FATAL(cnf_model_create(&m, ctx, &sp, 1), 0);
+  enum { G = 40 };
+  static double x[G * G * 2], lp[3 * G * G];
+  cnf_plot_grid(3, G, x);
+  const char *names[3] = {"t = 0 (data)", "t = 0.25", "t = 0.5 (latent)"};
+  for (size_t k = 0; k < 3; k++)
+    CU_ASSERT_EQUAL_FATAL(
+        cnf_model_logp_at(m, NULL, 0.25 * (double)k, G * G, x, lp + k * G * G, NULL), 0);
+  cnf_plot_options po;
+  cnf_plot_options_default(&po);
+  po.title = "The density in time";
+  po.names = names;
+  po.size = 200;
+  const char *ext[3] = {"png", "svg", "pdf"};
+  for (int e = 0; e < 3; e++) {
+    char name[32];
+    snprintf(name, sizeof name, "times.%s", ext[e]);
+    CU_ASSERT_EQUAL(cnf_plot_heatmaps_with(ctx, &po, 3, G, lp, 3, NULL, 0, path_of(name)), 0);
+  }
+  const char *says[] = {"t = 0 (data)", "t = 0.25", "t = 0.5 (latent)", "density p(x)", NULL};
+  /* 3 panels of 200, font 9: 5.5 + 2 x 1.2 + 8 fs wide, 2.8 + 1.6 + 3.8 fs high */
+  check_three("times", (int)ceil(600 + 15.9 * 9), (int)ceil(200 + 8.2 * 9), 0.5, 0.95,
+              "The density in time", says);
+  cnf_model_free(m);
+  cnf_ctx_free(ctx);
+}
+
 /* ---- failures ------------------------------------------------------------ */
 
 static void test_failures(void) {
@@ -538,6 +576,7 @@ static const test_entry plot_tests[] = {
     {"pairs: names, legend, size", test_pairs},
     {"lines: legend, axes, size", test_lines},
     {"trajectories: panels, legend, colours of the ends", test_paths},
+    {"the density in time: a strip titled by its times", test_time_strip},
     {"failures: no file, clear errors", test_failures},
     {"CSV header for coordinate names", test_csv_header},
     {NULL, NULL},
