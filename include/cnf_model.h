@@ -156,7 +156,8 @@ cnf_trace cnf_trace_for_dim(size_t D);
  * (elementwise; y = z without a standardization), so y(0) = x, and the
  * latent end y(S) is shift + scale z, which is cnf_model_encode's z when
  * there is no standardization.  A discrete stack has no time: these calls
- * give it CNF_EINVAL. */
+ * give it CNF_EINVAL.  As everywhere here, opt NULL means the defaults and
+ * st (may be NULL) is added the solver statistics. */
 
 /* The total time S of a continuous model into *S; CNF_EINVAL for a stack. */
 int cnf_model_total_time(const cnf_model *m, double *S);
