@@ -641,6 +641,18 @@ int cnf_plot_pairs_of_with(cnf_ctx *ctx, const cnf_plot_options *po, const doubl
                            size_t n_samples, size_t D, size_t max_dims, const double *data,
                            size_t n, const char *path);
 
+/* Trajectories of B points through n times (paths (panels, n, B, D), D >=
+ * 2, e.g. from cnf_model_trajectories; coordinates 1 and 2 are drawn), in
+ * `panels` square panels side by side on one data-unit extent (po->xlim x
+ * po->ylim if given, else the points' range with a margin, one scale on
+ * both axes), titled po->names: each path a thin semi-transparent
+ * polyline from its start (dots in blue, legend po->data_name, default
+ * "data (t = 0)") to its end (dots in orange, po->sample_name, default
+ * "latent (t = T)").  Non-finite states break a path.  CNF_EINVAL for
+ * n < 2, B = 0, D < 2 or more than 64 panels. */
+int cnf_plot_paths_with(cnf_ctx *ctx, const cnf_plot_options *po, size_t panels, size_t n,
+                        size_t B, size_t D, const double *paths, const char *path);
+
 /* ---- toy data ---------------------------------------------------------- */
 
 /* The names of FFJORD's ten 2-D toy sets, NULL-terminated: swissroll,

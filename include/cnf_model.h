@@ -145,6 +145,53 @@ int cnf_model_nll(cnf_model *m, const cnf_options *opt, size_t N, const double *
  * Hutchinson above (the exact trace costs D network passes). */
 cnf_trace cnf_trace_for_dim(size_t D);
 
+/* ---- the flow in time (continuous models) ---------------------------------
+ * A flow of K blocks with end times T_1..T_K is one path in the total time
+ * S = T_1 + ... + T_K: block k runs over [S_{k-1}, S_k] (S_0 = 0) with its
+ * own field f_k, so x at t = 0 reaches the latent z at t = S.  The state
+ * z(t) lives in the model's coordinates: x_std = (x - shift) / scale when
+ * the model has a standardization (cnf_model_set_standardization), x
+ * itself otherwise.  Everything below reports states and densities in the
+ * units of x throughout: a state z(t) is shown as y(t) = shift + scale z(t)
+ * (elementwise; y = z without a standardization), so y(0) = x, and the
+ * latent end y(S) is shift + scale z, which is cnf_model_encode's z when
+ * there is no standardization.  A discrete stack has no time: these calls
+ * give it CNF_EINVAL.  As everywhere here, opt NULL means the defaults and
+ * st (may be NULL) is added the solver statistics. */
+
+/* The total time S of a continuous model into *S; CNF_EINVAL for a stack. */
+int cnf_model_total_time(const cnf_model *m, double *S);
+
+/* Trajectories: the states of B rows at n >= 2 equally spaced times
+ * t_j = j S / (n - 1), j = 0 .. n - 1, into paths (n, B, D), in the units
+ * of x as said above.  dir > 0: in (B, D) are data rows x at t = 0 carried
+ * to the latent (paths[0] = x, paths[n - 1] the latent end).  dir < 0: in
+ * are latent points z (the model's z, as cnf_model_decode takes them)
+ * carried back to the data (the sample direction): paths[j] is then the
+ * state at t = S - j S / (n - 1), the forward paths of the x found, read
+ * backwards, and paths[n - 1] is cnf_model_decode's x.  One integration
+ * per block (cnf_dyn_solve_times, dense output; rows in chunks of
+ * opt->batch), whose Delta is integrated too, with opt's trace. */
+int cnf_model_trajectories(cnf_model *m, const cnf_options *opt, int dir, size_t B,
+                           const double *in, size_t n, double *paths, cnf_stats *st);
+
+/* The log-density of the flow's marginal at time t in [0, S]: when x ~ the
+ * model, y(t) (as above) has density p_t, and with z(t) the model
+ * coordinates of y and z(s), s in [t, S], the path from it,
+ *
+ *     log p_t(y) = log N(z(S); 0, I) + int_t^S tr(df/dz)(s, z(s)) ds
+ *                  - sum_i log scale_i
+ *                = log N(z(S)) - (Delta(S) - Delta(t)) - sum_i log scale_i,
+ *
+ * for B points y (B, D) into logp (B): p_0 is cnf_model_logp's density and
+ * p_S the standard normal pushed through the standardization (N(0, I)
+ * itself without one), so heat maps at t = 0, S/4, ..., S show the data's
+ * density morphing into the base.  The trace is opt's (exact for D <= 2 by
+ * default); rows in chunks of opt->batch.  CNF_EINVAL for t outside
+ * [0, S] or a stack. */
+int cnf_model_logp_at(cnf_model *m, const cnf_options *opt, double t, size_t B,
+                      const double *y, double *logp, cnf_stats *st);
+
 /* ---- loss and gradient ---------------------------------------------------- */
 
 /* L = -(1/B) sum_b log p(x_b) (plus the RNODE terms of opt for flows) and

@@ -146,6 +146,27 @@ int cnf_model_loss_grad(cnf_model *m, const cnf_options *opt, size_t B, const do
 long cnf_model_iteration(const cnf_model *m);
 void cnf_model_clear_train_state(cnf_model *m);
 void cnf_moments(size_t N, size_t D, const double *x, double *mean, double *sd);
+int cnf_model_total_time(const cnf_model *m, double *S);
+int cnf_model_trajectories(cnf_model *m, const cnf_options *opt, int dir, size_t B,
+                           const double *in, size_t n, double *paths, cnf_stats *st);
+int cnf_model_logp_at(cnf_model *m, const cnf_options *opt, double t, size_t B,
+                      const double *y, double *logp, cnf_stats *st);
+
+typedef struct cnf_plot_options {
+  const char *title, *xlabel, *ylabel;
+  const char *const *names;
+  const char *data_name, *sample_name;
+  size_t size;
+  double xlim[2], ylim[2];
+  int log_density;
+} cnf_plot_options;
+void cnf_plot_options_default(cnf_plot_options *po);
+void cnf_plot_grid(double L, size_t G, double *x);
+int cnf_plot_heatmaps_with(cnf_ctx *ctx, const cnf_plot_options *po, size_t n, size_t G,
+                           const double *logp, double L, const double *data, size_t nd,
+                           const char *path);
+int cnf_plot_paths_with(cnf_ctx *ctx, const cnf_plot_options *po, size_t panels, size_t n,
+                        size_t B, size_t D, const double *paths, const char *path);
 
 typedef struct cnf_fit_data {
   const double *rows;

@@ -228,6 +228,48 @@ class Model:
         self.last_stats = stats_dict(st)
         return x, lp
 
+    # ---- the flow in time (continuous models; include/cnf_model.h) ---------
+
+    @property
+    def total_time(self):
+        """The flow's total time S = T_1 + ... + T_K (Error for a stack)."""
+        out = ffi.new("double *")
+        raise_for(lib.cnf_model_total_time(self._m, out), self._ctx)
+        return out[0]
+
+    def trajectories(self, x, n=41, direction=1, seed=0, **solver):
+        """The states of the rows of x (B, D) at n equally spaced times over
+        the whole flow: an (n, B, D) array in the units of x.  direction 1:
+        x are data rows at t = 0, the last state their latent point;
+        direction -1: x are latent points carried back to the data (the
+        same paths read backwards)."""
+        opt = options(solver)
+        x = as_rows(x, self.dim)
+        if int(n) != n or n < 2:
+            raise ValueError("n: expected 2 or more times, got %r" % (n,))
+        B = x.shape[0]
+        out = np.empty((int(n), B, self.dim))
+        st = ffi.new("cnf_stats *")
+        lib.cnf_model_seed(self._m, int(seed))
+        rc = lib.cnf_model_trajectories(self._m, opt, 1 if direction > 0 else -1, B, ptr(x),
+                                        int(n), ptr(out), st)
+        raise_for(rc, self._ctx)
+        self.last_stats = stats_dict(st)
+        return out
+
+    def log_prob_at(self, y, t, seed=0, **solver):
+        """log p_t(y) (B) of the flow's marginal at time t in [0, S]: the
+        model's density at t = 0, the base N(0, I) at t = S."""
+        opt = options(solver)
+        y = as_rows(y, self.dim)
+        lp = np.empty(y.shape[0])
+        st = ffi.new("cnf_stats *")
+        lib.cnf_model_seed(self._m, int(seed))
+        raise_for(lib.cnf_model_logp_at(self._m, opt, float(t), y.shape[0], ptr(y), ptr(lp), st),
+                  self._ctx)
+        self.last_stats = stats_dict(st)
+        return lp
+
     def nll(self, x, seed=0, **solver):
         """The mean negative log-likelihood of the rows of x."""
         opt = options(solver)

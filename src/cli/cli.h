@@ -213,6 +213,13 @@ int cnf__cli_train(int argc, char **argv, size_t threads);
 int cnf__cli_eval(int argc, char **argv, size_t threads);
 int cnf__cli_gradcheck(int argc, char **argv, size_t threads);
 int cnf__cli_plot(int argc, char **argv, size_t threads);
+/* cnf plot --kind paths|times (plot_time.c): draw the trajectories of n
+ * points (the first n of data (nd, D), or a grid over [-L, L]^2 for 2-D,
+ * or samples) or a strip of `times` heat maps of the density at t = 0 ..
+ * S, into a->out; po carries the labels.  Returns an exit status. */
+int cnf__cli_plot_time(const char *cmd, cnf_ctx *ctx, cnf_model *m, const run_args *a,
+                       cnf_plot_options *po, const char *kind, size_t times, const double *data,
+                       size_t nd, const char *model);
 int cnf__cli_pde(int argc, char **argv, size_t threads);
 int cnf__cli_integrate(int argc, char **argv, size_t threads);
 

@@ -300,7 +300,9 @@ int cnf__cli_plot(int argc, char **argv, size_t threads) {
   run_args a;
   cnf__cli_args_default(&a);
   a.size = 200;
-  a.n = 2000;
+  a.n = 0; /* 2000, paths 400 */
+  const char *kind = "density";
+  size_t times = 5;
   cnf_plot_options po;
   cnf_plot_options_default(&po);
   const cnf_cli_opt opts[] = {
@@ -316,7 +318,12 @@ int cnf__cli_plot(int argc, char **argv, size_t threads) {
       ROW("data", 0, CNF_CLI_STR, &a.data, 0, 0, NULL, 0, "NAME|FILE.csv",
           "data to overlay: a toy set name or a CSV file"),
       ROW("samples", 'n', CNF_CLI_SIZE, &a.n, 1, 10000000, NULL, 0, "N",
-          "above 2-D: samples to scatter (2000); 2-D: toy points overlaid (2000)"),
+          "above 2-D: samples to scatter (2000); 2-D: toy points overlaid (2000); paths: "
+          "points (400)"),
+      ROW("kind", 0, CNF_CLI_STR, &kind, 0, 0, NULL, 0, "density|paths|times",
+          "density (samples above 2-D), trajectories from data to latent, or the density at "
+          "several times (density)"),
+      ROW("times", 0, CNF_CLI_SIZE, &times, 2, 64, NULL, 0, "K", "times: panels from 0 to T (5)"),
       ROW("dims", 0, CNF_CLI_SIZE, &a.dims, 1, 64, NULL, 0, "K",
           "above 2-D: first K coordinates (6)"),
       ROW("seed", 0, CNF_CLI_U64, &a.seed, 0, 0, NULL, 0, "S", "seed (0)"),
@@ -327,13 +334,16 @@ int cnf__cli_plot(int argc, char **argv, size_t threads) {
       "2-D model: a heat map of the learned density p(x) over [-L, L]^2 (viridis, x1 to the\n"
       "right, x2 up, a colour bar), with data points in white.  Above 2-D: pairwise scatter\n"
       "plots of samples (orange) over the data (grey), histograms on the diagonal, named by\n"
-      "the data's CSV header.  Titled, with axes in data units; PNG, SVG or PDF."};
+      "the data's CSV header.  --kind paths: trajectories of a grid (or of --data rows)\n"
+      "from data to latent; --kind times: the 2-D density at K times from 0 to T (continuous\n"
+      "models).  Titled, with axes in data units; PNG, SVG or PDF."};
   int status = cnf__cli_begin(cmd, opts, &usage, argc, argv, &a.threads, threads);
   if (status >= 0) return status;
   session s;
   double *data = NULL, *x = NULL, *lp = NULL;
   char **header = NULL;
   size_t nd = 0, cols = 0, hcols = 0;
+  if (a.n == 0) a.n = strcmp(kind, "paths") == 0 ? 400 : 2000;
   if ((status = open_session(&s, cmd, &a)) != CNF_CLI_OK) goto cleanup;
   const size_t D = s.D;
   if (a.data != NULL) {
@@ -356,6 +366,10 @@ int cnf__cli_plot(int argc, char **argv, size_t threads) {
     if (D == 2) po.xlabel = header[0], po.ylabel = header[1], po.names = NULL;
   }
   po.title = title, po.data_name = dname, po.sample_name = "flow samples";
+  if (strcmp(kind, "density") != 0) {
+    status = cnf__cli_plot_time(cmd, s.ctx, s.m, &a, &po, kind, times, data, nd, model);
+    goto cleanup;
+  }
   int rc;
   if (D == 2) {
     const size_t G = a.size;

@@ -430,3 +430,202 @@ cleanup:
   cnf__free(pick);
   return rc;
 }
+
+/* ---- the flow in time ----------------------------------------------------------
+ * Block k (in the order of integration) covers the elapsed time [E, E + T_k]
+ * of the whole path; an output time u of the elapsed axis falls in the first
+ * block whose interval holds it.  Inside block k the local time is u - E
+ * forward (from 0 to T_k) and T_k - (u - E) backward (from T_k to 0).  Times
+ * within 1e-12 T_k of a block's ends are taken as those ends, so no solve is
+ * asked for a zero-length step; the end itself is always the last output
+ * time of a solve, which therefore carries the state on to the next block. */
+
+static int need_flow(const cnf_model *m, const char *what) {
+  if (m == NULL) return CNF_EINVAL;
+  if (m->flow == NULL)
+    return CNF_ERROR(m->ctx, CNF_EINVAL, "%s: model %s is a discrete stack, which has no time",
+                     what, m->name);
+  return 0;
+}
+
+int cnf_model_total_time(const cnf_model *m, double *S) {
+  RET_IF(need_flow(m, "time"));
+  if (S == NULL) return CNF_ERROR(m->ctx, CNF_EINVAL, "time: NULL argument");
+  double s = 0.0;
+  for (size_t k = 0; k < m->flow->blocks; k++) s += m->flow->T[k];
+  *S = s;
+  return 0;
+}
+
+/* Probes of one solve of Bc rows (eps NULL for the exact trace). */
+static int time_probes(cnf_flow *f, const cnf_options *opt, size_t Bc, double *buf,
+                       const double **eps) {
+  *eps = NULL;
+  if (opt->trace == CNF_TRACE_EXACT) return 0;
+  RET_IF(cnf__flow_draw_probes(f, opt->trace, opt->probes, Bc, buf));
+  *eps = buf;
+  return 0;
+}
+
+/* A failed solve of block k of K: the message names the block. */
+static void block_failed(cnf_model *m, const char *who, int rc, size_t k, size_t K) {
+  if (K < 2) return;
+  char msg[CNF_ERRMSG_LEN];
+  snprintf(msg, sizeof msg, "%s", m->ctx->errmsg);
+  CNF_ERROR(m->ctx, rc, "%s: block %zu of %zu: %s", who, k + 1, K, msg);
+}
+
+/* y = shift + scale z for Bc rows (the units of x) */
+static void unstandardize(const cnf_flow *f, size_t Bc, const double *z, double *y) {
+  const size_t D = f->cfg.dim;
+  for (size_t b = 0; b < Bc; b++)
+    for (size_t i = 0; i < D; i++)
+      y[b * D + i] = f->shift ? f->shift[i] + f->scale[i] * z[b * D + i] : z[b * D + i];
+}
+
+/* Check the common arguments and read the options into o. */
+static int time_args(cnf_model *m, const char *what, const cnf_options *opt, cnf_options *o,
+                     size_t B, const void *in, const void *out) {
+  RET_IF(need_flow(m, what));
+  RET_IF(check(m, B, in, out));
+  cnf_options d;
+  RET_IF(cnf__options_read(m->ctx, options(opt, &d), o));
+  if (o->trace != CNF_TRACE_EXACT && o->probes == 0)
+    return CNF_ERROR(m->ctx, CNF_EINVAL, "%s: Hutchinson needs at least one probe", what);
+  for (size_t i = 0; i < B * cnf_model_dim(m); i++)
+    if (!isfinite(((const double *)in)[i]))
+      return CNF_ERROR(m->ctx, CNF_ENONFINITE, "%s: input row %zu has a non-finite value", what,
+                       i / cnf_model_dim(m) + 1);
+  return 0;
+}
+
+int cnf_model_trajectories(cnf_model *m, const cnf_options *opt, int dir, size_t B,
+                           const double *in, size_t n, double *paths, cnf_stats *st) {
+  cnf_options o;
+  RET_IF(time_args(m, "trajectories", opt, &o, B, in, paths));
+  if (n < 2 || n > 100000)
+    return CNF_ERROR(m->ctx, CNF_EINVAL, "trajectories: need 2 .. 100000 times (got %zu)", n);
+  cnf_flow *f = m->flow;
+  const size_t D = f->cfg.dim, K = f->blocks;
+  const size_t bs = o.batch > 0 && o.batch < B ? o.batch : B;
+  double S = 0.0;
+  cnf_model_total_time(m, &S);
+  double *tout = cnf__dalloc(m->ctx, n + 1), *z = cnf__dalloc(m->ctx, bs * D);
+  double *zout = cnf__dalloc(m->ctx, (n + 1) * bs * D), *delta = cnf__dalloc(m->ctx, bs);
+  size_t *slot = cnf__calloc(n + 1, sizeof(size_t));
+  double *eps = o.trace != CNF_TRACE_EXACT ? cnf__dalloc(m->ctx, o.probes * bs * D) : NULL;
+  int rc = 0;
+  if (tout == NULL || z == NULL || zout == NULL || delta == NULL || slot == NULL ||
+      (o.trace != CNF_TRACE_EXACT && eps == NULL)) {
+    rc = CNF_ERROR(m->ctx, CNF_ENOMEM, "trajectories: out of memory");
+    goto cleanup;
+  }
+  cnf_stats local;
+  cnf_stats_clear(&local);
+  for (size_t b0 = 0; b0 < B && rc == 0; b0 += bs) {
+    const size_t Bc = B - b0 < bs ? B - b0 : bs;
+    memcpy(z, in + b0 * D, Bc * D * sizeof(double));
+    if (dir > 0) cnf__flow_standardize(f, Bc, z, z);
+    unstandardize(f, Bc, z, paths + b0 * D);
+    if (dir > 0) memcpy(paths + b0 * D, in + b0 * D, Bc * D * sizeof(double));
+    memset(delta, 0, Bc * sizeof(double));
+    size_t j = 1;   /* the next output time */
+    double E = 0.0; /* elapsed time at the start of the block */
+    for (size_t i = 0; i < K && rc == 0; i++) {
+      const size_t k = dir > 0 ? i : K - 1 - i;
+      const double Tk = f->T[k], tol = 1e-12 * Tk;
+      /* this block's output times: at its start, inside, or at its end */
+      size_t mi = 0;
+      const size_t j0 = j;
+      for (; j < n; j++) {
+        const double u = j + 1 == n ? S : S * (double)j / (double)(n - 1);
+        if (u - E > Tk + tol && i + 1 < K) break; /* a later block's time */
+        const double loc = fmin(fmax(u - E, 0.0), Tk);
+        if (loc <= tol) {
+          slot[j] = SIZE_MAX;
+        } else if (loc >= Tk - tol) {
+          slot[j] = n;
+        } else {
+          tout[mi] = dir > 0 ? loc : Tk - loc;
+          slot[j] = mi++;
+        }
+      }
+      tout[mi] = dir > 0 ? Tk : 0.0;
+      const double *ep = NULL;
+      rc = time_probes(f, &o, Bc, eps, &ep);
+      /* states at local time 0 are the block's start */
+      for (size_t q = j0; q < j && rc == 0; q++)
+        if (slot[q] == SIZE_MAX) unstandardize(f, Bc, z, paths + (q * B + b0) * D);
+      if (rc == 0)
+        rc = cnf_dyn_solve_times(f->dyn, f->P ? f->theta + k * f->P : f->theta, &o,
+                                 dir > 0 ? 0.0 : Tk, mi + 1, tout, Bc, o.probes, ep, z, delta, zout,
+                                 NULL, &local);
+      if (rc != 0) block_failed(m, "trajectories", rc, k, K);
+      for (size_t q = j0; q < j && rc == 0; q++)
+        if (slot[q] != SIZE_MAX)
+          unstandardize(f, Bc, slot[q] == n ? z : zout + slot[q] * Bc * D,
+                        paths + (q * B + b0) * D);
+      E += Tk;
+    }
+  }
+  if (st != NULL) cnf_stats_add(st, &local);
+  if (rc == 0) rc = cnf__check_finite(m->ctx, "trajectories", "a state", paths, n * B, D);
+cleanup:
+  cnf__free(tout);
+  cnf__free(z);
+  cnf__free(zout);
+  cnf__free(delta);
+  cnf__free(slot);
+  cnf__free(eps);
+  return rc;
+}
+
+int cnf_model_logp_at(cnf_model *m, const cnf_options *opt, double t, size_t B, const double *y,
+                      double *logp, cnf_stats *st) {
+  cnf_options o;
+  RET_IF(time_args(m, "log p at t", opt, &o, B, y, logp));
+  cnf_flow *f = m->flow;
+  const size_t D = f->cfg.dim, K = f->blocks;
+  double S = 0.0;
+  cnf_model_total_time(m, &S);
+  if (!(t >= 0 && t <= S))
+    return CNF_ERROR(m->ctx, CNF_EINVAL, "log p at t: t = %g is outside [0, %g], the flow's time",
+                     t, S);
+  const size_t bs = o.batch > 0 && o.batch < B ? o.batch : B;
+  double *z = cnf__dalloc(m->ctx, bs * D), *delta = cnf__dalloc(m->ctx, bs);
+  double *eps = o.trace != CNF_TRACE_EXACT ? cnf__dalloc(m->ctx, o.probes * bs * D) : NULL;
+  int rc = 0;
+  if (z == NULL || delta == NULL || (o.trace != CNF_TRACE_EXACT && eps == NULL)) {
+    rc = CNF_ERROR(m->ctx, CNF_ENOMEM, "log p at t: out of memory");
+    goto cleanup;
+  }
+  cnf_stats local;
+  cnf_stats_clear(&local);
+  const double ls = cnf__flow_log_scale(f);
+  for (size_t b0 = 0; b0 < B && rc == 0; b0 += bs) {
+    const size_t Bc = B - b0 < bs ? B - b0 : bs;
+    cnf__flow_standardize(f, Bc, y + b0 * D, z);
+    memset(delta, 0, Bc * sizeof(double));
+    double E = 0.0;
+    for (size_t k = 0; k < K && rc == 0; k++) {
+      const double Tk = f->T[k], t0 = fmax(0.0, t - E);
+      E += Tk;
+      if (t0 >= Tk * (1 - 1e-12)) continue; /* t is at or after this block's end */
+      const double *ep = NULL;
+      rc = time_probes(f, &o, Bc, eps, &ep);
+      if (rc == 0)
+        rc = cnf_dyn_solve(f->dyn, f->P ? f->theta + k * f->P : f->theta, &o, t0, Tk, Bc, o.probes,
+                           ep, z, delta, &local);
+      if (rc != 0) block_failed(m, "log p at t", rc, k, K);
+    }
+    for (size_t b = 0; b < Bc && rc == 0; b++)
+      logp[b0 + b] = cnf_log_normal(z + b * D, D) - delta[b] - ls;
+  }
+  if (st != NULL) cnf_stats_add(st, &local);
+  if (rc == 0) rc = cnf__check_finite(m->ctx, "log p at t", "the log-density", logp, B, 1);
+cleanup:
+  cnf__free(z);
+  cnf__free(delta);
+  cnf__free(eps);
+  return rc;
+}

@@ -356,3 +356,110 @@ int cnf_plot_pairs(cnf_flow *f, const cnf_options *opt, size_t n_samples, size_t
                    const double *data, size_t n, const char *path) {
   return cnf_plot_pairs_with(f, opt, NULL, n_samples, max_dims, data, n, path);
 }
+
+/* ---- trajectories ---------------------------------------------------------- */
+
+/* The extent of all states: the bounding box grown to a square (one scale
+ * on both axes) with a 5% margin. */
+static void paths_extent(const double *p, size_t rows, size_t D, double xl[2], double yl[2]) {
+  double lo[2] = {INFINITY, INFINITY}, hi[2] = {-INFINITY, -INFINITY};
+  for (size_t r = 0; r < rows; r++)
+    for (size_t i = 0; i < 2; i++)
+      if (isfinite(p[r * D + i]))
+        lo[i] = fmin(lo[i], p[r * D + i]), hi[i] = fmax(hi[i], p[r * D + i]);
+  double half = 0;
+  for (size_t i = 0; i < 2; i++) {
+    if (!(hi[i] >= lo[i])) lo[i] = hi[i] = 0;
+    half = fmax(half, 0.5 * (hi[i] - lo[i]));
+  }
+  half = half > 0 ? 1.05 * half : 1;
+  const double cx = 0.5 * (lo[0] + hi[0]), cy = 0.5 * (lo[1] + hi[1]);
+  xl[0] = cx - half, xl[1] = cx + half, yl[0] = cy - half, yl[1] = cy + half;
+}
+
+int cnf_plot_paths_with(cnf_ctx *ctx, const cnf_plot_options *po, size_t panels, size_t n, size_t B,
+                        size_t D, const double *paths, const char *path) {
+  cnf_plot_options o = resolve(po);
+  o.data_name = po != NULL && po->data_name != NULL ? po->data_name : "data (t = 0)";
+  o.sample_name = po != NULL && po->sample_name != NULL ? po->sample_name : "latent (t = T)";
+  int rc = check_size(ctx, &o, path);
+  if (rc != 0) return rc;
+  if (paths == NULL || panels == 0 || panels > 64 || n < 2 || B == 0 || D < 2)
+    return CNF_ERROR(ctx, CNF_EINVAL,
+                     "%s: trajectories need 1 .. 64 panels, 2+ times, 1+ points and D >= 2", path);
+  double xl[2], yl[2];
+  extent(&o, 1, xl, yl);
+  if (!(o.xlim[1] > o.xlim[0] && o.ylim[1] > o.ylim[0]))
+    paths_extent(paths, panels * n * B, D, xl, yl);
+  const size_t cols = panels <= 4 ? panels : (size_t)ceil(sqrt((double)panels));
+  const size_t rows = (panels + cols - 1) / cols;
+  const double S = (double)o.size, fs = cnf__fig_font(o.size);
+  const double T = 2.8 * fs + 1.8 * fs, PT = o.names != NULL ? 1.6 * fs : 0, Lm = 5.5 * fs;
+  const double Bm = 3.8 * fs, gap = 1.2 * fs, R = 1.5 * fs, rowh = PT + S + Bm;
+  const char *ttl = o.title != NULL ? o.title : "Trajectories from data to latent";
+  char kp[64];
+  snprintf(kp, sizeof kp, "paths (n = %zu)", B);
+  /* wide enough for the title and the legend row (glyphs of DejaVu Sans
+   * are at most 0.65 em wide on average) */
+  const double wtext =
+      fmax(0.65 * 1.25 * fs * (double)strlen(ttl),
+           0.6 * 0.9 * fs * (double)(strlen(kp) + strlen(o.data_name) + strlen(o.sample_name)) +
+               3 * 3.8 * fs) +
+      2 * fs;
+  const double W = fmax(Lm + (double)cols * S + (double)(cols - 1) * gap + R, wtext);
+  const double H = T + (double)rows * rowh, xc = 0.5 * (Lm + W - R);
+  cnf__fig f;
+  rc = cnf__fig_begin(ctx, &f, path, W, H, fs);
+  if (rc != 0) return rc;
+  cnf__fig_text(&f, xc, 0.7 * fs, 0.5, 0, 0, 1.25, 1, ttl);
+  const double line[3] = {0.25, 0.30, 0.40}, start[3] = {0.12, 0.47, 0.71},
+               end[3] = {0.90, 0.43, 0.08};
+  char kd[160], kl[160];
+  snprintf(kd, sizeof kd, "%s", o.data_name);
+  snprintf(kl, sizeof kl, "%s", o.sample_name);
+  const cnf__key keys[3] = {{kp, {line[0], line[1], line[2]}, CNF__KEY_LINE},
+                            {kd, {start[0], start[1], start[2]}, CNF__KEY_POINT},
+                            {kl, {end[0], end[1], end[2]}, CNF__KEY_POINT}};
+  cnf__fig_legend_row(&f, xc, 2.6 * fs, keys, 3);
+  /* the panels centred in a figure widened for its text */
+  const double x_off = 0.5 * (W - (Lm + (double)cols * S + (double)(cols - 1) * gap + R));
+  cairo_t *cr = f.cr;
+  const double r_pt = fmax(1.0, S / 250), alpha = B > 400 ? 0.2 : 0.4;
+  for (size_t k = 0; k < panels; k++) {
+    const double *pk = paths + k * n * B * D, x0 = x_off + Lm + (double)(k % cols) * (S + gap);
+    const double y0 = T + (double)(k / cols) * rowh + PT;
+    const double sx = S / (xl[1] - xl[0]), sy = S / (yl[1] - yl[0]);
+    cairo_save(cr);
+    cairo_rectangle(cr, x0, y0, S, S);
+    cairo_clip(cr);
+    cairo_set_line_width(cr, fmax(0.5, 0.05 * fs));
+    cairo_set_line_join(cr, CAIRO_LINE_JOIN_ROUND);
+    cairo_set_source_rgba(cr, line[0], line[1], line[2], alpha);
+    for (size_t b = 0; b < B; b++) {
+      int pen = 0;
+      for (size_t j = 0; j < n; j++) {
+        const double *q = pk + (j * B + b) * D;
+        if (!isfinite(q[0]) || !isfinite(q[1])) {
+          pen = 0;
+          continue;
+        }
+        const double px = x0 + (q[0] - xl[0]) * sx, py = y0 + S - (q[1] - yl[0]) * sy;
+        if (pen)
+          cairo_line_to(cr, px, py);
+        else
+          cairo_move_to(cr, px, py);
+        pen = 1;
+      }
+      cairo_stroke(cr); /* one stroke per path: overlaps darken where paths crowd */
+    }
+    cairo_restore(cr);
+    points(&f, pk, B, D, 0, 1, xl, yl, x0, y0, S, S, r_pt, start, 0.8, 1);
+    points(&f, pk + (n - 1) * B * D, B, D, 0, 1, xl, yl, x0, y0, S, S, r_pt, end, 0.8, 1);
+    cnf__fig_frame(&f, x0, y0, S, S);
+    if (o.names != NULL && o.names[k] != NULL)
+      cnf__fig_text(&f, x0 + 0.5 * S, y0 - PT + 0.15 * fs, 0.5, 0, 0, 1, 0, o.names[k]);
+    cnf__fig_xaxis(&f, x0, x0 + S, y0 + S, xl[0], xl[1], o.xlabel ? o.xlabel : "x1");
+    if (k % cols == 0) cnf__fig_yaxis(&f, x0, y0 + S, y0, yl[0], yl[1], o.ylabel ? o.ylabel : "x2");
+  }
+  return cnf__fig_end(&f, ttl);
+}

@@ -19,6 +19,7 @@
 #include <string.h>
 
 #include "cnf.h"
+#include "cnf_model.h"
 #include "cnf_pde.h"
 #include "core.h"
 #include "draw.h"
@@ -399,6 +400,94 @@ static void test_lines(void) {
   cnf_ctx_free(ctx);
 }
 
+/* ---- trajectories --------------------------------------------------------- */
+
+/* Two panels of B paths each, from a circle of radius 2 spiralling in to
+ * radius 0.5 (panel 2: straight in): titled panels, the legend, axes. */
+static void test_paths(void) {
+  cnf_ctx *ctx = NULL;
+  CU_ASSERT_EQUAL_FATAL(cnf_ctx_create(&ctx), 0);
+  enum { B = 20, N = 11, D = 2 };
+  static double p[2 * N * B * D];
+  for (size_t k = 0; k < 2; k++)
+    for (size_t j = 0; j < N; j++)
+      for (size_t b = 0; b < B; b++) {
+        const double s = (double)j / (N - 1), r = 2 - 1.5 * s;
+        const double a = 2 * 3.141592653589793 * (double)b / B + (k == 0 ? 1.2 * s : 0);
+        p[((k * N + j) * B + b) * D] = r * cos(a);
+        p[((k * N + j) * B + b) * D + 1] = r * sin(a);
+      }
+  const char *names[2] = {"spiral", "straight"};
+  cnf_plot_options po;
+  cnf_plot_options_default(&po);
+  po.title = "Two panels of paths";
+  po.names = names;
+  const char *ext[3] = {"png", "svg", "pdf"};
+  for (int e = 0; e < 3; e++) {
+    char name[32];
+    snprintf(name, sizeof name, "paths.%s", ext[e]);
+    CU_ASSERT_EQUAL(cnf_plot_paths_with(ctx, &po, 2, N, B, D, p, path_of(name)), 0);
+  }
+  const char *says[] = {
+      "spiral", "straight", "paths (n = 20)", "data (t = 0)", "latent (t = T)", "x1", "x2", "-2",
+      "2",      NULL};
+  /* 2 panels of 400, font 400 / 28: margins 5.5 + 1.2 + 1.5 fs wide and
+   * 2.8 + 1.8 + 1.6 + 3.8 fs high */
+  const double fs = 400.0 / 28;
+  check_three("paths", (int)ceil(800 + 8.2 * fs), (int)ceil(400 + 10.0 * fs), 0.01, 0.4,
+              "Two panels of paths", says);
+  /* a start point is blue, an end point orange: the first path's ends */
+  int rgb[3];
+  const double half = 2.1, x0 = 5.5 * fs, y0 = 2.8 * fs + 1.8 * fs + 1.6 * fs;
+  png_pixel(path_of("paths.png"), (int)(x0 + (2 + half) / (2 * half) * 400), (int)(y0 + 200), rgb);
+  CU_ASSERT_TRUE(rgb[2] > rgb[0] + 40); /* blue at (2, 0) */
+  png_pixel(path_of("paths.png"), (int)(x0 + 400 + 1.2 * fs + (0.5 + half) / (2 * half) * 400),
+            (int)(y0 + 200), rgb);
+  CU_ASSERT_TRUE(rgb[0] > rgb[2] + 40); /* orange at (0.5, 0) in panel 2 */
+  /* bad shapes: no file */
+  CU_ASSERT_EQUAL(cnf_plot_paths_with(ctx, &po, 2, 1, B, D, p, path_of("bad.png")), CNF_EINVAL);
+  CU_ASSERT_EQUAL(cnf_plot_paths_with(ctx, &po, 2, N, B, 1, p, path_of("bad.png")), CNF_EINVAL);
+  CU_ASSERT_PTR_NULL(slurp(path_of("bad.png")));
+  cnf_ctx_free(ctx);
+}
+
+/* The density in time: a 2-D CNF's log p_t at t = 0, T/2, T on one grid
+ * (cnf_model_logp_at), drawn as a strip titled "t = ..." on one scale
+ * in the three formats. */
+static void test_time_strip(void) {
+  cnf_ctx *ctx = NULL;
+  CU_ASSERT_EQUAL_FATAL(cnf_ctx_create(&ctx), 0);
+  cnf_model_spec sp;
+  cnf_model_spec_default(&sp, "cnf", 2);
+  sp.hidden = "8-8";
+  cnf_model *m = NULL;
+  CU_ASSERT_EQUAL_FATAL(cnf_model_create(&m, ctx, &sp, 1), 0);
+  enum { G = 40 };
+  static double x[G * G * 2], lp[3 * G * G];
+  cnf_plot_grid(3, G, x);
+  const char *names[3] = {"t = 0 (data)", "t = 0.25", "t = 0.5 (latent)"};
+  for (size_t k = 0; k < 3; k++)
+    CU_ASSERT_EQUAL_FATAL(
+        cnf_model_logp_at(m, NULL, 0.25 * (double)k, G * G, x, lp + k * G * G, NULL), 0);
+  cnf_plot_options po;
+  cnf_plot_options_default(&po);
+  po.title = "The density in time";
+  po.names = names;
+  po.size = 200;
+  const char *ext[3] = {"png", "svg", "pdf"};
+  for (int e = 0; e < 3; e++) {
+    char name[32];
+    snprintf(name, sizeof name, "times.%s", ext[e]);
+    CU_ASSERT_EQUAL(cnf_plot_heatmaps_with(ctx, &po, 3, G, lp, 3, NULL, 0, path_of(name)), 0);
+  }
+  const char *says[] = {"t = 0 (data)", "t = 0.25", "t = 0.5 (latent)", "density p(x)", NULL};
+  /* 3 panels of 200, font 9: 5.5 + 2 x 1.2 + 8 fs wide, 2.8 + 1.6 + 3.8 fs high */
+  check_three("times", (int)ceil(600 + 15.9 * 9), (int)ceil(200 + 8.2 * 9), 0.5, 0.95,
+              "The density in time", says);
+  cnf_model_free(m);
+  cnf_ctx_free(ctx);
+}
+
 /* ---- failures ------------------------------------------------------------ */
 
 static void test_failures(void) {
@@ -486,6 +575,8 @@ static const test_entry plot_tests[] = {
     {"heat maps: strip and grid in data units, panel titles", test_heatmaps},
     {"pairs: names, legend, size", test_pairs},
     {"lines: legend, axes, size", test_lines},
+    {"trajectories: panels, legend, colours of the ends", test_paths},
+    {"the density in time: a strip titled by its times", test_time_strip},
     {"failures: no file, clear errors", test_failures},
     {"CSV header for coordinate names", test_csv_header},
     {NULL, NULL},
