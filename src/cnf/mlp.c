@@ -253,16 +253,6 @@ static size_t chunk_samples(const mlp_state *s, size_t K) {
 #define FABS_T fabs
 #define WS w64
 #include "mlp_kern.h"
-#undef T
-#undef FN
-#undef MLP_SINGLE
-#undef GEMM
-#undef TANH_N
-#undef EXP_T
-#undef LOG1P_T
-#undef FMAX_T
-#undef FABS_T
-#undef WS
 
 #define T float
 #define FN(name) name##_s
@@ -275,16 +265,6 @@ static size_t chunk_samples(const mlp_state *s, size_t K) {
 #define FABS_T fabsf
 #define WS w32
 #include "mlp_kern.h"
-#undef T
-#undef FN
-#undef MLP_SINGLE
-#undef GEMM
-#undef TANH_N
-#undef EXP_T
-#undef LOG1P_T
-#undef FMAX_T
-#undef FABS_T
-#undef WS
 
 /* ---- the serial ops: the state's precision picks the kernels ---------- */
 

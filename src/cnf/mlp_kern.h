@@ -16,7 +16,7 @@
  *   TANH_N         cnf__tanh or cnf__tanhf
  *   EXP_T, LOG1P_T, FMAX_T, FABS_T   the libm functions of T
  *   WS             the state's workspace member of T (w64 or w32)
- * and undefines them after. */
+ * and this file undefines them at its end, ready for the next precision. */
 
 #define C_(x) ((T)(x))
 
@@ -641,3 +641,13 @@ static int FN(ser_vjp_rows)(mlp_state *s, const double *ts, size_t B, const doub
 }
 
 #undef C_
+#undef T
+#undef FN
+#undef MLP_SINGLE
+#undef GEMM
+#undef TANH_N
+#undef EXP_T
+#undef LOG1P_T
+#undef FMAX_T
+#undef FABS_T
+#undef WS
