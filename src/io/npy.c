@@ -215,12 +215,30 @@ int cnf_npy_read(cnf_ctx *ctx, const char *path, double **data, size_t *rows, si
     rc = CNF_ERROR(ctx, CNF_EFORMAT, "%s: shape (%zu, %zu) is too large", path, N, D);
     goto done;
   }
-  if ((x = cnf__malloc(N * D * sizeof(double))) == NULL) {
-    rc = CNF_ERROR(ctx, CNF_ENOMEM, "%s: out of memory for %zu x %zu values", path, N, D);
-    goto done;
+  /* the data in pieces of at most 1 MiB, the buffer grown as they come:
+   * a header that claims more rows than the file holds is found before
+   * anything near its size is allocated */
+  const size_t need = N * D, piece = (size_t)1 << 17;
+  size_t got = 0, cap = 0;
+  while (got < need) {
+    if (got == cap) {
+      size_t ncap = cap == 0 ? piece : 2 * cap;
+      if (ncap > need || ncap < cap) ncap = need;
+      double *nx = cnf__malloc(ncap * sizeof(double));
+      if (nx == NULL) {
+        rc = CNF_ERROR(ctx, CNF_ENOMEM, "%s: out of memory for %zu x %zu values", path, N, D);
+        goto done;
+      }
+      if (got > 0) memcpy(nx, x, got * sizeof(double));
+      cnf__free(x);
+      x = nx, cap = ncap;
+    }
+    const size_t want = cap - got < piece ? cap - got : piece;
+    const size_t n = fread(x + got, sizeof(double), want, fp);
+    got += n;
+    if (n < want) break;
   }
-  size_t got = fread(x, sizeof(double), N * D, fp);
-  if (got != N * D) {
+  if (got != need) {
     rc = CNF_ERROR(ctx, CNF_ECORRUPT,
                    "%s: truncated: the header's shape (%zu, %zu) needs %zu data bytes, the "
                    "file has %zu",

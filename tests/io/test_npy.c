@@ -174,6 +174,12 @@ static void test_read_rejects(void) {
          "shape (0, 3), expected at least one row");
   reject("short.npy", STD, full - 8, CNF_ECORRUPT,
          "truncated: the header's shape (2, 3) needs 48 data bytes, the file has 40");
+  /* a header that claims 800 TB of data over 48 bytes is truncated, found
+   * without allocating what it claims (the old reader asked malloc for it
+   * and failed with CNF_ENOMEM, or under ASan aborted) */
+  reject("huge.npy", "{'descr': '<f8', 'fortran_order': False, 'shape': (1000000, 100000000), }",
+         full, CNF_ECORRUPT, "truncated: the header's shape (1000000, 100000000) needs "
+         "800000000000000 data bytes, the file has 48");
   reject("nokey.npy", "{'descr': '<f8', 'shape': (2, 3), }", full, CNF_EFORMAT, "lacks one of");
   reject("extra.npy", "{'descr': '<f8', 'fortran_order': False, 'shape': (2, 3), 'x': 1}", full,
          CNF_EFORMAT, "a key other than");
