@@ -623,6 +623,10 @@ int cnf_plot_pairs_with(cnf_flow *flow, const cnf_options *opt, const cnf_plot_o
 /* The G x G grid of cnf_plot_density over [-L, L]^2 into x (G * G, 2):
  * row r, column c at x1 = -L + 2L (c + 1/2) / G, x2 = L - 2L (r + 1/2) / G. */
 void cnf_plot_grid(double L, size_t G, double *x);
+/* The G x G grid of `cnf grid` over [-L, L]^2 into x (G * G, 2), ends
+ * included: row j * G + i holds x1 = g_i, x2 = g_j, g_i = -L + 2L i/(G - 1),
+ * exactly -L and L at the ends (G >= 2). */
+void cnf_grid_points(double L, size_t G, double *x);
 /* n heat maps side by side, panel k from logp (n, G * G) on the points of
  * cnf_plot_grid (or of the extent po->xlim x po->ylim, in the same order),
  * on one colour scale (so equal colours are equal densities) with one

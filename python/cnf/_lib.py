@@ -162,6 +162,7 @@ typedef struct cnf_plot_options {
 } cnf_plot_options;
 void cnf_plot_options_default(cnf_plot_options *po);
 void cnf_plot_grid(double L, size_t G, double *x);
+void cnf_grid_points(double L, size_t G, double *x);
 int cnf_plot_heatmaps_with(cnf_ctx *ctx, const cnf_plot_options *po, size_t n, size_t G,
                            const double *logp, double L, const double *data, size_t nd,
                            const char *path);

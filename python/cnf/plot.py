@@ -40,6 +40,16 @@ def grid(L, G):
     return x
 
 
+def grid_points(L, G):
+    """The G x G grid of `cnf grid` over [-L, L]^2, ends included: (G * G, 2),
+    x1 fastest, row j * G + i at (-L + 2L i/(G-1), -L + 2L j/(G-1))."""
+    if int(G) < 2:
+        raise ValueError("G: expected at least 2 points a side, got %r" % (G,))
+    x = np.empty((int(G) * int(G), 2))
+    lib.cnf_grid_points(float(L), int(G), ffi.cast("double *", x.ctypes.data))
+    return x
+
+
 def heatmaps(path, logp, L, names=None, data=None, **labels):
     """Heat maps side by side on one colour scale: logp (n, G * G) on the
     points of grid(L, G), panel k titled names[k], data (nd, 2) overlaid in

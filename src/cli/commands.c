@@ -271,12 +271,7 @@ int cnf__cli_grid(int argc, char **argv, size_t threads) {
       (x = cnf__cli_alloc(cmd, N, 2, "grid", &status)) == NULL ||
       (lp = cnf__cli_alloc(cmd, N, 1, "grid", &status)) == NULL)
     goto cleanup;
-  for (size_t j = 0; j < G; j++)
-    for (size_t i = 0; i < G; i++) { /* exactly -L and L at the ends */
-      double *p = x + 2 * (j * G + i);
-      p[0] = i == G - 1 ? a.range : -a.range + 2.0 * a.range * (double)i / (double)(G - 1);
-      p[1] = j == G - 1 ? a.range : -a.range + 2.0 * a.range * (double)j / (double)(G - 1);
-    }
+  cnf_grid_points(a.range, G, x);
   if ((status = session_logp(&s, &a, N, x, lp)) != CNF_CLI_OK) goto cleanup;
   for (size_t b = 0; b < N; b++) {
     table[3 * b] = x[2 * b];

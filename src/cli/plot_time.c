@@ -24,7 +24,7 @@ static int paths(const char *cmd, cnf_ctx *ctx, cnf_model *m, const run_args *a,
                  cnf_plot_options *po, const double *data, size_t nd, const char *model, double S) {
   const size_t D = cnf_model_dim(m);
   int status = CNF_CLI_OK, rc = 0;
-  size_t B = a->n;
+  size_t B = a->n, g = 0; /* g: the side of the 2-D grid of start points */
   double *x = NULL, *p = NULL;
   if (D < 2) {
     cnf__cli_error(cmd, "paths: the model is %zu-D; trajectories need 2 or more coordinates", D);
@@ -35,7 +35,7 @@ static int paths(const char *cmd, cnf_ctx *ctx, cnf_model *m, const run_args *a,
   if (data != NULL) {
     B = nd < B ? nd : B;
   } else if (D == 2) { /* a g x g grid over [-L, L]^2 with g^2 <= n */
-    size_t g = (size_t)floor(sqrt((double)a->n));
+    g = (size_t)floor(sqrt((double)a->n));
     g = g < 2 ? 2 : g;
     B = g * g;
   }
@@ -45,7 +45,7 @@ static int paths(const char *cmd, cnf_ctx *ctx, cnf_model *m, const run_args *a,
   if (data != NULL)
     memcpy(x, data, B * D * sizeof(double));
   else if (D == 2)
-    cnf_plot_grid(a->range, (size_t)llround(sqrt((double)B)), x);
+    cnf_plot_grid(a->range, g, x);
   else
     rc = cnf_model_sample(m, &a->opt, B, x, NULL, NULL);
   if (rc == 0) rc = cnf_model_trajectories(m, &a->opt, +1, B, x, PATH_STATES, p, NULL);

@@ -63,6 +63,15 @@ void cnf_plot_grid(double L, size_t G, double *x) {
   grid_over(lim, lim, G, x);
 }
 
+void cnf_grid_points(double L, size_t G, double *x) {
+  for (size_t j = 0; j < G; j++)
+    for (size_t i = 0; i < G; i++) {
+      double *p = x + 2 * (j * G + i);
+      p[0] = i == G - 1 ? L : -L + 2.0 * L * (double)i / (double)(G - 1);
+      p[1] = j == G - 1 ? L : -L + 2.0 * L * (double)j / (double)(G - 1);
+    }
+}
+
 /* the extent of a heat map: xlim, ylim if given, else [-L, L] */
 static void extent(const cnf_plot_options *o, double L, double xl[2], double yl[2]) {
   const int given = o->xlim[1] > o->xlim[0] && o->ylim[1] > o->ylim[0];

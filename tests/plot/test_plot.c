@@ -569,7 +569,32 @@ static void test_csv_header(void) {
   cnf_ctx_free(ctx);
 }
 
+/* cnf_grid_points: G x G points with the ends exactly -L and L, x1
+ * fastest, spacing 2L/(G - 1); cnf_plot_grid: cell midpoints, x2 from the
+ * top down */
+static void test_grids(void) {
+  const size_t G = 7;
+  const double L = 3.3;
+  double x[2 * 7 * 7], y[2 * 7 * 7];
+  cnf_grid_points(L, G, x);
+  CU_ASSERT_EQUAL(x[0], -L);
+  CU_ASSERT_EQUAL(x[1], -L);
+  CU_ASSERT_EQUAL(x[2 * (G - 1)], L);   /* the last of row 0: x1 = L */
+  CU_ASSERT_EQUAL(x[2 * G * G - 1], L); /* the last row: x2 = L */
+  double worst = 0.0;
+  for (size_t j = 0; j < G; j++)
+    for (size_t i = 0; i < G; i++) {
+      worst = fmax(worst, fabs(x[2 * (j * G + i)] - (-L + 2 * L * (double)i / (double)(G - 1))));
+      worst = fmax(worst, fabs(x[2 * (j * G + i) + 1] - (-L + 2 * L * (double)j / (double)(G - 1))));
+    }
+  CU_ASSERT_TRUE(worst <= 1e-15);
+  cnf_plot_grid(L, G, y);
+  CHECK_NEAR(y[0], -L + L / (double)G, 1e-15);
+  CHECK_NEAR(y[1], L - L / (double)G, 1e-15);
+}
+
 static const test_entry plot_tests[] = {
+    {"grids: cnf_grid_points (ends included) and cnf_plot_grid (midpoints)", test_grids},
     {"ticks: 1-2-5 steps, decimals, no -0", test_ticks},
     {"density: PNG, SVG, PDF; size, colours, text", test_density},
     {"heat maps: strip and grid in data units, panel titles", test_heatmaps},

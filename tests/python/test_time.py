@@ -34,6 +34,15 @@ class TestTime(ScratchCase):
         base = -0.5 * np.sum(x * x, axis=1) - np.log(2 * np.pi)
         np.testing.assert_allclose(m.log_prob_at(x, 1.0), base, rtol=1e-14, atol=1e-14)
 
+    def test_grid_points(self):
+        """cnf.plot.grid_points is the grid of `cnf grid`, ends included."""
+        g = cnf.plot.grid_points(2.5, 5)
+        self.assertEqual(g.shape, (25, 2))
+        self.assertEqual((g[0, 0], g[0, 1], g[4, 0], g[-1, 1]), (-2.5, -2.5, 2.5, 2.5))
+        self.assertTrue(np.allclose(g[:5, 0], np.linspace(-2.5, 2.5, 5), rtol=0, atol=1e-15))
+        with self.assertRaises(ValueError):
+            cnf.plot.grid_points(1.0, 1)
+
     def test_errors(self):
         with self.assertRaises(cnf.Error) as e:
             self.m.log_prob_at(self.x, 1.5)
