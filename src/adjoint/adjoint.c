@@ -322,6 +322,7 @@ static int ck_backward(cnf_ctx *ctx, ck_mem *m, adj_block *ab,
   const int rc = cnf__nvec_make(ctx, &m->yB, BD, az);
   if (ab->P > 0) {
     m->qB = N_VMake_Serial((sunindextype)ab->P, gth, sctx);
+    cnf__nvec_ops(m->qB);
     memset(gth, 0, ab->P * sizeof(double));
   }
   if (rc != 0 || (ab->P > 0 && !m->qB))
@@ -378,6 +379,7 @@ static int bs_backward(cnf_ctx *ctx, ck_mem *m, adj_block *ab,
   if (ab->P > 0) {
     memset(gth, 0, ab->P * sizeof(double));
     m->qB = N_VMake_Serial((sunindextype)ab->P, gth, sctx);
+    cnf__nvec_ops(m->qB);
   }
   m->mem = CVodeCreate(opt->method == CNF_METHOD_BDF ? CV_BDF : CV_ADAMS, sctx);
   if (rc != 0 || (ab->P > 0 && !m->qB) || !m->mem)

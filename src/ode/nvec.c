@@ -9,6 +9,7 @@ int cnf__nvec_make(cnf_ctx *ctx, cnf__nvec *out, size_t n, double *data) {
   out->local =
       data != NULL ? N_VMake_Serial((sunindextype)n, data, s) : N_VNew_Serial((sunindextype)n, s);
   if (out->local == NULL) return CNF_ERROR(ctx, CNF_ENOMEM, "out of memory for %zu unknowns", n);
+  cnf__nvec_ops(out->local);
   if (!cnf__dist_on(ctx)) {
     out->v = out->local;
     return 0;
