@@ -19,6 +19,13 @@
  * second, right-hand-side evaluations and the largest |log p| difference
  * between the precisions.
  *
+ * Where the batch split pays (--split B1,B2,...): each op at each B, one
+ * thread against two with the split forced whatever the batch (the
+ * library's threshold set to nothing, cnf__dyn_mlp_split_min), wall time
+ * for both, the two alternating sample by sample; the table gives the
+ * stacked rows B (1 + K), the multiply-adds per thread and the speed-up,
+ * per precision: the threshold of src/cnf/mlp.c is read off it.
+ *
  * Output: markdown on standard output and, with --out FILE, the same into
  * FILE (written to FILE.tmp, then renamed).  Progress on standard error. */
 #define _POSIX_C_SOURCE 200809L
@@ -39,6 +46,7 @@
  * (src/cnf/dyn_impl.h); solves take cnf_options.precision instead. */
 int cnf__dyn_precision_begin(cnf_dyn *d, cnf_precision p, int hold, int *saved);
 void cnf__dyn_precision_end(cnf_dyn *d, int saved);
+int cnf__dyn_mlp_split_min(cnf_dyn *dyn, double macs);
 
 #define NB 3
 static const size_t batches[NB] = {100, 1000, 10000};
@@ -59,6 +67,8 @@ typedef struct opts {
   const char *model, *out;
   size_t points, solve_batch;
   int solve_reps;
+  size_t split[16];
+  int nsplit;
 } opts;
 
 static double wall_now(void) {
@@ -223,6 +233,72 @@ static int bench_ops(const opts *o, FILE *out) {
   return 0;
 }
 
+/* ---- where the split pays --------------------------------------------- */
+
+static int bench_split(const opts *o, FILE *out) {
+  cnf_ctx *ctx = NULL;
+  if (cnf_ctx_create(&ctx) != 0) return 1;
+  cnf_mlp_config cfg;
+  cnf_mlp_config_default(&cfg, 2);
+  size_t Bmax = 1;
+  for (int i = 0; i < o->nsplit; i++)
+    if (o->split[i] > Bmax) Bmax = o->split[i];
+  const size_t D = 2, P = cnf_mlp_param_count(&cfg);
+  double macs = 0.0; /* one row through the linear layers */
+  for (size_t l = 0; l <= cfg.n_hidden; l++)
+    macs += (double)((l == 0 ? D : cfg.hidden[l - 1]) * (l == cfg.n_hidden ? D : cfg.hidden[l]));
+  double *theta = xcalloc(P, sizeof *theta);
+  cnf_mlp_init_params(&cfg, 1, theta);
+  double *z = xcalloc(Bmax * D, sizeof *z), *z2 = xcalloc(Bmax * D, sizeof *z2),
+         *eps = xcalloc(Bmax * D, sizeof *eps), *a = xcalloc(Bmax * D, sizeof *a),
+         *w = xcalloc(Bmax, sizeof *w), *dz = xcalloc(Bmax * D, sizeof *dz),
+         *div = xcalloc(Bmax, sizeof *div), *gz = xcalloc(Bmax * D, sizeof *gz),
+         *gth = xcalloc(P, sizeof *gth);
+  if (cnf_toy_sample("8gaussians", Bmax, 1, z) != 0) return 1;
+  if (cnf_toy_sample("8gaussians", Bmax, 2, z2) != 0) return 1;
+  cnf_probes_draw(CNF_TRACE_GAUSS, 2, 1, Bmax, D, eps);
+  cnf_dyn *one = NULL, *two = NULL;
+  if (cnf_dyn_mlp_create(&one, ctx, &cfg) != 0 || cnf_dyn_mlp_create(&two, ctx, &cfg) != 0 ||
+      cnf_dyn_mlp_set_threads(two, 2) != 0 || cnf__dyn_mlp_split_min(two, 1.0) != 0)
+    return 1;
+  emit(stdout, out,
+       "\n| op | precision | B | stacked rows | multiply-adds per thread | 1 thread µs | "
+       "2 threads µs | speed-up |\n| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: |\n");
+  for (int op = 0; op < NOPS; op++)
+    for (int p = 0; p < 2; p++)
+      for (int bi = 0; bi < o->nsplit; bi++) {
+        const size_t B = o->split[bi], K = op == OP_F ? 0 : op == OP_HUTCH ? 1 : D;
+        for (size_t b = 0; b < B; b++) w[b] = 1.0 / (double)B;
+        for (size_t i = 0; i < B * D; i++) a[i] = 1.0 / (double)B;
+        if (cnf_dyn_reserve(one, B, D) != 0 || cnf_dyn_reserve(two, B, D) != 0) return 1;
+        op_case c1 = {op, one, B, D, theta, z, eps, a, w, dz, div, gz, gth, z2, 0};
+        op_case c2 = c1;
+        c2.dyn = two;
+        const cnf_precision prec = p ? CNF_PRECISION_SINGLE : CNF_PRECISION_DOUBLE;
+        fprintf(stderr, "bench_prec: split, %s, %s, B = %zu\n", op_name[op],
+                cnf_precision_name(prec), B);
+        time_calls(&c1, prec, 3, 0), time_calls(&c2, prec, 3, 0);
+        long n = (long)ceil(o->sample_ms * 1e-3 / time_calls(&c1, prec, 3, 0));
+        if (n < 1) n = 1;
+        double s1[64], s2[64], sr[64];
+        const int ns = o->samples < 64 ? o->samples : 64;
+        for (int i = 0; i < ns; i++) {
+          s1[i] = time_calls(&c1, prec, n, 0);
+          s2[i] = time_calls(&c2, prec, n, 0);
+          sr[i] = s1[i] / s2[i];
+        }
+        emit(stdout, out, "| %s | %s | %zu | %zu | %.2g | %.1f | %.1f | %.2fx |\n", op_name[op],
+             cnf_precision_name(prec), B, B * (1 + K), 0.5 * (double)(B * (1 + K)) * macs,
+             1e6 * median(s1, ns), 1e6 * median(s2, ns), median(sr, ns));
+        fflush(stdout);
+      }
+  cnf_dyn_free(one), cnf_dyn_free(two);
+  free(theta), free(z), free(z2), free(eps), free(a), free(w), free(dz), free(div), free(gz),
+      free(gth);
+  cnf_ctx_free(ctx);
+  return 0;
+}
+
 /* ---- whole solves ------------------------------------------------------ */
 
 static int bench_solves(const opts *o, FILE *out) {
@@ -292,7 +368,7 @@ static void usage(void) {
   fprintf(stderr,
           "usage: bench_prec [--samples N] [--sample-ms MS] [--threads 1,2] [--out FILE.md]\n"
           "                  [--model M.cnf [--points N] [--solve-batch B] [--solve-reps R]]\n"
-          "                  [--no-ops]\n");
+          "                  [--split B1,B2,...] [--no-ops]\n");
 }
 
 int main(int argc, char **argv) {
@@ -322,6 +398,16 @@ int main(int argc, char **argv) {
       o.solve_reps = atoi(v), i++;
     else if (!strcmp(k, "--no-ops"))
       ops = 0;
+    else if (!strcmp(k, "--split") && v) {
+      for (const char *p = v; *p && o.nsplit < 16;) {
+        o.split[o.nsplit++] = (size_t)strtoul(p, (char **)&p, 10);
+        if (*p == ',')
+          p++;
+        else if (*p)
+          break;
+      }
+      i++;
+    }
     else if (!strcmp(k, "--threads") && v) {
       o.nthreads = 0;
       for (const char *p = v; *p && o.nthreads < 4;) {
@@ -337,7 +423,10 @@ int main(int argc, char **argv) {
       return 2;
     }
   }
-  if (o.samples < 1 || o.sample_ms <= 0 || o.nthreads < 1 || o.points == 0 || o.solve_reps < 1) {
+  int bad_split = 0;
+  for (int i = 0; i < o.nsplit; i++) bad_split |= o.split[i] < 2 || o.split[i] > 100000;
+  if (o.samples < 1 || o.sample_ms <= 0 || o.nthreads < 1 || o.points == 0 || o.solve_reps < 1 ||
+      bad_split) {
     usage();
     return 2;
   }
@@ -369,6 +458,7 @@ int main(int argc, char **argv) {
        o.samples, o.sample_ms, la[0], la[1], la[2]);
   int rc = 0;
   if (ops) rc = bench_ops(&o, out);
+  if (rc == 0 && o.nsplit > 0) rc = bench_split(&o, out);
   if (rc == 0 && o.model != NULL) rc = bench_solves(&o, out);
   fp = fopen("/proc/loadavg", "r");
   if (fp != NULL) {

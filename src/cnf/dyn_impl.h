@@ -71,6 +71,9 @@ int cnf__dyn_vjp_reg(cnf_dyn *d, double t, size_t B, size_t K, const double *z,
  * hold = 0 on every call).  *saved gets the state to give back to
  * cnf__dyn_precision_end, so scopes nest.  CNF_EINVAL for an unknown p. */
 int cnf__dyn_precision_begin(cnf_dyn *d, cnf_precision p, int hold, int *saved);
+/* The work per thread (multiply-adds) from which an MLP splits its batch
+ * (0: the measured default, mlp.c MLP_PAR_MIN_MACS_*); for benchmarks. */
+int cnf__dyn_mlp_split_min(cnf_dyn *dyn, double macs);
 void cnf__dyn_precision_end(cnf_dyn *d, int saved);
 
 int cnf__aug_rhs(double t, const double *y, double *ydot, void *aug);

@@ -86,10 +86,12 @@ extern float log1pf(float);
 /* Threads of the batch split, at most. */
 #define CNF_MLP_MAX_THREADS 64
 
-/* Stacked rows (primal and tangent) per thread below which the split does
- * not pay: measured, two threads lose at batch 100 with the exact trace of
- * 2-D data (300 rows) and win 1.5-2x from 1000 rows up. */
-#define MLP_PAR_MIN_ROWS 512
+/* Work per thread, in multiply-adds of the network's linear layers (rows
+ * times the layers' in x out), below which the split does not pay; one
+ * figure per precision (float64, float32).  Measured with FFJORD's network
+ * (8450 multiply-adds a row): bench_prec --split, docs/performance.md. */
+#define MLP_PAR_MIN_MACS_D (512.0 * 8450.0)
+#define MLP_PAR_MIN_MACS_S (512.0 * 8450.0)
 
 /* A batch of at most this many stacked rows gets a workspace that holds
  * it whole (reserve), so the reverse sweep can keep its forward pass from
@@ -145,6 +147,8 @@ typedef struct mlp_state {
   size_t nthreads;   /* 1: serial */
   struct mlp_state *sub[CNF_MLP_MAX_THREADS]; /* per-thread states */
   size_t par_B, par_K; /* the batch and tangents the buffers fit */
+  double macs_row;   /* multiply-adds of one row through the linear layers */
+  double par_min;    /* work per thread for the split; 0: MLP_PAR_MIN_MACS_* */
   double *par_mem;   /* per thread: tangents in, tangents out, gth */
   struct mlp_pool *pool; /* the nthreads - 1 workers */
 } mlp_state;
@@ -335,8 +339,12 @@ typedef struct par_args {
 } par_args;
 
 static int par_use(const mlp_state *s, size_t B, size_t K) {
-  return s->nthreads > 1 && s->pool != NULL && B * (1 + K) >= s->nthreads * MLP_PAR_MIN_ROWS && B <= s->par_B &&
-         K <= s->par_K && s->par_mem != NULL;
+  if (s->nthreads <= 1 || s->pool == NULL || B > s->par_B || K > s->par_K || s->par_mem == NULL)
+    return 0;
+  const double min = s->par_min > 0.0                    ? s->par_min
+                     : s->prec == CNF_PRECISION_SINGLE ? MLP_PAR_MIN_MACS_S
+                                                        : MLP_PAR_MIN_MACS_D;
+  return (double)(B * (1 + K)) * s->macs_row >= (double)s->nthreads * min;
 }
 
 static size_t par_stride(const mlp_state *s) {
@@ -656,6 +664,7 @@ static mlp_state *state_new(const cnf_mlp_config *cfg) {
     ly->out = width(cfg, l + 1);
     ly->off = off;
     off += ly->out * ly->in + ly->out * (1 + layer_extra(cfg->layer));
+    s->macs_row += (double)(ly->in * ly->out);
     if (ly->in > s->wmax) s->wmax = ly->in;
     if (ly->out > s->wmax) s->wmax = ly->out;
   }
@@ -736,6 +745,12 @@ int cnf_dyn_mlp_set_threads(cnf_dyn *dyn, size_t n) {
   s->nthreads = n;
   set_precision(s, s->prec, s->hold);
   /* the split's buffers come with the next reserve (the solvers call it) */
+  return 0;
+}
+
+int cnf__dyn_mlp_split_min(cnf_dyn *dyn, double macs) {
+  if (dyn == NULL || dyn->type != &mlp_type || !(macs >= 0.0)) return CNF_EINVAL;
+  ((mlp_state *)dyn->state)->par_min = macs;
   return 0;
 }
 
