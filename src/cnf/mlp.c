@@ -49,6 +49,7 @@
  * float path keeps the solver's side in double: see mlp_kern.h. */
 #include <math.h>
 #include <pthread.h>
+#include <stdatomic.h>
 #include <stdint.h>
 #include <string.h>
 
@@ -87,11 +88,15 @@ extern float log1pf(float);
 #define CNF_MLP_MAX_THREADS 64
 
 /* Work per thread, in multiply-adds of the network's linear layers (rows
- * times the layers' in x out), below which the split does not pay; one
- * figure per precision (float64, float32).  Measured with FFJORD's network
- * (8450 multiply-adds a row): bench_prec --split, docs/performance.md. */
-#define MLP_PAR_MIN_MACS_D (512.0 * 8450.0)
-#define MLP_PAR_MIN_MACS_S (512.0 * 8450.0)
+ * times the layers' in x out), below which the split does not pay: float64,
+ * float32, and float32 with the parameter gradient (whose per-thread
+ * partial sums are P more additions a thread).  Measured with FFJORD's
+ * network (8448 multiply-adds a row) by bench_prec --split
+ * (docs/performance.md): two threads win from 25 rows in float64, 25 rows
+ * in float32 without the gradient and 100 samples with it. */
+#define MLP_PAR_MIN_MACS_D 1.0e5
+#define MLP_PAR_MIN_MACS_S 1.0e5
+#define MLP_PAR_MIN_MACS_SG 1.0e6
 
 /* A batch of at most this many stacked rows gets a workspace that holds
  * it whole (reserve), so the reverse sweep can keep its forward pass from
@@ -338,12 +343,15 @@ typedef struct par_args {
   double *dz, *jv, *div, *gz, *gth;
 } par_args;
 
-static int par_use(const mlp_state *s, size_t B, size_t K) {
+/* Whether an op of B samples with K tangent sets (and the parameter
+ * gradient if grad) splits. */
+static int par_use(const mlp_state *s, size_t B, size_t K, int grad) {
   if (s->nthreads <= 1 || s->pool == NULL || B > s->par_B || K > s->par_K || s->par_mem == NULL)
     return 0;
-  const double min = s->par_min > 0.0                    ? s->par_min
-                     : s->prec == CNF_PRECISION_SINGLE ? MLP_PAR_MIN_MACS_S
-                                                        : MLP_PAR_MIN_MACS_D;
+  const double min = s->par_min > 0.0                   ? s->par_min
+                     : s->prec != CNF_PRECISION_SINGLE ? MLP_PAR_MIN_MACS_D
+                     : grad                             ? MLP_PAR_MIN_MACS_SG
+                                                        : MLP_PAR_MIN_MACS_S;
   return (double)(B * (1 + K)) * s->macs_row >= (double)s->nthreads * min;
 }
 
@@ -400,10 +408,27 @@ static int par_run(mlp_state *s, const par_args *pa, size_t t) {
   return rc;
 }
 
-/* The workers: persistent threads that sleep on a condition variable
- * between calls (no spinning, so a busy machine loses nothing to them).  A
- * call publishes its arguments under a new generation number, runs share 0
- * itself, and waits until the n - 1 workers are done. */
+/* The workers: persistent threads.  A call publishes its arguments under a
+ * new generation number, runs share 0 itself, and waits until the n - 1
+ * workers are done.  Calls come back to back inside a solve (tens to
+ * hundreds of microseconds apart), while waking a sleeping thread through
+ * the kernel takes 50-100 us here, as long as a whole evaluation of a
+ * small batch: so a worker done with a call spins on the generation number
+ * for a bounded time (MLP_SPIN pauses, about 0.1 ms) before it sleeps on a
+ * condition variable, and the caller spins the same way on the count of
+ * workers still running.  On a busy machine a worker thus burns at most
+ * that long after each call; between solves and between training steps it
+ * sleeps. */
+#define MLP_SPIN 4000
+
+static inline void cpu_relax(void) {
+#if defined(__x86_64__) || defined(__i386__)
+  __builtin_ia32_pause();
+#elif defined(__aarch64__)
+  __asm__ __volatile__("yield");
+#endif
+}
+
 typedef struct pool_arg {
   struct mlp_pool *pool;
   size_t t;
@@ -417,9 +442,9 @@ typedef struct mlp_pool {
   pool_arg arg[CNF_MLP_MAX_THREADS];
   pthread_mutex_t mu;
   pthread_cond_t go, fin;
-  unsigned long gen;        /* call number */
-  size_t pending;           /* workers still running this call */
-  int quit;
+  _Atomic unsigned long gen; /* call number; changed under mu */
+  _Atomic size_t pending;    /* workers still running this call; changed under mu */
+  _Atomic int quit;
   const par_args *job;
   int rcs[CNF_MLP_MAX_THREADS];
 } mlp_pool;
@@ -428,26 +453,30 @@ static void *pool_main(void *arg) {
   const pool_arg *a = arg;
   mlp_pool *p = a->pool;
   unsigned long seen = 0;
-  pthread_mutex_lock(&p->mu);
   for (;;) {
-    while (p->gen == seen && !p->quit) pthread_cond_wait(&p->go, &p->mu);
-    if (p->quit) break;
-    seen = p->gen;
-    const par_args *job = p->job;
-    pthread_mutex_unlock(&p->mu);
-    int rc = par_run(p->s, job, a->t);
+    for (int i = 0; i < MLP_SPIN && atomic_load(&p->gen) == seen && !atomic_load(&p->quit); i++)
+      cpu_relax();
+    if (atomic_load(&p->gen) == seen && !atomic_load(&p->quit)) {
+      pthread_mutex_lock(&p->mu);
+      while (atomic_load(&p->gen) == seen && !atomic_load(&p->quit))
+        pthread_cond_wait(&p->go, &p->mu);
+      pthread_mutex_unlock(&p->mu);
+    }
+    if (atomic_load(&p->quit)) break;
+    seen = atomic_load(&p->gen);
+    const int rc = par_run(p->s, p->job, a->t);
     pthread_mutex_lock(&p->mu);
     p->rcs[a->t] = rc;
-    if (--p->pending == 0) pthread_cond_signal(&p->fin);
+    if (atomic_fetch_sub(&p->pending, 1) == 1) pthread_cond_signal(&p->fin);
+    pthread_mutex_unlock(&p->mu);
   }
-  pthread_mutex_unlock(&p->mu);
   return NULL;
 }
 
 static void pool_free(mlp_pool *p) {
   if (p == NULL) return;
   pthread_mutex_lock(&p->mu);
-  p->quit = 1;
+  atomic_store(&p->quit, 1);
   pthread_cond_broadcast(&p->go);
   pthread_mutex_unlock(&p->mu);
   for (size_t t = 1; t <= p->started; t++) pthread_join(p->tid[t], NULL);
@@ -463,6 +492,9 @@ static mlp_pool *pool_new(mlp_state *s, size_t n) {
   if (p == NULL) return NULL;
   p->s = s;
   p->n = n;
+  atomic_init(&p->gen, 0);
+  atomic_init(&p->pending, 0);
+  atomic_init(&p->quit, 0);
   if (pthread_mutex_init(&p->mu, NULL) != 0) {
     cnf__free(p);
     return NULL;
@@ -485,13 +517,14 @@ static int par_dispatch(mlp_state *s, const par_args *pa) {
   mlp_pool *p = s->pool;
   pthread_mutex_lock(&p->mu);
   p->job = pa;
-  p->pending = n - 1;
-  p->gen++;
+  atomic_store(&p->pending, n - 1);
+  atomic_fetch_add(&p->gen, 1);
   pthread_cond_broadcast(&p->go);
   pthread_mutex_unlock(&p->mu);
   p->rcs[0] = par_run(s, pa, 0);
+  for (int i = 0; i < MLP_SPIN && atomic_load(&p->pending) > 0; i++) cpu_relax();
   pthread_mutex_lock(&p->mu);
-  while (p->pending > 0) pthread_cond_wait(&p->fin, &p->mu);
+  while (atomic_load(&p->pending) > 0) pthread_cond_wait(&p->fin, &p->mu);
   pthread_mutex_unlock(&p->mu);
   for (size_t t = 0; t < n; t++)
     if (p->rcs[t] != 0) return p->rcs[t];
@@ -508,7 +541,7 @@ static int par_dispatch(mlp_state *s, const par_args *pa) {
 static int par_f(void *sv, double t, size_t B, const double *z, const double *theta,
                  double *dz) {
   mlp_state *s = sv;
-  if (!par_use(s, B, 0)) return ser_f(sv, t, B, z, theta, dz);
+  if (!par_use(s, B, 0, 0)) return ser_f(sv, t, B, z, theta, dz);
   par_args pa = {.op = PAR_F, .t = t, .B = B, .z = z, .theta = theta, .dz = dz};
   return par_dispatch(s, &pa);
 }
@@ -516,7 +549,7 @@ static int par_f(void *sv, double t, size_t B, const double *z, const double *th
 static int par_jvp(void *sv, double t, size_t B, size_t K, const double *z,
                    const double *theta, const double *v, double *dz, double *jv) {
   mlp_state *s = sv;
-  if (!par_use(s, B, K)) return ser_jvp(sv, t, B, K, z, theta, v, dz, jv);
+  if (!par_use(s, B, K, 0)) return ser_jvp(sv, t, B, K, z, theta, v, dz, jv);
   par_args pa = {.op = PAR_JVP, .t = t, .B = B, .K = K, .z = z, .theta = theta, .v = v,
                  .dz = dz, .jv = jv};
   return par_dispatch(s, &pa);
@@ -525,7 +558,7 @@ static int par_jvp(void *sv, double t, size_t B, size_t K, const double *z,
 static int par_f_div(void *sv, double t, size_t B, size_t K, const double *z,
                      const double *theta, const double *v, double *dz, double *div) {
   mlp_state *s = sv;
-  if (!par_use(s, B, K)) return ser_f_div(sv, t, B, K, z, theta, v, dz, div);
+  if (!par_use(s, B, K, 0)) return ser_f_div(sv, t, B, K, z, theta, v, dz, div);
   par_args pa = {.op = PAR_F_DIV, .t = t, .B = B, .K = K, .z = z, .theta = theta, .v = v,
                  .dz = dz, .div = div};
   return par_dispatch(s, &pa);
@@ -536,7 +569,7 @@ static int par_vjp_reg(void *sv, double t, size_t B, size_t K, const double *z,
                        const double *cj, const double *v, double *dz, double *gz, double *gth) {
   mlp_state *s = sv;
   const size_t Kt = w == NULL && cj == NULL ? 0 : K;
-  if (!par_use(s, B, Kt)) return ser_vjp_reg(sv, t, B, K, z, theta, a, w, ck, cj, v, dz, gz, gth);
+  if (!par_use(s, B, Kt, gth != NULL)) return ser_vjp_reg(sv, t, B, K, z, theta, a, w, ck, cj, v, dz, gz, gth);
   par_args pa = {.op = PAR_VJP, .t = t, .B = B, .K = Kt, .z = z, .theta = theta,
                  .v = Kt > 0 ? v : NULL, .a = a, .w = w, .ck = ck, .cj = cj, .dz = dz, .gz = gz,
                  .gth = gth};
@@ -546,7 +579,7 @@ static int par_vjp_reg(void *sv, double t, size_t B, size_t K, const double *z,
 static int par_f_rows(void *sv, const double *ts, size_t B, const double *z, const double *theta,
                       double *dz) {
   mlp_state *s = sv;
-  if (!par_use(s, B, 0)) return ser_f_rows(sv, ts, B, z, theta, dz);
+  if (!par_use(s, B, 0, 0)) return ser_f_rows(sv, ts, B, z, theta, dz);
   par_args pa = {.op = PAR_F_ROWS, .ts = ts, .B = B, .z = z, .theta = theta, .dz = dz};
   return par_dispatch(s, &pa);
 }
@@ -554,7 +587,7 @@ static int par_f_rows(void *sv, const double *ts, size_t B, const double *z, con
 static int par_vjp_rows(void *sv, const double *ts, size_t B, const double *z, const double *theta,
                         const double *a, const double *ck, double *dz, double *gz, double *gth) {
   mlp_state *s = sv;
-  if (!par_use(s, B, 0)) return ser_vjp_rows(sv, ts, B, z, theta, a, ck, dz, gz, gth);
+  if (!par_use(s, B, 0, gth != NULL)) return ser_vjp_rows(sv, ts, B, z, theta, a, ck, dz, gz, gth);
   par_args pa = {.op = PAR_VJP_ROWS, .ts = ts, .B = B, .z = z, .theta = theta, .a = a, .ck = ck};
   pa.dz = dz, pa.gz = gz, pa.gth = gth;
   return par_dispatch(s, &pa);

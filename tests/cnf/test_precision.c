@@ -121,18 +121,24 @@ static void test_prec_ops(void) {
     CU_ASSERT_TRUE(d > 1e-12); /* the float kernels ran */
   }
 
-  /* two threads: f and J v row for row, the gradients the same bits each time */
+  /* two threads (the batch splits): float32's GEMM kernels depend on the
+   * row count, so the results equal one thread's to float rounding, and the
+   * same thread count gives the same bits on every run */
   CU_ASSERT_EQUAL_FATAL(cnf_dyn_mlp_set_threads(dyn, 2), 0);
   run_ops(dyn, CNF_PRECISION_SINGLE, theta, P, z, v, a, ts, o[2]);
-  CU_ASSERT_EQUAL(memcmp(o[2]->f, o[1]->f, sizeof o[1]->f), 0);
-  CU_ASSERT_EQUAL(memcmp(o[2]->jv, o[1]->jv, sizeof o[1]->jv), 0);
-  CU_ASSERT_EQUAL(memcmp(o[2]->div_e, o[1]->div_e, sizeof o[1]->div_e), 0);
+  CU_ASSERT_TRUE(rel_diff(o[2]->f, o[1]->f, 2 * B) <= 1e-6);
+  CU_ASSERT_TRUE(rel_diff(o[2]->jv, o[1]->jv, 2 * B) <= 1e-6);
+  CU_ASSERT_TRUE(rel_diff(o[2]->div_e, o[1]->div_e, B) <= 1e-6);
   CU_ASSERT_TRUE(rel_diff(o[2]->gth, o[1]->gth, P) <= 1e-6);
-  double *g1 = malloc(P * sizeof *g1);
-  memcpy(g1, o[2]->gth, P * sizeof *g1);
-  run_ops(dyn, CNF_PRECISION_SINGLE, theta, P, z, v, a, ts, o[2]);
-  CU_ASSERT_EQUAL(memcmp(g1, o[2]->gth, P * sizeof *g1), 0);
-  free(g1);
+  ops_out *again = calloc(1, sizeof *again);
+  again->gth = malloc(P * sizeof(double));
+  again->gthr = malloc(P * sizeof(double));
+  run_ops(dyn, CNF_PRECISION_SINGLE, theta, P, z, v, a, ts, again);
+  CU_ASSERT_EQUAL(memcmp(again->f, o[2]->f, sizeof again->f), 0);
+  CU_ASSERT_EQUAL(memcmp(again->jv, o[2]->jv, sizeof again->jv), 0);
+  CU_ASSERT_EQUAL(memcmp(again->div_e, o[2]->div_e, sizeof again->div_e), 0);
+  CU_ASSERT_EQUAL(memcmp(again->gth, o[2]->gth, P * sizeof(double)), 0);
+  free(again->gth), free(again->gthr), free(again);
   cnf_dyn_free(dyn);
   for (int i = 0; i < 3; i++) free(o[i]->gth), free(o[i]->gthr), free(o[i]);
   free(theta);
