@@ -391,9 +391,10 @@ int cnf_flow_standardization(const cnf_flow *flow, double *shift,
                              double *scale);
 
 /* Split every network evaluation of the flow over n threads (1..64; 1,
- * the default, is serial): see cnf_dyn_mlp_set_threads.  Densities,
- * samples and z-gradients do not depend on n; the parameter gradient
- * changes in its last bits with n, and is reproducible for a given n.
+ * the default, is serial): see cnf_dyn_mlp_set_threads.  In float64,
+ * densities, samples and z-gradients do not depend on n (in float32 they
+ * change at float rounding); the parameter gradient changes in its last
+ * bits with n; everything is reproducible for a given n and precision.
  * Keep OpenBLAS single-threaded meanwhile (OPENBLAS_NUM_THREADS=1). */
 int cnf_flow_set_threads(cnf_flow *flow, size_t n);
 

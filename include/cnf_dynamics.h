@@ -124,11 +124,13 @@ int cnf_dyn_mlp_create(cnf_dyn **out, cnf_ctx *ctx, const cnf_mlp_config *cfg);
  * serially): each op runs the rows of thread t, [t B / n, (t + 1) B / n),
  * on a workspace of its own, and the parameter gradient adds the threads'
  * partial sums in thread order, so a given n gives the same bits every run
- * (different n may differ in the last bits of the parameter gradient).
- * Batches of fewer than 512 n stacked rows (B (1 + K)) stay serial.  The
- * n - 1 worker threads live with the field and sleep between calls; one
- * field must not be used from two threads at once.  OpenBLAS should be
- * single-threaded meanwhile (OPENBLAS_NUM_THREADS=1). */
+ * (different n may differ in the last bits of the parameter gradient, and
+ * in float32 of every output).  Ops with less work per thread than the
+ * measured threshold (docs/design.md section 14: about 12 stacked rows of
+ * FFJORD's network, B (1 + K) in all) stay serial.  The n - 1 worker
+ * threads live with the field, spin about 0.1 ms after each call, then
+ * sleep; one field must not be used from two threads at once.  OpenBLAS
+ * should be single-threaded meanwhile (OPENBLAS_NUM_THREADS=1). */
 int cnf_dyn_mlp_set_threads(cnf_dyn *dyn, size_t n);
 size_t cnf_dyn_mlp_threads(const cnf_dyn *dyn);
 

@@ -6,6 +6,7 @@ One sign convention for every kind (docs/design.md, "Conventions"):
 logdet = log|det dz/dx| and log p(x) = log N(z; 0, I) + logdet."""
 
 import dataclasses
+import os
 import signal
 import threading
 
@@ -13,6 +14,12 @@ import numpy as np
 
 from ._core import as_rows, new_ctx, options, ptr, raise_for, stats_dict
 from ._lib import ffi, lib
+
+
+def default_threads():
+    """The threads a model splits its batch over unless told otherwise:
+    the machine's cores (at most 64), as `cnf --threads` defaults to."""
+    return max(1, min(64, os.cpu_count() or 1))
 
 
 def _hidden(spec, hidden):
@@ -67,7 +74,9 @@ class Model:
     @classmethod
     def _wrap(cls, out, ctx):
         # the destructor holds the context: it must outlive the model
-        return cls(ffi.gc(out[0], lambda p, ctx=ctx: lib.cnf_model_free(p)), ctx)
+        m = cls(ffi.gc(out[0], lambda p, ctx=ctx: lib.cnf_model_free(p)), ctx)
+        m.set_threads(default_threads())
+        return m
 
     @classmethod
     def load(cls, path):
@@ -165,7 +174,10 @@ class Model:
         return lib.cnf_model_iteration(self._m)
 
     def set_threads(self, n):
-        """Split network evaluations over n threads (flows of MLP blocks)."""
+        """Split network evaluations over n threads (flows of MLP blocks;
+        default: the machine's cores, default_threads()).  Results are
+        reproducible for a given n and precision; keep OpenBLAS on one
+        thread meanwhile (OPENBLAS_NUM_THREADS=1) for the best speed."""
         raise_for(lib.cnf_model_set_threads(self._m, int(n)), self._ctx)
 
     def set_standardization(self, shift, scale):

@@ -104,12 +104,18 @@ double cnf__cli_now(void) {
 }
 
 /* The threads of this run: the command's --threads, else the global one,
- * else the machine's cores.  They split the network's batch (each flow
+ * else the machine's cores (per rank under mpirun).  They split the network's batch (each flow
  * the command opens gets them); OpenBLAS runs one thread inside each. */
 static size_t cli_threads = 1;
 
+/* The cores, shared among the ranks mpirun started on this machine (Open
+ * MPI and MPICH say how many), at least 1, at most 64. */
 static size_t default_threads(void) {
   long n = sysconf(_SC_NPROCESSORS_ONLN);
+  const char *local = getenv("OMPI_COMM_WORLD_LOCAL_SIZE");
+  if (local == NULL) local = getenv("MPI_LOCALNRANKS");
+  const long ranks = local != NULL ? strtol(local, NULL, 10) : 1;
+  if (ranks > 1) n /= ranks;
   return n < 1 ? 1 : n > 64 ? 64 : (size_t)n;
 }
 

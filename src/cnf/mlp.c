@@ -47,11 +47,13 @@
  * a workspace of its own; the state's precision (cnf__dyn_precision_begin,
  * set by the solvers from cnf_options.precision) picks one per call.  The
  * float path keeps the solver's side in double: see mlp_kern.h. */
+#define _POSIX_C_SOURCE 200809L /* sysconf */
 #include <math.h>
 #include <pthread.h>
 #include <stdatomic.h>
 #include <stdint.h>
 #include <string.h>
+#include <unistd.h>
 
 #include <cblas.h>
 #include <gsl/gsl_rng.h>
@@ -324,9 +326,11 @@ static int ser_vjp_rows(void *sv, const double *ts, size_t B, const double *z, c
  * With n > 1 threads (cnf_dyn_mlp_set_threads) every op splits the batch
  * into n contiguous ranges of rows, b in [t B / n, (t + 1) B / n), each run
  * by the serial op on a state of its own (its own workspace).  Rows are
- * independent, so f, div, J v and the z-gradient are the serial ones; the
- * parameter gradient is the sum of the n partial sums, added in thread
- * order, so a given thread count always gives the same bits.  Tangent sets
+ * independent, so f, div, J v and the z-gradient are the serial ones up to
+ * the GEMM kernels' dependence on the row count (none seen in float64,
+ * float rounding in float32); the parameter gradient is the sum of the n
+ * partial sums, added in thread order, so a given thread count always
+ * gives the same bits.  Tangent sets
  * (K, B, D) are strided by B: each thread copies its rows of v into a
  * buffer of its own (and J v back), sized by reserve, never in an op.
  * The threads are a pool of its own (below); OpenBLAS should then run
@@ -418,7 +422,8 @@ static int par_run(mlp_state *s, const par_args *pa, size_t t) {
  * condition variable, and the caller spins the same way on the count of
  * workers still running.  On a busy machine a worker thus burns at most
  * that long after each call; between solves and between training steps it
- * sleeps. */
+ * sleeps.  With more threads than cores nobody spins (a spinning thread
+ * would hold the core another one needs). */
 #define MLP_SPIN 4000
 
 static inline void cpu_relax(void) {
@@ -438,6 +443,7 @@ typedef struct mlp_pool {
   mlp_state *s;
   size_t n;                 /* threads, the caller included */
   size_t started;           /* workers created */
+  int spin;                 /* pauses before sleeping: MLP_SPIN, 0 past the cores */
   pthread_t tid[CNF_MLP_MAX_THREADS];
   pool_arg arg[CNF_MLP_MAX_THREADS];
   pthread_mutex_t mu;
@@ -454,7 +460,7 @@ static void *pool_main(void *arg) {
   mlp_pool *p = a->pool;
   unsigned long seen = 0;
   for (;;) {
-    for (int i = 0; i < MLP_SPIN && atomic_load(&p->gen) == seen && !atomic_load(&p->quit); i++)
+    for (int i = 0; i < p->spin && atomic_load(&p->gen) == seen && !atomic_load(&p->quit); i++)
       cpu_relax();
     if (atomic_load(&p->gen) == seen && !atomic_load(&p->quit)) {
       pthread_mutex_lock(&p->mu);
@@ -492,6 +498,8 @@ static mlp_pool *pool_new(mlp_state *s, size_t n) {
   if (p == NULL) return NULL;
   p->s = s;
   p->n = n;
+  const long cores = sysconf(_SC_NPROCESSORS_ONLN);
+  p->spin = cores > 0 && n > (size_t)cores ? 0 : MLP_SPIN;
   atomic_init(&p->gen, 0);
   atomic_init(&p->pending, 0);
   atomic_init(&p->quit, 0);
@@ -522,7 +530,7 @@ static int par_dispatch(mlp_state *s, const par_args *pa) {
   pthread_cond_broadcast(&p->go);
   pthread_mutex_unlock(&p->mu);
   p->rcs[0] = par_run(s, pa, 0);
-  for (int i = 0; i < MLP_SPIN && atomic_load(&p->pending) > 0; i++) cpu_relax();
+  for (int i = 0; i < p->spin && atomic_load(&p->pending) > 0; i++) cpu_relax();
   pthread_mutex_lock(&p->mu);
   while (atomic_load(&p->pending) > 0) pthread_cond_wait(&p->fin, &p->mu);
   pthread_mutex_unlock(&p->mu);
