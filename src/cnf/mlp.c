@@ -330,9 +330,9 @@ static int ser_vjp_rows(void *sv, const double *ts, size_t B, const double *z, c
  * the GEMM kernels' dependence on the row count (none seen in float64,
  * float rounding in float32); the parameter gradient is the sum of the n
  * partial sums, added in thread order, so a given thread count always
- * gives the same bits.  Tangent sets
- * (K, B, D) are strided by B: each thread copies its rows of v into a
- * buffer of its own (and J v back), sized by reserve, never in an op.
+ * gives the same bits.  Tangent sets (K, B, D) are strided by B: each
+ * thread copies its rows of v into a buffer of its own (and J v back),
+ * sized by reserve, never in an op.
  * The threads are a pool of its own (below); OpenBLAS should then run
  * single-threaded. */
 
