@@ -1,8 +1,46 @@
 """Errors, array checks and solver options shared by the package's modules."""
 
+import contextlib
+
+import cffi
 import numpy as np
 
 from ._lib import ffi, lib
+
+
+def _openblas():
+    """OpenBLAS's thread controls, if the process has OpenBLAS (numpy and
+    libcnf share one copy of it), else None."""
+    bffi = cffi.FFI()
+    bffi.cdef("int openblas_get_num_threads(void); void openblas_set_num_threads(int);")
+    for name in ("libopenblas.so.0", "libopenblas.so"):
+        try:
+            b = bffi.dlopen(name)
+            b.openblas_get_num_threads  # the symbols are there
+            b.openblas_set_num_threads
+            return b
+        except (OSError, AttributeError):
+            pass
+    return None
+
+
+_BLAS = _openblas()
+
+
+@contextlib.contextmanager
+def blas_one_thread():
+    """OpenBLAS on one thread for the duration of a library call, as the
+    library's batch split wants (docs/design.md, "Threads"): OpenBLAS's own
+    threads only get in the way of the split's.  The count numpy had is
+    restored afterwards."""
+    n = _BLAS.openblas_get_num_threads() if _BLAS is not None else 1
+    if n > 1:
+        _BLAS.openblas_set_num_threads(1)
+    try:
+        yield
+    finally:
+        if n > 1:
+            _BLAS.openblas_set_num_threads(n)
 
 
 class Error(RuntimeError):

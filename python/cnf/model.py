@@ -12,7 +12,7 @@ import threading
 
 import numpy as np
 
-from ._core import as_rows, new_ctx, options, ptr, raise_for, stats_dict
+from ._core import as_rows, blas_one_thread, new_ctx, options, ptr, raise_for, stats_dict
 from ._lib import ffi, lib
 
 
@@ -176,8 +176,8 @@ class Model:
     def set_threads(self, n):
         """Split network evaluations over n threads (flows of MLP blocks;
         default: the machine's cores, default_threads()).  Results are
-        reproducible for a given n and precision; keep OpenBLAS on one
-        thread meanwhile (OPENBLAS_NUM_THREADS=1) for the best speed."""
+        reproducible for a given n and precision.  OpenBLAS runs on one
+        thread while the library works (blas_one_thread)."""
         raise_for(lib.cnf_model_set_threads(self._m, int(n)), self._ctx)
 
     def set_standardization(self, shift, scale):
@@ -206,7 +206,8 @@ class Model:
         arrays = [np.empty((B, self.dim) if o == "BD" else (B,)) for o in outs]
         st = ffi.new("cnf_stats *")
         lib.cnf_model_seed(self._m, int(seed))
-        rc = fn(self._m, opt, B, ptr(x), *[ptr(a) for a in arrays], st)
+        with blas_one_thread():
+            rc = fn(self._m, opt, B, ptr(x), *[ptr(a) for a in arrays], st)
         raise_for(rc, self._ctx)
         self.last_stats = stats_dict(st)
         return arrays
@@ -236,7 +237,9 @@ class Model:
         lp = np.empty(int(n))
         st = ffi.new("cnf_stats *")
         lib.cnf_model_seed(self._m, int(seed))
-        raise_for(lib.cnf_model_sample(self._m, opt, int(n), ptr(x), ptr(lp), st), self._ctx)
+        with blas_one_thread():
+            rc = lib.cnf_model_sample(self._m, opt, int(n), ptr(x), ptr(lp), st)
+        raise_for(rc, self._ctx)
         self.last_stats = stats_dict(st)
         return x, lp
 
@@ -263,8 +266,9 @@ class Model:
         out = np.empty((int(n), B, self.dim))
         st = ffi.new("cnf_stats *")
         lib.cnf_model_seed(self._m, int(seed))
-        rc = lib.cnf_model_trajectories(self._m, opt, 1 if direction > 0 else -1, B, ptr(x),
-                                        int(n), ptr(out), st)
+        with blas_one_thread():
+            rc = lib.cnf_model_trajectories(self._m, opt, 1 if direction > 0 else -1, B, ptr(x),
+                                            int(n), ptr(out), st)
         raise_for(rc, self._ctx)
         self.last_stats = stats_dict(st)
         return out
@@ -277,8 +281,9 @@ class Model:
         lp = np.empty(y.shape[0])
         st = ffi.new("cnf_stats *")
         lib.cnf_model_seed(self._m, int(seed))
-        raise_for(lib.cnf_model_logp_at(self._m, opt, float(t), y.shape[0], ptr(y), ptr(lp), st),
-                  self._ctx)
+        with blas_one_thread():
+            rc = lib.cnf_model_logp_at(self._m, opt, float(t), y.shape[0], ptr(y), ptr(lp), st)
+        raise_for(rc, self._ctx)
         self.last_stats = stats_dict(st)
         return lp
 
@@ -288,8 +293,9 @@ class Model:
         x = as_rows(x, self.dim)
         out = ffi.new("double *")
         lib.cnf_model_seed(self._m, int(seed))
-        raise_for(lib.cnf_model_nll(self._m, opt, x.shape[0], ptr(x), out, ffi.NULL),
-                  self._ctx)
+        with blas_one_thread():
+            rc = lib.cnf_model_nll(self._m, opt, x.shape[0], ptr(x), out, ffi.NULL)
+        raise_for(rc, self._ctx)
         return out[0]
 
 
@@ -488,7 +494,8 @@ def fit(model, data, iters=1000, batch=None, lr=1e-3, weight_decay=1e-5, seed=0,
         old = signal.signal(signal.SIGINT, on_sigint)
     res = ffi.new("cnf_fit_result *")
     try:
-        rc = lib.cnf_fit(model._m, fd, fo, res)
+        with blas_one_thread():
+            rc = lib.cnf_fit(model._m, fd, fo, res)
     finally:
         if ours:
             # a handler installed from C reads as None: give back the default

@@ -39,6 +39,34 @@ class TestModel(ScratchCase):
             if extra:
                 self.assertFalse(np.array_equal(m.log_prob(x, trace="gauss", seed=6), ref))
 
+    def test_threads_and_blas(self):
+        # models split over the cores by default; float64 densities do not
+        # depend on the thread count
+        self.assertEqual(cnf.model.default_threads(), max(1, min(64, os.cpu_count() or 1)))
+        m = cnf.Model.cnf(2, hidden="16-16", seed=3)
+        x = np.random.default_rng(2).normal(size=(300, 2))
+        lp = m.log_prob(x)
+        m.set_threads(1)
+        self.assertTrue(np.array_equal(m.log_prob(x), lp))
+        m.set_threads(2)
+        self.assertTrue(np.array_equal(m.log_prob(x), lp))
+        # OpenBLAS runs one thread inside a library call and gets its count back
+        blas = cnf._core._BLAS
+        if blas is None:
+            self.skipTest("no OpenBLAS in this process")
+        before = blas.openblas_get_num_threads()
+        try:
+            blas.openblas_set_num_threads(2)
+            with cnf._core.blas_one_thread():
+                self.assertEqual(blas.openblas_get_num_threads(), 1)
+            self.assertEqual(blas.openblas_get_num_threads(), 2)
+            with self.assertRaises(ValueError):
+                with cnf._core.blas_one_thread():
+                    raise ValueError("inside")
+            self.assertEqual(blas.openblas_get_num_threads(), 2)
+        finally:
+            blas.openblas_set_num_threads(before)
+
     def test_encode_decode_convention(self):
         for m in (cnf.Model.cnf(2, hidden="16-16", seed=1),
                   cnf.Model.stack("realnvp", 2, seed=1)):
