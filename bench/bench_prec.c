@@ -364,6 +364,21 @@ static int bench_solves(const opts *o, FILE *out) {
   return 0;
 }
 
+/* "A,B,C" into out (at most max numbers); the count read. */
+static int parse_list(const char *v, size_t *out, int max) {
+  int n = 0;
+  for (const char *p = v; *p && n < max;) {
+    char *end;
+    out[n++] = (size_t)strtoul(p, &end, 10);
+    p = end;
+    if (*p == ',')
+      p++;
+    else if (*p)
+      break;
+  }
+  return n;
+}
+
 static void usage(void) {
   fprintf(stderr,
           "usage: bench_prec [--samples N] [--sample-ms MS] [--threads 1,2] [--out FILE.md]\n"
@@ -398,27 +413,11 @@ int main(int argc, char **argv) {
       o.solve_reps = atoi(v), i++;
     else if (!strcmp(k, "--no-ops"))
       ops = 0;
-    else if (!strcmp(k, "--split") && v) {
-      for (const char *p = v; *p && o.nsplit < 16;) {
-        o.split[o.nsplit++] = (size_t)strtoul(p, (char **)&p, 10);
-        if (*p == ',')
-          p++;
-        else if (*p)
-          break;
-      }
-      i++;
-    }
-    else if (!strcmp(k, "--threads") && v) {
-      o.nthreads = 0;
-      for (const char *p = v; *p && o.nthreads < 4;) {
-        o.threads[o.nthreads++] = (size_t)strtoul(p, (char **)&p, 10);
-        if (*p == ',')
-          p++;
-        else if (*p)
-          break;
-      }
-      i++;
-    } else {
+    else if (!strcmp(k, "--split") && v)
+      o.nsplit = parse_list(v, o.split, 16), i++;
+    else if (!strcmp(k, "--threads") && v)
+      o.nthreads = parse_list(v, o.threads, 4), i++;
+    else {
       usage();
       return 2;
     }
