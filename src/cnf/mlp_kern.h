@@ -245,8 +245,14 @@ static int FN(ser_f)(mlp_state *s, double t, size_t B, const double *z, const do
   return 0;
 }
 
-static int FN(ser_jvp)(mlp_state *s, double t, size_t B, size_t K, const double *z,
-                       const double *theta, const double *v, double *dz, double *jv) {
+/* One forward pass with K tangent sets over the batch, chunk by chunk:
+ * f into dz, the tangents J v into jv (K, B, D), and the divergence (the
+ * exact trace when v is NULL and K = D, else sum_k v_k^T J v_k, the
+ * Hutchinson estimate before its 1 / K) into div; any of the three may be
+ * NULL. */
+static int FN(ser_tangents)(mlp_state *s, double t, size_t B, size_t K, const double *z,
+                            const double *theta, const double *v, double *dz, double *jv,
+                            double *div) {
   const size_t D = s->cfg.dim, cs = chunk_samples(s, K);
   if (v == NULL && K != D) return -1;
   if (s->rows < 1 + K) return -1; /* workspace too small for one sample */
@@ -257,23 +263,10 @@ static int FN(ser_jvp)(mlp_state *s, double t, size_t B, size_t K, const double 
     FN(forward_chunk)(s, t, Bc, K, th, 0);
     const T *Y = s->WS.ly[s->L - 1].Y;
     if (dz != NULL) FN(store)(dz + b0 * D, Y, Bc * D);
-    for (size_t k = 0; k < K; k++) FN(store)(jv + (k * B + b0) * D, Y + (1 + k) * Bc * D, Bc * D);
-  }
-  return 0;
-}
-
-static int FN(ser_f_div)(mlp_state *s, double t, size_t B, size_t K, const double *z,
-                         const double *theta, const double *v, double *dz, double *div) {
-  const size_t D = s->cfg.dim, cs = chunk_samples(s, K);
-  if (v == NULL && K != D) return -1;
-  if (s->rows < 1 + K) return -1;
-  const T *th = FN(weights)(s, theta);
-  for (size_t b0 = 0; b0 < B; b0 += cs) {
-    size_t Bc = B - b0 < cs ? B - b0 : cs;
-    FN(load_input)(s, b0, Bc, B, K, z, v);
-    FN(forward_chunk)(s, t, Bc, K, th, 0);
-    const T *Y = s->WS.ly[s->L - 1].Y;
-    FN(store)(dz + b0 * D, Y, Bc * D);
+    if (jv != NULL)
+      for (size_t k = 0; k < K; k++)
+        FN(store)(jv + (k * B + b0) * D, Y + (1 + k) * Bc * D, Bc * D);
+    if (div == NULL) continue;
     for (size_t j = 0; j < Bc; j++) div[b0 + j] = 0.0;
     for (size_t k = 0; k < K; k++) {
       const T *Yk = Y + (1 + k) * Bc * D;
@@ -290,6 +283,16 @@ static int FN(ser_f_div)(mlp_state *s, double t, size_t B, size_t K, const doubl
     }
   }
   return 0;
+}
+
+static int FN(ser_jvp)(mlp_state *s, double t, size_t B, size_t K, const double *z,
+                       const double *theta, const double *v, double *dz, double *jv) {
+  return FN(ser_tangents)(s, t, B, K, z, theta, v, dz, jv, NULL);
+}
+
+static int FN(ser_f_div)(mlp_state *s, double t, size_t B, size_t K, const double *z,
+                         const double *theta, const double *v, double *dz, double *div) {
+  return FN(ser_tangents)(s, t, B, K, z, theta, v, dz, NULL, div);
 }
 
 /* Column sums of rows [0, n) of M (n, m) into out (m), added with weight c. */
