@@ -398,6 +398,13 @@ int cnf_flow_standardization(const cnf_flow *flow, double *shift,
  * Keep OpenBLAS single-threaded meanwhile (OPENBLAS_NUM_THREADS=1). */
 int cnf_flow_set_threads(cnf_flow *flow, size_t n);
 
+/* The threads a batch split should use by default: this process's share
+ * of the machine's cores (the online cores divided among the ranks mpirun
+ * started on the machine, as Open MPI and MPICH report them), 1 to 64.
+ * The command-line tool and the Python package default to it; the library
+ * itself stays serial until asked. */
+size_t cnf_threads_default(void);
+
 /* Seed the flow's random generator (GSL mt19937), which draws Hutchinson
  * probes (once per solve, held fixed during it) and base samples. */
 void cnf_flow_seed(cnf_flow *flow, uint64_t seed);

@@ -127,6 +127,7 @@ size_t cnf_model_param_count(const cnf_model *m);
 double *cnf_model_params(cnf_model *m);
 cnf_flow *cnf_model_flow(cnf_model *m);
 int cnf_model_set_threads(cnf_model *m, size_t n);
+size_t cnf_threads_default(void);
 void cnf_model_seed(cnf_model *m, uint64_t seed);
 int cnf_model_set_standardization(cnf_model *m, const double *shift, const double *scale);
 int cnf_model_logp(cnf_model *m, const cnf_options *opt, size_t B, const double *x,

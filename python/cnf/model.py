@@ -6,7 +6,6 @@ One sign convention for every kind (docs/design.md, "Conventions"):
 logdet = log|det dz/dx| and log p(x) = log N(z; 0, I) + logdet."""
 
 import dataclasses
-import os
 import signal
 import threading
 
@@ -18,8 +17,9 @@ from ._lib import ffi, lib
 
 def default_threads():
     """The threads a model splits its batch over unless told otherwise:
-    the machine's cores (at most 64), as `cnf --threads` defaults to."""
-    return max(1, min(64, os.cpu_count() or 1))
+    the library's cnf_threads_default (the machine's cores, at most 64),
+    as `cnf --threads` defaults to."""
+    return int(lib.cnf_threads_default())
 
 
 def _hidden(spec, hidden):

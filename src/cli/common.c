@@ -108,19 +108,8 @@ double cnf__cli_now(void) {
  * the command opens gets them); OpenBLAS runs one thread inside each. */
 static size_t cli_threads = 1;
 
-/* The cores, shared among the ranks mpirun started on this machine (Open
- * MPI and MPICH say how many), at least 1, at most 64. */
-static size_t default_threads(void) {
-  long n = sysconf(_SC_NPROCESSORS_ONLN);
-  const char *local = getenv("OMPI_COMM_WORLD_LOCAL_SIZE");
-  if (local == NULL) local = getenv("MPI_LOCALNRANKS");
-  const long ranks = local != NULL ? strtol(local, NULL, 10) : 1;
-  if (ranks > 1) n /= ranks;
-  return n < 1 ? 1 : n > 64 ? 64 : (size_t)n;
-}
-
 static void apply_threads(size_t global, size_t local) {
-  cli_threads = local ? local : global ? global : default_threads();
+  cli_threads = local ? local : global ? global : cnf_threads_default();
   if (cli_threads > 64) cli_threads = 64;
   openblas_set_num_threads(1);
 }

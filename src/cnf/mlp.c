@@ -47,13 +47,11 @@
  * a workspace of its own; the state's precision (cnf__dyn_precision_begin,
  * set by the solvers from cnf_options.precision) picks one per call.  The
  * float path keeps the solver's side in double: see mlp_kern.h. */
-#define _POSIX_C_SOURCE 200809L /* sysconf */
 #include <math.h>
 #include <pthread.h>
 #include <stdatomic.h>
 #include <stdint.h>
 #include <string.h>
-#include <unistd.h>
 
 #include <cblas.h>
 #include <gsl/gsl_rng.h>
@@ -422,8 +420,9 @@ static int par_run(mlp_state *s, const par_args *pa, size_t t) {
  * condition variable, and the caller spins the same way on the count of
  * workers still running.  On a busy machine a worker thus burns at most
  * that long after each call; between solves and between training steps it
- * sleeps.  With more threads than cores nobody spins (a spinning thread
- * would hold the core another one needs). */
+ * sleeps.  With more threads than this process's share of the cores
+ * (cnf_threads_default) nobody spins: a spinning thread would hold the
+ * core another one needs. */
 #define MLP_SPIN 4000
 
 static inline void cpu_relax(void) {
@@ -498,8 +497,7 @@ static mlp_pool *pool_new(mlp_state *s, size_t n) {
   if (p == NULL) return NULL;
   p->s = s;
   p->n = n;
-  const long cores = sysconf(_SC_NPROCESSORS_ONLN);
-  p->spin = cores > 0 && n > (size_t)cores ? 0 : MLP_SPIN;
+  p->spin = n > cnf_threads_default() ? 0 : MLP_SPIN;
   atomic_init(&p->gen, 0);
   atomic_init(&p->pending, 0);
   atomic_init(&p->quit, 0);

@@ -3,9 +3,12 @@
  * newer and larger one cut to ours), the names of traces, methods,
  * layers and activations, the "64-64-64" hidden-layer notation, parameter
  * counts, and the statistics counters. */
+#define _POSIX_C_SOURCE 200809L /* setenv, sysconf */
 #include <math.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "cnf.h"
 #include "core.h" /* white box: cnf__options_read */
@@ -329,6 +332,28 @@ static void test_options_older_and_newer(void) {
   cnf_ctx_free(ctx);
 }
 
+/* cnf_threads_default: the online cores, 1 to 64, divided among the ranks
+ * Open MPI or MPICH report on the machine. */
+static void test_threads_default(void) {
+  const char *saved = getenv("OMPI_COMM_WORLD_LOCAL_SIZE");
+  char keep[32] = "";
+  if (saved != NULL) snprintf(keep, sizeof keep, "%s", saved);
+  unsetenv("OMPI_COMM_WORLD_LOCAL_SIZE");
+  unsetenv("MPI_LOCALNRANKS");
+  const long cores = sysconf(_SC_NPROCESSORS_ONLN);
+  const size_t all = cores < 1 ? 1 : cores > 64 ? 64 : (size_t)cores;
+  CU_ASSERT_EQUAL(cnf_threads_default(), all);
+  setenv("OMPI_COMM_WORLD_LOCAL_SIZE", "2", 1);
+  CU_ASSERT_EQUAL(cnf_threads_default(), cores / 2 < 1 ? 1 : (size_t)(cores / 2 > 64 ? 64 : cores / 2));
+  setenv("OMPI_COMM_WORLD_LOCAL_SIZE", "100000", 1);
+  CU_ASSERT_EQUAL(cnf_threads_default(), 1);
+  unsetenv("OMPI_COMM_WORLD_LOCAL_SIZE");
+  setenv("MPI_LOCALNRANKS", "1", 1);
+  CU_ASSERT_EQUAL(cnf_threads_default(), all);
+  unsetenv("MPI_LOCALNRANKS");
+  if (saved != NULL) setenv("OMPI_COMM_WORLD_LOCAL_SIZE", keep, 1);
+}
+
 const test_entry options_tests[] = {
     {"defaults", test_defaults},
     {"options: size 0 is refused with a message", test_options_size_zero},
@@ -341,5 +366,6 @@ const test_entry options_tests[] = {
     {"parameter counts (9224 for the 2-D default)", test_param_count},
     {"statistics counters", test_stats},
     {"log N(z; 0, I)", test_log_normal},
+    {"default threads: the cores, shared among the machine's ranks", test_threads_default},
     {NULL, NULL},
 };
